@@ -1,1 +1,14 @@
-"""fearkd."""
+"""fearkd: fear-level detection from EEG and peripheral physiology.
+
+Transfer learning (pretrain on valence/arousal, new head, fine-tune on fear) and knowledge
+distillation (a teacher on every channel teaches a student on few), evaluated honestly.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("fearkd")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0.0.0"
+
+__all__ = ["__version__"]

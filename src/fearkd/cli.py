@@ -1,0 +1,528 @@
+"""The ``fearkd`` command line.
+
+Each subcommand is a small function that parses nothing itself: argparse does that, the
+library does the work, and this module prints. A :class:`~fearkd.errors.FearkdError` (or a
+bad value) prints one line and exits with status 2; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from .errors import FearkdError
+
+__all__ = ["main", "build_parser"]
+
+logger = logging.getLogger("fearkd")
+
+
+def _json_default(value):
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _print_json(data) -> None:
+    print(json.dumps(data, indent=2, default=_json_default))
+
+
+# ----------------------------------------------------------------------------------- synth
+def _cmd_synth(args) -> int:
+    from .datasets import synthetic
+
+    if args.dataset == "deap":
+        root = synthetic.write_deap(
+            args.out, n_subjects=args.subjects, n_trials=args.trials, seconds=args.seconds,
+            seed=args.seed, fmt=args.format,
+        )
+    else:
+        root = synthetic.write_ascertain(
+            args.out, n_subjects=args.subjects, n_clips=args.trials, seconds=args.seconds,
+            seed=args.seed,
+        )
+    print(f"Wrote synthetic {args.dataset.upper()} ({args.subjects} subjects) to {root}")
+    return 0
+
+
+def _add_synth(sub) -> None:
+    p = sub.add_parser(
+        "synth", help="write a synthetic dataset in the real on-disk format",
+        description="Write a seeded synthetic DEAP or ASCERTAIN dataset in the real on-disk "
+                    "format, with physiology driven by each trial's ratings.",
+    )
+    p.add_argument("dataset", choices=["deap", "ascertain"], help="which format to write")
+    p.add_argument("out", type=Path, help="output folder (the dataset root)")
+    p.add_argument("--subjects", type=int, default=4, help="number of subjects (default 4)")
+    p.add_argument("--trials", type=int, default=None,
+                   help="trials (DEAP, max 40) or clips (ASCERTAIN, max 36) per subject "
+                        "(default: the real number)")
+    p.add_argument("--seconds", type=float, default=None,
+                   help="trial length in seconds (DEAP default 63 incl. 3 s baseline, max 63; "
+                        "ASCERTAIN default 60, clip lengths vary around it)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--format", choices=["dat", "mat"], default="dat",
+                   help="DEAP only: Python pickle (.dat) or MATLAB (.mat) files (default dat)")
+    p.set_defaults(func=_cmd_synth_defaults)
+
+
+def _cmd_synth_defaults(args) -> int:
+    if args.trials is None:
+        args.trials = 40 if args.dataset == "deap" else 36
+    if args.seconds is None:
+        args.seconds = 63.0 if args.dataset == "deap" else 60.0
+    if args.dataset == "ascertain" and args.format != "dat":
+        raise ValueError("--format applies to DEAP only; ASCERTAIN is always MATLAB .mat files.")
+    return _cmd_synth(args)
+
+
+# ------------------------------------------------------------------------------------ info
+def _format_info(s: dict) -> str:
+    lines = [f"Dataset: {s['dataset']}"]
+    for key, value in s["description"].items():
+        lines.append(f"  {key}: {value}")
+    counts = sorted(set(s["trials_per_subject"].values()))
+    lines.append(
+        f"Subjects: {s['n_subjects']} ({', '.join(s['trials_per_subject'])}); "
+        f"trials: {s['n_trials']} ({'/'.join(map(str, counts))} per subject)"
+    )
+    ts = s["trial_seconds"]
+    if ts["min"] is not None:
+        lines.append(f"Trial length: {ts['min']:.1f}-{ts['max']:.1f} s; "
+                     f"stimulus onset at {', '.join(f'{o:g}' for o in s['onset_seconds'])} s")
+    lines.append("Modalities:")
+    for m, e in s["modalities"].items():
+        lines.append(f"  {m:<5} {e['sfreq']:g} Hz, {len(e['channels'])} channel(s): "
+                     f"{' '.join(e['channels'])}")
+    lines.append("Ratings:")
+    for name, r in s["ratings"].items():
+        if r["min"] is None:
+            lines.append(f"  {name:<12} all NaN ({r['n']})")
+        else:
+            lines.append(f"  {name:<12} min {r['min']:.2f}  mean {r['mean']:.2f}  "
+                         f"max {r['max']:.2f}  NaN {r['n_nan']}/{r['n']}")
+    rep = s["load_report"]
+    if rep["skipped"] or rep["repaired"]:
+        lines.append(f"Load report: {len(rep['skipped'])} skipped, "
+                     f"{len(rep['repaired'])} repaired")
+        for e in rep["skipped"]:
+            lines.append(f"  skipped subject {e['subject']} trial {e['trial']}: {e['reason']}")
+        for e in rep["repaired"]:
+            lines.append(f"  repaired subject {e['subject']} trial {e['trial']}: "
+                         f"{e['what']} ({e['count']})")
+    else:
+        lines.append("Load report: nothing skipped or repaired")
+    return "\n".join(lines)
+
+
+def _cmd_info(args) -> int:
+    from .datasets.loaders import open_dataset, summarize
+
+    recordings = open_dataset(args.path)
+    summary = summarize(recordings, progress=not args.json)
+    if args.json:
+        _print_json(summary)
+    else:
+        print(_format_info(summary))
+    return 0
+
+
+def _add_info(sub) -> None:
+    p = sub.add_parser(
+        "info", help="describe a dataset (kind, subjects, modalities, ratings, load report)",
+        description="Detect the dataset kind under PATH (DEAP, ASCERTAIN, or a .toml "
+                    "description of your own recordings) and describe it.",
+    )
+    p.add_argument("path", type=Path, help="dataset root folder or description file")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead")
+    p.set_defaults(func=_cmd_info)
+
+
+# ---------------------------------------------------------------------------------- labels
+def _cmd_labels(args) -> int:
+    from .datasets.loaders import open_dataset
+    from .label_report import label_recordings
+
+    recordings = open_dataset(args.path)
+    trials, report = label_recordings(recordings, args.rules, ambiguous=args.ambiguous,
+                                      nan_policy=args.nan_policy)
+    if args.json:
+        out = report.to_dict()
+        out["dataset"] = recordings.dataset
+        out["n_trials"] = len(trials)
+        out["source_classes"] = {
+            str(k): int(v) for k, v in trials["y_source"].value_counts().sort_index().items()
+        }
+        _print_json(out)
+    else:
+        print(f"Fear labels of {recordings.dataset} ({len(trials)} trials, "
+              f"{trials['subject'].nunique()} subjects)")
+        print(report.to_text())
+    return 0
+
+
+def _add_labels(sub) -> None:
+    p = sub.add_parser(
+        "labels", help="fear-label report: trials per subject and class",
+        description="Turn every trial's ratings into a fear level with a rule table and print "
+                    "trials per subject and class, unlabelled and ambiguous counts, and a "
+                    "warning for classes held by two subjects or fewer.",
+    )
+    p.add_argument("path", type=Path, help="dataset root folder or description file")
+    p.add_argument("--rules", default=None,
+                   help="rule table: 'deap', 'ascertain' or a TOML file (default: the "
+                        "dataset's built-in table, or the classes a description file gives)")
+    p.add_argument("--ambiguous", choices=["drop", "first", "error"], default="drop",
+                   help="a trial matching two levels: drop it (default), take the first, or fail")
+    p.add_argument("--nan-policy", choices=["raise", "unlabelled"], default="raise",
+                   help="a NaN rating: fail (default) or leave the trial unlabelled")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead")
+    p.set_defaults(func=_cmd_labels)
+
+
+# -------------------------------------------------------------------------------- features
+def _cmd_features(args) -> int:
+    from .datasets.loaders import open_dataset
+    from .features.extract import extract_features
+
+    if args.out.suffix != ".npz":
+        raise ValueError(f"--out must name a .npz file (NumPy archive), got {str(args.out)!r}.")
+    recordings = open_dataset(args.path)
+    fs = extract_features(
+        recordings, args.preset, window=args.window, step=args.step, baseline=args.baseline,
+        rules=args.rules, ambiguous=args.ambiguous, nan_policy=args.nan_policy,
+        n_jobs=args.jobs, cache_dir=args.cache, progress=not args.json,
+    )
+    fs.save(args.out)
+    meta = fs.metadata
+    summary = {
+        "out": str(args.out), "dataset": recordings.dataset, "preset": args.preset,
+        "n_windows": len(fs), "n_features": fs.n_features,
+        "n_subjects": int(meta["subject"].nunique()),
+        "n_trials": int(len(meta.drop_duplicates(["subject", "trial"]))),
+        "fear_windows": {str(k): int(v) for k, v in
+                         meta["y_fear"].value_counts().sort_index().items()},
+        "feature_names": list(fs.feature_names),
+    }
+    if args.json:
+        _print_json(summary)
+    else:
+        shown = ", ".join(fs.feature_names[:4])
+        print(f"Wrote {summary['n_windows']} windows x {summary['n_features']} features "
+              f"({shown}, ...) of {summary['n_subjects']} subjects to {args.out}")
+        print(f"Windows per fear class (-1 = unlabelled): {summary['fear_windows']}")
+    return 0
+
+
+def _add_features(sub) -> None:
+    from .features.presets import list_presets
+
+    p = sub.add_parser(
+        "features", help="extract windowed features of a dataset into a .npz file",
+        description="Cut every trial into windows (in seconds), compute a preset's features "
+                    "(band power per EEG channel and band, mean/variance per peripheral "
+                    "channel, ...) and the fear/source labels, and save them as one .npz "
+                    "(arrays X, feature_names and meta_<column>) that NumPy alone can read.",
+    )
+    p.add_argument("path", type=Path, help="dataset root folder or description file")
+    p.add_argument("--preset", required=True, choices=list_presets(), help="feature preset")
+    p.add_argument("--window", default=None,
+                   help="window length in seconds, or a windowing preset name "
+                        "('default': 4 s every 2 s; 'seed-legacy': 2 s every 0.125 s)")
+    p.add_argument("--step", type=float, default=None, help="step between windows in seconds")
+    p.add_argument("--baseline", choices=["drop", "subtract"], default="drop",
+                   help="drop the pre-stimulus baseline (default) or subtract its band power")
+    p.add_argument("--rules", default=None, help="fear rule table (default: the dataset's)")
+    p.add_argument("--ambiguous", choices=["drop", "first", "error"], default="drop")
+    p.add_argument("--nan-policy", choices=["raise", "unlabelled"], default="raise")
+    p.add_argument("--jobs", type=int, default=1, help="subjects processed in parallel")
+    p.add_argument("--cache", type=Path, default=None,
+                   help="cache folder: a second call with the same inputs is a load")
+    p.add_argument("--out", type=Path, required=True, help="output .npz file")
+    p.add_argument("--json", action="store_true", help="print a JSON summary instead")
+    p.set_defaults(func=_cmd_features)
+
+
+# ------------------------------------------------------------------------------------ demo
+def _cmd_demo(args) -> int:
+    from .demo import run_demo
+    from .experiment import seconds_text
+
+    res = run_demo(args.out, quick=args.quick, seed=args.seed, progress=not args.quiet)
+    print("\nfearkd demo: summary")
+    for line in res.summary:
+        print(line)
+    print(f"Wall time: {seconds_text(res.wall_seconds)}")
+    print(f"Report: {res.report['html']}  (Markdown: {res.report['md']})")
+    return 0
+
+
+def _add_demo(sub) -> None:
+    p = sub.add_parser(
+        "demo", help="run the whole method on built-in synthetic data and write the report",
+        description="Write small synthetic DEAP- and ASCERTAIN-format datasets and run label "
+                    "reports, features, the CNN/LSTM/GRU backbone comparison under the "
+                    "'subject' and 'seed-legacy' protocols with statistics, Method 1 and "
+                    "Method 2 with the three KD targets, the from-scratch student and the "
+                    "baselines, then the report. Re-running into the same --out resumes.",
+    )
+    p.add_argument("--out", type=Path, default=Path("runs/demo"),
+                   help="run directory (default runs/demo)")
+    p.add_argument("--quick", action="store_true",
+                   help="smaller data and training: a couple of minutes")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the data (default 0)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_demo)
+
+
+# ------------------------------------------------------------------------- run / cv / compare
+def _method_tables(results) -> list[str]:
+    """The reference's tables (plain text) for every dataset and protocol of a run."""
+    from .reporting.tables import (
+        backbone_table,
+        finetune_table,
+        format_table,
+        kd_table,
+        method_comparison_table,
+        result_groups,
+    )
+
+    out = []
+    for dataset, protocol in result_groups(results):
+        sel = results[(results["dataset"] == dataset) & (results["protocol"] == protocol)]
+        where = f"{dataset}, protocol {protocol}"
+        methods = set(sel["method"])
+        out.append(format_table(backbone_table(sel), title=f"Backbone ({where})"))
+        if "method1" in methods:
+            out.append(format_table(finetune_table(sel), title=f"Fine-tuned ({where})"))
+        for method, stages in (("method1", ["student"]),
+                               ("method2", ["student-source", "student"])):
+            if method not in methods:
+                continue
+            for model in sel.loc[sel["method"] == method, "model"].unique():
+                for stage in stages:
+                    table = kd_table(sel, model, method=method, stage=stage)
+                    out.append(format_table(table, title=f"{table.attrs.get('title', '')} "
+                                                         f"({where})"))
+        if methods & {"method1", "method2"}:
+            out.append(format_table(method_comparison_table(sel),
+                                    title=f"Method 1 vs Method 2 ({where})"))
+    return out
+
+
+def _comparison_text(results, metric: str, alpha: float, as_json: bool):
+    from .evaluation.stats import compare_models
+
+    models = results[(results["method"] == "backbone") & (results["split"] == "test")]
+    if models["model"].nunique() < 2:
+        return None
+    comparison = compare_models(models, metric=metric, alpha=alpha)
+    if as_json:
+        return {"metric": metric, "alpha": alpha,
+                "table": comparison.table.to_dict(orient="records"),
+                "sentences": list(comparison.sentences)}
+    return comparison.to_text()
+
+
+def _experiment(args, *, methods=None, protocols=None, folds=None, models=None):
+    from .config import load_config
+    from .experiment import run_experiment
+
+    cfg = load_config(args.config)
+    return run_experiment(cfg, args.out, data_path=args.data, protocols=protocols,
+                          models=models, methods=methods, folds=folds,
+                          jobs=getattr(args, "jobs", None),
+                          scheduler=getattr(args, "scheduler", None),
+                          progress=not getattr(args, "quiet", False))
+
+
+def _cmd_run(args) -> int:
+    from .experiment import seconds_text
+
+    res = _experiment(args)
+    for text in _method_tables(res.results):
+        print(text)
+        print()
+    print(f"Results: {res.rundir.path / 'results.csv'} ({len(res.results)} rows); "
+          f"wall time {seconds_text(res.wall_seconds)}. Report: fearkd report {res.rundir.path}")
+    return 0
+
+
+def _cmd_cv(args) -> int:
+    from .experiment import seconds_text
+    from .reporting.tables import format_table, timing_table
+
+    models = args.models.split(",") if args.models else None
+    methods = None
+    if args.methods is not None:
+        methods = () if args.methods == "backbone" else tuple(args.methods.split(","))
+    res = _experiment(args, methods=methods, folds=args.folds,
+                      protocols=[args.protocol] if args.protocol else None, models=models)
+    for text in _method_tables(res.results):
+        print(text)
+        print()
+    print(format_table(timing_table(res.timing), title="Cross-validation time"))
+    for protocol in res.results["protocol"].unique():
+        text = _comparison_text(res.results[res.results["protocol"] == protocol], "accuracy",
+                                0.05, False)
+        if text:
+            print(f"\nModel comparison, protocol {protocol} (test accuracy):\n{text}")
+    print(f"\nResults: {res.rundir.path / 'results.csv'}; wall time "
+          f"{seconds_text(res.wall_seconds)}. Statistics: fearkd compare {res.rundir.path}")
+    return 0
+
+
+def _cmd_compare(args) -> int:
+    from .evaluation.rundir import RunDir
+
+    rundir = Path(args.rundir)
+    if not (rundir / "results.csv").is_file():
+        raise FileNotFoundError(f"No results in {str(rundir)!r}: results.csv is missing; run "
+                                f"`fearkd run` or `fearkd cv` first.")
+    results = RunDir(rundir).results()
+    out = {}
+    for protocol in results["protocol"].unique():
+        sel = results[results["protocol"] == protocol]
+        out[protocol] = _comparison_text(sel, args.metric, args.alpha, args.json)
+    if args.json:
+        _print_json(out)
+        return 0
+    for protocol, text in out.items():
+        print(f"Protocol {protocol} ({args.metric}, alpha {args.alpha}):")
+        print(text or "  fewer than two backbone models: nothing to compare.")
+        print()
+    return 0
+
+
+def _add_experiment_args(p) -> None:
+    p.add_argument("config", type=Path, help="experiment file (TOML), e.g. configs/demo.toml")
+    p.add_argument("--data", type=Path, default=None,
+                   help="dataset root or description file (overrides [dataset] path)")
+    p.add_argument("--out", type=Path, required=True,
+                   help="run directory; re-running into the same one resumes")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="local worker processes (default: [evaluation] jobs)")
+    p.add_argument("--scheduler", default=None,
+                   help="Dask scheduler address, e.g. tcp://10.0.0.5:8786 (needs fearkd[dask])")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _add_run(sub) -> None:
+    p = sub.add_parser(
+        "run", help="run an experiment file (Method 1 / Method 2, all folds)",
+        description="Run the experiment a TOML file describes: features, backbone "
+                    "pretraining, Method 1 and Method 2 with every KD target, the student from "
+                    "scratch and the baselines, on every fold of the configured protocol. "
+                    "Prints the reference's result tables; resumes an interrupted run.",
+    )
+    _add_experiment_args(p)
+    p.set_defaults(func=_cmd_run)
+
+
+def _add_cv(sub) -> None:
+    p = sub.add_parser(
+        "cv", help="cross-validate backbones and methods, with statistics",
+        description="Cross-validate the configured pipeline for several backbone models under "
+                    "a protocol, check every split with the leakage guard, and compare the "
+                    "models with paired tests.",
+    )
+    _add_experiment_args(p)
+    p.add_argument("--protocol", choices=["subject", "trial", "window", "seed-legacy"],
+                   default=None, help="evaluation protocol (default: [evaluation] protocol)")
+    p.add_argument("--folds", type=int, default=None, help="number of folds")
+    p.add_argument("--models", default=None, help="comma-separated backbones, e.g. cnn,lstm,gru")
+    p.add_argument("--methods", default=None,
+                   help="'backbone' for the backbone comparison only, or a comma-separated "
+                        "subset of method1,method2 (default: [methods] run)")
+    p.set_defaults(func=_cmd_cv)
+
+
+def _add_compare(sub) -> None:
+    p = sub.add_parser(
+        "compare", help="statistics comparing the backbone models of a run",
+        description="Paired t-test, Nadeau-Bengio corrected t-test, Wilcoxon test with Holm "
+                    "correction, mean difference with 95 % CI and Cohen's d_z for every pair "
+                    "of backbone models of a run, per protocol.",
+    )
+    p.add_argument("rundir", type=Path, help="run directory of `fearkd cv` or `fearkd run`")
+    p.add_argument("--metric", default="accuracy",
+                   choices=["accuracy", "balanced_accuracy", "macro_f1", "kappa", "log_loss"],
+                   help="metric to compare (default accuracy)")
+    p.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead")
+    p.set_defaults(func=_cmd_compare)
+
+
+# ---------------------------------------------------------------------------------- report
+def _cmd_report(args) -> int:
+    from .reporting import write_report
+
+    paths = write_report(args.rundir, formats=tuple(args.formats.split(",")))
+    for kind, path in paths.items():
+        print(f"Wrote {kind.upper()} report: {path}")
+    return 0
+
+
+def _add_report(sub) -> None:
+    p = sub.add_parser(
+        "report", help="write report.html and report.md from a run directory",
+        description="Write a self-contained report.html (images embedded, opens offline) and "
+                    "report.md (figures under RUNDIR/figures) from any run directory written "
+                    "by `fearkd run`, `fearkd cv` or `fearkd demo`.",
+    )
+    p.add_argument("rundir", type=Path, help="run directory")
+    p.add_argument("--formats", default="html,md",
+                   help="comma-separated formats to write: html, md (default both)")
+    p.set_defaults(func=_cmd_report)
+
+
+# ------------------------------------------------------------------------------------ main
+_SUBCOMMANDS = [_add_synth, _add_info, _add_labels, _add_features, _add_run, _add_cv,
+               _add_compare, _add_report, _add_demo]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fearkd",
+        description="Fear-level detection from EEG and peripheral physiology with transfer "
+                    "learning and knowledge distillation.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add in _SUBCOMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args) or 0)
+    except (FearkdError, ValueError, TypeError, FileNotFoundError, KeyError) as exc:
+        if args.debug:
+            raise
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"fearkd {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("fearkd: interrupted; finished work is kept and a re-run resumes.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

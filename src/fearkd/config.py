@@ -1,0 +1,353 @@
+"""Experiment files: TOML in, frozen and validated dataclasses out.
+
+An experiment file has one table per pipeline stage; every key has a default, so a file names
+only what it changes. Unknown keys and wrong types are :class:`~fearkd.errors.ConfigError`
+naming the key and the file. Example (``configs/demo.toml`` is a complete one)::
+
+    name = "deap-method1"
+
+    [dataset]
+    kind = "deap"                 # deap | ascertain | generic
+    path = "/data/deap"           # relative paths are relative to this file; --data overrides
+    subjects = []                 # empty: all
+
+    [labels]
+    rules = "auto"                # auto | deap | ascertain | a TOML rule table
+    source = "auto"               # auto | deap | ascertain | a TOML source task
+    ambiguous = "drop"            # drop | first | error
+    nan_policy = "raise"          # raise | unlabelled
+
+    [features]
+    teacher = "deap-teacher"
+    student = "deap-student"
+    window = 4.0                  # seconds
+    step = 2.0                    # seconds
+    baseline = "drop"             # drop | subtract
+
+    [models]
+    backbones = ["cnn", "lstm", "gru"]
+
+    [methods]
+    run = ["method1", "method2"]
+    kd_targets = ["hard", "soft", "combined"]
+    alpha = 0.5
+    temperature = 3.0
+    freeze = "none"               # none | trunk | all-but-head
+
+    [training]
+    epochs = 30
+    batch_size = 256
+
+    [evaluation]
+    protocol = "subject"          # subject | trial | window | seed-legacy
+    folds = 5
+    seeds = [0]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+__all__ = [
+    "DatasetConfig",
+    "LabelsConfig",
+    "FeaturesConfig",
+    "ModelsConfig",
+    "MethodsConfig",
+    "TrainingConfig",
+    "EvaluationConfig",
+    "ExperimentConfig",
+    "load_config",
+    "config_to_dict",
+    "PROTOCOLS",
+    "KD_TARGETS",
+    "METHODS",
+    "FREEZE_POLICIES",
+]
+
+PROTOCOLS = ("subject", "trial", "window", "seed-legacy")
+KD_TARGETS = ("hard", "soft", "combined")
+METHODS = ("method1", "method2")
+FREEZE_POLICIES = ("none", "trunk", "all-but-head")
+DATASET_KINDS = ("deap", "ascertain", "generic")
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """Where the recordings are and which of them to use."""
+
+    kind: str = "deap"
+    path: str = ""
+    subjects: tuple[str, ...] = ()
+    #: For ``kind = "generic"``: every other key of the table, i.e. the reader's description
+    #: (see :mod:`fearkd.datasets.generic`); ``path`` then overrides its ``root``.
+    options: Mapping[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LabelsConfig:
+    """``auto``: the built-in table and source task named like the dataset (DEAP, ASCERTAIN),
+    or the classes a generic description gives."""
+
+    rules: str = "auto"
+    source: str = "auto"
+    ambiguous: str = "drop"
+    nan_policy: str = "raise"
+
+
+@dataclass(frozen=True)
+class FeaturesConfig:
+    teacher: str = "deap-teacher"
+    student: str = "deap-student"
+    window: float = 4.0
+    step: float = 2.0
+    baseline: str = "drop"
+    method: str = "filter"
+    n_jobs: int = 1
+
+
+@dataclass(frozen=True)
+class ModelsConfig:
+    backbones: tuple[str, ...] = ("cnn",)
+    #: Model used for the student; empty means "the same architecture as the backbone".
+    student: str = ""
+    #: Per-model constructor parameters, e.g. ``[models.params.lstm] hidden_size = 32``.
+    params: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MethodsConfig:
+    run: tuple[str, ...] = ("method1", "method2")
+    kd_targets: tuple[str, ...] = KD_TARGETS
+    alpha: float = 0.5
+    temperature: float = 3.0
+    freeze: str = "none"
+    baselines: tuple[str, ...] = ("majority", "stratified")
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    epochs: int = 30
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    patience: int = 8
+    class_weight: str = "balanced"
+    val_fraction: float = 0.2
+    #: Epochs for pretraining on the source task; 0 means ``epochs``.
+    pretrain_epochs: int = 0
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    protocol: str = "subject"
+    folds: int = 5
+    seeds: tuple[int, ...] = (0,)
+    jobs: int = 1
+    scheduler: str = ""
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """A whole experiment; ``source`` is the file it came from (for messages and paths)."""
+
+    name: str = "experiment"
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    labels: LabelsConfig = field(default_factory=LabelsConfig)
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    models: ModelsConfig = field(default_factory=ModelsConfig)
+    methods: MethodsConfig = field(default_factory=MethodsConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    source: str = ""
+
+    def replace(self, **sections: Mapping[str, object]) -> ExperimentConfig:
+        """Return a copy with some keys of some sections changed (validated like the file)."""
+        data = config_to_dict(self)
+        for section, values in sections.items():
+            if section not in data or not isinstance(data[section], dict):
+                raise ConfigError(f"Unknown config section {section!r}.")
+            data[section].update(values)
+        return _from_dict(data, self.source or "<overrides>")
+
+
+_CHOICES = {
+    ("dataset", "kind"): DATASET_KINDS,
+    ("labels", "ambiguous"): ("drop", "first", "error"),
+    ("labels", "nan_policy"): ("raise", "unlabelled"),
+    ("features", "baseline"): ("drop", "subtract"),
+    ("features", "method"): ("filter", "welch", "de"),
+    ("methods", "freeze"): FREEZE_POLICIES,
+    ("training", "class_weight"): ("balanced", "none"),
+    ("evaluation", "protocol"): PROTOCOLS,
+}
+_CHOICE_LISTS = {("methods", "run"): METHODS, ("methods", "kd_targets"): KD_TARGETS,
+                 ("methods", "baselines"): ("majority", "stratified")}
+_POSITIVE = {
+    ("features", "window"), ("features", "step"), ("training", "epochs"),
+    ("training", "batch_size"), ("training", "lr"), ("methods", "temperature"),
+    ("evaluation", "folds"), ("evaluation", "jobs"), ("features", "n_jobs"),
+}
+
+
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value, tp, where: str):
+    """Check ``value`` against the annotation ``tp``; return it in the dataclass's form."""
+    origin = typing.get_origin(tp)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}.")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}.")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}.")
+        return value
+    if origin is tuple:
+        (item_tp, _) = typing.get_args(tp)
+        if isinstance(value, (str, int)) and not isinstance(value, bool):
+            value = [value]  # a single name is a list of one
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}.")
+        if item_tp is str:
+            # subject ids may be given as numbers
+            value = [str(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value]
+        return tuple(_coerce(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value))
+    if origin in (Mapping, dict) or tp is Mapping:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a table, got {value!r}.")
+        return types.MappingProxyType(dict(value))
+    raise ConfigError(f"{where}: unsupported type {_type_name(tp)}.")  # pragma: no cover
+
+
+def _build(cls, table: Mapping, section: str, source: str):
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{source}: [{section}] must be a table, got {table!r}.")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(table) - set(names))
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown key(s) {unknown!r} in [{section}]; known keys: {names!r}."
+        )
+    values = {}
+    for key, raw in table.items():
+        where = f"{source}: [{section}] {key}"
+        value = _coerce(raw, hints[key], where)
+        choices = _CHOICES.get((section, key))
+        if choices is not None and value not in choices:
+            raise ConfigError(f"{where}: expected one of {list(choices)!r}, got {value!r}.")
+        allowed = _CHOICE_LISTS.get((section, key))
+        if allowed is not None:
+            bad = [v for v in value if v not in allowed]
+            if bad:
+                raise ConfigError(f"{where}: unknown entries {bad!r}; expected some of "
+                                  f"{list(allowed)!r}.")
+        if (section, key) in _POSITIVE and value <= 0:
+            raise ConfigError(f"{where}: expected a positive value, got {value!r}.")
+        values[key] = value
+    return cls(**values)
+
+
+def _from_dict(data: Mapping, source: str) -> ExperimentConfig:
+    sections = {
+        "dataset": DatasetConfig, "labels": LabelsConfig, "features": FeaturesConfig,
+        "models": ModelsConfig, "methods": MethodsConfig, "training": TrainingConfig,
+        "evaluation": EvaluationConfig,
+    }
+    top = {"name"} | set(sections) | {"source"}
+    unknown = sorted(set(data) - top)
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown top-level key(s) {unknown!r}; known: {sorted(top - {'source'})!r}."
+        )
+    kwargs: dict[str, object] = {"source": source}
+    ds = data.get("dataset")
+    if isinstance(ds, Mapping) and ds.get("kind") == "generic":
+        # The table is also the generic reader's description (fearkd.datasets.generic): keep
+        # its keys as reader options; `path` still overrides the description's `root`.
+        options = {k: v for k, v in ds.items() if k not in ("kind", "path")}
+        data = {**data, "dataset": {"kind": "generic", "path": ds.get("path", ""),
+                                     "options": options}}
+    if "name" in data:
+        kwargs["name"] = _coerce(data["name"], str, f"{source}: name")
+    for key, cls in sections.items():
+        if key in data:
+            kwargs[key] = _build(cls, data[key], key, source)
+    cfg = ExperimentConfig(**kwargs)
+    m, e = cfg.methods, cfg.evaluation
+    if not 0.0 <= m.alpha <= 1.0:
+        raise ConfigError(
+            f"{source}: [methods] alpha: expected a number in [0, 1], got {m.alpha!r}."
+        )
+    if not 0.0 < cfg.training.val_fraction < 1.0:
+        raise ConfigError(
+            f"{source}: [training] val_fraction: expected a number in (0, 1), "
+            f"got {cfg.training.val_fraction!r}."
+        )
+    if e.protocol != "seed-legacy" and e.folds < 2:
+        raise ConfigError(f"{source}: [evaluation] folds: expected at least 2, got {e.folds!r}.")
+    if not cfg.models.backbones:
+        raise ConfigError(f"{source}: [models] backbones: expected at least one model name.")
+    return cfg
+
+
+def load_config(path: str | Path) -> ExperimentConfig:
+    """Read and validate an experiment file.
+
+    A relative ``[dataset] path`` is resolved against the file's folder.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"Experiment file {str(path)!r} does not exist (expected a TOML file).")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc}).") from None
+    cfg = _from_dict(data, str(path))
+    ds = cfg.dataset
+    if ds.path and not Path(ds.path).is_absolute():
+        resolved = str((path.parent / ds.path).resolve())
+        cfg = dataclasses.replace(cfg, dataset=dataclasses.replace(ds, path=resolved))
+        ds = cfg.dataset
+    root = ds.options.get("root")
+    if ds.kind == "generic" and isinstance(root, str) and not Path(root).is_absolute():
+        options = {**ds.options, "root": str((path.parent / root).resolve())}
+        cfg = dataclasses.replace(cfg, dataset=dataclasses.replace(ds, options=options))
+    return cfg
+
+
+def config_to_dict(cfg: ExperimentConfig) -> dict:
+    """Plain-data form (lists and dicts), for writing the resolved config of a run."""
+
+    def plain(value):
+        if dataclasses.is_dataclass(value):
+            return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if isinstance(value, Mapping):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, tuple):
+            return [plain(v) for v in value]
+        return value
+
+    data = plain(cfg)
+    data.pop("source", None)
+    return data

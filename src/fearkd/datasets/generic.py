@@ -1,0 +1,411 @@
+"""Read your own continuous recordings (WFDB, EDF/BDF, CSV) labelled by annotated stages.
+
+:func:`load_generic` reads a **description** (a TOML file or a dict) and returns the same lazy
+:class:`~fearkd.recordings.Recordings` as the DEAP and ASCERTAIN readers. Each subject has one
+or more records, possibly at different sampling rates (an 8 Hz EDA/temperature record and a
+1 Hz heart-rate record of one session). Stages given as annotation events become trials.
+
+Description file
+----------------
+The description lives in the ``[dataset]`` table (and its sub-tables), so an experiment file may
+share the file; other top-level tables are ignored here. The PhysioNet "Non-EEG" dataset
+(``configs/physionet-noneeg.toml``)::
+
+    [dataset]
+    name = "physionet-noneeg"          # dataset name in every trial (required)
+    root = "../data/noneeg"            # relative to this file; load_generic(root=...) overrides
+    subjects = "1-20"                  # "1-20" | "01-20" (zero-padded) | ["1", "7"] | "auto"
+    subject_id = "Subject{subject}"    # fearkd subject id; default "{subject}"
+    format = "wfdb"                    # wfdb | edf | bdf | csv; default: from each file's suffix
+    align = "auto"                     # auto | start (see "Time alignment")
+    records = ["Subject{subject}_AccTempEDA", "Subject{subject}_SpO2HR"]
+
+    [dataset.channels]                 # channel name in the file = modality
+    ax = "acc"
+    ay = "acc"
+    az = "acc"
+    temp = "temp"
+    EDA = "gsr"
+    SpO2 = "spo2"
+    hr = "hr"
+
+    [dataset.labels]
+    from = "annotations"               # annotations | events
+    record = "Subject{subject}_AccTempEDA"   # record the events belong to (default: the first)
+    extension = "atr"                  # WFDB annotation file <record>.atr
+    field = "aux_note"                 # WFDB: aux_note (default) | symbol
+    exclude = []                       # stage names that are not trials
+    min_duration = 0.0                 # seconds; shorter stages are skipped (load report)
+
+    [dataset.labels.classes]           # stage name = class, put in trial.info["y_fear"]
+    Relax = 0
+    PhysicalStress = 1
+    CognitiveStress = 2
+    EmotionalStress = 3
+
+    [dataset.labels.source_classes]    # optional: trial.info["y_source"] (-1 for names not given)
+    Relax = 0
+    PhysicalStress = 1
+    CognitiveStress = 1
+    EmotionalStress = 1
+
+Keys of ``[dataset]``: ``name`` (str, required); ``root`` (str); ``subjects`` (a range string
+``"a-b"``, inclusive, zero-padded when ``a`` is, a list of ids, or ``"auto"``, the default:
+every file matching the first record with ``*`` for ``{subject}``); ``subject_id`` (str with
+``{subject}``); ``format``; ``align``; ``records`` (required); ``channels`` (required unless every
+record has its own); ``labels`` (required); ``kind`` (optional, must be ``"generic"``) and
+``description`` (free text) are accepted so that an experiment file can share the table.
+
+``records`` entries are file patterns containing ``{subject}``: for WFDB the record name (with
+or without ``.hea``), for EDF/BDF/CSV the file name (``.edf``/``.bdf``/``.csv`` give the format).
+An entry may be a table ``{file = "...", format = "csv", sfreq = 4.0, time_column = "t",
+sep = ",", channels = {...}}``: ``sfreq`` or ``time_column`` (seconds, uniformly spaced) is
+required for CSV, where every other column is a channel; ``channels`` there replaces the global
+map for that record.
+
+``channels`` maps a channel name to a modality (one of :data:`~fearkd.recordings.MODALITIES`) or
+to a table ``{modality = "eeg", name = "Fz", scale = 1e6}``: ``name`` renames the channel,
+``scale`` multiplies its samples (MNE returns EDF/BDF voltages in volts; ``1e6`` gives µV).
+Channels not in the map are not read. Every mapped channel must be in exactly one record of
+each subject, and all channels of one modality must share one sampling rate.
+
+``labels``: ``from = "annotations"`` reads the labels record's annotations (WFDB
+``<record>.<extension>`` via ``wfdb.rdann``; EDF+/BDF+ annotations via MNE's
+``raw.annotations``); ``from = "events"`` reads ``events = "Subject{subject}_events.csv"``, a CSV
+with columns ``onset`` (seconds from the labels record's first sample), ``label`` and optional
+``duration``. ``classes`` (required) maps names to ints; ``source_classes`` is optional;
+``ratings`` maps a name to a table of named ratings (``[dataset.labels.ratings.Relax]`` with
+``stress = 1.0``) copied into ``trial.ratings``. Every event name must be in ``classes`` or in
+``exclude``. (Trigger codes on a BDF ``Status`` channel, as in DEAP's original files, are not
+annotations; write them to an events CSV first.)
+
+Stages and trials
+-----------------
+Events are sorted by onset. A stage lasts ``duration`` seconds when the event gives one (> 0),
+otherwise until the next event (excluded ones included), the last one until the records end.
+Stage spans are then clipped to the subject's common span (the time every record covers).
+Each kept stage is one :class:`~fearkd.recordings.Trial`, numbered 1..n in time order, with
+``onset = 0``, ``ratings`` from ``labels.ratings`` and ``info``: ``y_fear`` (int), ``y_source``
+(int, when ``source_classes`` is given), ``stage`` (the event name), ``onset_s`` and
+``duration_s`` (the stage span in seconds from the labels record's first sample), ``event``
+(the event's 1-based index in time order).
+
+Time alignment
+--------------
+A record's first sample is placed on the labels record's timeline by its start time (WFDB
+``base_date``/``base_time``, EDF/BDF ``meas_date``, the first value of a CSV time column) when
+``align = "auto"`` and every record of the subject has a start time on the same clock;
+otherwise (or with ``align = "start"``) all records of a subject start together.
+
+Sample convention: record sample ``i`` sits at ``start + i / sfreq``. A stage ``[t0, t1)`` takes
+samples ``round(t0') <= i < round(t1')``, ``t' = (t - start) * sfreq``, halves rounded up: the
+sample nearest each boundary opens the stage, consecutive stages share no sample and skip none,
+each signal starts within half a sample of ``t0`` (a 1 Hz record: within 0.5 s) and covers
+``t1 - t0`` within one sample of its own rate (exactly, for a record whose sample grid holds
+the boundaries, such as the annotated record). A signal longer than the shortest one by more
+than one sample of the slowest rate is cut back to that, so every signal of a trial covers the
+same duration within one sample of the slowest rate (the invariant of
+:mod:`fearkd.recordings`); a stage shorter than one sample of a record is skipped and reported.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ConfigError, DatasetNotFoundError, FormatError, UnknownChannelError
+from ..recordings import LoadReport, Recordings, Signal, Subject, Trial
+from ._generic_formats import (
+    Description,
+    Event,
+    OpenRecord,
+    open_record,
+    parse_description,
+    read_annotations,
+    read_description,
+    read_events_csv,
+    record_file,
+)
+
+__all__ = ["load_generic"]
+
+logger = logging.getLogger(__name__)
+
+#: Tolerance when turning seconds into sample positions, against float rounding.
+_EPS = 1e-9
+
+
+def load_generic(description: str | Path | Mapping, *, root: str | Path | None = None
+                 ) -> Recordings:
+    """Open recordings described by a TOML description (see the module docstring).
+
+    Parameters
+    ----------
+    description : str, Path or mapping
+        A TOML file whose ``[dataset]`` table describes the recordings, or that table as a dict
+        (a dict with a ``"dataset"`` key is unwrapped).
+    root : str or Path, optional
+        Folder holding the records; overrides the description's ``root`` (which is relative to
+        the TOML file's folder, or to the current folder for a dict).
+
+    Returns
+    -------
+    Recordings
+        Lazy: ``load_subject`` reads one subject's records when asked.
+
+    Raises
+    ------
+    ConfigError
+        Unknown keys or wrong types in the description (naming key and file).
+    DatasetNotFoundError
+        The root, or a subject's record, does not exist.
+    """
+    table, source, base = read_description(description)
+    desc = parse_description(table, source, base, root)
+    if not desc.root.is_dir():
+        raise DatasetNotFoundError(
+            f"{source}: dataset root {str(desc.root)!r} is not a folder; set 'root' in [dataset] "
+            f"or pass load_generic(..., root=...)."
+        )
+    tokens = _resolve_subjects(desc)
+    missing = [str(record_file(desc.root, spec.pattern.replace("{subject}", tok), spec.fmt))
+               for tok in tokens.values() for spec in desc.records
+               if not record_file(desc.root, spec.pattern.replace("{subject}", tok),
+                                  spec.fmt).is_file()]
+    if missing:
+        raise DatasetNotFoundError(
+            f"{source}: {len(missing)} record file(s) missing under {str(desc.root)!r}, first "
+            f"{missing[:3]!r}; check 'records' and 'subjects' in [dataset]."
+        )
+    info = {
+        "kind": "generic", "source": source, "root": str(desc.root),
+        "records": [s.pattern for s in desc.records],
+        "formats": [s.fmt for s in desc.records],
+        "channels": {n: c.modality for n, c in desc.channels.items()},
+        "classes": dict(desc.labels.classes),
+    }
+    loader = functools.partial(_load_subject, desc, dict(tokens))
+    return Recordings(desc.name, list(tokens), loader, info)
+
+
+def _natural_key(token: str):
+    return (0, int(token), token) if token.isdigit() else (1, 0, token)
+
+
+def _resolve_subjects(desc: Description) -> dict[str, str]:
+    """Subject id -> the token put into ``{subject}``, in subject order."""
+    if desc.subjects == "auto":
+        spec = desc.records[0]
+        # the pattern may hold {subject} more than once, also in folder names
+        rel = record_file(Path(), spec.pattern, spec.fmt).as_posix()
+        parts = [re.escape(p) for p in rel.split("{subject}")]
+        regex = re.compile(parts[0] + "(?P<s>[^/]+?)" + "(?P=s)".join(parts[1:]) + r"\Z")
+        found = sorted({m["s"] for p in desc.root.glob(rel.replace("{subject}", "*"))
+                        if (m := regex.match(p.relative_to(desc.root).as_posix()))},
+                       key=_natural_key)
+        if not found:
+            raise DatasetNotFoundError(
+                f"{desc.source}: no file matches {rel!r} under {str(desc.root)!r}; check "
+                f"'records' and 'root'."
+            )
+        tokens = found
+    else:
+        tokens = list(desc.subjects)
+    return {desc.subject_id.replace("{subject}", t): t for t in tokens}
+
+
+def _open_records(desc: Description, token: str) -> list[OpenRecord]:
+    records = []
+    for spec in desc.records:
+        name = spec.pattern.replace("{subject}", token)
+        path = record_file(desc.root, name, spec.fmt)
+        if not path.is_file():
+            raise DatasetNotFoundError(f"{path}: record {name!r} not found.")
+        opts = {"sfreq": spec.sfreq, "time_column": spec.time_column, "sep": spec.sep}
+        records.append(open_record(name, path, spec.fmt, opts))
+    return records
+
+
+def _channel_plan(desc: Description, records: list[OpenRecord]) -> dict[str, list]:
+    """modality -> [(record index, file channel, output name, scale)], checked against files."""
+    plan: dict[str, list] = {}
+    where: dict[str, int] = {}
+    for i, (spec, rec) in enumerate(zip(desc.records, records, strict=True)):
+        own = spec.channels is not None
+        chans = spec.channels if own else desc.channels
+        for ch, cs in chans.items():
+            if ch not in rec.ch_names:
+                if own:
+                    raise UnknownChannelError(
+                        f"{desc.source}: channel {ch!r} of record {rec.name!r} is not in "
+                        f"{rec.path}; it has {list(rec.ch_names)!r}."
+                    )
+                continue
+            if not own and ch in where:
+                raise ConfigError(
+                    f"{desc.source}: channel {ch!r} is in records {records[where[ch]].name!r} "
+                    f"and {rec.name!r}; give each record its own 'channels' table."
+                )
+            where[ch] = i
+            plan.setdefault(cs.modality, []).append((i, ch, cs.name or ch, cs.scale))
+    absent = [ch for ch in desc.channels if ch not in where
+              and any(s.channels is None for s in desc.records)]
+    if absent:
+        have = {r.name: list(r.ch_names) for r, s in zip(records, desc.records, strict=True)
+                if s.channels is None}
+        raise UnknownChannelError(
+            f"{desc.source}: channel(s) {absent!r} of [dataset.channels] are in no record; the "
+            f"records have {have!r}. Fix the channel names in the description."
+        )
+    names = [out for entries in plan.values() for (_, _, out, _) in entries]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ConfigError(f"{desc.source}: channel name(s) {dup!r} used twice; rename them.")
+    for modality, entries in plan.items():
+        rates = {records[i].sfreq for (i, _, _, _) in entries}
+        if len(rates) > 1:
+            raise ConfigError(
+                f"{desc.source}: modality {modality!r} mixes sampling rates {sorted(rates)!r} Hz "
+                f"(channels {[e[1] for e in entries]!r}); give channels of different rates "
+                f"different modalities."
+            )
+    return plan
+
+
+def _offsets(desc: Description, records: list[OpenRecord], ref: int) -> list[float]:
+    clocks = {r.clock for r in records}
+    if desc.align == "auto" and len(clocks) == 1 and None not in clocks:
+        return [r.start - records[ref].start for r in records]
+    if desc.align == "auto" and len(records) > 1:
+        logger.info("%s: records %s lack a common clock; they are taken to start together.",
+                    desc.source, [r.name for r in records])
+    return [0.0] * len(records)
+
+
+def _common_span(records: list[OpenRecord], offsets: list[float]) -> tuple[float, float]:
+    spans = [(o, o + r.duration) for r, o in zip(records, offsets, strict=True)]
+    late = max(range(len(spans)), key=lambda i: spans[i][0])
+    early = min(range(len(spans)), key=lambda i: spans[i][1])
+    start, end = spans[late][0], spans[early][1]
+    if start >= end:
+        raise FormatError(
+            f"Records {records[early].name!r} ({records[early].path}, "
+            f"{spans[early][0]:.3f}-{spans[early][1]:.3f} s) and {records[late].name!r} "
+            f"({records[late].path}, {spans[late][0]:.3f}-{spans[late][1]:.3f} s) do not "
+            f"overlap in time (seconds on the labels record's timeline); check their start "
+            f"times or set align = \"start\"."
+        )
+    return start, end
+
+
+def _read_events(desc: Description, token: str, ref: OpenRecord) -> list[Event]:
+    lab = desc.labels
+    if lab.kind == "annotations":
+        events, where = read_annotations(ref, lab.extension, lab.field), ref.path
+    else:
+        where = desc.root / lab.events.replace("{subject}", token)
+        if not where.is_file():
+            raise DatasetNotFoundError(f"{where}: events file not found; check 'labels.events'.")
+        events = read_events_csv(where)
+    tol = 1.0 / ref.sfreq
+    for ev in events:
+        end = ev.onset + (ev.duration or 0.0)
+        if ev.onset < 0 or ev.onset >= ref.duration or end > ref.duration + tol:
+            raise FormatError(
+                f"{where}: annotation {ev.label!r} at {ev.onset:.3f} s"
+                + (f" lasting {ev.duration:.3f} s" if ev.duration else "")
+                + f" lies outside record {ref.name!r}, which lasts {ref.duration:.3f} s; fix "
+                f"the annotation or the record."
+            )
+    found = sorted({ev.label for ev in events})
+    unknown = [n for n in found if n not in lab.classes and n not in lab.exclude]
+    if unknown:
+        raise ConfigError(
+            f"{desc.source}: {where} has label(s) {unknown!r} that are neither in "
+            f"[dataset.labels.classes] (keys {list(lab.classes)!r}) nor in 'exclude'; names "
+            f"found: {found!r}. Add them to one of the two."
+        )
+    return sorted(events, key=lambda e: e.onset)
+
+
+def _index(t: float, offset: float, sfreq: float) -> int:
+    """Sample nearest time ``t`` (halves rounded up)."""
+    return math.floor((t - offset) * sfreq + 0.5 + _EPS)
+
+
+def _load_subject(desc: Description, tokens: Mapping[str, str], subject: str,
+                  report: LoadReport) -> Subject:
+    """Read one subject: every record, its stages, one trial per kept stage."""
+    token = tokens[subject]
+    records = _open_records(desc, token)
+    ref = desc.record_names.index(desc.labels.record)
+    plan = _channel_plan(desc, records)
+    offsets = _offsets(desc, records, ref)
+    start, end = _common_span(records, offsets)
+    events = _read_events(desc, token, records[ref])
+    used = sorted({i for entries in plan.values() for (i, *_) in entries})
+    wanted = {i: [ch for entries in plan.values() for (j, ch, _, _) in entries if j == i]
+              for i in used}
+    data = {i: dict(zip(wanted[i], records[i].read(wanted[i]), strict=True)) for i in used}
+    lab = desc.labels
+    trials = []
+    for k, ev in enumerate(events):
+        if ev.label in lab.exclude:
+            continue
+        nxt = events[k + 1].onset if k + 1 < len(events) else math.inf
+        t0 = max(ev.onset, start)
+        t1 = min(ev.onset + ev.duration if ev.duration else nxt, end)
+        if t1 - t0 < max(lab.min_duration, 0.0) or t1 <= t0:
+            report.skip(subject, None, str(records[ref].path),
+                        f"stage {ev.label!r} at {ev.onset:.3f} s spans {max(t1 - t0, 0):.3f} s "
+                        f"within the common span of the records (min_duration "
+                        f"{lab.min_duration} s)")
+            continue
+        signals = _crop_stage(plan, records, offsets, data, t0, t1)
+        if signals is None:
+            report.skip(subject, None, str(records[ref].path),
+                        f"stage {ev.label!r} at {ev.onset:.3f} s is shorter than one sample of "
+                        f"the slowest record")
+            continue
+        info = {"y_fear": int(lab.classes[ev.label]), "stage": ev.label, "onset_s": t0,
+                "duration_s": t1 - t0, "event": k + 1}
+        if lab.source_classes is not None:
+            info["y_source"] = int(lab.source_classes.get(ev.label, -1))
+        trials.append(Trial(desc.name, subject, len(trials) + 1, signals,
+                            ratings=lab.ratings.get(ev.label, {}), onset=0.0, info=info))
+    return Subject(desc.name, subject, tuple(trials))
+
+
+def _crop_stage(plan, records, offsets, data, t0: float, t1: float) -> dict[str, Signal] | None:
+    """Signals of the stage ``[t0, t1)``, cut to a common duration (see module docstring)."""
+    cut: dict[str, tuple[np.ndarray, float, list[str]]] = {}
+    for modality, entries in plan.items():
+        rows, names, lengths = [], [], []
+        for (i, ch, out, scale) in entries:
+            rec = records[i]
+            a = max(_index(t0, offsets[i], rec.sfreq), 0)
+            b = min(_index(t1, offsets[i], rec.sfreq), rec.n_times)
+            rows.append((data[i][ch], a, b, scale))
+            names.append(out)
+            lengths.append(b - a)
+        n = min(lengths)
+        if n <= 0:
+            return None
+        block = np.stack([x[a:a + n] * s if s != 1.0 else x[a:a + n] for (x, a, _, s) in rows])
+        cut[modality] = (block, records[entries[0][0]].sfreq, names)
+    # Rounding at two boundaries can leave two signals more than one slow sample apart; cut
+    # the longer ones back to the shortest duration plus one sample of the slowest rate.
+    limit = (min(block.shape[1] / sf for (block, sf, _) in cut.values())
+             + 1.0 / min(sf for (_, sf, _) in cut.values()))
+    signals = {}
+    for modality, (block, sf, names) in cut.items():
+        n = min(block.shape[1], math.floor(limit * sf + _EPS))
+        signals[modality] = Signal(np.ascontiguousarray(block[:, :n]), sf, tuple(names), modality)
+    return signals
+

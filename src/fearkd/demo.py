@@ -1,0 +1,162 @@
+"""``fearkd demo``: the whole method on built-in synthetic data, then the report.
+
+Writes small seeded synthetic DEAP- and ASCERTAIN-format datasets (real on-disk formats, read
+back by the real readers) and, for each dataset, in one run directory:
+
+1. the label report (trials per subject and fear class);
+2. teacher and student features (the reference's presets);
+3. the CNN/LSTM/GRU **backbone comparison** on the source task under the ``subject`` protocol
+   and under the reference's leaky ``seed-legacy`` protocol (the **protocol comparison**),
+   with statistics;
+4. **Method 1** and **Method 2** with the three KD targets, the student from scratch and the
+   baselines, for the CNN backbone under the ``subject`` protocol;
+5. the report (``report.html``, ``report.md``).
+
+A re-run with the same ``--out`` resumes (finished units are kept). ``--quick`` shrinks the data
+and the training so that the whole demo takes a couple of minutes (the test suite runs it).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import ExperimentConfig
+
+__all__ = ["run_demo", "DEMO_SIZES", "demo_config"]
+
+logger = logging.getLogger(__name__)
+
+#: Data and training sizes of the demo (``full`` is what ``make demo`` runs).
+DEMO_SIZES = {
+    "full": {"subjects": 8, "trials": 24, "deap_seconds": 23.0, "clips": 24,
+             "ascertain_seconds": 24.0, "epochs": 20, "folds": 4},
+    "quick": {"subjects": 4, "trials": 12, "deap_seconds": 13.0, "clips": 12,
+              "ascertain_seconds": 16.0, "epochs": 3, "folds": 2},
+}
+
+#: The demo's experiment settings; ``configs/demo.toml`` holds the same (a test keeps them equal).
+DEMO_SECTIONS = {
+    "models": {"backbones": ["cnn", "lstm", "gru"],
+               "params": {"lstm": {"hidden_size": 32}, "gru": {"hidden_size": 32}}},
+    "methods": {"run": ["method1", "method2"], "kd_targets": ["hard", "soft", "combined"],
+                "alpha": 0.5, "temperature": 3.0, "freeze": "none"},
+    "features": {"window": 4.0, "step": 2.0, "baseline": "drop"},
+    "training": {"epochs": DEMO_SIZES["full"]["epochs"], "batch_size": 64, "lr": 0.002,
+                 "patience": 4},
+    "evaluation": {"protocol": "subject", "folds": DEMO_SIZES["full"]["folds"], "seeds": [0],
+                   "jobs": 2},
+}
+
+_PRESETS = {
+    "deap": ("deap-teacher", "deap-student", "raise"),
+    "ascertain": ("ascertain-teacher", "ascertain-student", "unlabelled"),
+}
+
+
+def demo_config(dataset: str, data: Path, size: dict) -> ExperimentConfig:
+    """The demo's experiment for one dataset: ``configs/demo.toml`` adapted to the data."""
+    teacher, student, nan_policy = _PRESETS[dataset]
+    sections = {k: dict(v) for k, v in DEMO_SECTIONS.items()}
+    sections["dataset"] = {"kind": dataset, "path": str(data)}
+    sections["labels"] = {"nan_policy": nan_policy}
+    sections["features"].update(teacher=teacher, student=student)
+    sections["training"]["epochs"] = size["epochs"]
+    sections["evaluation"]["folds"] = size["folds"]
+    return ExperimentConfig(name=f"demo-{dataset}").replace(**sections)
+
+
+@dataclass
+class DemoResult:
+    out: Path
+    report: dict
+    summary: list[str]
+    wall_seconds: float
+
+
+def run_demo(out: str | Path, *, quick: bool = False, seed: int = 0,
+             progress: bool = True) -> DemoResult:
+    """Run the demo into ``out`` and return where its report is and a short summary."""
+    from .datasets.synthetic import write_ascertain, write_deap
+    from .experiment import prepare_data, run_experiment
+    from .reporting import write_report
+
+    start = time.perf_counter()
+    out = Path(out)
+    size = DEMO_SIZES["quick" if quick else "full"]
+    data_dir = out / "data"
+    roots = {}
+    logger.info("Writing synthetic datasets to %s", data_dir)
+    if not (data_dir / "deap" / "data_preprocessed_python").is_dir():
+        write_deap(data_dir / "deap", n_subjects=size["subjects"], n_trials=size["trials"],
+                   seconds=size["deap_seconds"], seed=seed)
+    roots["deap"] = data_dir / "deap"
+    if not (data_dir / "ascertain" / "ASCERTAIN_Raw").is_dir():
+        write_ascertain(data_dir / "ascertain", n_subjects=size["subjects"],
+                        n_clips=size["clips"], seconds=size["ascertain_seconds"], seed=seed)
+    roots["ascertain"] = data_dir / "ascertain"
+
+    summary = []
+    for dataset, root in roots.items():
+        cfg = demo_config(dataset, root, size)
+        logger.info("%s: labels and features", dataset.upper())
+        prepared = prepare_data(cfg, cache_dir=out / "cache", progress=progress)
+        counts = prepared.label_report.totals.to_dict()
+        summary.append(f"{dataset.upper()}: {prepared.summary['n_subjects']} subjects, "
+                       f"{prepared.summary['n_trials']} trials, "
+                       f"{prepared.summary['windows']['n']} windows; fear trials per class "
+                       f"{counts}; {prepared.featureset.n_features} teacher / "
+                       f"{len(prepared.student_names)} student features")
+        models = cfg.models.backbones
+        plan = [("subject", m, ("method1", "method2") if m == "cnn" else ()) for m in models]
+        plan += [("seed-legacy", m, ()) for m in models]
+        logger.info("%s: cross-validation (%d backbone(s), Method 1 and 2 for the CNN)",
+                    dataset.upper(), len(models))
+        res = run_experiment(cfg, out, plan=plan, prepared=prepared, progress=progress,
+                             config_key=dataset)
+        sel = res.results[res.results["dataset"] == dataset]
+        summary.extend(_protocol_lines(sel))
+        summary.extend(_method_lines(sel))
+    report = write_report(out)
+    return DemoResult(out, report, summary, time.perf_counter() - start)
+
+
+def _test_accuracy(results, **where):
+    sel = results[(results["split"] == "test") & (results["metric"] == "accuracy")]
+    for col, value in where.items():
+        sel = sel[sel[col] == value]
+    return sel
+
+
+def _protocol_lines(results) -> list[str]:
+    """Backbone test accuracy (source task) under each protocol, one line per model."""
+    sel = _test_accuracy(results, method="backbone")
+    if sel.empty:
+        return []
+    means = sel.groupby(["model", "protocol"], sort=False)["value"].mean().unstack()
+    chance = 100 * float(sel["chance"].iloc[0])
+    lines = [f"  source task ({chance:.1f} % chance), backbone test accuracy by protocol:"]
+    for model, row in means.iterrows():
+        parts = [f"{p} {100 * v:.1f} %" for p, v in row.items() if v == v]
+        lines.append(f"    {model.upper()}: " + ", ".join(parts))
+    return lines
+
+
+def _method_lines(results) -> list[str]:
+    """Mean test accuracy of the fear stages (subject protocol), one line each."""
+    sel = _test_accuracy(results, protocol="subject", task="fear")
+    if sel.empty:
+        return []
+    means = sel.groupby(["method", "stage", "model", "target"], sort=False)["value"].mean()
+    chance = 100 * float(sel["chance"].iloc[0])
+    lines = [f"  fear ({chance:.1f} % chance), subject protocol, test accuracy:"]
+    for (method, stage, model, target), value in means.items():
+        if method == "baseline":
+            label = f"{model} baseline"
+        else:
+            label = f"{model.upper()} {method} {stage}" + ("" if target == "-" else
+                                                           f" ({target})")
+        lines.append(f"    {label}: {100 * value:.1f} %")
+    return lines

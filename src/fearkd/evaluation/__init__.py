@@ -1,0 +1,26 @@
+"""Evaluation: splitters over window metadata, per-fold metrics, statistics on fold scores.
+
+The splitters (:mod:`.splitters`) implement the protocols ``subject``, ``trial``, ``window`` and
+``seed-legacy`` with a leakage guard; :mod:`.metrics` scores one fold with a fixed label set;
+:mod:`.stats` compares models on paired fold scores (paired and corrected t-tests, Wilcoxon, Holm).
+The cross-validation runner (:mod:`.crossval`) is imported from its own module.
+"""
+
+from .metrics import chance_level, fold_metrics, majority_baseline, majority_class
+from .splitters import PROTOCOLS, LeakageReport, check_split, make_splitter
+from .stats import ComparisonResult, compare_models, holm, nadeau_bengio_ttest
+
+__all__ = [
+    "PROTOCOLS",
+    "LeakageReport",
+    "check_split",
+    "make_splitter",
+    "fold_metrics",
+    "chance_level",
+    "majority_class",
+    "majority_baseline",
+    "ComparisonResult",
+    "compare_models",
+    "holm",
+    "nadeau_bengio_ttest",
+]

@@ -1,0 +1,238 @@
+"""Cross-validation runner: models x folds x seeds, resumable, serial, joblib or Dask.
+
+A **unit** is one fold of one pipeline: ``(dataset, protocol, model, fold, seed)``. It trains the
+backbone and every configured method on the fold's training side and evaluates on its test
+side (:func:`fearkd.methods.run_pipeline`). Each finished unit is written atomically to
+``RUNDIR/units/<unit_id>.json``; a re-run of the same command skips finished units and, inside an
+unfinished unit, reloads finished stages from their checkpoints, so a killed run resumes and
+ends with the same results as an uninterrupted one.
+
+Splits come from :mod:`fearkd.evaluation.splitters` and every split passes the leakage guard
+before anything is trained. Units run in the calling process (``jobs=1``), in local worker
+processes (``jobs=N``, joblib; torch threads per worker set so that workers x threads = cores),
+or on a Dask distributed cluster (``scheduler="tcp://host:port"``); all three give identical
+results because every stage is seeded from the unit's seed alone.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import ConfigError
+from .rundir import RunDir
+
+__all__ = ["Unit", "CVData", "make_units", "run_units", "timing_table", "RESULT_COLUMNS"]
+
+logger = logging.getLogger(__name__)
+
+RESULT_COLUMNS = [
+    "dataset", "protocol", "method", "stage", "model", "target", "task", "fold", "seed",
+    "split", "metric", "value", "n_params", "n_train", "n_test", "chance",
+]
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One fold of one pipeline.
+
+    ``methods`` are the methods the unit runs after the backbone (empty: the backbone and the
+    baselines only, as in a backbone comparison).
+    """
+
+    dataset: str
+    protocol: str
+    model: str
+    fold: int
+    seed: int
+    methods: tuple[str, ...] = ("method1", "method2")
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "methods", tuple(self.methods))
+
+    @property
+    def id(self) -> str:
+        return f"{self.dataset}__{self.protocol}__{self.model}__fold{self.fold}__seed{self.seed}"
+
+
+@dataclass
+class CVData:
+    """Everything a unit needs, shipped once to each worker.
+
+    ``splits[(protocol, seed)]`` is the list of ``(train, val_or_None, test)`` index arrays.
+    """
+
+    featureset: object  # fearkd.features.featureset.FeatureSet (teacher columns)
+    student_names: tuple[str, ...]
+    splits: dict
+    settings: object  # fearkd.methods.PipelineSettings
+    n_source_classes: int
+    class_names: tuple[str, ...] = ("none", "low", "medium", "high")
+
+
+def make_units(dataset: str, plan: Sequence[tuple[str, str, tuple[str, ...]]],
+               n_folds: dict, seeds: Sequence[int]) -> list[Unit]:
+    """Every unit of a run, in a stable order (plan entry, seed, fold).
+
+    ``plan`` lists ``(protocol, model, methods)``; each (protocol, model) pair at most once.
+    """
+    pairs = [(p, m) for p, m, _ in plan]
+    dup = sorted({x for x in pairs if pairs.count(x) > 1})
+    if dup:
+        raise ValueError(f"Each (protocol, model) may appear once in a plan; repeated: {dup!r}.")
+    return [
+        Unit(dataset, p, m, f, s, tuple(methods))
+        for p, m, methods in plan for s in seeds for f in range(n_folds[(p, s)])
+    ]
+
+
+def _set_threads(jobs: int) -> None:
+    import torch
+
+    threads = max(1, (os.cpu_count() or 1) // max(1, jobs))
+    torch.set_num_threads(threads)
+
+
+def _run_one(unit: Unit, data: CVData, checkpoint_root: str | None, jobs: int) -> dict:
+    """Execute one unit (in whatever process it lands in)."""
+    import dataclasses
+
+    from .. import methods
+
+    _set_threads(jobs)
+    settings = dataclasses.replace(data.settings, methods=unit.methods,
+                                   scratch=bool(unit.methods) and data.settings.scratch)
+    train, val, test = data.splits[(unit.protocol, unit.seed)][unit.fold]
+    ckpt = None if checkpoint_root is None else Path(checkpoint_root) / unit.id
+    start = time.perf_counter()
+    result = methods.run_pipeline(
+        data.featureset, data.student_names, train, test, val_idx=val,
+        backbone=unit.model, settings=settings, seed=unit.seed,
+        n_source_classes=data.n_source_classes, class_names=data.class_names,
+        checkpoint_dir=ckpt,
+    )
+    for row in result["rows"]:
+        row.update(dataset=unit.dataset, protocol=unit.protocol, model=row.get("model", unit.model),
+                   fold=unit.fold, seed=unit.seed)
+    result["unit"] = asdict(unit)
+    result["wall_seconds"] = time.perf_counter() - start
+    return result
+
+
+def _execute(units: Sequence[Unit], data: CVData, checkpoint_root: str | None, jobs: int,
+             scheduler: str | None) -> Iterator[dict]:
+    if not units:
+        return
+    if scheduler:
+        try:
+            from distributed import Client, as_completed
+        except ImportError:  # pragma: no cover - depends on the extra
+            raise ConfigError(
+                "A Dask scheduler was given but the 'distributed' package is missing; "
+                "install the extra: pip install 'fearkd[dask]'."
+            ) from None
+        with Client(scheduler) as client:
+            workers = max(1, len(client.scheduler_info().get("workers", {})))
+            shared = client.scatter(data, broadcast=True)
+            futures = [client.submit(_run_one, u, shared, checkpoint_root, 1, key=u.id, pure=False)
+                       for u in units]
+            logger.info("Running %d units on %s (%d workers)", len(units), scheduler, workers)
+            for future in as_completed(futures):
+                yield future.result()
+        return
+    if jobs > 1:
+        from joblib import Parallel, delayed
+
+        parallel = Parallel(n_jobs=jobs, return_as="generator_unordered")
+        yield from parallel(delayed(_run_one)(u, data, checkpoint_root, jobs) for u in units)
+        return
+    for unit in units:
+        yield _run_one(unit, data, checkpoint_root, 1)
+
+
+def run_units(units: Sequence[Unit], data: CVData, rundir: RunDir, *, jobs: int = 1,
+              scheduler: str | None = None, progress: bool = True,
+              on_unit: Callable[[dict], None] | None = None) -> pd.DataFrame:
+    """Run the units not yet finished in ``rundir`` and return every unit's result rows.
+
+    Parameters
+    ----------
+    units : sequence of Unit
+    data : CVData
+    rundir : RunDir
+        Finished units are read from it and new ones written to it as they finish.
+    jobs : int
+        Local worker processes (ignored when ``scheduler`` is given).
+    scheduler : str, optional
+        Address of a Dask distributed scheduler, e.g. ``"tcp://10.0.0.5:8786"``.
+    on_unit : callable, optional
+        Called with each newly finished unit's result (after it is written).
+    """
+    from tqdm.auto import tqdm
+
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"Invalid value for 'jobs': expected an integer >= 1, got {jobs!r}.")
+    todo = [u for u in units if not rundir.has_unit(u.id)]
+    if len(todo) < len(units):
+        logger.info("Resuming: %d of %d units already finished in %s",
+                    len(units) - len(todo), len(units), rundir.path)
+    bar = tqdm(total=len(units), initial=len(units) - len(todo), disable=not progress,
+               desc="cross-validation", unit="unit")
+    try:
+        for result in _execute(todo, data, str(rundir.checkpoints), jobs, scheduler):
+            rundir.write_unit(Unit(**result["unit"]).id, result)
+            bar.update(1)
+            if on_unit is not None:
+                on_unit(result)
+    finally:
+        bar.close()
+    return rundir.results([u.id for u in units])
+
+
+def timing_table(rundir: RunDir, unit_ids: Iterable[str], workers: int) -> pd.DataFrame:
+    """Training seconds per (dataset, protocol, model), like the reference's CV timing table."""
+    rows = []
+    for uid in unit_ids:
+        unit = rundir.read_unit(uid)
+        rows.append({"dataset": unit["unit"]["dataset"], "protocol": unit["unit"]["protocol"],
+                     "model": unit["unit"]["model"],
+                     "seconds": float(unit.get("fit_seconds", unit.get("wall_seconds", 0.0)))})
+    if not rows:
+        return pd.DataFrame(columns=["dataset", "protocol", "model", "workers", "seconds",
+                                     "hours"])
+    grouped = pd.DataFrame(rows).groupby(["dataset", "protocol", "model"], sort=False,
+                                         as_index=False)
+    df = grouped["seconds"].sum()
+    df.insert(3, "workers", int(workers))
+    df["hours"] = df["seconds"] / 3600.0
+    return df
+
+
+def results_to_frame(rows: Iterable[dict]) -> pd.DataFrame:
+    """Tidy results with the fixed column order (missing columns filled)."""
+    df = pd.DataFrame(list(rows))
+    for col in RESULT_COLUMNS:
+        if col not in df.columns:
+            df[col] = np.nan
+    return df[RESULT_COLUMNS + [c for c in df.columns if c not in RESULT_COLUMNS]]
+
+
+def dumps(obj) -> str:
+    """JSON with NumPy scalars and arrays converted."""
+
+    def default(v):
+        if isinstance(v, np.generic):
+            return v.item()
+        if isinstance(v, np.ndarray):
+            return v.tolist()
+        raise TypeError(f"not JSON serialisable: {type(v).__name__}")
+
+    return json.dumps(obj, default=default, allow_nan=True)

@@ -1,0 +1,473 @@
+"""Train/test splitters over a FeatureSet's metadata table, and the leakage guard.
+
+Every splitter reads the metadata DataFrame (one row per window; columns ``dataset``, ``subject``,
+``trial``, ``window``, ``t_start``, ``t_stop``, ``y_fear``, ``y_source``) and yields **positional**
+row indices (``metadata.iloc[idx]``). Protocols, by name (:func:`make_splitter`):
+
+- ``subject`` (default): folds over subjects (StratifiedGroupKFold on the target, GroupKFold when
+  stratification cannot fill every fold), or leave-one-subject-out with ``n_splits="loso"`` or
+  ``n_splits >= n_subjects``. Subject-independent.
+- ``trial``: folds over (subject, trial) keys. Subject-dependent, trial-disjoint.
+- ``window``: random k-fold over windows. Overlapping windows of one trial land on both sides, so
+  it leaks; it logs a warning and exists to show the gap.
+- ``seed-legacy``: the reference's split. Per subject, windows in time order (trial, then
+  ``t_start``); every 5th window goes to the held-out part, which is halved by alternation into
+  test (1st, 3rd, ...) and validation (2nd, 4th, ...). One split; leaky by design.
+
+Each split is checked by :func:`check_split`: a subject (``subject``) or a trial (``trial``) on both
+sides raises :class:`~fearkd.errors.LeakageError`; for every protocol the report counts the test
+windows that share samples with a training window of the same trial.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import GroupKFold, KFold, LeaveOneGroupOut, StratifiedGroupKFold
+
+from ..errors import LeakageError
+
+__all__ = [
+    "PROTOCOLS",
+    "LeakageReport",
+    "check_split",
+    "SubjectSplitter",
+    "TrialSplitter",
+    "WindowSplitter",
+    "LegacySplitter",
+    "make_splitter",
+]
+
+logger = logging.getLogger(__name__)
+
+PROTOCOLS = ("subject", "trial", "window", "seed-legacy")
+#: Examples an error or report lists.
+_N_EXAMPLES = 5
+
+
+def _require(metadata: pd.DataFrame, columns: tuple[str, ...]) -> None:
+    if not isinstance(metadata, pd.DataFrame):
+        raise TypeError(f"'metadata' must be a pandas DataFrame, got {type(metadata).__name__}.")
+    missing = [c for c in columns if c not in metadata.columns]
+    if missing:
+        raise ValueError(
+            f"'metadata' lacks column(s) {missing!r} (has {list(metadata.columns)!r}); pass the "
+            "FeatureSet's metadata table."
+        )
+
+
+def _trial_codes(metadata: pd.DataFrame) -> np.ndarray:
+    """One integer per (subject, trial) key, shape (n_windows,)."""
+    keys = pd.MultiIndex.from_arrays([metadata["subject"].astype(str), metadata["trial"]])
+    return pd.factorize(keys)[0]
+
+
+def _overlapping_tests(
+    group: np.ndarray, start: np.ndarray, stop: np.ndarray, train: np.ndarray, test: np.ndarray
+) -> np.ndarray:
+    """Mask over ``test``: shares samples with a training window of the same group.
+
+    Windows cover ``[t_start, t_stop)``. Times are replaced by their ranks so that a group code and
+    a time combine into one exact int64 key and one ``searchsorted`` handles every group at once.
+    """
+    if len(train) == 0 or len(test) == 0:
+        return np.zeros(len(test), dtype=bool)
+    times, ranks = np.unique(np.concatenate([start, stop]), return_inverse=True)
+    width = len(times) + 1
+    r_start, r_stop = ranks[: len(start)], ranks[len(start):]
+    g = group.astype(np.int64) * width
+    order = train[np.lexsort((r_start[train], g[train]))]
+    train_key = g[order] + r_start[order]
+    # Within a group (and because group offsets grow), the running maximum of the stop keys is
+    # the latest end among training windows starting no later than each position.
+    stop_max = np.maximum.accumulate(g[order] + r_stop[order])
+    q_start = g[test] + r_start[test]
+    q_stop = g[test] + r_stop[test]
+    # A training window starting inside [test start, test stop) ...
+    starts_inside = np.searchsorted(train_key, q_stop, "left") > np.searchsorted(
+        train_key, q_start, "left"
+    )
+    # ... or one starting before the test window and ending after its start.
+    before = np.searchsorted(train_key, q_start, "left") - 1
+    ends_after = (before >= 0) & (stop_max[np.maximum(before, 0)] > q_start)
+    return starts_inside | ends_after
+
+
+@dataclass(frozen=True)
+class LeakageReport:
+    """What crosses a train/test split (see :func:`check_split`)."""
+
+    protocol: str
+    n_train: int
+    n_test: int
+    #: Rows listed on both sides.
+    n_shared_rows: int
+    #: Subjects with windows on both sides, and a few of them.
+    n_subjects_crossing: int
+    subjects_crossing: tuple[str, ...]
+    #: (subject, trial) keys with windows on both sides, and a few of them.
+    n_trials_crossing: int
+    trials_crossing: tuple[tuple[str, int], ...]
+    #: Test windows sharing samples with a training window of the same subject and trial.
+    n_overlapping: int
+    overlapping_examples: tuple[tuple[str, int, int], ...]
+
+    @property
+    def ok(self) -> bool:
+        """Whether the protocol's guarantee holds (always true for the leaky protocols)."""
+        if self.protocol == "subject":
+            return self.n_subjects_crossing == 0 and self.n_shared_rows == 0
+        if self.protocol == "trial":
+            return self.n_trials_crossing == 0 and self.n_shared_rows == 0
+        return True
+
+    def to_dict(self) -> dict:
+        """JSON-ready copy."""
+        return {
+            "protocol": self.protocol,
+            "n_train": self.n_train,
+            "n_test": self.n_test,
+            "n_shared_rows": self.n_shared_rows,
+            "n_subjects_crossing": self.n_subjects_crossing,
+            "subjects_crossing": list(self.subjects_crossing),
+            "n_trials_crossing": self.n_trials_crossing,
+            "trials_crossing": [list(t) for t in self.trials_crossing],
+            "n_overlapping": self.n_overlapping,
+            "overlapping_examples": [list(t) for t in self.overlapping_examples],
+            "ok": self.ok,
+        }
+
+
+def _as_index(idx, n: int, name: str) -> np.ndarray:
+    arr = np.asarray(idx)
+    if arr.ndim != 1 or (arr.size and not np.issubdtype(arr.dtype, np.integer)):
+        raise TypeError(
+            f"'{name}' must be a 1-D array of integer row positions, got dtype {arr.dtype} and "
+            f"shape {arr.shape}."
+        )
+    if arr.size and (arr.min() < 0 or arr.max() >= n):
+        raise ValueError(
+            f"'{name}' holds positions outside 0..{n - 1} (min {arr.min()}, max {arr.max()})."
+        )
+    return arr.astype(np.int64)
+
+
+def check_split(
+    metadata: pd.DataFrame, train_idx, test_idx, protocol: str = "subject"
+) -> LeakageReport:
+    """Check a train/test split against the guarantee of its protocol.
+
+    Parameters
+    ----------
+    metadata : DataFrame, shape (n_windows, ...)
+        Columns ``subject``, ``trial``, ``t_start``, ``t_stop``.
+    train_idx, test_idx : ndarray of int
+        Positional row indices.
+    protocol : {"subject", "trial", "window", "seed-legacy"}
+
+    Returns
+    -------
+    LeakageReport
+
+    Raises
+    ------
+    LeakageError
+        Under ``subject`` a subject, under ``trial`` a (subject, trial) key, or under either a row,
+        on both sides.
+    """
+    _check_protocol(protocol)
+    _require(metadata, ("subject", "trial", "t_start", "t_stop"))
+    n = len(metadata)
+    train = _as_index(train_idx, n, "train_idx")
+    test = _as_index(test_idx, n, "test_idx")
+    start = metadata["t_start"].to_numpy(dtype=float)
+    stop = metadata["t_stop"].to_numpy(dtype=float)
+    if np.any(~(stop > start)):
+        raise ValueError("'metadata' has windows with t_stop <= t_start (or NaN times).")
+    subjects = metadata["subject"].astype(str).to_numpy()
+    trials = metadata["trial"].to_numpy()
+    codes = _trial_codes(metadata)
+    shared = np.intersect1d(train, test)
+    subj_cross = np.intersect1d(subjects[train], subjects[test])
+    trial_cross = np.intersect1d(codes[train], codes[test])
+    _, first_row = np.unique(codes, return_index=True)  # codes are 0..n_keys-1
+    trial_examples = tuple(
+        (str(subjects[first_row[c]]), int(trials[first_row[c]])) for c in trial_cross[:_N_EXAMPLES]
+    )
+    overlap = _overlapping_tests(codes, start, stop, train, test)
+    rows = test[overlap][:_N_EXAMPLES]
+    window = metadata["window"].to_numpy() if "window" in metadata.columns else rows
+    report = LeakageReport(
+        protocol=protocol,
+        n_train=len(train),
+        n_test=len(test),
+        n_shared_rows=len(shared),
+        n_subjects_crossing=len(subj_cross),
+        subjects_crossing=tuple(str(s) for s in subj_cross[:_N_EXAMPLES]),
+        n_trials_crossing=len(trial_cross),
+        trials_crossing=trial_examples,
+        n_overlapping=int(overlap.sum()),
+        overlapping_examples=tuple(
+            (str(subjects[r]), int(trials[r]), int(window[r])) for r in rows
+        ),
+    )
+    if not report.ok:
+        raise LeakageError(
+            f"Split violates the {protocol!r} protocol: {report.n_subjects_crossing} subject(s) "
+            f"(e.g. {list(report.subjects_crossing)}), {report.n_trials_crossing} trial(s) "
+            f"(e.g. {list(report.trials_crossing)}) and {report.n_shared_rows} row(s) are on both "
+            f"sides; {report.n_overlapping} test window(s) share samples with training windows."
+        )
+    if report.n_overlapping:
+        logger.info(
+            "%s split: %d of %d test windows share samples with a training window.",
+            protocol, report.n_overlapping, report.n_test,
+        )
+    return report
+
+
+def _check_protocol(protocol: str) -> None:
+    if protocol not in PROTOCOLS:
+        raise ValueError(
+            f"Invalid value for 'protocol': expected one of "
+            f"{', '.join(repr(p) for p in PROTOCOLS)}, got {protocol!r}."
+        )
+
+
+def _check_n_splits(n_splits, allow_loso: bool = False) -> None:
+    if allow_loso and n_splits == "loso":
+        return
+    if isinstance(n_splits, bool) or not isinstance(n_splits, (int, np.integer)) or n_splits < 2:
+        extra = " or 'loso'" if allow_loso else ""
+        raise ValueError(f"'n_splits' must be an integer >= 2{extra}, got {n_splits!r}.")
+
+
+class _MetadataSplitter:
+    """Common sklearn-style interface: ``split(metadata)``, ``get_n_splits(metadata)``."""
+
+    protocol = ""
+    _columns: tuple[str, ...] = ("subject", "trial", "t_start", "t_stop")
+
+    def split(self, metadata: pd.DataFrame, y=None, groups=None) -> Iterator[tuple]:
+        """Yield ``(train_idx, test_idx)`` positional index arrays, checked for leakage."""
+        for train, _val, test in self.split_with_validation(metadata):
+            yield train, test
+
+    def split_with_validation(self, metadata: pd.DataFrame) -> Iterator[tuple]:
+        """Yield ``(train_idx, val_idx, test_idx)``; ``val_idx`` is empty except for legacy."""
+        _require(metadata, self._columns)
+        for train, val, test in self._iter(metadata):
+            check_split(metadata, train, test, self.protocol)
+            yield np.sort(train), np.sort(val), np.sort(test)
+
+    def _iter(self, metadata: pd.DataFrame) -> Iterator[tuple]:
+        raise TypeError(f"{type(self).__name__} is abstract; use make_splitter().")
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        return f"{type(self).__name__}({args})"
+
+
+class _GroupSplitter(_MetadataSplitter):
+    """k folds over groups, stratified on the target when that fills every fold."""
+
+    def __init__(self, n_splits=5, random_state=None, target: str = "y_fear"):
+        self.n_splits = n_splits
+        self.random_state = random_state
+        self.target = target
+
+    def _groups(self, metadata: pd.DataFrame) -> np.ndarray:
+        raise TypeError(f"{type(self).__name__} is abstract; use make_splitter().")
+
+    def _check_groups(self, n_groups: int) -> None:
+        _check_n_splits(self.n_splits)
+        if self.n_splits > n_groups:
+            raise ValueError(
+                f"'n_splits' = {self.n_splits} is more than the {n_groups} {self.protocol} "
+                f"group(s) in 'metadata'; pass n_splits <= {n_groups}."
+            )
+
+    def _folds(self, metadata: pd.DataFrame, groups: np.ndarray, n_splits: int) -> list:
+        dummy = np.zeros(len(metadata))
+        y = metadata[self.target].to_numpy() if self.target in metadata.columns else None
+        if y is not None and len(np.unique(y)) > 1:
+            cv = StratifiedGroupKFold(n_splits, shuffle=True, random_state=self.random_state)
+            try:
+                with warnings.catch_warnings():
+                    # A class rarer than n_splits is expected with fear labels; folds may lack it.
+                    warnings.simplefilter("ignore", UserWarning)
+                    folds = list(cv.split(dummy, y, groups))
+            except ValueError as exc:  # every class has fewer rows than n_splits
+                folds, reason = [], str(exc)
+            else:
+                reason = "it left a fold empty"
+            if folds and all(len(test) for _train, test in folds):
+                return folds
+            logger.info(
+                "StratifiedGroupKFold cannot split %d %s groups (%s); using GroupKFold.",
+                len(np.unique(groups)), self.protocol, reason,
+            )
+        else:
+            logger.info(
+                "No target column %r with two or more classes; using GroupKFold.", self.target
+            )
+        cv = GroupKFold(n_splits, shuffle=True, random_state=self.random_state)
+        return list(cv.split(dummy, groups=groups))
+
+    def get_n_splits(self, metadata: pd.DataFrame | None = None, y=None, groups=None) -> int:
+        if isinstance(self.n_splits, int) and not isinstance(self.n_splits, bool):
+            return self.n_splits
+        if metadata is None:
+            raise ValueError("get_n_splits needs 'metadata' when n_splits='loso'.")
+        return int(metadata["subject"].nunique())
+
+    def _iter(self, metadata: pd.DataFrame) -> Iterator[tuple]:
+        groups = self._groups(metadata)
+        n_groups = len(np.unique(groups))
+        if n_groups < 2:
+            raise ValueError(
+                f"The {self.protocol!r} protocol needs at least 2 {self.protocol} groups in "
+                f"'metadata', got {n_groups}."
+            )
+        empty = np.empty(0, dtype=np.int64)
+        if self._loso(n_groups):
+            folds = LeaveOneGroupOut().split(np.zeros(len(metadata)), groups=groups)
+        else:
+            self._check_groups(n_groups)
+            folds = self._folds(metadata, groups, self.n_splits)
+        for train, test in folds:
+            yield train, empty, test
+
+    def _loso(self, n_groups: int) -> bool:
+        return False
+
+
+class SubjectSplitter(_GroupSplitter):
+    """Folds over subjects (see the module docstring); ``n_splits`` int or ``"loso"``."""
+
+    protocol = "subject"
+
+    def _groups(self, metadata: pd.DataFrame) -> np.ndarray:
+        return pd.factorize(metadata["subject"].astype(str))[0]
+
+    def _loso(self, n_groups: int) -> bool:
+        _check_n_splits(self.n_splits, allow_loso=True)
+        return self.n_splits == "loso" or self.n_splits >= n_groups
+
+    def get_n_splits(self, metadata: pd.DataFrame | None = None, y=None, groups=None) -> int:
+        if self.n_splits != "loso" and metadata is not None:
+            return min(int(self.n_splits), int(metadata["subject"].nunique()))
+        return super().get_n_splits(metadata)
+
+
+class TrialSplitter(_GroupSplitter):
+    """Folds over (subject, trial) keys: subject-dependent, trial-disjoint."""
+
+    protocol = "trial"
+
+    def _groups(self, metadata: pd.DataFrame) -> np.ndarray:
+        return _trial_codes(metadata)
+
+
+class WindowSplitter(_MetadataSplitter):
+    """Random k-fold over windows. Leaks between overlapping windows; logs a warning."""
+
+    protocol = "window"
+
+    def __init__(self, n_splits=5, random_state=None, target: str = "y_fear"):
+        self.n_splits = n_splits
+        self.random_state = random_state
+        self.target = target
+
+    def get_n_splits(self, metadata: pd.DataFrame | None = None, y=None, groups=None) -> int:
+        return self.n_splits
+
+    def _iter(self, metadata: pd.DataFrame) -> Iterator[tuple]:
+        _check_n_splits(self.n_splits)
+        if self.n_splits > len(metadata):
+            raise ValueError(
+                f"'n_splits' = {self.n_splits} is more than the {len(metadata)} windows."
+            )
+        logger.warning(
+            "protocol 'window' splits windows at random: overlapping windows of one trial land "
+            "in train and test, so its scores are optimistic (leaky). Use 'subject' or 'trial'."
+        )
+        cv = KFold(self.n_splits, shuffle=True, random_state=self.random_state)
+        empty = np.empty(0, dtype=np.int64)
+        for train, test in cv.split(np.zeros(len(metadata))):
+            yield train, empty, test
+
+
+class LegacySplitter(_MetadataSplitter):
+    """The reference's every-``every``-th-window split (one split, with validation indices)."""
+
+    protocol = "seed-legacy"
+
+    def __init__(self, every: int = 5, random_state=None, target: str = "y_fear"):
+        self.every = every
+        self.random_state = random_state  # unused: the split is deterministic
+        self.target = target
+
+    def get_n_splits(self, metadata: pd.DataFrame | None = None, y=None, groups=None) -> int:
+        return 1
+
+    def _iter(self, metadata: pd.DataFrame) -> Iterator[tuple]:
+        if isinstance(self.every, bool) or not isinstance(self.every, int) or self.every < 2:
+            raise ValueError(f"'every' must be an integer >= 2, got {self.every!r}.")
+        logger.warning(
+            "protocol 'seed-legacy' reproduces the reference's split: held-out windows overlap "
+            "training windows of the same trial, so its scores are optimistic (leaky)."
+        )
+        subjects = metadata["subject"].astype(str).to_numpy()
+        order = np.lexsort(
+            (metadata["t_start"].to_numpy(dtype=float), metadata["trial"].to_numpy(), subjects)
+        )
+        # Position of each window within its subject, in time order.
+        subj_sorted = subjects[order]
+        first = np.r_[True, subj_sorted[1:] != subj_sorted[:-1]]
+        starts = np.flatnonzero(first)
+        pos = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+        held = (pos % self.every) == self.every - 1
+        held_rows = order[held]
+        # Alternate held-out windows between test and validation, per subject.
+        held_subj = subj_sorted[held]
+        h_first = np.r_[True, held_subj[1:] != held_subj[:-1]] if len(held_subj) else held_subj
+        h_starts = np.flatnonzero(h_first)
+        h_pos = np.arange(len(held_rows)) - np.repeat(
+            h_starts, np.diff(np.r_[h_starts, len(held_rows)])
+        )
+        yield order[~held], held_rows[h_pos % 2 == 1], held_rows[h_pos % 2 == 0]
+
+
+def make_splitter(
+    protocol: str = "subject",
+    n_splits: int | str = 5,
+    random_state=None,
+    target: str = "y_fear",
+) -> _MetadataSplitter:
+    """Build the splitter of an evaluation protocol.
+
+    Parameters
+    ----------
+    protocol : {"subject", "trial", "window", "seed-legacy"}
+    n_splits : int or "loso"
+        Folds; ``"loso"`` (subject only) for leave-one-subject-out. Ignored by ``seed-legacy``.
+    random_state : int or None
+        Shuffles the assignment of groups (or windows) to folds.
+    target : str
+        Metadata column to stratify on where the groups allow.
+    """
+    _check_protocol(protocol)
+    if protocol == "subject":
+        _check_n_splits(n_splits, allow_loso=True)
+        return SubjectSplitter(n_splits, random_state, target)
+    if protocol == "seed-legacy":
+        return LegacySplitter(random_state=random_state, target=target)
+    _check_n_splits(n_splits)
+    cls = TrialSplitter if protocol == "trial" else WindowSplitter
+    return cls(n_splits, random_state, target)

@@ -1,0 +1,245 @@
+"""One experiment from a config: data -> labels -> features -> splits -> units -> results.
+
+:func:`prepare_data` reads the dataset named by the config, labels its trials and extracts the
+teacher's features (cached in the run directory); :func:`run_experiment` builds the splits of
+every protocol and seed, checks them with the leakage guard, runs every unit (resuming a
+previous run in the same directory) and writes ``results.csv`` and ``timing.csv``. The command
+line's ``run``, ``cv`` and ``demo`` are thin layers over these two functions.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from .config import ExperimentConfig, config_to_dict
+from .errors import ConfigError
+from .evaluation.crossval import CVData, make_units, run_units, timing_table
+from .evaluation.rundir import RunDir
+from .label_report import FEAR_CLASSES, LabelReport, label_report
+from .methods import PipelineSettings
+
+__all__ = ["PreparedData", "prepare_data", "run_experiment", "ExperimentResult"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class PreparedData:
+    """A dataset's teacher features, the student's column names and its label report."""
+
+    dataset: str
+    featureset: object
+    student_names: tuple[str, ...]
+    n_source_classes: int
+    class_names: tuple[str, ...]
+    label_report: LabelReport
+    summary: dict
+
+
+@dataclass
+class ExperimentResult:
+    rundir: RunDir
+    results: pd.DataFrame
+    timing: pd.DataFrame
+    data: PreparedData
+    wall_seconds: float
+
+
+def _open(cfg: ExperimentConfig, data_path: str | Path | None):
+    from .datasets.loaders import open_dataset
+
+    ds = cfg.dataset
+    path = data_path or ds.path
+    kwargs = {}
+    if ds.subjects:
+        kwargs["subjects"] = list(ds.subjects)
+    if ds.kind == "generic":
+        if ds.subjects:
+            raise ConfigError(f"{cfg.source}: [dataset] subjects selects subjects of DEAP or "
+                              f"ASCERTAIN; a generic description lists its own subjects.")
+        from .datasets.generic import load_generic
+
+        return load_generic({"dataset": dict(ds.options)}, root=data_path or None)
+    if not path:
+        raise ConfigError(
+            f"{cfg.source or 'config'}: no dataset path: set [dataset] path or pass --data PATH."
+        )
+    return open_dataset(path, kind=None, **kwargs)
+
+
+def _rules(cfg: ExperimentConfig, dataset: str, key: str):
+    value = getattr(cfg.labels, key)
+    if value != "auto":
+        return value
+    return dataset if dataset in ("deap", "ascertain") else None
+
+
+def prepare_data(cfg: ExperimentConfig, *, data_path=None, cache_dir=None,
+                 progress: bool = True) -> PreparedData:
+    """Open the dataset, extract teacher features with labels, resolve the student's columns."""
+    from .datasets.loaders import summarize
+    from .features.extract import extract_features
+    from .features.presets import get_preset
+    from .labels import assign_fear, load_rules, load_source_task
+
+    recordings = _open(cfg, data_path)
+    f = cfg.features
+    rules, source = _rules(cfg, recordings.dataset, "rules"), _rules(cfg, recordings.dataset,
+                                                                      "source")
+    fs = extract_features(
+        recordings, f.teacher, window=f.window, step=f.step, baseline=f.baseline,
+        method=f.method, rules=rules, source=source, ambiguous=cfg.labels.ambiguous,
+        nan_policy=cfg.labels.nan_policy, n_jobs=f.n_jobs, cache_dir=cache_dir,
+        progress=progress,
+    )
+    first = recordings.load(recordings.subjects[0]).trials[0]
+    student_names = get_preset(f.student).plan(first).feature_names
+    missing = [n for n in student_names if n not in set(fs.feature_names)]
+    if missing:
+        raise ConfigError(
+            f"{cfg.source}: the student preset {f.student!r} has column(s) {missing[:5]!r} that "
+            f"the teacher preset {f.teacher!r} lacks; a student sees a subset of the teacher's "
+            f"columns of the same windows."
+        )
+    meta = fs.metadata
+    trials = meta.drop_duplicates(["subject", "trial"]).reset_index(drop=True)
+    ambiguous = None
+    class_names = FEAR_CLASSES
+    if rules is not None:
+        table = load_rules(rules)
+        class_names = table.class_names
+        fa = assign_fear(trials, table, ambiguous=cfg.labels.ambiguous,
+                         nan_policy=cfg.labels.nan_policy, return_counts=True)
+        ambiguous = fa.ambiguous
+    else:
+        n = int(max(meta["y_fear"].max(), 0)) + 1
+        class_names = FEAR_CLASSES[:n] if n <= len(FEAR_CLASSES) else tuple(map(str, range(n)))
+    report = label_report(trials, class_names=class_names, ambiguous=ambiguous)
+    if (meta["y_fear"] >= 0).sum() == 0:
+        raise ConfigError(f"{recordings.dataset}: no window is labelled for fear; check the "
+                          f"rule table ({rules!r}) against the ratings (`fearkd labels`).")
+    if source is not None:
+        n_source = load_source_task(source).n_classes
+    else:
+        n_source = int(meta["y_source"].max()) + 1
+    # modalities and rates from the first subject (already read above); counts from the windows,
+    # so the dataset is not read a second time
+    summary = summarize(recordings.select(recordings.subjects[:1]))
+    summary.pop("trials_per_subject")
+    summary["n_subjects"] = int(meta["subject"].nunique())
+    summary["n_trials"] = int(len(trials))
+    summary["load_report"] = recordings.report.to_dict()
+    summary["windows"] = {"n": int(len(meta)), "n_fear_labelled": int((meta["y_fear"] >= 0).sum()),
+                          "n_source_labelled": int((meta["y_source"] >= 0).sum()),
+                          "window_s": f.window, "step_s": f.step,
+                          "teacher_features": fs.n_features,
+                          "student_features": len(student_names)}
+    return PreparedData(recordings.dataset, fs, tuple(student_names), n_source,
+                        tuple(class_names), report, summary)
+
+
+def _splits(meta: pd.DataFrame, protocol: str, folds: int, seed: int) -> list[tuple]:
+    from .evaluation.splitters import make_splitter
+
+    splitter = make_splitter(protocol, n_splits=folds, random_state=seed)
+    out = []
+    for train, val, test in splitter.split_with_validation(meta):
+        out.append((train, val if len(val) else None, test))
+    return out
+
+
+def run_experiment(cfg: ExperimentConfig, rundir: str | Path, *, data_path=None,
+                   protocols=None, models=None, methods=None, folds=None, jobs=None,
+                   scheduler=None, progress: bool = True, plan=None,
+                   prepared: PreparedData | None = None,
+                   config_key: str | None = None) -> ExperimentResult:
+    """Run every unit of an experiment into ``rundir`` (resuming what is there).
+
+    Parameters
+    ----------
+    cfg : ExperimentConfig
+    rundir : path
+        Run directory; a previous run of the same configuration there is resumed.
+    data_path : path, optional
+        Overrides ``[dataset] path``.
+    protocols, models, methods : sequence of str, optional
+        Override ``[evaluation] protocol``, ``[models] backbones`` and ``[methods] run``
+        (``methods=()`` runs the backbone comparison only).
+    folds, jobs : int, optional
+    scheduler : str, optional
+        Dask scheduler address.
+    plan : sequence of (protocol, model, methods), optional
+        Instead of every protocol x model with the same methods: which methods each
+        (protocol, model) pair runs (the demo runs Method 1 and 2 for the CNN under
+        ``subject`` and the backbone comparison elsewhere).
+    prepared : PreparedData, optional
+        Features already extracted.
+    config_key : str, optional
+        Store the config under this key of ``config.json`` (several experiments, e.g. one
+        per dataset, in one run directory).
+
+    Returns
+    -------
+    ExperimentResult
+        ``results`` and ``timing`` cover every unit in the run directory.
+    """
+    start = time.perf_counter()
+    ev = cfg.evaluation
+    protocols = tuple(protocols or (ev.protocol,))
+    models = tuple(models or cfg.models.backbones)
+    folds = int(folds or ev.folds)
+    jobs = int(jobs or ev.jobs)
+    scheduler = scheduler or ev.scheduler or None
+    from .models import available_models
+
+    settings = PipelineSettings.from_config(cfg)
+    methods = settings.methods if methods is None else tuple(methods)
+    if plan is None:
+        plan = [(p, m, methods) for p in protocols for m in models]
+    plan = [(p, m, tuple(ms)) for p, m, ms in plan]
+    protocols = tuple(dict.fromkeys(p for p, _, _ in plan))
+    unknown = [m for _, m, _ in plan if m not in available_models()]
+    if unknown:
+        raise ConfigError(f"Unknown model(s) {unknown!r}: expected some of "
+                          f"{', '.join(available_models())}.")
+    run = RunDir(rundir)
+    resolved = config_to_dict(cfg)
+    resolved["run"] = {"plan": [[p, m, list(ms)] for p, m, ms in plan], "folds": folds,
+                       "data": str(data_path or "")}
+    run.check_config(resolved, key=config_key)
+    run.start_environment(seeds=list(ev.seeds), jobs=jobs, scheduler=scheduler or "")
+    data = prepared or prepare_data(cfg, data_path=data_path, cache_dir=run.path / "cache",
+                                    progress=progress)
+    dsdir = run.dataset_dir(data.dataset)
+    run.write_json(dsdir.relative_to(run.path) / "label_report.json", data.label_report.to_dict())
+    run.write_json(dsdir.relative_to(run.path) / "summary.json", data.summary)
+    for warning in data.label_report.warnings:
+        logger.warning("%s: %s", data.dataset, warning)
+    meta = data.featureset.metadata
+    splits, n_folds = {}, {}
+    for protocol in protocols:
+        for seed in ev.seeds:
+            splits[(protocol, seed)] = _splits(meta, protocol, folds, seed)
+            n_folds[(protocol, seed)] = len(splits[(protocol, seed)])
+    cv = CVData(data.featureset, data.student_names, splits, settings, data.n_source_classes,
+                data.class_names)
+    units = make_units(data.dataset, plan, n_folds, ev.seeds)
+    run_units(units, cv, run, jobs=jobs, scheduler=scheduler, progress=progress)
+    results = run.results()
+    run.write_results(results)
+    workers = jobs if not scheduler else 0
+    timing = timing_table(run, run.unit_ids(), workers)
+    run.write_results(timing, "timing.csv")
+    wall = time.perf_counter() - start
+    run.finish_environment(wall)
+    return ExperimentResult(run, results, timing, data, wall)
+
+
+def seconds_text(seconds: float) -> str:
+    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+

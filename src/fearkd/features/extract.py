@@ -1,0 +1,388 @@
+"""Recordings -> FeatureSet: windows, features and labels, one subject at a time.
+
+:func:`extract_features` runs a recipe (:mod:`~fearkd.features.presets`) over every subject of a
+:class:`~fearkd.recordings.Recordings`. Each subject is loaded, windowed and reduced to
+features by one worker (``n_jobs`` processes through joblib), so at most ``n_jobs`` subjects'
+raw signals are in memory at once; results can be cached on disk per subject
+(:mod:`~fearkd.features.cache`). Labels are attached afterwards from the trials' ratings, so
+changing the rule table never invalidates the cache.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from joblib import Parallel, delayed
+from tqdm.auto import tqdm
+
+from .. import labels
+from ..recordings import Recordings, Subject, Trial
+from . import cache
+from .featureset import FeatureSet
+from .physio import sliding_descriptors, sliding_stats
+from .presets import Plan, Recipe, get_preset
+from .spectral import sliding_band_power
+from .windows import Windowing, get_windowing, make_windows, window_samples
+
+__all__ = ["extract_features", "subject_features", "trial_features"]
+
+logger = logging.getLogger(__name__)
+BASELINES = ("drop", "subtract")
+BASELINE_MODES = ("subtract", "divide")
+_LABELLED_DATASETS = ("deap", "ascertain")
+_INFO_TRIALS = "trials_with_info_labels"
+
+
+def _choice(value, name: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ValueError(
+            f"Invalid value for {name!r}: expected one of {', '.join(map(repr, choices))}, "
+            f"got {value!r}."
+        )
+    return value
+
+
+def trial_features(
+    trial: Trial,
+    plan: Plan,
+    windowing: Windowing,
+    *,
+    baseline: str = "drop",
+    baseline_mode: str = "subtract",
+    workspace: dict | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Features of every window of one trial.
+
+    Parameters
+    ----------
+    trial : Trial
+    plan : Plan
+        ``recipe.plan(trial)``.
+    windowing : Windowing
+    baseline : {"drop", "subtract"}
+        Windows start at the stimulus onset (``trial.onset``) either way; ``"subtract"`` also
+        removes the band power of the pre-stimulus segment ``[0, onset)`` from every window's
+        band-power features (peripheral features are not baseline-corrected).
+    baseline_mode : {"subtract", "divide"}
+    workspace : dict, optional
+        FFT buffers reused between trials (pass one dict for all trials of a subject).
+
+    Returns
+    -------
+    X : ndarray of float32, shape (n_windows, n_features)
+    t_start, t_stop : ndarray, shape (n_windows,)
+        Seconds from the trial's first sample.
+    """
+    recipe = plan.recipe
+    modality = {n: m for m in trial.modalities for n in trial.signals[m].ch_names}
+    used = {modality[c] for c in (*plan.eeg, *plan.peripheral)} | set(plan.descriptor_modalities)
+    signals = [trial.signals[m] for m in trial.modalities if m in used]
+    n_times: dict[float, int] = {}
+    for sig in signals:
+        n_times[sig.sfreq] = min(n_times.get(sig.sfreq, sig.n_times), sig.n_times)
+    duration = min(n / sf for sf, n in n_times.items())
+    t_start, t_stop = make_windows(duration, windowing.length, windowing.step,
+                                   tmin=trial.onset, n_times=n_times)
+    blocks = []
+    if plan.eeg:
+        sig = trial.signals["eeg"]
+        starts, n = window_samples(t_start, windowing.length, sig.sfreq)
+        n_base = 0
+        if baseline == "subtract":
+            n_base = int(round(trial.onset * sig.sfreq))
+            if n_base < 2:
+                raise ValueError(
+                    f"baseline='subtract' needs a pre-stimulus segment, but {trial.dataset} "
+                    f"subject {trial.subject} trial {trial.trial} has onset {trial.onset:g} s; "
+                    f"use baseline='drop'."
+                )
+        x = sig.data if plan.eeg == sig.ch_names else sig.pick(plan.eeg).data
+        power = sliding_band_power(
+            x, sig.sfreq, starts, n, recipe.bands,
+            method=recipe.method, filter_design=recipe.filter_design, log=recipe.log,
+            relative=recipe.relative, nperseg=recipe.nperseg, baseline_samples=n_base,
+            baseline_mode=baseline_mode, workspace=workspace, check_finite=False,
+        )
+        blocks.append(power.reshape(len(t_start), -1))
+    if plan.peripheral:
+        # One pass per sampling rate over every peripheral channel at that rate.
+        by_rate: dict[float, list[str]] = {}
+        for c in plan.peripheral:
+            by_rate.setdefault(trial.signals[modality[c]].sfreq, []).append(c)
+        by_name = {}
+        for sfreq, chans in by_rate.items():
+            rows = []
+            for c in chans:
+                sig = trial.signals[modality[c]]
+                rows.append(sig.data[sig.ch_names.index(c)])
+            rows = np.stack(rows)
+            starts, n = window_samples(t_start, windowing.length, sfreq)
+            stats = sliding_stats(rows, starts, n)
+            by_name.update({c: stats[:, i] for i, c in enumerate(chans)})
+        blocks.append(np.concatenate([by_name[c] for c in plan.peripheral], axis=1))
+    for m in plan.descriptor_modalities:
+        sig = trial.signals[m]
+        starts, n = window_samples(t_start, windowing.length, sig.sfreq)
+        blocks.append(sliding_descriptors(sig.data, sig.sfreq, m, starts, n,
+                                          scr_prominence=recipe.scr_prominence))
+    X = np.concatenate(blocks, axis=1).astype(np.float32)
+    if X.shape[1] != len(plan.feature_names):
+        raise RuntimeError(
+            f"Recipe {recipe.name!r} produced {X.shape[1]} features for "
+            f"{len(plan.feature_names)} names."
+        )
+    # A NaN or inf sample makes its channel's features non-finite: checking the (small)
+    # output spares a pass over the raw data; the inputs are searched only on failure.
+    if not np.isfinite(X).all():
+        for sig in signals:
+            finite = np.isfinite(sig.data).all(axis=1)
+            if not finite.all():
+                bad = [sig.ch_names[i] for i in np.flatnonzero(~finite)]
+                raise ValueError(
+                    f"Non-finite values (NaN or inf) in {trial.dataset} subject "
+                    f"{trial.subject} trial {trial.trial}, channel(s) {bad!r}; load the data "
+                    f"with a reader option that drops or repairs such trials (e.g. "
+                    f"nan_policy='drop-trial')."
+                )
+    return X, t_start, t_stop
+
+
+def subject_features(
+    subject: Subject,
+    recipe: Recipe,
+    windowing: Windowing,
+    *,
+    baseline: str = "drop",
+    baseline_mode: str = "subtract",
+) -> FeatureSet | None:
+    """Features of every window of every trial of one subject (None if it has no trial).
+
+    ``y_fear``/``y_source`` are the trial's ``info["y_fear"]``/``info["y_source"]`` where a
+    reader gave them and -1 elsewhere; :func:`extract_features` fills in the rest from ratings.
+    """
+    xs, t0s, t1s, trial_ids, info_trials = [], [], [], [], []
+    ratings: dict[str, list] = {}
+    y_fear, y_source = [], []
+    names = None
+    workspace: dict = {}
+    for k, trial in enumerate(subject.trials):
+        plan = recipe.plan(trial)
+        if names is None:
+            names = plan.feature_names
+        elif plan.feature_names != names:
+            raise ValueError(
+                f"{trial.dataset} subject {trial.subject} trial {trial.trial} gives "
+                f"{len(plan.feature_names)} features that differ from the subject's first "
+                f"trial's {len(names)}: its channels differ. Name the channels in the recipe."
+            )
+        X, t0, t1 = trial_features(trial, plan, windowing, baseline=baseline,
+                                   baseline_mode=baseline_mode, workspace=workspace)
+        has_info = "y_fear" in trial.info
+        if has_info:
+            info_trials.append(trial.trial)
+        xs.append(X)
+        t0s.append(t0)
+        t1s.append(t1)
+        trial_ids.append(np.full(len(t0), trial.trial, dtype=np.int64))
+        for key in trial.ratings:
+            ratings.setdefault(key, [np.nan] * k)
+        for key in ratings:
+            ratings[key].append(float(trial.ratings.get(key, np.nan)))
+        y_fear.append(int(trial.info["y_fear"]) if has_info else -1)
+        y_source.append(int(trial.info.get("y_source", -1)) if has_info else -1)
+    if names is None:
+        return None
+    counts = np.array([len(t) for t in t0s])
+    metadata = pd.DataFrame({
+        "dataset": subject.dataset if not subject.trials else subject.trials[0].dataset,
+        "subject": subject.subject,
+        "trial": np.concatenate(trial_ids),
+        "window": np.concatenate([np.arange(c) for c in counts]),
+        "t_start": np.concatenate(t0s),
+        "t_stop": np.concatenate(t1s),
+        **{key: np.repeat(np.asarray(v, dtype=np.float64), counts)
+           for key, v in ratings.items()},
+        "y_fear": np.repeat(np.asarray(y_fear, dtype=np.int64), counts),
+        "y_source": np.repeat(np.asarray(y_source, dtype=np.int64), counts),
+    })
+    return FeatureSet(np.concatenate(xs), names, metadata, {_INFO_TRIALS: info_trials})
+
+
+def _subject_job(recordings: Recordings, sid: str, recipe: Recipe, windowing: Windowing,
+                 baseline: str, baseline_mode: str, path: Path | None):
+    """One worker's unit: (FeatureSet or None, new load-report records, came from cache)."""
+    if path is not None:
+        cached = cache.load_entry(path)
+        if cached is not None:
+            return cached, ([], []), True
+    n_skipped, n_repaired = len(recordings.report.skipped), len(recordings.report.repaired)
+    fs = subject_features(recordings.load(sid), recipe, windowing, baseline=baseline,
+                          baseline_mode=baseline_mode)
+    delta = (recordings.report.skipped[n_skipped:], recordings.report.repaired[n_repaired:])
+    if fs is not None and path is not None:
+        cache.store_entry(fs, path)
+    return fs, delta, False
+
+
+def extract_features(
+    recordings: Recordings,
+    preset: str | Recipe,
+    *,
+    window: Windowing | str | float | None = None,
+    step: float | None = None,
+    baseline: str = "drop",
+    baseline_mode: str = "subtract",
+    method: str | None = None,
+    rules=None,
+    source=None,
+    ambiguous: str = "drop",
+    nan_policy: str = "raise",
+    n_jobs: int = 1,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> FeatureSet:
+    """Windows, features and labels of every subject of ``recordings``.
+
+    Parameters
+    ----------
+    recordings : Recordings
+        Loaded one subject at a time (``recordings.load(subject_id)`` in each worker).
+    preset : str or Recipe
+        A preset name (:func:`~fearkd.features.presets.list_presets`) or a recipe.
+    window : Windowing, str, float or None
+        A windowing preset name (``"default"``: 4 s every 2 s; ``"seed-legacy"``: 2 s every
+        0.125 s), a window length in seconds, or None for ``"default"``.
+    step : float, optional
+        Step in seconds (overrides the windowing preset's).
+    baseline : {"drop", "subtract"}
+        Windows start at each trial's stimulus onset; ``"subtract"`` also corrects band power
+        by the pre-stimulus segment (see :func:`trial_features`).
+    baseline_mode : {"subtract", "divide"}
+        How the baseline's value is removed.
+    method : {"filter", "welch", "de"}, optional
+        Overrides the recipe's band-power method.
+    rules : str, path, mapping or RuleTable, optional
+        Fear rule table for :func:`fearkd.labels.assign_fear`; default the dataset's built-in
+        table for ``deap``/``ascertain``, none otherwise (``y_fear = -1`` unless a reader put
+        ``info["y_fear"]`` in the trials, which is used as is).
+    source : str, path, mapping or SourceTask, optional
+        Source task for :func:`fearkd.labels.load_source_task`; same defaults as ``rules``.
+    ambiguous, nan_policy : str
+        Passed to :func:`fearkd.labels.assign_fear` (``nan_policy`` also to the source task).
+    n_jobs : int
+        Worker processes (joblib); 1 runs in this process.
+    cache_dir : path, optional
+        Folder for the per-subject cache (:mod:`~fearkd.features.cache`); None: no cache.
+    progress : bool
+        Show a progress bar (tqdm) over subjects.
+
+    Returns
+    -------
+    FeatureSet
+        Every window of every trial, labelled or not; ``info`` holds the recipe, windowing,
+        baseline settings and fearkd version.
+    """
+    if not isinstance(recordings, Recordings):
+        raise TypeError(
+            f"'recordings' must be a fearkd Recordings (from a reader such as load_deap), got "
+            f"{type(recordings).__name__}."
+        )
+    if len(recordings) == 0:
+        raise ValueError("'recordings' holds no subject; nothing to extract.")
+    recipe = get_preset(preset) if method is None else get_preset(preset, method=method)
+    windowing = get_windowing(window, step)
+    _choice(baseline, "baseline", BASELINES)
+    _choice(baseline_mode, "baseline_mode", BASELINE_MODES)
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0:
+        raise ValueError(f"'n_jobs' must be a non-zero integer (-1 for all cores), got {n_jobs!r}.")
+    settings = {"recipe": recipe.to_dict(), "windowing": windowing.to_dict(),
+                "baseline": baseline,
+                "baseline_mode": baseline_mode if baseline == "subtract" else None}
+    paths: dict[str, Path | None] = dict.fromkeys(recordings.subjects)
+    if cache_dir is not None:
+        Path(cache_dir).mkdir(parents=True, exist_ok=True)
+        fingerprint = cache.input_fingerprint(recordings)
+        paths = {s: cache.cache_path(cache_dir, recordings.dataset, s,
+                                     cache.cache_key(fingerprint, s, settings))
+                 for s in recordings.subjects}
+    args = (recipe, windowing, baseline, baseline_mode)
+    bar = tqdm(total=len(recordings), desc=f"features {recipe.name}", unit="subject",
+               disable=not progress)
+    results = []
+    try:
+        if n_jobs == 1:
+            for s in recordings.subjects:
+                results.append(_subject_job(recordings, s, *args, paths[s]))
+                bar.update()
+        else:
+            jobs = Parallel(n_jobs=n_jobs, return_as="generator")(
+                delayed(_subject_job)(recordings, s, *args, paths[s])
+                for s in recordings.subjects
+            )
+            for fs, (skipped, repaired), hit in jobs:
+                # Workers load into their own copy of the report: merge it back.
+                recordings.report.skipped.extend(skipped)
+                recordings.report.repaired.extend(repaired)
+                results.append((fs, None, hit))
+                bar.update()
+    finally:
+        bar.close()
+    hits = sum(hit for _, _, hit in results)
+    if hits:
+        logger.info("Feature cache: %d of %d subject(s) loaded from %s", hits, len(results),
+                    cache_dir)
+    sets = [fs for fs, _, _ in results if fs is not None]
+    if not sets:
+        raise ValueError(f"No trial in {recordings!r}: every subject came back empty.")
+    info_trials = {(fs.metadata["subject"].iat[0], t) for fs in sets
+                   for t in fs.info.get(_INFO_TRIALS, [])}
+    features = FeatureSet.concat(sets)
+    _attach_labels(features.metadata, recordings.dataset, info_trials, rules, source,
+                   ambiguous, nan_policy)
+    features.info = {**settings, "dataset": recordings.dataset,
+                     "fearkd_version": cache.fearkd_version(),
+                     "rules": _describe(rules, recordings.dataset),
+                     "source": _describe(source, recordings.dataset)}
+    return features
+
+
+def _describe(spec, dataset: str) -> str | None:
+    if spec is None:
+        return dataset if dataset in _LABELLED_DATASETS else None
+    return spec if isinstance(spec, str) else repr(spec)
+
+
+def _attach_labels(meta: pd.DataFrame, dataset: str, info_trials: set, rules, source,
+                   ambiguous: str, nan_policy: str) -> None:
+    """Fill y_fear/y_source of trials without reader-given labels, from their ratings."""
+    if rules is None and dataset in _LABELLED_DATASETS:
+        rules = dataset
+    if source is None and dataset in _LABELLED_DATASETS:
+        source = dataset
+    if rules is None and source is None:
+        return
+    group = meta.groupby(["subject", "trial"], sort=False).ngroup().to_numpy()
+    trials = meta.drop_duplicates(["subject", "trial"]).reset_index(drop=True)
+    keys = list(zip(trials["subject"], trials["trial"], strict=True))
+    from_rules = np.array([k not in info_trials for k in keys], dtype=bool)
+    if not from_rules.any():
+        return
+    rated = trials.loc[from_rules]
+    rows = np.flatnonzero(from_rules[group])
+    for column, spec, assign in (
+        ("y_fear", rules, lambda df: labels.assign_fear(df, rules, ambiguous=ambiguous,
+                                                         nan_policy=nan_policy)),
+        ("y_source", source, lambda df: labels.load_source_task(source).assign(
+            df, nan_policy=nan_policy)),
+    ):
+        if spec is None:
+            continue
+        per_trial = np.full(len(trials), -1, dtype=np.int64)
+        per_trial[from_rules] = np.asarray(assign(rated), dtype=np.int64)
+        values = meta[column].to_numpy(copy=True)
+        values[rows] = per_trial[group[rows]]
+        meta[column] = values

@@ -1,0 +1,286 @@
+"""Feature recipes by name: which channels, which bands, which statistics.
+
+A :class:`Recipe` names its channels (never positions); a preset is a recipe in the registry
+:data:`PRESETS`, looked up with :func:`get_preset`. Feature names are
+``"<modality>:<channel>:<feature>"``: ``"eeg:Fp1:alpha"``, ``"gsr:GSR:mean"``,
+``"gsr:GSR:var"``. EEG columns come first, channel-major (every band of the first channel,
+then the next channel), then each peripheral channel's ``mean`` and ``var``, then the
+physiological descriptors.
+
+Presets
+-------
+``deap-teacher``
+    The 32 DEAP EEG channels x 5 bands (theta 4-8, alpha 8-12, low beta 12-16, high beta
+    16-25, gamma 25-45 Hz) + 8 peripheral channels (hEOG, vEOG, zEMG, tEMG, GSR, Resp, PPG,
+    Temp) x (mean, var) = 160 + 16 = **176** features, as in the reference.
+``deap-student``
+    The 14 channels of the Emotiv EPOC layout (AF3 F7 F3 FC5 T7 P7 O1 O2 P8 T8 FC6 F4 F8 AF4)
+    x 5 bands + the same 8 x 2 = 70 + 16 = **86**. Its columns are a subset, by name, of the
+    teacher's, computed on the same windows with the same arithmetic.
+``ascertain-teacher``
+    EEG1..EEG8 x (theta, alpha, low beta) + accX, accY, accZ, GSR, ECG_L, ECG_R x (mean, var)
+    = 24 + 12 = **36**.
+``ascertain-student``
+    EEG1..EEG6 x (theta, alpha, low beta) + GSR x (mean, var) = 18 + 2 = **20**.
+``peripheral``
+    For peripheral-only data (PhysioNet's wrist set): every non-EEG channel present x (mean,
+    var), plus the descriptors of :mod:`fearkd.features.physio` chosen by modality (EDA slope
+    and SCRs per minute, heart-rate change and slope, temperature slope, accelerometer
+    magnitude mean and variance).
+``peripheral-eda``
+    The channel named ``EDA`` alone (PhysioNet's wrist set): mean, var, EDA slope and SCRs per
+    minute = **4**; its columns are a subset of ``peripheral``'s (the one-sensor student).
+
+How the ASCERTAIN presets differ from the reference's "52 features". The reference counts
+8 EEG x 5 bands + 3 accelerometer axes x 2 + GSR x 2 + 2 ECG x 2 = 52. ASCERTAIN's EEG is
+sampled at **32 Hz** (Nyquist 16 Hz): high beta (16-25 Hz) and gamma (25-45 Hz) cannot exist
+in it, so any value computed for them is aliasing or filter leakage, not brain activity.
+fearkd keeps the three bands that exist (low beta's top edge, 16 Hz, is exactly the Nyquist
+frequency and keeps the Nyquist bin) and says so in the feature names: 8 x 3 + 12 = 36, and
+the student 6 x 3 + 2 = 20. Asking for a band above Nyquist raises an error naming the band.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+
+from ..errors import UnknownChannelError
+from ..recordings import Trial
+from .physio import DEFAULT_SCR_PROMINENCE, DESCRIPTORS, STATS, descriptor_names
+from .spectral import DEFAULT_BANDS, Bands, _check_method, check_bands
+
+__all__ = [
+    "DEAP_EEG",
+    "DEAP_PERIPHERAL",
+    "EPOC_CHANNELS",
+    "ASCERTAIN_EEG",
+    "Recipe",
+    "Plan",
+    "PRESETS",
+    "get_preset",
+    "list_presets",
+    "register_preset",
+]
+
+#: DEAP's 32 EEG channels, in the files' (Geneva) order.
+DEAP_EEG = (
+    "Fp1", "AF3", "F3", "F7", "FC5", "FC1", "C3", "T7", "CP5", "CP1", "P3", "P7", "PO3", "O1",
+    "Oz", "Pz", "Fp2", "AF4", "Fz", "F4", "F8", "FC6", "FC2", "Cz", "C4", "T8", "CP6", "CP2",
+    "P4", "P8", "PO4", "O2",
+)
+#: DEAP's 8 peripheral channels, in the files' order.
+DEAP_PERIPHERAL = ("hEOG", "vEOG", "zEMG", "tEMG", "GSR", "Resp", "PPG", "Temp")
+#: The 14 channels of the Emotiv EPOC headset (the reference's student).
+EPOC_CHANNELS = (
+    "AF3", "F7", "F3", "FC5", "T7", "P7", "O1", "O2", "P8", "T8", "FC6", "F4", "F8", "AF4",
+)
+#: ASCERTAIN's 8 NeuroSky EEG streams (reader default names).
+ASCERTAIN_EEG = tuple(f"EEG{i}" for i in range(1, 9))
+_ASCERTAIN_BANDS = tuple((n, lo, hi) for n, (lo, hi) in DEFAULT_BANDS.items() if hi <= 16.0)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What to compute from a trial.
+
+    Parameters
+    ----------
+    name : str
+        Shown in reports and stored with the features.
+    eeg : tuple of str or None
+        EEG channels with band power, by name; None for every EEG channel of the data.
+    bands : tuple of (name, low, high)
+        Band edges in Hz (see :func:`~fearkd.features.spectral.check_bands`).
+    peripheral : tuple of str or None
+        Channels with (mean, var), by name; None for every non-EEG channel of the data.
+    descriptors : bool
+        Add the physiological descriptors of :mod:`~fearkd.features.physio`.
+    method, filter_design, log, relative, nperseg
+        Band-power settings (see :mod:`~fearkd.features.spectral`).
+    scr_prominence : float
+        Minimum SCR prominence for the ``scr_per_min`` descriptor.
+    dataset : str or None
+        Dataset the recipe is written for (used in error messages).
+    description : str
+        One line for reports.
+    """
+
+    name: str
+    eeg: tuple[str, ...] | None = ()
+    bands: Bands = field(default_factory=lambda: check_bands(None))
+    peripheral: tuple[str, ...] | None = ()
+    descriptors: bool = False
+    method: str = "filter"
+    filter_design: str = "fft"
+    log: bool = False
+    relative: bool = False
+    nperseg: int | None = None
+    scr_prominence: float = DEFAULT_SCR_PROMINENCE
+    dataset: str | None = None
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        for attr in ("eeg", "peripheral"):
+            value = getattr(self, attr)
+            if value is not None:
+                if isinstance(value, str):
+                    raise TypeError(
+                        f"Recipe {attr!r} must be a sequence of channel names, got the string "
+                        f"{value!r}; write ({value!r},)."
+                    )
+                object.__setattr__(self, attr, tuple(str(v) for v in value))
+        object.__setattr__(self, "bands", check_bands(self.bands))
+        _check_method(self.method, self.filter_design, self.log, self.relative)
+
+    def replace(self, **changes) -> Recipe:
+        """A copy with some settings changed (``recipe.replace(method="welch")``)."""
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        """JSON-able settings (used in cache keys and stored with the features)."""
+        d = asdict(self)
+        d["bands"] = [list(b) for b in self.bands]
+        for attr in ("eeg", "peripheral"):
+            if d[attr] is not None:
+                d[attr] = list(d[attr])
+        return d
+
+    def plan(self, trial: Trial) -> Plan:
+        """Resolve the recipe's channels on a trial and check them and the bands.
+
+        Raises
+        ------
+        UnknownChannelError
+            If the recipe names a channel the trial lacks.
+        ValueError
+            If a band lies above the Nyquist frequency of the EEG.
+        """
+        modality = {n: m for m in trial.modalities for n in trial.signals[m].ch_names}
+        eeg_sig = trial.signals.get("eeg")
+        eeg = tuple(eeg_sig.ch_names if eeg_sig is not None else ()) if self.eeg is None \
+            else self.eeg
+        if self.peripheral is None:
+            peripheral = tuple(n for n, m in modality.items() if m != "eeg")
+        else:
+            peripheral = self.peripheral
+        missing = [n for n in (*eeg, *peripheral) if n not in modality]
+        if missing:
+            intended = f" (it is written for dataset {self.dataset!r})" if self.dataset else ""
+            more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+            raise UnknownChannelError(
+                f"Feature recipe {self.name!r}{intended} names channel(s) {missing[:10]!r}{more} "
+                f"that "
+                f"{trial.dataset} subject {trial.subject} trial {trial.trial} lacks; it has "
+                f"{list(modality)!r}. Use a preset for this dataset, or "
+                f"recipe.replace(eeg=..., peripheral=...) with channels it has."
+            )
+        wrong = [n for n in eeg if modality[n] != "eeg"]
+        if wrong:
+            raise ValueError(
+                f"Feature recipe {self.name!r} asks band power of {wrong!r}, which are not EEG "
+                f"channels in {trial.dataset}; list them under 'peripheral' instead."
+            )
+        if eeg:
+            check_bands(self.bands, eeg_sig.sfreq,
+                        where=f"the EEG of {trial.dataset} ({len(eeg)} channel(s))")
+        # descriptors only for the modalities of the chosen peripheral channels
+        chosen = {modality[n] for n in peripheral}
+        modalities = tuple(
+            m for m in trial.modalities if m in DESCRIPTORS and m in chosen
+        ) if self.descriptors else ()
+        return Plan(self, tuple(eeg), tuple(peripheral), modalities,
+                    _feature_names(self, trial, modality, eeg, peripheral, modalities))
+
+
+def _feature_names(recipe, trial, modality, eeg, peripheral, modalities) -> tuple[str, ...]:
+    names = [f"eeg:{ch}:{b[0]}" for ch in eeg for b in recipe.bands]
+    names += [f"{modality[ch]}:{ch}:{s}" for ch in peripheral for s in STATS]
+    for m in modalities:
+        names += descriptor_names(m, trial.signals[m].ch_names)
+    return tuple(names)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A recipe resolved on a dataset's channels (what a worker computes per trial)."""
+
+    recipe: Recipe
+    eeg: tuple[str, ...]
+    peripheral: tuple[str, ...]
+    descriptor_modalities: tuple[str, ...]
+    feature_names: tuple[str, ...]
+
+
+PRESETS: dict[str, Recipe] = {}
+
+
+def register_preset(recipe: Recipe, *, overwrite: bool = False) -> Recipe:
+    """Add a recipe to the registry under ``recipe.name``."""
+    if not isinstance(recipe, Recipe):
+        raise TypeError(f"register_preset expects a Recipe, got {type(recipe).__name__}.")
+    if recipe.name in PRESETS and not overwrite:
+        raise ValueError(
+            f"A preset named {recipe.name!r} exists already; pass overwrite=True to replace it."
+        )
+    PRESETS[recipe.name] = recipe
+    return recipe
+
+
+def list_presets() -> list[str]:
+    """Names of the registered presets, sorted."""
+    return sorted(PRESETS)
+
+
+def get_preset(preset: str | Recipe, **changes) -> Recipe:
+    """Look a recipe up by name (or pass a :class:`Recipe` through), with optional changes.
+
+    Parameters
+    ----------
+    preset : str or Recipe
+    **changes
+        Settings to override (``method="welch"``, ``bands=...``).
+    """
+    if isinstance(preset, Recipe):
+        recipe = preset
+    elif isinstance(preset, str):
+        if preset not in PRESETS:
+            raise ValueError(
+                f"Unknown feature preset {preset!r}: expected one of {list_presets()!r}, or a "
+                f"fearkd.features.presets.Recipe."
+            )
+        recipe = PRESETS[preset]
+    else:
+        raise TypeError(
+            f"'preset' must be a preset name or a Recipe, got {type(preset).__name__}."
+        )
+    return recipe.replace(**changes) if changes else recipe
+
+
+register_preset(Recipe(
+    "deap-teacher", eeg=DEAP_EEG, peripheral=DEAP_PERIPHERAL, dataset="deap",
+    description="DEAP: 32 EEG x 5 bands + 8 peripheral x (mean, var) = 176",
+))
+register_preset(Recipe(
+    "deap-student", eeg=EPOC_CHANNELS, peripheral=DEAP_PERIPHERAL, dataset="deap",
+    description="DEAP: 14 Emotiv EPOC EEG x 5 bands + 8 peripheral x (mean, var) = 86",
+))
+register_preset(Recipe(
+    "ascertain-teacher", eeg=ASCERTAIN_EEG, bands=_ASCERTAIN_BANDS,
+    peripheral=("accX", "accY", "accZ", "GSR", "ECG_L", "ECG_R"), dataset="ascertain",
+    description="ASCERTAIN: 8 EEG x 3 bands (32 Hz EEG) + acc x/y/z, GSR, ECG L/R x (mean, var)"
+                " = 36",
+))
+register_preset(Recipe(
+    "ascertain-student", eeg=ASCERTAIN_EEG[:6], bands=_ASCERTAIN_BANDS,
+    peripheral=("GSR",), dataset="ascertain",
+    description="ASCERTAIN: 6 EEG x 3 bands + GSR x (mean, var) = 20",
+))
+register_preset(Recipe(
+    "peripheral", eeg=(), peripheral=None, descriptors=True,
+    description="Every non-EEG channel x (mean, var) + physiological descriptors by modality",
+))
+register_preset(Recipe(
+    "peripheral-eda", eeg=(), peripheral=("EDA",), descriptors=True,
+    description="The 'EDA' channel alone x (mean, var) + EDA slope and SCRs per minute = 4 "
+                "(a student for one cheap sensor; a subset of 'peripheral')",
+))

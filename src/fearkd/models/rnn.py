@@ -1,0 +1,153 @@
+"""The reference's recurrent backbones: LSTM and GRU over the feature vector as a sequence.
+
+Each feature is one time step with one input dimension (``n_features`` steps); ``num_layers``
+stacked recurrent layers of ``hidden_size`` units (64 by default) run from a zero state, and the
+last layer's hidden state after the last step goes through the output layer ``.head``
+(``Dense(n_outputs)``, logits). Initialisation follows Keras: Glorot-uniform input kernels,
+orthogonal recurrent kernels, zero biases and, for the LSTM, a forget-gate bias of 1. The GRU
+is PyTorch's formulation, which is Keras' ``reset_after=True`` default.
+
+Implementations (same weights, same function, interchangeable state dicts):
+
+``impl="native"`` (``lstm``, ``gru``, and ``lstm-plain``/``gru-plain`` kept as the benchmark
+    reference) calls ``nn.LSTM``/``nn.GRU`` time-major; on CPU PyTorch runs them through oneDNN's
+    fused RNN kernels, forward and backward.
+``impl="loop"`` (``lstm-loop``, ``gru-loop``) projects the inputs of all steps with one GEMM and
+    runs the hand-written recurrence of :mod:`fearkd.models.layers`.
+
+Measured on the shared 2-core machine (1 thread, 176 steps, batch 256), the oneDNN path was
+faster than the loop (LSTM about 2.2x, GRU about 1.3x), so the registry's ``lstm`` and ``gru``
+use it; the loop stays for devices and shapes where it wins, and as a tested reference.
+
+Parameter counts: PyTorch's LSTM has two bias vectors (``bias_ih``, ``bias_hh``), so it counts
+``4 * hidden_size`` more parameters per layer than Keras' LSTM for the same function; PyTorch's
+GRU and Keras' ``reset_after=True`` GRU both have two and count the same.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from fearkd.models.layers import gru_recurrence, lstm_recurrence
+from fearkd.models.registry import FearkdModule, keras_init_
+
+__all__ = ["RecurrentNet", "init_recurrent_", "rnn_flops_per_sample", "run_recurrent"]
+
+CELLS = {"lstm": (nn.LSTM, 4), "gru": (nn.GRU, 3)}
+IMPLS = ("native", "loop")
+
+
+def init_recurrent_(rnn: nn.LSTM | nn.GRU) -> None:
+    """Keras initialisation of a recurrent module (in place)."""
+    hidden = rnn.hidden_size
+    for name, param in rnn.named_parameters():
+        if name.startswith("weight_ih"):
+            nn.init.xavier_uniform_(param)
+        elif name.startswith("weight_hh"):
+            nn.init.orthogonal_(param)
+        else:
+            nn.init.zeros_(param)
+            if isinstance(rnn, nn.LSTM) and name.startswith("bias_ih"):
+                with torch.no_grad():
+                    param[hidden : 2 * hidden] = 1.0  # Keras unit_forget_bias
+
+
+def run_recurrent(rnn: nn.LSTM | nn.GRU, seq: Tensor, impl: str) -> Tensor:
+    """Run a time-major recurrent stack from zero state.
+
+    Parameters
+    ----------
+    rnn : nn.LSTM or nn.GRU
+        Holds the weights (``batch_first=False``, no dropout, unidirectional).
+    seq : Tensor, shape (steps, batch, input_size)
+    impl : {"native", "loop"}
+
+    Returns
+    -------
+    Tensor, shape (steps, batch, hidden_size)
+        The last layer's hidden states.
+    """
+    if impl != "loop":
+        return rnn(seq)[0]
+    steps, batch, _ = seq.shape
+    inp = seq.reshape(steps * batch, -1)
+    hs = seq
+    for layer in range(rnn.num_layers):
+        w_ih = getattr(rnn, f"weight_ih_l{layer}")
+        w_hh = getattr(rnn, f"weight_hh_l{layer}")
+        b_ih = getattr(rnn, f"bias_ih_l{layer}")
+        b_hh = getattr(rnn, f"bias_hh_l{layer}")
+        if isinstance(rnn, nn.LSTM):
+            xproj = torch.addmm(b_ih + b_hh, inp, w_ih.t()).view(steps, batch, -1)
+            hs = lstm_recurrence(xproj, w_hh)
+        else:
+            xproj = torch.addmm(b_ih, inp, w_ih.t()).view(steps, batch, -1)
+            hs = gru_recurrence(xproj, w_hh, b_hh)
+        inp = hs.reshape(steps * batch, -1)
+    return hs
+
+
+class RecurrentNet(FearkdModule):
+    """LSTM or GRU backbone over the features as a sequence, plus a Dense head.
+
+    Parameters
+    ----------
+    n_features : int
+        Sequence length (one feature per step).
+    n_outputs : int
+        Number of logits.
+    cell : {"lstm", "gru"}
+    hidden_size : int
+        Units per recurrent layer (64 in the reference).
+    num_layers : int
+        Stacked recurrent layers.
+    impl : {"native", "loop"}
+    """
+
+    trunk_names = ("rnn",)
+
+    def __init__(self, n_features: int, n_outputs: int, *, cell: str = "lstm",
+                 hidden_size: int = 64, num_layers: int = 1, impl: str = "native") -> None:
+        super().__init__()
+        if cell not in CELLS:
+            raise ValueError(f"Invalid value for 'cell': expected one of {tuple(CELLS)}, "
+                             f"got {cell!r}.")
+        if impl not in IMPLS:
+            raise ValueError(f"Invalid value for 'impl': expected one of {IMPLS}, got {impl!r}.")
+        for name, value in (("hidden_size", hidden_size), ("num_layers", num_layers)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"'{name}' must be a positive int, got {value!r}.")
+        self.cell, self.impl = cell, impl
+        self.rnn = CELLS[cell][0](1, hidden_size, num_layers)
+        self.head = nn.Linear(hidden_size, n_outputs)
+        keras_init_(self)
+        init_recurrent_(self.rnn)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits, shape (batch, n_outputs), of ``x``, shape (batch, n_features)."""
+        seq = x.reshape(x.shape[0], -1).t().unsqueeze(-1)
+        hs = run_recurrent(self.rnn, seq, self.impl)
+        return self.head(hs[-1])
+
+
+def rnn_flops_per_sample(n_features: int, cell: str = "lstm", hidden_size: int = 64,
+                         input_size: int = 1, num_layers: int = 1) -> int:
+    """Analytic training FLOPs per sample (forward + backward) of a recurrent stack.
+
+    ``gates * (input + hidden) * hidden * 2 * steps * 3`` per layer (4 gates for the LSTM, 3
+    for the GRU; the factor 3 is forward + weight gradient + input gradient; element-wise gate
+    work and the head are not counted). For 176 steps, 1 input and 64 units: 17.57 MFLOP (LSTM)
+    and 13.18 MFLOP (GRU), i.e. 1.79 s and 1.34 s for 20,000 samples at 196.5 GFLOP/s, the
+    ceilings of BENCHMARKS.md.
+    """
+    if cell not in CELLS:
+        raise ValueError(f"Invalid value for 'cell': expected one of {tuple(CELLS)}, "
+                         f"got {cell!r}.")
+    gates = CELLS[cell][1]
+    total = 0
+    size_in = input_size
+    for _ in range(num_layers):
+        total += gates * (size_in + hidden_size) * hidden_size * 2 * n_features * 3
+        size_in = hidden_size
+    return total

@@ -1,0 +1,415 @@
+"""The report as data: sections of tables, figures and text, built from a run directory.
+
+:func:`build_document` decides what the report shows; :mod:`.html` and :mod:`.markdown` only
+render it. A section appears when its data is in the run directory and is left out otherwise,
+so the same code reports a one-model demo and a full cross-validation.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import pandas as pd
+
+from . import plots
+from . import tables as T
+from .rundata import RunData, confusion_sums, history_frame
+
+__all__ = ["Document", "Section", "TableBlock", "FigureBlock", "TextBlock", "build_document",
+           "protocol_explanation"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TableBlock:
+    """A table: ``id`` is unique in the document (the HTML ``data-table`` attribute)."""
+
+    id: str
+    title: str
+    table: pd.DataFrame
+    note: str = ""
+
+
+@dataclass
+class FigureBlock:
+    """A rendered figure: ``name`` is unique (``data-figure``; ``figures/<name>.png``)."""
+
+    name: str
+    title: str
+    png: bytes
+    caption: str = ""
+
+
+@dataclass
+class TextBlock:
+    """A paragraph; ``kind`` is ``"p"``, ``"warning"`` or ``"code"`` (preformatted)."""
+
+    text: str
+    kind: str = "p"
+
+
+@dataclass
+class Section:
+    id: str
+    title: str
+    blocks: list = field(default_factory=list)
+    intro: str = ""
+
+
+@dataclass
+class Document:
+    title: str
+    meta: list  # (label, value) pairs for the header
+    sections: list
+
+    def figures(self) -> list[FigureBlock]:
+        return [b for s in self.sections for b in s.blocks if isinstance(b, FigureBlock)]
+
+    def tables(self) -> list[TableBlock]:
+        return [b for s in self.sections for b in s.blocks if isinstance(b, TableBlock)]
+
+
+def slug(*parts: object) -> str:
+    """``"history", "deap", "Method 1"`` -> ``"history-deap-method-1"`` (ids and file names)."""
+    text = "-".join(str(p) for p in parts if str(p) not in ("", "-", "nan"))
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def _group_title(dataset: str, protocol: str, results: pd.DataFrame) -> str:
+    n = results[(results["dataset"] == dataset) & (results["protocol"] == protocol)]["fold"]
+    return f"{dataset.upper()} · protocol {protocol} · {n.nunique()} fold(s)"
+
+
+def _fig(name: str, title: str, fig, caption: str = "") -> FigureBlock:
+    return FigureBlock(name=name, title=title, png=plots.figure_to_png(fig), caption=caption)
+
+
+# --------------------------------------------------------------------------- text helpers
+def _overlap_sentence(config: dict | None) -> str:
+    feats = (config or {}).get("features") or {}
+    window, step = feats.get("window"), feats.get("step")
+    if isinstance(window, (int, float)) and isinstance(step, (int, float)) and window > 0:
+        if step < window:
+            share = (Fraction(window - step) / Fraction(window)).limit_denominator(1000)
+            ref = "" if (window, step) == (2.0, 0.125) else \
+                " (the reference used 2 s windows at a 0.125 s step: 15/16)"
+            return (f"With this run's {window:g} s windows moved by {step:g} s, a test window "
+                    f"shares {share.numerator}/{share.denominator} of its samples with the "
+                    f"training window next to it{ref}")
+        return (f"This run's {window:g} s windows at a {step:g} s step do not overlap, but "
+                "neighbouring windows of the same trial still land on both sides of the split "
+                "(the reference used 2 s windows at a 0.125 s step, which share 15/16 of "
+                "their samples)")
+    return ("With the reference's 2 s windows at a 0.125 s step, a test window shares 15/16 of "
+            "its samples with the training window next to it")
+
+
+def protocol_explanation(table: pd.DataFrame, config: dict | None = None) -> str:
+    """One plain-language paragraph on why subject-wise and seed-legacy numbers differ.
+
+    Quotes the numbers of ``table`` (:func:`fearkd.reporting.tables.protocol_comparison`).
+    """
+    protocols = list(table.attrs.get("protocols") or [])
+    if table.empty or len(protocols) < 2:
+        return ""
+
+    def values(p: str) -> str:
+        return ", ".join(f"{m} {v:.1f} %" for m, v in table[f"{p} (%)"].items()
+                         if math.isfinite(v))
+
+    chance = float(table["chance (%)"].mean()) if "chance (%)" in table else math.nan
+    chance_text = f" (chance level {chance:.1f} %)" if math.isfinite(chance) else ""
+    if not {"subject", "seed-legacy"} <= set(protocols):
+        listing = "; ".join(f"{p}: {values(p)}" for p in protocols)
+        return (f"Test accuracy under each protocol{chance_text}: {listing}. Protocols that put "
+                "windows of the same subject on both sides of the split measure recognition of "
+                "known people; only the subject protocol measures generalisation to new people.")
+    gap = table["gap (pp)"].dropna()
+    gap_text = (f"{gap.min():.1f}–{gap.max():.1f}" if len(gap) > 1 and gap.min() != gap.max()
+                else f"{gap.iloc[0]:.1f}" if len(gap) else "an unknown number of")
+    return (
+        f"Why the two protocols disagree: with the seed-legacy split (the reference's) the "
+        f"models reach {values('seed-legacy')} test accuracy; tested on people they never saw "
+        f"(subject-wise cross-validation) the same models reach {values('subject')}"
+        f"{chance_text}, a gap of {gap_text} percentage points. The seed-legacy split sends "
+        f"every 5th window of the same trials to test. {_overlap_sentence(config)}, so the "
+        "model is tested on data it has almost seen. Every subject and every trial is on both "
+        "sides of that split, so a model can also recognise the person instead of the fear: "
+        "subject identity leaks. Subject-wise cross-validation keeps each person entirely in "
+        "training or entirely in test, so it measures what a deployed fear detector faces, "
+        "generalisation to new people. Read the subject-wise figures as the result; the "
+        "seed-legacy figures only reproduce the reference and show the size of the leak."
+    )
+
+
+# ------------------------------------------------------------------------------- sections
+def _dataset_section(run: RunData) -> Section | None:
+    res = run.results
+    datasets = list(dict.fromkeys([*pd.unique(res["dataset"]), *run.label_reports]))
+    sec = Section("datasets", "Datasets and fear classes")
+    for ds in datasets:
+        summ = run.summaries.get(ds)
+        if summ:
+            mods = summ.get("modalities") or {}
+            mod_text = ", ".join(
+                f"{m} ({len(e.get('channels', []))} ch, {e.get('sfreq', '?')} Hz)"
+                for m, e in mods.items())
+            sec.blocks.append(TextBlock(
+                f"{ds.upper()}: {summ.get('n_subjects', '?')} subjects, "
+                f"{summ.get('n_trials', '?')} trials; modalities: {mod_text or 'not listed'}."))
+        sub = res[res["dataset"] == ds]
+        if len(sub):
+            sizes = sub.groupby(["protocol", "task"], sort=False).agg(
+                folds=("fold", "nunique"), n_train=("n_train", "mean"), n_test=("n_test", "mean"))
+            sizes = sizes.reset_index().rename(columns={
+                "protocol": "Protocol", "task": "Task", "folds": "Folds",
+                "n_train": "Training windows (mean per fold)",
+                "n_test": "Test windows (mean per fold)"}).set_index("Protocol").round()
+            sizes["Folds"] = sizes["Folds"].astype(float)
+            sizes.attrs["marked_rows"] = []
+            sec.blocks.append(TableBlock(slug("windows", ds), f"{ds.upper()} · windows per fold",
+                                         sizes))
+        rep = run.label_reports.get(ds)
+        if rep:
+            sec.blocks += _label_blocks(ds, rep)
+    return sec if sec.blocks else None
+
+
+def _label_blocks(ds: str, rep: dict) -> list:
+    classes = [str(c) for c in rep.get("classes") or []]
+    counts = pd.DataFrame.from_dict(rep.get("counts") or {}, orient="index")
+    counts = counts.reindex(columns=classes or list(counts.columns), fill_value=0).fillna(0)
+    counts.index.name = "Subject"
+    counts.loc["total"] = counts.sum(axis=0)
+    counts.loc["subjects with class"] = (counts.drop(index="total") > 0).sum(axis=0)
+    table = counts.astype(float).rename(columns=lambda c: f"{c} (trials)")
+    table.attrs["marked_rows"] = ["total", "subjects with class"]
+    blocks = [TableBlock(slug("labels", ds), f"{ds.upper()} · fear-labelled trials per subject "
+                         "and class", table,
+                         note=f"labelled {rep.get('n_labelled', '?')}, unlabelled "
+                              f"{rep.get('n_unlabelled', '?')}, ambiguous "
+                              f"{rep.get('n_ambiguous', '?')} trials")]
+    blocks += [TextBlock(f"{ds.upper()}: {w}", "warning") for w in rep.get("warnings") or []]
+    return blocks
+
+
+def _metric_sections(run: RunData) -> list[Section]:
+    res = run.results
+    groups = T.result_groups(res)
+    secs = {k: Section(k, t) for k, t in (
+        ("backbone", "Backbone models (pretrained on the source task)"),
+        ("finetune", "Fine-tuned models (Method 1 teachers, fear)"),
+        ("kd", "Knowledge distillation per target"),
+        ("method-comparison", "Method 1 vs Method 2"),
+        ("baselines", "Chance level and baselines"))}
+    for ds, pr in groups:
+        here = res[(res["dataset"] == ds) & (res["protocol"] == pr)]
+        head = _group_title(ds, pr, res)
+        for key, builder in (("backbone", T.backbone_table), ("finetune", T.finetune_table),
+                             ("method-comparison", T.method_comparison_table)):
+            table = builder(here)
+            n_models = len(table.index) - len(table.attrs.get("marked_rows", []))
+            if len(table) and n_models > 0:
+                secs[key].blocks.append(TableBlock(slug(key, ds, pr), head, table))
+        for method, stage in (("method1", "student"), ("method2", "student-source"),
+                              ("method2", "student")):
+            for model in pd.unique(here.loc[(here["method"] == method)
+                                            & (here["stage"] == stage), "model"]):
+                table = T.kd_table(here, str(model), method=method, stage=stage)
+                secs["kd"].blocks.append(TableBlock(
+                    slug("kd", ds, pr, method, stage, model), f"{head} · {table.attrs['title']}",
+                    table))
+        if (here["method"] == "baseline").any():
+            secs["baselines"].blocks.append(TableBlock(slug("baselines", ds, pr), head,
+                                                       T.baseline_table(here)))
+    secs["method-comparison"].intro = (
+        "Method 1: the backbone is fine-tuned to fear (teacher), then distilled into the student. "
+        "Method 2: the backbone is distilled into the student on the source task, then the "
+        "student is fine-tuned to fear. Scratch: the student trained on fear alone.")
+    secs["backbone"].intro = (
+        "Rows are models; marked rows are chance level and trivial baselines. Cells: mean ± "
+        "half-width of the 95 % t-interval across folds (n = folds).")
+    return [s for s in secs.values() if s.blocks]
+
+
+def _protocol_section(run: RunData) -> Section | None:
+    sec = Section("protocol-comparison", "Evaluation protocols compared")
+    for ds in pd.unique(run.results["dataset"]):
+        sub = run.results[run.results["dataset"] == ds]
+        table = T.protocol_comparison(sub)
+        if table.empty:
+            continue
+        sec.blocks.append(TableBlock(slug("protocols", ds), f"{ds.upper()} · backbone test "
+                                     "accuracy by protocol", table))
+        sec.blocks.append(_fig(slug("protocol", ds), f"{ds.upper()} · protocol comparison",
+                               plots.plot_protocol_comparison(
+                                   table, title=f"{ds.upper()}: backbone test accuracy by "
+                                                "evaluation protocol")))
+        sec.blocks.append(TextBlock(protocol_explanation(table, run.config)))
+    return sec if sec.blocks else None
+
+
+def _timing_section(run: RunData) -> Section | None:
+    if run.timing is None or run.timing.empty:
+        return None
+    table = T.timing_table(run.timing)
+    return Section("timing", "Cross-validation time", [TableBlock("timing", "Time per model",
+                                                                  table)])
+
+
+def _ttest_table(table: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """The columns of a ``compare_models`` table a reader needs, formatted for the report."""
+    scale, unit = (100.0, " (pp)") if metric != "log_loss" else (1.0, " (loss)")
+    loss = ""
+    out = pd.DataFrame(index=pd.Index(
+        [f"{T.model_label(a)} vs {T.model_label(b)}"
+         for a, b in zip(table["model_a"], table["model_b"], strict=True)], name="Pair"))
+    out[f"Mean difference{loss}{unit}"] = (table["mean_diff"] * scale).to_numpy()
+    out[f"95 % CI{loss}{unit}"] = [
+        f"[{lo * scale:.{1 if scale > 1 else 3}f}, {hi * scale:.{1 if scale > 1 else 3}f}]"
+        for lo, hi in zip(table["ci_low"], table["ci_high"], strict=True)]
+    out["Cohen's d_z"] = table["cohen_dz"].to_numpy()
+    out["t (paired)"] = table["t_stat"].to_numpy()
+    out["p (paired t)"] = table["t_p"].to_numpy()
+    out["p (Nadeau-Bengio)"] = table["nb_p"].to_numpy()
+    out["p (Wilcoxon)"] = table["wilcoxon_p"].to_numpy()
+    out["p (Holm-adjusted)"] = table["p_adjusted"].to_numpy()
+    out["Significant"] = ["yes" if s else "no" for s in table["significant"]]
+    out.attrs["marked_rows"] = []
+    return out
+
+
+def _ttest_section(run: RunData) -> Section | None:
+    from ..evaluation.stats import TEST_TITLES, compare_models
+
+    sec = Section("ttests", "Paired tests between models")
+    res = run.results
+    test = None
+    for ds, pr in T.result_groups(res):
+        for method, stage, what in (("backbone", "backbone", "backbones"),
+                                    ("method1", "teacher", "fine-tuned teachers")):
+            sel = res[(res["dataset"] == ds) & (res["protocol"] == pr) & (res["method"] == method)
+                      & (res["stage"] == stage) & (res["split"] == "test")]
+            if sel["model"].nunique() < 2 or sel["fold"].nunique() < 2:
+                continue
+            for metric in ("accuracy", "log_loss"):
+                if not (sel["metric"] == metric).any():
+                    continue
+                try:
+                    comp = compare_models(sel, metric=metric)
+                except ValueError as exc:
+                    # Unpaired folds (a model missing a fold) make the test impossible; say so.
+                    sec.blocks.append(TextBlock(f"{ds.upper()} · {pr} · {what}: no test ({exc})",
+                                                "warning"))
+                    continue
+                test = comp.test
+                sec.blocks.append(TableBlock(
+                    slug("ttest", ds, pr, method, stage, metric),
+                    f"{_group_title(ds, pr, res)} · {what} · test "
+                    f"{'loss' if metric == 'log_loss' else metric}",
+                    _ttest_table(comp.table, metric)))
+                sec.blocks += [TextBlock(s) for s in comp.sentences]
+    if test is not None:
+        sec.intro = (
+            "Every pair of models on paired test-fold scores: the dependent t-test of the "
+            "reference, the Nadeau-Bengio corrected t-test (folds share training data, so the "
+            "plain t-test is too confident), the Wilcoxon signed-rank test, the mean difference "
+            "(first minus second) with its 95 % CI and Cohen's d_z. Verdicts use the "
+            f"{TEST_TITLES.get(test, test)} with Holm's correction at alpha = 0.05.")
+    return sec if sec.blocks else None
+
+
+def _figure_sections(run: RunData) -> list[Section]:
+    res = run.results
+    out = []
+    folds = Section("fold-scores", "Scores per fold")
+    for ds, pr in T.result_groups(res):
+        here = res[(res["dataset"] == ds) & (res["protocol"] == pr)]
+        for task in ("source", "fear"):
+            sub = here[here["task"] == task]
+            if (sub["method"] != "baseline").any() and len(sub):
+                folds.blocks.append(_fig(
+                    slug("folds", ds, pr, task), f"{ds.upper()} · {pr} · {task} task",
+                    plots.plot_fold_scores(sub, title=f"{ds.upper()}, protocol {pr}: test "
+                                                      f"accuracy per fold ({task} task)")))
+    if folds.blocks:
+        out.append(folds)
+    # Units come in file-name order; show models in the order of the results instead.
+    rank = {m: i for i, m in enumerate(pd.unique(res["model"]))}
+    hist = history_frame(run.units)
+    hist = hist.sort_values("model", key=lambda c: c.map(rank).fillna(len(rank)), kind="stable")
+    hsec = Section("histories", "Training curves")
+    if len(hist):
+        keys = ["dataset", "protocol", "method", "stage", "model"]
+        for key, grp in hist.groupby(keys, sort=False):
+            ds, pr, method, stage, model = key
+            title = f"{ds.upper()} · {pr} · {plots.stage_title(method, stage, model)}"
+            hsec.blocks.append(_fig(slug("history", ds, pr, method, stage, model), title,
+                                    plots.plot_history(grp, title=title)))
+    if hsec.blocks:
+        out.append(hsec)
+    csec = Section("confusion", "Confusion matrices (test folds summed)")
+    entries = sorted(confusion_sums(run.units), key=lambda e: rank.get(e["model"], len(rank)))
+    grouped: dict[tuple, list] = {}
+    for e in entries:
+        grouped.setdefault((e["dataset"], e["protocol"], e["method"], e["stage"]), []).append(e)
+    for (ds, pr, method, stage), items in grouped.items():
+        title = f"{ds.upper()} · {pr} · {plots.stage_title(method, stage)}"
+        csec.blocks.append(_fig(slug("confusion", ds, pr, method, stage), title,
+                                plots.plot_confusions(items, title=title)))
+    if csec.blocks:
+        out.append(csec)
+    return out
+
+
+def _config_sections(run: RunData) -> list[Section]:
+    out = []
+    env = run.environment
+    if env:
+        rows = {k: env.get(k) for k in ("python", "platform", "cpu_count", "torch_threads",
+                                        "started", "finished", "wall_seconds", "seeds")
+                if env.get(k) is not None}
+        if isinstance(rows.get("wall_seconds"), (int, float)):
+            rows["wall_seconds"] = f"{rows['wall_seconds']:.1f} s " \
+                                   f"({rows['wall_seconds'] / 3600:.2f} h)"
+        for lib, ver in (env.get("versions") or {}).items():
+            rows[f"version: {lib}"] = ver
+        table = pd.DataFrame({"Value": [str(v) for v in rows.values()]},
+                             index=pd.Index(list(rows), name="Item"))
+        table.attrs["marked_rows"] = []
+        out.append(Section("environment", "Environment, seeds and run time",
+                           [TableBlock("environment", "Environment", table)]))
+    if run.config:
+        out.append(Section("config", "Resolved configuration", [
+            TextBlock(json.dumps(run.config, indent=2, sort_keys=False), "code")]))
+    return out
+
+
+def build_document(run: RunData) -> Document:
+    """Every section the run's files support, in reading order."""
+    res = run.results
+    env = run.environment or {}
+    date = env.get("finished") or env.get("started") or "unknown"
+    seeds = env.get("seeds") or sorted(int(s) for s in pd.unique(res["seed"].dropna()))
+    meta = [("Run", run.name), ("Date", str(date)),
+            ("Datasets", ", ".join(map(str, pd.unique(res["dataset"])))),
+            ("Protocols", ", ".join(map(str, pd.unique(res["protocol"])))),
+            ("Methods", ", ".join(m for m in pd.unique(res["method"]))),
+            ("Models", ", ".join(T.model_label(m) for m in pd.unique(
+                res.loc[res["method"] != "baseline", "model"]))),
+            ("Folds", str(res["fold"].nunique())), ("Seeds", ", ".join(map(str, seeds)))]
+    if isinstance(env.get("wall_seconds"), (int, float)):
+        meta.append(("Run time", f"{env['wall_seconds'] / 60:.1f} min"))
+    sections = []
+    for part in (_dataset_section(run), *_metric_sections(run), _protocol_section(run),
+                 _timing_section(run), _ttest_section(run), *_figure_sections(run),
+                 *_config_sections(run)):
+        if part is not None:
+            sections.append(part)
+    return Document(title=f"fearkd report: {run.name}", meta=meta, sections=sections)

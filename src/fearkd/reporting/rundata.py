@@ -1,0 +1,229 @@
+"""Reading a run directory for the report: results, units, timing, config, environment.
+
+Only ``results.csv`` is required; every other file is optional and its section of the report
+is left out when it is missing. Nothing here writes or creates anything in the run directory.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import FearkdError, FormatError
+from .tables import RESULT_COLUMNS, check_results
+
+__all__ = ["RunData", "load_run", "history_frame", "confusion_sums", "HISTORY_CURVES"]
+
+logger = logging.getLogger(__name__)
+
+#: Per-epoch curves a unit's ``histories`` may hold.
+HISTORY_CURVES = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
+
+# When a history key does not name its method, the stage tells it (RUNDIR.md stages).
+_STAGE_METHOD = {"backbone": "backbone", "teacher": "method1", "student-source": "method2",
+                 "baseline": "baseline"}
+
+
+@dataclass
+class RunData:
+    """Everything a report can show, read from one run directory.
+
+    Attributes
+    ----------
+    path : Path
+    results : DataFrame
+        ``results.csv`` (tidy, RUNDIR.md schema).
+    units : list of dict
+        ``units/*.json`` in file-name order (empty when there are none).
+    timing : DataFrame or None
+        ``timing.csv``.
+    config, environment : dict or None
+        ``config.json`` and ``environment.json``.
+    label_reports, summaries : dict of str to dict
+        ``datasets/<dataset>/label_report.json`` and ``summary.json`` per dataset.
+    """
+
+    path: Path
+    results: pd.DataFrame
+    units: list = field(default_factory=list)
+    timing: pd.DataFrame | None = None
+    config: dict | None = None
+    environment: dict | None = None
+    label_reports: dict = field(default_factory=dict)
+    summaries: dict = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        """The run's name (config ``name``, else the folder name)."""
+        if self.config and self.config.get("name"):
+            return str(self.config["name"])
+        return self.path.name
+
+
+def _read_json(path: Path) -> dict | None:
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise FormatError(
+            f"{path}: not valid JSON ({exc}); re-run the command that writes it, or delete it "
+            "to leave its section out of the report."
+        ) from None
+    if not isinstance(data, dict):
+        raise FormatError(f"{path}: expected a JSON object, got {type(data).__name__}.")
+    return data
+
+
+def load_run(rundir: str | Path) -> RunData:
+    """Read a run directory.
+
+    Raises
+    ------
+    TypeError
+        ``rundir`` is not a path.
+    FearkdError
+        The folder or its ``results.csv`` is missing.
+    FormatError
+        ``results.csv`` lacks columns of the tidy schema, or a JSON file is malformed.
+    """
+    if not isinstance(rundir, (str, Path)):
+        raise TypeError(f"'rundir' must be a path (str or Path), got {type(rundir).__name__}.")
+    path = Path(rundir)
+    if not path.is_dir():
+        raise FearkdError(
+            f"No results in {str(path)!r}: the folder does not exist; run `fearkd run` or "
+            "`fearkd cv` first, or give the --out folder of an earlier run."
+        )
+    csv = path / "results.csv"
+    if not csv.is_file():
+        raise FearkdError(
+            f"No results in {str(path)!r}: results.csv is missing; run `fearkd run` or "
+            "`fearkd cv` first."
+        )
+    try:
+        raw = pd.read_csv(csv, dtype={"target": str, "dataset": str, "model": str},
+                          keep_default_na=False, na_values=[""])
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise FormatError(f"{csv}: not a readable CSV file ({exc}).") from None
+    try:
+        results = check_results(raw, where=str(csv))
+    except ValueError as exc:
+        raise FormatError(str(exc)) from None
+    results = results[list(RESULT_COLUMNS) + [c for c in results if c not in RESULT_COLUMNS]]
+    units = []
+    for p in sorted((path / "units").glob("*.json")):
+        unit = _read_json(p)
+        if unit is not None:
+            units.append(unit)
+    timing = None
+    if (path / "timing.csv").is_file():
+        timing = pd.read_csv(path / "timing.csv")
+    run = RunData(path=path, results=results, units=units, timing=timing,
+                  config=_read_json(path / "config.json"),
+                  environment=_read_json(path / "environment.json"))
+    for d in sorted((path / "datasets").glob("*")) if (path / "datasets").is_dir() else []:
+        report = _read_json(d / "label_report.json")
+        if report is not None:
+            run.label_reports[d.name] = report
+        summary = _read_json(d / "summary.json")
+        if summary is not None:
+            run.summaries[d.name] = summary
+    return run
+
+
+def _split_key(key: str, unit_info: dict) -> tuple[str, str, str]:
+    """(method, stage, target) of a history/confusion key ``[method/]stage/target``."""
+    parts = str(key).split("/")
+    if len(parts) >= 3:
+        return parts[0], parts[1], "/".join(parts[2:])
+    stage = parts[0]
+    target = parts[1] if len(parts) > 1 else "-"
+    method = unit_info.get("method") or _STAGE_METHOD.get(stage, "")
+    return str(method), stage, target
+
+
+def _unit_keys(unit: dict) -> dict:
+    info = unit.get("unit") or {}
+    return {"dataset": str(info.get("dataset", "")), "protocol": str(info.get("protocol", "")),
+            "model": str(info.get("model", "")), "fold": int(info.get("fold", 0)),
+            "seed": int(info.get("seed", 0)), "method": info.get("method")}
+
+
+def history_frame(units: list) -> pd.DataFrame:
+    """Per-epoch training curves of every unit and stage, long format.
+
+    Returns
+    -------
+    DataFrame
+        One row per (dataset, protocol, method, stage, model, target, fold, seed, epoch) with
+        the columns of :data:`HISTORY_CURVES` (NaN where a curve is absent); epochs count from 1.
+    """
+    rows = []
+    for unit in units:
+        keys = _unit_keys(unit)
+        for key, curves in (unit.get("histories") or {}).items():
+            if not isinstance(curves, dict):
+                continue
+            method, stage, target = _split_key(key, keys)
+            n = max((len(curves.get(c) or []) for c in HISTORY_CURVES), default=0)
+            for e in range(n):
+                row = {k: keys[k] for k in ("dataset", "protocol", "model", "fold", "seed")}
+                row.update(method=method, stage=stage, target=target, epoch=e + 1)
+                for c in HISTORY_CURVES:
+                    values = curves.get(c) or []
+                    row[c] = float(values[e]) if e < len(values) and values[e] is not None \
+                        else np.nan
+                rows.append(row)
+    cols = ["dataset", "protocol", "method", "stage", "model", "target", "fold", "seed", "epoch",
+            *HISTORY_CURVES]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def confusion_sums(units: list) -> list[dict]:
+    """Confusion matrices summed over folds and seeds.
+
+    Returns
+    -------
+    list of dict
+        One per (dataset, protocol, method, stage, model, target) with keys of that tuple plus
+        ``labels``, ``class_names``, ``matrix`` (ndarray of int, shape (n_classes, n_classes),
+        rows = true class, columns = predicted) and ``n_folds``.
+    """
+    sums: dict[tuple, dict] = {}
+    for unit in units:
+        keys = _unit_keys(unit)
+        for key, conf in (unit.get("confusion") or {}).items():
+            if not isinstance(conf, dict) or conf.get("matrix") is None:
+                continue
+            if conf.get("split", "test") != "test":
+                continue
+            method, stage, target = _split_key(key, keys)
+            matrix = np.asarray(conf["matrix"], dtype=np.int64)
+            if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
+                raise FormatError(
+                    f"Unit {keys['model']} fold {keys['fold']}: confusion {key!r} has shape "
+                    f"{matrix.shape}; expected a square (n_classes, n_classes) matrix."
+                )
+            ident = (keys["dataset"], keys["protocol"], method, stage, keys["model"], target)
+            labels = list(conf.get("labels") or range(matrix.shape[0]))
+            names = [str(c) for c in (conf.get("class_names") or labels)]
+            entry = sums.get(ident)
+            if entry is None:
+                sums[ident] = {
+                    "dataset": ident[0], "protocol": ident[1], "method": method, "stage": stage,
+                    "model": ident[4], "target": target, "labels": labels, "class_names": names,
+                    "matrix": matrix.copy(), "n_folds": 1,
+                }
+            elif entry["matrix"].shape != matrix.shape:
+                logger.warning("Confusion %s of %s has shape %s, others %s; not summed.",
+                               key, ident, matrix.shape, entry["matrix"].shape)
+            else:
+                entry["matrix"] += matrix
+                entry["n_folds"] += 1
+    return list(sums.values())

@@ -1,0 +1,79 @@
+import json
+
+import pytest
+
+from fearkd.cli import build_parser, main
+
+
+def test_help_lists_every_command(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for command in ("synth", "info", "labels"):
+        assert command in out
+
+
+def test_synth_info_labels_deap(tmp_path, capsys):
+    root = tmp_path / "deap"
+    assert main(["synth", "deap", str(root), "--subjects", "2", "--trials", "8",
+                 "--seconds", "13", "--seed", "3"]) == 0
+    assert (root / "data_preprocessed_python" / "s02.dat").is_file()
+    capsys.readouterr()
+    assert main(["info", str(root), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["dataset"] == "deap"
+    assert info["n_subjects"] == 2 and info["n_trials"] == 16
+    assert info["modalities"]["eeg"]["sfreq"] == 128.0
+    assert len(info["modalities"]["eeg"]["channels"]) == 32
+    assert info["onset_seconds"] == [3.0]
+    assert main(["info", str(root)]) == 0
+    text = capsys.readouterr().out
+    assert "eeg   128 Hz, 32 channel(s)" in text
+    assert main(["labels", str(root), "--json"]) == 0
+    labels = json.loads(capsys.readouterr().out)
+    assert labels["n_trials"] == 16
+    assert labels["n_labelled"] + labels["n_unlabelled"] == 16
+    assert set(labels["totals"]) == {"none", "low", "medium", "high"}
+
+
+def test_synth_mat_format(tmp_path, capsys):
+    root = tmp_path / "deapmat"
+    assert main(["synth", "deap", str(root), "--subjects", "1", "--trials", "4",
+                 "--seconds", "13", "--format", "mat"]) == 0
+    assert (root / "data_preprocessed_matlab" / "s01.mat").is_file()
+    capsys.readouterr()
+    assert main(["info", str(root / "data_preprocessed_matlab"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["n_trials"] == 4
+
+
+def test_info_and_labels_ascertain(ascertain_root, capsys):
+    assert main(["info", str(ascertain_root), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["modalities"]["eeg"]["sfreq"] == 32.0
+    assert info["modalities"]["ecg"]["sfreq"] == 256.0
+    assert info["load_report"]["repaired"]  # NaN rows and 9-row EEG files are reported
+    assert main(["labels", str(ascertain_root), "--nan-policy", "unlabelled"]) == 0
+    assert "none" in capsys.readouterr().out
+
+
+def test_errors_are_one_line(tmp_path, capsys):
+    assert main(["info", str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fearkd info: error: Dataset path")
+    assert "Traceback" not in err
+    (tmp_path / "empty").mkdir()
+    assert main(["info", str(tmp_path / "empty")]) == 2
+    assert "data_preprocessed_python/s01.dat" in capsys.readouterr().err
+    assert main(["synth", "deap", str(tmp_path / "x"), "--subjects", "40"]) == 2
+    assert "subjects" in capsys.readouterr().err
+    with pytest.raises(FileNotFoundError):
+        main(["--debug", "info", str(tmp_path / "missing")])
+
+
+def test_ascertain_rejects_format_flag(tmp_path, capsys):
+    assert main(["synth", "ascertain", str(tmp_path / "a"), "--format", "mat"]) == 2
+    assert "--format applies to DEAP only" in capsys.readouterr().err
+
+
+def test_parser_builds():
+    assert build_parser().prog == "fearkd"

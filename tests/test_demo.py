@@ -1,0 +1,58 @@
+"""`fearkd demo --quick` end to end: data, features, CV, methods, protocols, report."""
+
+import base64
+from html.parser import HTMLParser
+
+import pandas as pd
+
+from fearkd.cli import main
+
+
+class _Collect(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.sections, self.images, self.tables = set(), [], set()
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "section" and "id" in a:
+            self.sections.add(a["id"])
+        if tag == "img":
+            self.images.append(a.get("src", ""))
+        if tag == "table" and a.get("data-table"):
+            self.tables.add(a["data-table"])
+
+
+def test_quick_demo_end_to_end(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--out", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "fearkd demo: summary" in printed and "report.html" in printed
+    results = pd.read_csv(out / "results.csv")
+    assert set(results["dataset"]) == {"deap", "ascertain"}
+    assert set(results["protocol"]) == {"subject", "seed-legacy"}
+    assert {"backbone", "method1", "method2", "scratch", "baseline"} <= set(results["method"])
+    students = results[(results["method"] == "method1") & (results["stage"] == "student")]
+    assert set(students["target"]) == {"hard", "soft", "combined"}
+    assert set(results.loc[results["method"] == "backbone", "model"]) == {"cnn", "lstm", "gru"}
+    # the methods run for the CNN backbone only, under the subject protocol
+    assert set(results.loc[results["method"] == "method2", "protocol"]) == {"subject"}
+
+    page = _Collect()
+    page.feed((out / "report.html").read_text())
+    for section in ("datasets", "backbone", "finetune", "kd", "method-comparison",
+                    "protocol-comparison", "timing", "ttests", "histories", "confusion",
+                    "environment", "config"):
+        assert section in page.sections, section
+    assert page.images
+    for src in page.images:
+        assert src.startswith("data:image/png;base64,")
+        assert base64.b64decode(src.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "report.md").is_file()
+
+    # a second run resumes: nothing is retrained and the results are the same
+    before = results.sort_values(list(results.columns[:11])).reset_index(drop=True)
+    assert main(["demo", "--quick", "--out", str(out), "--quiet"]) == 0
+    again = pd.read_csv(out / "results.csv")
+    after = again.sort_values(list(again.columns[:11])).reset_index(drop=True)
+    pd.testing.assert_frame_equal(before, after)

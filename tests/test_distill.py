@@ -1,0 +1,94 @@
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from fearkd.training.distill import DistillationLoss
+
+S = torch.tensor([[2.0, 0.5, -1.0, 0.0], [0.1, 0.2, 0.3, -0.4]])
+T_ = torch.tensor([[1.5, 1.0, -0.5, 0.2], [-1.0, 2.0, 0.0, 0.5]])
+Y = torch.tensor([0, 2])
+
+
+def _softmax(v, t=1.0):
+    e = [math.exp(x / t) for x in v]
+    return [x / sum(e) for x in e]
+
+
+def _hand(mode, alpha, temp):
+    """The loss written out with Python floats, row by row."""
+    total = 0.0
+    for s, t, y in zip(S.tolist(), T_.tolist(), Y.tolist(), strict=True):
+        ce = -math.log(_softmax(s)[y])
+        p, q = _softmax(t, temp), _softmax(s, temp)
+        soft_ce = -sum(pi * math.log(qi) for pi, qi in zip(p, q, strict=True))
+        kl = sum(pi * (math.log(pi) - math.log(qi)) for pi, qi in zip(p, q, strict=True))
+        if mode == "hard":
+            total += ce
+        elif mode == "soft":
+            total += soft_ce
+        else:
+            total += alpha * ce + (1 - alpha) * temp**2 * kl
+    return total / len(Y)
+
+
+@pytest.mark.parametrize("mode", ["hard", "soft", "combined"])
+@pytest.mark.parametrize("alpha,temp", [(0.5, 3.0), (0.2, 1.0), (0.9, 7.5)])
+def test_loss_equals_hand_computation(mode, alpha, temp):
+    loss = DistillationLoss(mode, alpha=alpha, temperature=temp)(S, Y, T_)
+    assert loss.item() == pytest.approx(_hand(mode, alpha, temp), rel=1e-5)
+
+
+def test_combined_is_label_ce_when_alpha_is_one():
+    loss = DistillationLoss("combined", alpha=1.0)(S, Y, T_)
+    assert loss.item() == pytest.approx(nn.functional.cross_entropy(S, Y).item(), rel=1e-6)
+
+
+def test_no_gradient_reaches_the_teacher():
+    teacher = nn.Linear(3, 4)
+    student = nn.Linear(2, 4)
+    x = torch.randn(5, 3)
+    t_logits = teacher(x)
+    loss = DistillationLoss("combined")(student(x[:, :2]), torch.tensor([0, 1, 2, 3, 0]), t_logits)
+    loss.backward()
+    assert all(p.grad is None for p in teacher.parameters())
+    assert all(p.grad is not None for p in student.parameters())
+
+
+def test_t_squared_keeps_soft_gradient_magnitude_comparable():
+    # For large T the gradient of KL(p_T || q_T) w.r.t. the logits shrinks like 1/T^2; the T^2
+    # factor restores it, so the soft term's gradient stays of the same order across T.
+    torch.manual_seed(0)
+    t_logits = torch.randn(64, 4) * 3
+    norms_scaled, norms_raw = [], []
+    for temp in (2.0, 8.0, 32.0):
+        torch.manual_seed(1)
+        s = torch.randn(64, 4).mul(3).requires_grad_(True)
+        loss = DistillationLoss("combined", alpha=0.0, temperature=temp)(s, torch.zeros(64).long(),
+                                                                         t_logits)
+        (g,) = torch.autograd.grad(loss, s)
+        norms_scaled.append(g.norm().item())
+        norms_raw.append(g.norm().item() / temp**2)
+    assert max(norms_scaled) / min(norms_scaled) < 3.0
+    assert norms_raw[0] / norms_raw[-1] > 100.0  # without T^2 it would collapse
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"mode": "sof"}, "Invalid value for 'mode'"),
+        ({"alpha": 1.5}, "Invalid value for 'alpha'"),
+        ({"temperature": 0}, "Invalid value for 'temperature'"),
+    ],
+)
+def test_bad_parameters(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        DistillationLoss(**kwargs)
+
+
+def test_missing_or_mismatched_teacher():
+    with pytest.raises(ValueError, match="needs teacher logits"):
+        DistillationLoss("soft")(S, Y)
+    with pytest.raises(ValueError, match="must predict the same classes"):
+        DistillationLoss("soft")(S, Y, T_[:, :3])

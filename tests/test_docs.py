@@ -1,0 +1,57 @@
+"""The README stays true to the code: CLI usage lines, config keys, shipped configs."""
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from fearkd.cli import build_parser
+from fearkd.config import ExperimentConfig, config_to_dict, load_config
+from fearkd.demo import DEMO_SIZES, demo_config
+
+REPO = Path(__file__).resolve().parents[1]
+README = (REPO / "README.md").read_text()
+
+
+def _subparsers():
+    parser = build_parser()
+    action = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    return action.choices
+
+
+def test_readme_opens_with_the_two_commands():
+    head = README.split("\n## ")[0]
+    assert "make demo" in head and "make test" in head
+
+
+@pytest.mark.parametrize("name", sorted(_subparsers()))
+def test_readme_usage_line_matches_parser(name, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "100")
+    usage = _subparsers()[name].format_usage().splitlines()[0].strip()
+    assert usage in README, f"README lacks the current usage line of 'fearkd {name}': {usage}"
+
+
+def test_readme_lists_every_config_key():
+    sections = [f for f in dataclasses.fields(ExperimentConfig)
+                if f.default_factory is not dataclasses.MISSING]
+    assert len(sections) == 7
+    for section in sections:
+        for key in dataclasses.fields(section.default_factory):
+            if key.name == "options":
+                continue
+            assert f"`[{section.name}] {key.name}`" in README or \
+                f"`[{section.name}.{key.name}" in README, f"[{section.name}] {key.name}"
+
+
+def test_demo_toml_matches_the_demo_settings():
+    shipped = config_to_dict(load_config(REPO / "configs" / "demo.toml"))
+    built = config_to_dict(demo_config("deap", Path("/data"), DEMO_SIZES["full"]))
+    for section in ("models", "methods", "training", "evaluation", "features", "labels"):
+        assert shipped[section] == built[section], section
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.toml")), ids=lambda p: p.name)
+def test_shipped_configs_validate(path):
+    cfg = load_config(path)
+    assert isinstance(cfg, ExperimentConfig)
+    assert cfg.name != "experiment"
