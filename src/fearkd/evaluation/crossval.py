@@ -9,16 +9,15 @@ ends with the same results as an uninterrupted one.
 
 Splits come from :mod:`fearkd.evaluation.splitters` and every split passes the leakage guard
 before anything is trained. Units run in the calling process (``jobs=1``), in local worker
-processes (``jobs=N``, joblib; torch threads per worker set so that workers x threads = cores),
-or on a Dask distributed cluster (``scheduler="tcp://host:port"``); all three give identical
-results because every stage is seeded from the unit's seed alone.
+processes (``jobs=N``, joblib), or on a Dask distributed cluster (``scheduler="tcp://host:port"``);
+all three give identical results because every stage is seeded from the unit's seed alone and
+every unit trains on one torch thread (see :func:`_run_one`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -94,20 +93,31 @@ def make_units(dataset: str, plan: Sequence[tuple[str, str, tuple[str, ...]]],
     ]
 
 
-def _set_threads(jobs: int) -> None:
+def _run_one(unit: Unit, data: CVData, checkpoint_root: str | None, jobs: int = 1) -> dict:
+    """Execute one unit (in whatever process it lands in), on one torch thread.
+
+    CPU kernels (the CNN's matrix products) sum in an order that depends on the number of
+    threads, so the thread count is part of the result: a unit on 2 threads and the same unit
+    on 1 differ in the last bits of their losses. Fixing it at one thread makes serial, joblib
+    and Dask runs, and machines with other core counts, agree bit for bit; parallelism comes
+    from running units side by side (``jobs``, Dask workers), which also avoids
+    oversubscribing the cores. ``jobs`` is kept for the callers' signature only.
+    """
     import torch
-
-    threads = max(1, (os.cpu_count() or 1) // max(1, jobs))
-    torch.set_num_threads(threads)
-
-
-def _run_one(unit: Unit, data: CVData, checkpoint_root: str | None, jobs: int) -> dict:
-    """Execute one unit (in whatever process it lands in)."""
-    import dataclasses
 
     from .. import methods
 
-    _set_threads(jobs)
+    old_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _run_unit(unit, data, checkpoint_root, methods)
+    finally:
+        torch.set_num_threads(old_threads)
+
+
+def _run_unit(unit: Unit, data: CVData, checkpoint_root: str | None, methods) -> dict:
+    import dataclasses
+
     settings = dataclasses.replace(data.settings, methods=unit.methods,
                                    scratch=bool(unit.methods) and data.settings.scratch)
     train, val, test = data.splits[(unit.protocol, unit.seed)][unit.fold]
