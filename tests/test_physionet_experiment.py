@@ -2,9 +2,10 @@
 
 The shipped file both describes the data (``[dataset]``, read by
 :func:`fearkd.datasets.generic.load_generic`) and sets up the experiment: four stages
-leave-one-subject-out, a CNN teacher on every wrist signal (21 features), an MLP student on EDA
-alone (4 features) distilled from it by Method 1. Here it runs on 4 of the 20 subjects, 2 folds
-and 1 epoch: the point is the plumbing (features, columns, stages, splits), not the scores.
+leave-one-subject-out, a dense (``dnn150``) teacher on every wrist signal (21 features), a small
+MLP student on EDA alone (4 features) distilled from it by Method 1. Here it runs on 4 of the 20
+subjects, 2 folds and 1 epoch: the point is the plumbing (features, columns, stages, splits),
+not the scores.
 
 The data sit in the project's shared data folder (``../shared/data/physionet-noneeg`` next to
 the repository); the module skips when that folder is absent.
@@ -73,7 +74,7 @@ def test_shipped_config_validates_and_reads_the_shared_data():
     assert cfg.labels.rules == "auto" and cfg.labels.source == "auto"
     assert (cfg.features.teacher, cfg.features.student) == ("peripheral", "peripheral-eda")
     assert cfg.features.step <= cfg.features.window
-    assert cfg.models.backbones == ("cnn",)
+    assert cfg.models.backbones == ("dnn150",)
     assert cfg.models.student == "ann"
     assert cfg.methods.run == ("method1",)
     assert cfg.methods.kd_targets == KD_TARGETS
@@ -147,10 +148,10 @@ def test_every_stage_has_rows(run):
         return r[mask]
 
     backbone = rows(method="backbone", stage="backbone")
-    assert set(backbone["model"]) == {"cnn"} and set(backbone["task"]) == {"source"}
+    assert set(backbone["model"]) == {"dnn150"} and set(backbone["task"]) == {"source"}
     assert np.allclose(backbone["chance"], 0.5)
     teacher = rows(method="method1", stage="teacher")
-    assert set(teacher["model"]) == {"cnn"} and set(teacher["task"]) == {"fear"}
+    assert set(teacher["model"]) == {"dnn150"} and set(teacher["task"]) == {"fear"}
     assert np.allclose(teacher["chance"], 0.25)
     students = rows(method="method1", stage="student")
     assert set(students["target"]) == set(KD_TARGETS)

@@ -308,7 +308,8 @@ def _method_tables(results) -> list[str]:
                                ("method2", ["student-source", "student"])):
             if method not in methods:
                 continue
-            for model in sel.loc[sel["method"] == method, "model"].unique():
+            own = (sel["method"] == method) & sel["stage"].isin(stages)
+            for model in sel.loc[own, "model"].unique():
                 for stage in stages:
                     table = kd_table(sel, model, method=method, stage=stage)
                     out.append(format_table(table, title=f"{table.attrs.get('title', '')} "

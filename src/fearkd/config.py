@@ -282,7 +282,8 @@ def _from_dict(data: Mapping, source: str) -> ExperimentConfig:
         )
     kwargs: dict[str, object] = {"source": source}
     ds = data.get("dataset")
-    if isinstance(ds, Mapping) and ds.get("kind") == "generic":
+    if (isinstance(ds, Mapping) and ds.get("kind") == "generic"
+            and not isinstance(ds.get("options"), Mapping)):
         # The table is also the generic reader's description (fearkd.datasets.generic): keep
         # its keys as reader options; `path` still overrides the description's `root`.
         options = {k: v for k, v in ds.items() if k not in ("kind", "path")}

@@ -64,7 +64,7 @@ def _open(cfg: ExperimentConfig, data_path: str | Path | None):
                               f"ASCERTAIN; a generic description lists its own subjects.")
         from .datasets.generic import load_generic
 
-        return load_generic({"dataset": dict(ds.options)}, root=data_path or None)
+        return load_generic({"dataset": dict(ds.options)}, root=path or None)
     if not path:
         raise ConfigError(
             f"{cfg.source or 'config'}: no dataset path: set [dataset] path or pass --data PATH."
@@ -118,7 +118,9 @@ def prepare_data(cfg: ExperimentConfig, *, data_path=None, cache_dir=None,
         ambiguous = fa.ambiguous
     else:
         n = int(max(meta["y_fear"].max(), 0)) + 1
-        class_names = FEAR_CLASSES[:n] if n <= len(FEAR_CLASSES) else tuple(map(str, range(n)))
+        class_names = (_described_class_names(recordings.description.get("classes"), n)
+                       or (FEAR_CLASSES[:n] if n <= len(FEAR_CLASSES)
+                           else tuple(map(str, range(n)))))
     report = label_report(trials, class_names=class_names, ambiguous=ambiguous)
     if (meta["y_fear"] >= 0).sum() == 0:
         raise ConfigError(f"{recordings.dataset}: no window is labelled for fear; check the "
@@ -143,12 +145,31 @@ def prepare_data(cfg: ExperimentConfig, *, data_path=None, cache_dir=None,
                         tuple(class_names), report, summary)
 
 
+def _described_class_names(classes, n: int) -> tuple[str, ...] | None:
+    """Class names of a generic description (``{"Relax": 0, ...}``) in code order, or None.
+
+    Several names of one code are joined with "/"; None when a code in ``0..n-1`` has none.
+    """
+    if not isinstance(classes, dict) or not classes:
+        return None
+    names: list[list[str]] = [[] for _ in range(n)]
+    for name, code in classes.items():
+        if isinstance(code, int) and 0 <= code < n:
+            names[code].append(str(name))
+    return tuple("/".join(v) for v in names) if all(names) else None
+
+
 def _splits(meta: pd.DataFrame, protocol: str, folds: int, seed: int) -> list[tuple]:
-    from .evaluation.splitters import make_splitter
+    from .evaluation.splitters import check_split, make_splitter
 
     splitter = make_splitter(protocol, n_splits=folds, random_state=seed)
     out = []
     for train, val, test in splitter.split_with_validation(meta):
+        if protocol in ("subject", "trial"):
+            # The runner's own guard, whatever produced the split: a subject (trial) on both
+            # sides raises LeakageError here, before any unit trains. The leaky protocols only
+            # log, which their splitters already did.
+            check_split(meta, train, test, protocol)
         out.append((train, val if len(val) else None, test))
     return out
 

@@ -293,14 +293,13 @@ def run_pipeline(fs, student_names: Sequence[str], train_idx, test_idx, *, val_i
         return teacher
 
     pre_epochs = s.pretrain_epochs or s.epochs
-    needs_backbone = bool(s.methods) or not s.scratch
-    if needs_backbone:
-        bb, bb_scaler = stage(
-            "backbone", "backbone", "-", "source", fold.Xt,
-            lambda: make_model(backbone, fold.Xt.shape[1], n_source,
-                               random_state=_stage_seed(seed, "init/backbone"),
-                               **params.get(backbone, {})),
-            epochs=pre_epochs)
+    # The backbone always trains: with no method, a unit is one fold of the backbone comparison.
+    bb, bb_scaler = stage(
+        "backbone", "backbone", "-", "source", fold.Xt,
+        lambda: make_model(backbone, fold.Xt.shape[1], n_source,
+                           random_state=_stage_seed(seed, "init/backbone"),
+                           **params.get(backbone, {})),
+        epochs=pre_epochs)
     if "method1" in s.methods:
         # Transfer: a copy of the trunk with a new fear head, fine-tuned on the backbone's scale.
         teacher, t_scaler = stage(

@@ -283,8 +283,8 @@ def _offsets(desc: Description, records: list[OpenRecord], ref: int) -> list[flo
     if desc.align == "auto" and len(clocks) == 1 and None not in clocks:
         return [r.start - records[ref].start for r in records]
     if desc.align == "auto" and len(records) > 1:
-        logger.info("%s: records %s lack a common clock; they are taken to start together.",
-                    desc.source, [r.name for r in records])
+        logger.debug("%s: records %s lack a common clock; they are taken to start together.",
+                     desc.source, [r.name for r in records])
     return [0.0] * len(records)
 
 

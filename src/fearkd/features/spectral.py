@@ -19,21 +19,38 @@ Methods (``method=``):
     ``0.5 * log(2 * pi * e * var)`` with ``var`` the variance (ddof=0) over the window.
 
 :func:`band_power` treats each segment it gets on its own (the filter sees only that segment).
-:func:`sliding_band_power`, which feature extraction uses, filters **whole trials** once and
-then reads every window's power from a float64 cumulative sum of the squared filtered signal:
-band power over a sliding window is the moving average of the squared band-filtered signal,
-so the cost does not grow with the overlap. The FFT filter is circular over the trial (its two
-ends meet) and, like any ideal filter, has an impulse response that decays only like ``1/t``.
-Measured on white noise at 128 Hz (2 s windows of a 63 s trial, against the same filter applied
-to the trial embedded in a 3x longer recording; relative RMS difference of window power):
+:func:`sliding_band_power`, which feature extraction uses, filters **whole trials**: band power
+over a sliding window is the moving average of the squared band-filtered signal, so the cost
+does not grow with the overlap. The FFT filter is circular over the trial (its two ends meet)
+and, like any ideal filter, has an impulse response that decays only like ``1/t``. Measured on
+white noise at 128 Hz (2 s windows of a 63 s trial, against the same filter applied to the
+trial embedded in a 3x longer recording; relative RMS difference of window power):
 theta/alpha/low beta 9-10 % for the windows touching either end of the trial, 4.5-5 % one second
 in, 3-3.5 % three seconds in, 1.6-1.8 % in the middle; high beta about 45 % and gamma about 20 %
 of those figures. The mid-trial figure is the ``1/t`` tail, not the wrap, and all of them are
 far below the sampling spread of a 2 s theta window's power itself (about 35 %). DEAP windows
 start after the 3 s baseline, so only the last second of each trial sees the largest effect.
 
-The FFT path computes in single precision (relative error about 1e-6) and accumulates the
-window sums in float64; outputs are float64, stored as float32 in a FeatureSet.
+How ``filter`` with the FFT design is computed over a trial (``method="filter"``,
+:func:`~fearkd.features.windows.band_window_sums`): the value is exactly the mean over each
+window of ``x_b ** 2``, ``x_b`` the brick-wall-filtered trial, but ``x_b`` is never formed.
+With ``a`` the band's analytic signal (its bins only, doubled except at DC and Nyquist),
+``x_b = Re(a)`` and ``x_b ** 2 = |a| ** 2 / 2 + Re(a ** 2) / 2``. Shifted to baseband, ``a`` at
+``2W - 1`` points (``W`` the band's bins: 4 Hz of a 63 s trial is 252 bins, against the
+trial's 8,064 samples) holds both terms without aliasing, so one inverse and two forward FFTs
+of that size give the exact Fourier coefficients of ``x_b ** 2``. A window's sum is those
+coefficients times the window's Dirichlet kernel; folded onto the grid of window starts (every
+16 samples for 0.125 s steps), one inverse FFT per band gives every window at once. Per trial:
+one real FFT of the trial, three FFTs of about twice each band's width in bins, one inverse FFT
+of ``n_times / step`` points per band. For DEAP's five bands the per-band transforms have
+5,166 complex points per channel together, where filtering needs five inverse real FFTs of
+8,064 points each and a pass over five filtered copies of the trial. ``method="de"`` and the
+Butterworth design filter the trial (:func:`filter_bank`) and sum the windows with float64
+cumulative sums (:func:`~fearkd.features.windows.window_sums`).
+
+The FFT paths compute in single precision: relative error about 1e-6 (at most 1.6e-6 against a
+float64 filter-then-square computation, measured on every window of DEAP-sized pink noise).
+Outputs are float64, stored as float32 in a FeatureSet.
 
 Post-processing: ``relative=True`` divides each band's power by the sum over the given bands;
 ``log=True`` takes the natural logarithm (after ``relative``). Neither applies to ``de``, which
@@ -51,7 +68,7 @@ import scipy.signal
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from .windows import window_grid, window_kernel, window_sums
+from .windows import band_window_sums, window_sums
 
 __all__ = [
     "DEFAULT_BANDS",
@@ -380,7 +397,7 @@ def sliding_band_power(
     workspace: dict | None = None,
     check_finite: bool = True,
 ) -> np.ndarray:
-    """Band power of every window of one trial, filtering the whole trial once.
+    """Band power of every window of one trial, the filter applied to the whole trial.
 
     Parameters
     ----------
@@ -402,7 +419,8 @@ def sliding_band_power(
         ``window - baseline`` or ``window / baseline``, applied to the final values (after
         ``log``/``relative``/``de``: with ``log=True`` subtracting gives a log ratio).
     workspace : dict, optional
-        Buffers reused between calls (see :func:`filter_bank`).
+        Kernels and buffers reused between calls with the same shapes (pass one dict for all
+        trials of a subject; see :func:`~fearkd.features.windows.band_window_sums`).
     check_finite : bool
         Refuse NaN/inf samples up front. A caller that checks its outputs instead (a NaN or inf
         sample makes every band of its channel non-finite) may skip this pass over the data.
@@ -437,13 +455,15 @@ def sliding_band_power(
         if baseline_samples:
             base = _welch_power(x[:, :baseline_samples], sfreq, bands, nperseg)
     elif method == "filter" and filter_design == "fft":
-        sets = [(starts, n_samples)]
+        windows = [(starts, n_samples)]
         if baseline_samples:
-            sets.append((np.zeros(1, dtype=np.int64), int(baseline_samples)))
-        powers = _fft_sliding_power(x, sfreq, bands, sets, workspace)
-        raw = powers[0]
+            windows.append((np.zeros(1, dtype=np.int64), int(baseline_samples)))
+        bins = [(sl.start, sl.stop) for sl in _bins_or_raise(bands, x.shape[-1], sfreq, "trial")]
+        # (n_bands, n_chans, n_windows) sums -> (n_windows, n_chans, n_bands) means.
+        sums = band_window_sums(x, bins, windows, workspace=workspace)
+        raw = np.transpose(sums[0], (2, 1, 0)) / n_samples
         if baseline_samples:
-            base = powers[1][0]
+            base = sums[1][..., 0].T / baseline_samples
     else:
         if filter_design == "fft":
             _bins_or_raise(bands, x.shape[-1], sfreq, "trial")
@@ -456,146 +476,6 @@ def sliding_band_power(
         base = _finish(base, method, log, relative)
         with np.errstate(divide="ignore", invalid="ignore"):
             out = out - base if baseline_mode == "subtract" else out / base
-    return out
-
-
-def _fold_ops(blocks: list, period: int) -> tuple[list, int]:
-    """Schedule ``acc[(f0 + i) % period] (+)= coef[i] * kernel[i]`` for (f0, n) blocks.
-
-    The first block is folded from index 0 on (the caller rotates its output back); a chunk
-    whose destination no earlier chunk has touched is written (``fresh``), others are added.
-    Returns the chunks ``(block, i0, i1, r0, fresh)`` and the length written by the first
-    block's first chunk (indices beyond it are zeroed first).
-    """
-    ops, shift = [], blocks[0][0]
-    covered = min(blocks[0][1], period)
-    for j, (f0, n) in enumerate(blocks):
-        i, r = 0, (f0 - shift) % period
-        while i < n:
-            take = min(n - i, period - r)
-            ops.append((j, i, i + take, r, j == 0 and i == 0))
-            i += take
-            r = 0
-    return ops, covered
-
-
-def _fft_power_plan(
-    n_times: int, n_chans: int, sfreq: float, bands: Bands, sets: list
-) -> dict:
-    """Bins, grids, buffers and window kernels of :func:`_fft_sliding_power` (cacheable)."""
-    slices = _bins_or_raise(bands, n_times, sfreq, "trial")
-    per_band, groups = [], {}
-    for b, sl in enumerate(slices):
-        k0, width = sl.start, sl.stop - sl.start
-        # |a|^2 spans frequencies -(width-1)..width-1 and a^2 spans 2*k0..2*k0+2*width-2:
-        # 2*width-1 points of the analytic signal hold both without aliasing.
-        m = scipy.fft.next_fast_len(2 * width - 1)
-        # a = (2/N) sum X_k e^{...}, scaled so that the transforms of |a|^2 and a^2 below are
-        # their exact Fourier coefficients; DC and Nyquist bins count once (half weight).
-        scale = 2.0 / (n_times * m**0.5)
-        once = [i for i, k in enumerate(range(k0, sl.stop)) if k == 0 or 2 * k == n_times]
-        per_band.append((k0, width, scale, once))
-        groups.setdefault(m, []).append(b)
-    work = {m: (np.empty((len(bs), n_chans, m), np.complex64),
-                np.empty((len(bs), n_chans, m), np.float32)) for m, bs in groups.items()}
-    kernels = []
-    for starts, n_samples in sets:
-        first, period, index = window_grid(starts, n_times)
-        if np.array_equal(index, np.arange(index.size)):
-            index = slice(0, index.size)
-        per_set = []
-        for k0, width, _, _ in per_band:
-            # x_b^2 = |a|^2 / 2 + Re(a^2) / 2 = Re(sum Q_m e^{...} / 2 + P_0 / 2
-            # + sum_{m>0} P_m e^{...}): a^2's coefficients Q sit at 2*k0 + m, |a|^2's P at m.
-            blocks = [(2 * k0, 2 * width - 1), (0, width)]
-            k_sq = 0.5 * window_kernel(2 * k0 + np.arange(2 * width - 1), first, n_samples,
-                                       n_times)
-            k_env = window_kernel(np.arange(width), first, n_samples, n_times)
-            k_env[0] *= 0.5
-            ops, covered = _fold_ops(blocks, period)
-            # Folding from 2*k0 mod period shifted the output's frequencies: turn them back.
-            shift = (2 * k0) % period
-            twist = None
-            if shift:
-                twist = np.exp(2j * np.pi * shift * np.arange(period)[index] / period)
-                twist = twist.astype(np.complex64)
-            per_set.append(((k_sq.astype(np.complex64), k_env.astype(np.complex64)), ops,
-                            covered, twist))
-        acc = np.empty((len(bands), n_chans, period), np.complex64)
-        kernels.append((acc, index, n_samples, per_set))
-    return {"bands": per_band, "groups": groups, "work": work, "kernels": kernels,
-            "x": np.empty((n_chans, n_times), dtype=np.float32)}
-
-
-def _fft_sliding_power(
-    x: np.ndarray, sfreq: float, bands: Bands, sets: list, workspace: dict | None
-) -> list[np.ndarray]:
-    """Mean of squares of the brick-wall-filtered trial over windows, without filtering it.
-
-    Parameters
-    ----------
-    x : ndarray, shape (n_chans, n_times)
-    sfreq : float
-    bands : tuple of (name, low, high)
-    sets : list of (starts, n_samples)
-        Window sets to evaluate (the sliding windows, and optionally the baseline).
-    workspace : dict, optional
-        Keeps the plan (kernels, buffers) between trials of the same shape.
-
-    Returns
-    -------
-    list of ndarray of float64, shape (n_windows, n_chans, n_bands), one per window set
-    """
-    n_chans, n_times = x.shape
-    key = ("fft-power", n_chans, n_times, float(sfreq), bands,
-           tuple((s.tobytes(), n) for s, n in sets))
-    plan = None if workspace is None else workspace.get(key)
-    if plan is None:
-        plan = _fft_power_plan(n_times, n_chans, sfreq, bands, sets)
-        if workspace is not None:
-            for old in [k for k in workspace if k[0] == "fft-power"]:
-                del workspace[old]
-            workspace[key] = plan
-    xs = plan["x"]
-    np.copyto(xs, x, casting="same_kind")
-    spec = scipy.fft.rfft(xs, axis=-1)
-    coefs = [None] * len(bands)
-    for m, members in plan["groups"].items():
-        a, env_in = plan["work"][m]
-        for i, b in enumerate(members):
-            k0, width, scale, once = plan["bands"][b]
-            np.multiply(spec[:, k0:k0 + width], scale, out=a[i, :, :width])
-            a[i, :, once] *= 0.5
-            a[i, :, width:] = 0
-        # Each band's analytic signal, shifted to baseband, at m >= 2*width-1 points (in place).
-        scipy.fft.ifft(a, axis=-1, norm="forward", overwrite_x=True)
-        np.abs(a, out=env_in)
-        np.square(env_in, out=env_in)
-        env = scipy.fft.rfft(env_in, axis=-1)
-        sq = scipy.fft.fft(np.multiply(a, a, out=a), axis=-1, overwrite_x=True)
-        for i, b in enumerate(members):
-            width = plan["bands"][b][1]
-            coefs[b] = (sq[i, :, :2 * width - 1], env[i, :, :width])
-    out = []
-    for acc, index, n_samples, per_set in plan["kernels"]:
-        tmp = np.empty(acc.shape[1:], acc.dtype)
-        for b, (kern, ops, covered, _) in enumerate(per_set):
-            acc[b, :, covered:] = 0
-            for j, i0, i1, r0, fresh in ops:
-                dst = acc[b, :, r0:r0 + i1 - i0]
-                if fresh:
-                    np.multiply(coefs[b][j][:, i0:i1], kern[j][i0:i1], out=dst)
-                else:
-                    part = np.multiply(coefs[b][j][:, i0:i1], kern[j][i0:i1],
-                                       out=tmp[:, :i1 - i0])
-                    np.add(dst, part, out=dst)
-        sums = scipy.fft.ifft(acc, axis=-1, norm="forward", overwrite_x=True)[..., index]
-        res = np.empty(sums.shape[::-1], np.float64)
-        for b, (_, _, _, twist) in enumerate(per_set):
-            part = sums[b] if twist is None else np.multiply(sums[b], twist, out=sums[b])
-            # (n_chans, n_windows) -> (n_windows, n_chans), in float64.
-            np.multiply(part.real.T, 1.0 / n_samples, out=res[..., b])
-        out.append(res)
     return out
 
 

@@ -1,0 +1,352 @@
+"""run_pipeline: every stage sees the training side only (issue 5), composition, checkpoints.
+
+The data are the conftest's synthetic DEAP (3 subjects x 12 trials x 13 s: 144 windows of 4 s,
+176 teacher and 86 student features, half the windows unlabelled for fear). One fold of the
+subject protocol: two subjects train, one tests.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import fearkd.training.trainer as trainer_mod
+from fearkd.config import ExperimentConfig
+from fearkd.evaluation.metrics import METRICS
+from fearkd.evaluation.splitters import make_splitter
+from fearkd.experiment import prepare_data
+from fearkd.features.featureset import FeatureSet
+from fearkd.methods import PipelineSettings, run_pipeline
+from fearkd.models import make_model
+from fearkd.training.checkpoint import load_checkpoint
+
+SETTINGS = PipelineSettings(epochs=2, batch_size=32, patience=0)
+N_SOURCE = 10  # DEAP valence: 10 classes
+KEYS = ["method", "stage", "model", "target", "task", "split", "metric"]
+REAL_FIT = trainer_mod.fit
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    # Results depend on torch's thread count (summation order), so every run of this module
+    # uses the same one, set before the module-scoped runs below; one thread is also the
+    # fastest for tiny models on a shared machine.
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def data(deap_root):
+    prep = prepare_data(ExperimentConfig(), data_path=deap_root, progress=False)
+    meta = prep.featureset.metadata
+    train, test = next(make_splitter("subject", n_splits=3, random_state=0).split(meta))
+    return prep, train, test
+
+
+def _run(fs, student_names, train, test, ckpt=None, settings=SETTINGS, **kw):
+    return run_pipeline(fs, student_names, train, test, settings=settings, seed=0,
+                        n_source_classes=N_SOURCE, checkpoint_dir=ckpt, **kw)
+
+
+def _frame(rows) -> pd.DataFrame:
+    return pd.DataFrame(rows).sort_values(KEYS).reset_index(drop=True)
+
+
+def _poisoned(fs: FeatureSet, rows: np.ndarray, seed: int, labels: bool) -> FeatureSet:
+    """A copy with huge random features at ``rows`` (and, optionally, shuffled labels)."""
+    rng = np.random.default_rng(seed)
+    X = fs.X.copy()
+    X[rows] = (1e6 * rng.standard_normal((len(rows), X.shape[1]))).astype(np.float32)
+    meta = fs.metadata.copy()
+    if labels:
+        meta.loc[rows, "y_fear"] = rng.integers(0, 4, len(rows))
+        meta.loc[rows, "y_source"] = rng.integers(0, N_SOURCE, len(rows))
+    return FeatureSet(X, fs.feature_names, meta)
+
+
+def _states(directory) -> dict:
+    """Every stage checkpoint of a unit: {file name: (state_dict, scaler mean, scaler scale)}."""
+    out = {}
+    for path in sorted(directory.glob("*.pt")):
+        ck = load_checkpoint(path)
+        out[path.name] = (ck.model.state_dict(), ck.scaler.mean_, ck.scaler.scale_)
+    return out
+
+
+@pytest.fixture(scope="module")
+def base(data, tmp_path_factory):
+    """The reference run, with stage checkpoints; records what every fit call received."""
+    prep, train, test = data
+    ckpt = tmp_path_factory.mktemp("base_ckpt")
+    calls = []
+
+    def recording_fit(model, X, y, **kw):
+        calls.append({"X": np.array(X), "y": np.array(y), "n_out": model.head.out_features,
+                      "validation": kw.get("validation")})
+        return REAL_FIT(model, X, y, **kw)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(trainer_mod, "fit", recording_fit)
+        out = _run(prep.featureset, prep.student_names, train, test, ckpt)
+    return out, ckpt, calls
+
+
+# ------------------------------------------------------------------------- issue 5: fold-aware
+def test_poisoned_test_windows_change_nothing_trained(data, base, tmp_path):
+    prep, train, test = data
+    out_a, ckpt_a, _ = base
+    fs_b = _poisoned(prep.featureset, test, seed=1, labels=True)
+    ckpt_b = tmp_path / "b"
+    out_b = _run(fs_b, prep.student_names, train, test, ckpt_b)
+    a, b = _frame(out_a["rows"]), _frame(out_b["rows"])
+    # every training-split score (and the training counts) of every stage is identical; only
+    # n_test may change (poisoned labels turn unlabelled test windows into labelled ones)
+    train_a, train_b = (df[df.split == "train"].drop(columns="n_test") for df in (a, b))
+    pd.testing.assert_frame_equal(train_a, train_b, check_exact=True)
+    # so are the learning curves (inner validation rows come from the training side)
+    assert out_a["histories"].keys() == out_b["histories"].keys()
+    for key, hist in out_a["histories"].items():
+        np.testing.assert_array_equal(hist["train_loss"], out_b["histories"][key]["train_loss"])
+        np.testing.assert_array_equal(hist["val_loss"], out_b["histories"][key]["val_loss"])
+    # and every saved model and scaler, weight by weight
+    states_a, states_b = _states(ckpt_a), _states(ckpt_b)
+    assert len(states_a) == 12 and states_a.keys() == states_b.keys()
+    for name, (sd_a, mean_a, scale_a) in states_a.items():
+        sd_b, mean_b, scale_b = states_b[name]
+        assert sd_a.keys() == sd_b.keys()
+        for k in sd_a:
+            assert torch.equal(sd_a[k], sd_b[k]), f"{name}: {k} differs"
+        np.testing.assert_array_equal(mean_a, mean_b)
+        np.testing.assert_array_equal(scale_a, scale_b)
+    # the poison did reach the test side (the comparison above could have failed)
+    test_a, test_b = a[a.split == "test"], b[b.split == "test"]
+    assert not np.array_equal(test_a["value"].to_numpy(), test_b["value"].to_numpy())
+    fear_test = int((fs_b.metadata["y_fear"].to_numpy()[test] >= 0).sum())
+    assert set(test_b.loc[test_b.task == "fear", "n_test"]) == {fear_test}
+
+
+def test_every_fit_sees_training_rows_of_its_task_only(data, base):
+    prep, train, test = data
+    _, _, calls = base
+    fs = prep.featureset
+    meta = fs.metadata
+    y_fear, y_src = meta["y_fear"].to_numpy(), meta["y_source"].to_numpy()
+    fear_rows, src_rows = train[y_fear[train] >= 0], train[y_src[train] >= 0]
+    Xs = fs.select_columns(prep.student_names).X
+    expected = {
+        (fs.n_features, N_SOURCE): (fs.X[src_rows], y_src[src_rows]),  # backbone
+        (fs.n_features, 4): (fs.X[fear_rows], y_fear[fear_rows]),  # teacher
+        (Xs.shape[1], N_SOURCE): (Xs[src_rows], y_src[src_rows]),  # method2 student-source
+        (Xs.shape[1], 4): (Xs[fear_rows], y_fear[fear_rows]),  # fear students
+    }
+    # backbone, teacher, 3 method-1 students, 3 x 2 method-2 stages, scratch
+    assert len(calls) == 12
+    for call in calls:
+        X_exp, y_exp = expected[(call["X"].shape[1], call["n_out"])]
+        np.testing.assert_array_equal(call["X"], X_exp)
+        np.testing.assert_array_equal(call["y"], y_exp)
+        assert call["validation"] is None  # no test row for early stopping
+        assert (call["y"] >= 0).all()
+    assert len(fear_rows) < len(src_rows)  # unlabelled windows exist in training
+
+
+def test_unlabelled_windows_pretrain_only(data, base):
+    """Poisoning the fear-unlabelled training windows changes the backbone, its teacher and the
+    distilled students, but not the students that never see them or the teacher."""
+    prep, train, test = data
+    out_a, _, _ = base
+    fs = prep.featureset
+    y_fear = fs.metadata["y_fear"].to_numpy()
+    unlabelled = train[y_fear[train] < 0]
+    assert len(unlabelled) > 0
+    out_c = _run(_poisoned(fs, unlabelled, seed=2, labels=False), prep.student_names, train,
+                 test)
+    a, c = _frame(out_a["rows"]), _frame(out_c["rows"])
+
+    def part(df, method, stage, target):
+        sel = df[(df.method == method) & (df.stage == stage) & (df.target == target)]
+        return sel.reset_index(drop=True)
+
+    for method, stage, target in [("method1", "student", "hard"), ("scratch", "student", "-")]:
+        pd.testing.assert_frame_equal(part(a, method, stage, target),
+                                      part(c, method, stage, target), check_exact=True)
+    fear_base = (a.method == "baseline") & (a.task == "fear")
+    pd.testing.assert_frame_equal(a[fear_base], c[fear_base], check_exact=True)
+    for method, stage, target in [("backbone", "backbone", "-"), ("method1", "teacher", "-"),
+                                  ("method1", "student", "soft"),
+                                  ("method1", "student", "combined"),
+                                  ("method2", "student-source", "hard")]:
+        va = part(a, method, stage, target).query("split == 'train'")["value"].to_numpy()
+        vc = part(c, method, stage, target).query("split == 'train'")["value"].to_numpy()
+        assert not np.array_equal(va, vc, equal_nan=True), (method, stage, target)
+    # the counts in the rows: pretraining on every source-labelled training window
+    meta = fs.metadata
+    n_src = int((meta["y_source"].to_numpy()[train] >= 0).sum())
+    n_fear = int((y_fear[train] >= 0).sum())
+    assert set(a.loc[a.task == "source", "n_train"]) == {n_src}
+    assert set(a.loc[a.task == "fear", "n_train"]) == {n_fear}
+    assert n_fear < n_src
+
+
+# ---------------------------------------------------------------------------- composition
+def test_rows_hold_every_stage_of_both_methods(data, base):
+    prep, _, _ = data
+    df = _frame(base[0]["rows"])
+    stages = set(map(tuple, df[["method", "stage", "model", "target", "task"]].to_numpy()))
+    kd = [("method1", "student", "cnn", t, "fear") for t in ("hard", "soft", "combined")]
+    kd += [("method2", st, "cnn", t, task) for t in ("hard", "soft", "combined")
+           for st, task in (("student-source", "source"), ("student", "fear"))]
+    expected = {("backbone", "backbone", "cnn", "-", "source"),
+                ("method1", "teacher", "cnn", "-", "fear"),
+                ("scratch", "student", "cnn", "-", "fear"), *kd}
+    expected |= {("baseline", "baseline", b, "-", task) for b in ("majority", "stratified")
+                 for task in ("fear", "source")}
+    assert stages == expected
+    # every stage scored with every metric on both splits
+    counts = df.groupby(["method", "stage", "model", "target", "task", "split"]).size()
+    assert (counts == len(METRICS)).all() and len(counts) == 2 * len(expected)
+    assert set(df.metric) == set(METRICS)
+    chance = df.drop_duplicates("task").set_index("task")["chance"]
+    assert chance["fear"] == 1 / 4 and chance["source"] == 1 / N_SOURCE
+    acc = df[df.metric.isin(["accuracy", "balanced_accuracy"])]["value"]
+    assert ((acc >= 0) & (acc <= 1)).all()
+
+
+def test_n_params_are_those_of_the_built_models(data, base):
+    prep, _, _ = data
+    df = _frame(base[0]["rows"])
+    n_t, n_s = prep.featureset.n_features, len(prep.student_names)
+    assert (n_t, n_s) == (176, 86)
+
+    def count(n_features, n_outputs):
+        return sum(p.numel() for p in make_model("cnn", n_features, n_outputs).parameters())
+
+    params = df.drop_duplicates(["method", "stage", "target"]).set_index(
+        ["method", "stage", "target"])["n_params"]
+    assert params["backbone", "backbone", "-"] == count(n_t, N_SOURCE)
+    assert params["method1", "teacher", "-"] == count(n_t, 4) == 166_228
+    for target in ("hard", "soft", "combined"):
+        assert params["method1", "student", target] == count(n_s, 4) == 117_076
+        assert params["method2", "student-source", target] == count(n_s, N_SOURCE)
+        assert params["method2", "student", target] == count(n_s, 4)
+    assert params["scratch", "student", "-"] == count(n_s, 4)
+    assert params["baseline", "baseline", "-"] == 0
+
+
+def test_baselines_match_a_hand_count(data, base):
+    prep, train, test = data
+    df = _frame(base[0]["rows"])
+    for task, col in (("fear", "y_fear"), ("source", "y_source")):
+        y = prep.featureset.metadata[col].to_numpy()
+        ytr, yte = y[train][y[train] >= 0], y[test][y[test] >= 0]
+        counts = np.bincount(ytr)
+        majority = int(np.argmax(counts))  # ties: the lowest class, like DummyClassifier
+        sel = df[(df.model == "majority") & (df.task == task) & (df.metric == "accuracy")]
+        value = sel.set_index("split")["value"]
+        assert value["train"] == pytest.approx(counts[majority] / len(ytr))
+        assert value["test"] == pytest.approx(np.mean(yte == majority))
+        assert set(sel["n_test"]) == {len(yte)}
+
+
+# ------------------------------------------------------------------------------ checkpoints
+def test_finished_stages_are_loaded_not_retrained(data, base, tmp_path, monkeypatch):
+    prep, train, test = data
+    out_a, ckpt_a, _ = base
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    for path in ckpt_a.iterdir():
+        (ckpt / path.name).write_bytes(path.read_bytes())
+
+    def no_fit(*args, **kwargs):
+        raise AssertionError("a finished stage was retrained")
+
+    monkeypatch.setattr(trainer_mod, "fit", no_fit)
+    again = _run(prep.featureset, prep.student_names, train, test, ckpt)
+    pd.testing.assert_frame_equal(_frame(again["rows"]), _frame(out_a["rows"]), check_exact=True)
+    assert again["histories"] == out_a["histories"]
+
+    # one stage lost, one damaged: exactly those two retrain, with the same results
+    (ckpt / "method1__student__soft.json").unlink()
+    (ckpt / "method2__student__hard.pt").write_bytes(b"not a checkpoint")
+    calls = []
+
+    def counting_fit(model, X, y, **kw):
+        calls.append(X.shape)
+        return REAL_FIT(model, X, y, **kw)
+
+    monkeypatch.setattr(trainer_mod, "fit", counting_fit)
+    again = _run(prep.featureset, prep.student_names, train, test, ckpt)
+    assert len(calls) == 2
+    pd.testing.assert_frame_equal(_frame(again["rows"]), _frame(out_a["rows"]), check_exact=True)
+
+
+# -------------------------------------------------------------------------- other backbones
+def test_gru_backbone_with_method1_soft(data):
+    prep, train, test = data
+    settings = dataclasses.replace(SETTINGS, methods=("method1",), kd_targets=("soft",),
+                                   epochs=1, model_params={"gru": {"hidden_size": 8}})
+    out = _run(prep.featureset, prep.student_names, train, test, backbone="gru",
+               settings=settings)
+    df = _frame(out["rows"])
+    assert set(df.model) == {"gru", "majority", "stratified"}
+    assert set(df.method) == {"backbone", "method1", "scratch", "baseline"}
+    n_t, n_s = prep.featureset.n_features, len(prep.student_names)
+    teacher = make_model("gru", n_t, 4, hidden_size=8)
+    student = make_model("gru", n_s, 4, hidden_size=8)
+    params = df.drop_duplicates(["stage"]).set_index("stage")["n_params"]
+    assert params["teacher"] == sum(p.numel() for p in teacher.parameters())
+    assert params["student"] == sum(p.numel() for p in student.parameters())
+    assert all(len(h["train_loss"]) == 1 for h in out["histories"].values())
+
+
+def test_methods_empty_trains_the_backbone_only(data):
+    prep, train, test = data
+    settings = dataclasses.replace(SETTINGS, methods=(), epochs=1)
+    df = _frame(_run(prep.featureset, prep.student_names, train, test, settings=settings)["rows"])
+    assert set(zip(df.method, df.task, strict=True)) == {("backbone", "source"),
+                                                        ("baseline", "source")}
+
+
+def test_settings_from_config():
+    cfg = ExperimentConfig().replace(methods={"run": ["method2"], "kd_targets": ["soft"],
+                                              "alpha": 0.25, "temperature": 5.0},
+                                     training={"epochs": 3, "pretrain_epochs": 7,
+                                               "class_weight": "none"},
+                                     models={"student": "gru",
+                                             "params": {"gru": {"hidden_size": 8}}})
+    s = PipelineSettings.from_config(cfg, progress=True)
+    assert (s.methods, s.kd_targets, s.alpha, s.temperature) == (("method2",), ("soft",), 0.25,
+                                                                 5.0)
+    assert (s.epochs, s.pretrain_epochs, s.class_weight, s.student_model) == (3, 7, "none", "gru")
+    assert s.model_params == {"gru": {"hidden_size": 8}} and s.progress is True
+
+
+def test_student_columns_must_be_teacher_columns(data):
+    prep, train, test = data
+    with pytest.raises(ValueError, match=r"Student feature\(s\) \['eeg:XX:alpha'\] are not "
+                                         r"teacher columns"):
+        _run(prep.featureset, ["eeg:XX:alpha"], train, test)
+
+
+def test_damaged_checkpoint_is_logged(data, base, tmp_path, caplog):
+    prep, train, test = data
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    (ckpt / "backbone__backbone__-.json").write_text("{}")
+    (ckpt / "backbone__backbone__-.pt").write_bytes(b"garbage")
+    settings = dataclasses.replace(SETTINGS, methods=())
+    with caplog.at_level(logging.WARNING, logger="fearkd.methods"):
+        out = _run(prep.featureset, prep.student_names, train, test, ckpt, settings=settings)
+    assert "Ignoring unreadable checkpoint" in caplog.text
+    a = _frame(base[0]["rows"])
+    b = _frame(out["rows"])
+    pd.testing.assert_frame_equal(b[b.method == "backbone"].reset_index(drop=True),
+                                  a[a.method == "backbone"].reset_index(drop=True),
+                                  check_exact=True)
