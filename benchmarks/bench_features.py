@@ -9,13 +9,19 @@ and times on the same arrays, subject by subject:
     channels and the band sums of ``|X|^2`` for the 5 bands (whole trials, no windows);
 (b) ``ours``: ``fearkd.features.extract.subject_features`` with the ``deap-teacher`` preset
     (176 features) at the reference windowing (2 s windows every 0.125 s, baseline dropped),
-    metadata table included;
+    metadata table included. Band power is the ``filter`` method (brick-wall FFT filter, mean
+    of squares per window), computed from each band's FFT bins without filtering the trial
+    (:func:`fearkd.features.windows.band_window_sums`);
 (c) ``welch``: ``scipy.signal.welch`` on each window of the 32 EEG channels plus band sums,
     timed on the first ``--welch-trials`` trials of the first subject and extrapolated
     linearly to every window of every subject (printed as such).
 
 Prints the ratio ours / rfft (target <= 4, aim 2), the speed-up over per-window Welch (target
->= 10), the peak resident memory of the process (target <= 2 GB), and ends with one JSON line.
+>= 10), the peak resident memory of the process (target <= 2 GB), the largest relative error of
+our band power against a float64 filter-then-square computation (one trial, every window, not
+timed), the load average, and ends with one JSON line. Everything runs on one thread: the
+reference is NumPy's single-threaded FFT and ours uses ``scipy.fft`` with its default of one
+worker (printed as ``fft_workers``).
 
 Usage::
 
@@ -26,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import statistics
@@ -33,11 +40,12 @@ import sys
 import time
 
 import numpy as np
+import scipy.fft
 import scipy.signal
 
 from fearkd.features.extract import subject_features
 from fearkd.features.presets import DEAP_EEG, DEAP_PERIPHERAL, get_preset
-from fearkd.features.spectral import DEFAULT_BANDS
+from fearkd.features.spectral import DEFAULT_BANDS, sliding_band_power
 from fearkd.features.windows import get_windowing, make_windows, window_samples
 from fearkd.recordings import Signal, Subject, Trial
 
@@ -99,6 +107,21 @@ def welch_per_window(data: np.ndarray, n_trials: int, starts: np.ndarray, n: int
     return n_trials * len(starts)
 
 
+def max_relative_error(data: np.ndarray, starts: np.ndarray, n: int) -> float:
+    """Ours against float64 NumPy: filter trial 0's EEG per band, mean of squares per window."""
+    x = data[0, :32]
+    ours = sliding_band_power(x, SFREQ, starts, n)  # (n_windows, 32, 5)
+    spec = np.fft.rfft(x)
+    freqs = np.fft.rfftfreq(N_TIMES, 1.0 / SFREQ)
+    worst = 0.0
+    for b, (lo, hi) in enumerate(DEFAULT_BANDS.values()):
+        y2 = np.fft.irfft(spec * ((freqs >= lo) & (freqs < hi)), n=N_TIMES) ** 2
+        cum = np.concatenate([np.zeros((32, 1)), np.cumsum(y2, axis=-1)], axis=-1)
+        exact = (cum[:, starts + n] - cum[:, starts]).T / n
+        worst = max(worst, float(np.max(np.abs(ours[..., b] / exact - 1.0))))
+    return worst
+
+
 def peak_rss_mb() -> float:
     kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return kb / 1024.0 if sys.platform != "darwin" else kb / 2**20
@@ -136,6 +159,7 @@ def main(argv=None) -> dict:
             n_features = fs.n_features
             del fs
         if i == 0:
+            max_rel_err = max_relative_error(data, starts, n)
             t0 = time.perf_counter()
             done = welch_per_window(data, min(args.welch_trials, N_TRIALS), starts, n)
             welch_per_window_s = (time.perf_counter() - t0) / done
@@ -161,6 +185,10 @@ def main(argv=None) -> dict:
         "welch_windows_timed": int(min(args.welch_trials, N_TRIALS) * len(starts)),
         "speedup_vs_welch": round(welch_s / ours_s, 1),
         "peak_rss_mb": round(peak_rss_mb(), 1),
+        "max_rel_err_vs_float64": float(f"{max_rel_err:.3g}"),
+        "fft_workers": scipy.fft.get_workers(),
+        "numpy_reference_threads": 1,
+        "load_average_1min": round(os.getloadavg()[0], 2),
         "python": platform.python_version(),
         "numpy": np.__version__,
     }
@@ -174,6 +202,11 @@ def main(argv=None) -> dict:
           f"{result['welch_windows_timed']} windows of subject 1; speed-up "
           f"{result['speedup_vs_welch']:.1f}x (target >= 10)")
     print(f"peak RSS: {result['peak_rss_mb']:.0f} MB (target <= 2048)")
+    print(f"band power vs float64 filter-then-square (subject 1, trial 1, every window): "
+          f"max relative error {max_rel_err:.2g}")
+    print(f"threads: ours {result['fft_workers']} scipy.fft worker, reference NumPy FFT "
+          f"single-threaded; load average (1 min) {result['load_average_1min']:.2f} on "
+          f"{os.cpu_count()} CPUs")
     print(json.dumps(result))
     return result
 

@@ -1,10 +1,11 @@
 """Training speed of the fast models against plain PyTorch layers and the machine's ceiling.
 
 For each configuration (model, inputs, batch size) this times whole training epochs of the
-registry's implementation (``cnn``, ``lstm``, ``gru``, and the hand-written ``lstm-loop``,
-``gru-loop``) and of the plain one (``cnn-plain``, ``lstm-plain``, ``gru-plain``) through
-the same loop (:func:`fearkd.training.train_epoch`, Adam), alternating the two so both see the
-same machine noise, and reports the median epoch time with its spread (min-max).
+registry's implementation (``cnn``; ``lstm`` and ``gru``, the fused whole-sequence functions)
+and of the plain one (``cnn-plain``; ``lstm-plain``, ``gru-plain``: oneDNN-backed ``nn.LSTM``,
+``nn.GRU``) through the same loop (:func:`fearkd.training.train_epoch`, Adam), alternating the
+two so both see the same machine noise, and reports the median epoch time with its spread
+(min-max).
 
 The ceiling is the float32 matrix-multiply rate measured in the same run (median of 7 timed
 ``torch.mm`` of two 2048 x 2048 matrices, ``2 * 2048**3`` FLOP each), before and after the
@@ -44,9 +45,6 @@ CONFIGS = {
     "cnn86_b256": ("cnn", "cnn-plain", 86, 256),
     "lstm176_b256": ("lstm", "lstm-plain", 176, 256),
     "gru176_b256": ("gru", "gru-plain", 176, 256),
-    # The hand-written recurrences, against the same oneDNN-backed nn.LSTM / nn.GRU.
-    "lstm176_b256_loop": ("lstm-loop", "lstm-plain", 176, 256),
-    "gru176_b256_loop": ("gru-loop", "gru-plain", 176, 256),
 }
 N_OUTPUTS = 4
 MM_SIZE = 2048

@@ -46,14 +46,14 @@ batch_size = 64
 patience = 1
 [evaluation]
 protocol = "subject"
-folds = {folds}
+folds = 2
 seeds = [0]
 """
 
 
-def _config(tmp_path: Path, folds: int = 2) -> Path:
+def _config(tmp_path: Path) -> Path:
     path = tmp_path / "experiment.toml"
-    path.write_text(CONFIG.format(folds=folds))
+    path.write_text(CONFIG)
     return path
 
 
@@ -193,10 +193,11 @@ def _stage_files(ckpt: Path) -> dict:
     return out
 
 
-def test_killed_run_resumes_to_the_uninterrupted_result(deap_root, tmp_path):
-    """SIGKILL a `fearkd run` between units, run it again: same results.csv as a clean run."""
-    config = _config(tmp_path, folds=3)  # 2 models x 3 folds (leave one subject out)
-    n_units = 6
+def test_killed_run_resumes_to_the_uninterrupted_result(deap_root, serial, tmp_path):
+    """SIGKILL a `fearkd run` between units, run it again: same results.csv as a clean run
+    (``serial``: the same configuration run in this process without interruption)."""
+    config = _config(tmp_path)  # 2 models x 2 folds
+    n_units = 4
     out = tmp_path / "killed"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with open(tmp_path / "first.log", "w") as log:
@@ -235,9 +236,10 @@ def test_killed_run_resumes_to_the_uninterrupted_result(deap_root, tmp_path):
         assert len(after) == 4
         for name, files in stages.items():
             assert after[name] == files, (uid, name)
+    clean = serial
+    assert json.loads((out / "config.json").read_text()) == json.loads(
+        (clean.rundir.path / "config.json").read_text())
 
-    clean = run_experiment(load_config(config), tmp_path / "clean", data_path=deap_root,
-                           progress=False)
     keys = ["model", "fold", "method", "stage", "target", "task", "split", "metric"]
     resumed = pd.read_csv(out / "results.csv").sort_values(keys).reset_index(drop=True)
     expected = pd.read_csv(clean.rundir.path / "results.csv").sort_values(keys)

@@ -16,7 +16,13 @@ from fearkd.features.spectral import (
     filter_bank,
     sliding_band_power,
 )
-from fearkd.features.windows import make_windows, window_samples
+from fearkd.features.windows import (
+    band_window_sums,
+    make_windows,
+    window_grid,
+    window_kernel,
+    window_samples,
+)
 
 FS = 128.0
 NAMES = list(DEFAULT_BANDS)
@@ -285,3 +291,95 @@ def test_more_input_checks():
         sliding_band_power(np.ones(256), FS, np.array([0]), 128)
     with pytest.raises(ValueError, match=r"'starts' must be a non-empty 1-D array"):
         sliding_band_power(np.ones((1, 256)), FS, np.array([], dtype=int), 128)
+
+
+def _brick_wall_window_power(x, fs, starts, n, bands):
+    """Float64 oracle: NumPy FFT filter of the whole trial, then mean of squares per window."""
+    n_times = x.shape[-1]
+    spec = np.fft.rfft(x)
+    freqs = np.fft.rfftfreq(n_times, 1 / fs)
+    out = []
+    for lo, hi in bands:
+        keep = (freqs >= lo - 1e-9) & ((freqs < hi - 1e-9) | (hi >= fs / 2 - 1e-9))
+        y = np.fft.irfft(spec * keep, n=n_times)
+        out.append([np.mean(y[:, s:s + n] ** 2, axis=-1) for s in starts])
+    return np.moveaxis(np.array(out), 0, -1)  # (n_windows, n_chans, n_bands)
+
+
+@pytest.mark.parametrize(
+    "fs, n_times, starts, n, bands",
+    [
+        (128.0, 1280, np.arange(0, 1280 - 256 + 1, 16), 256, list(DEFAULT_BANDS.values())),
+        # Odd length, a band from DC, a band up to Nyquist.
+        (128.0, 1001, np.arange(3, 1001 - 128 + 1, 16), 128, [(0, 4), (4, 8), (30, 64)]),
+        # Even length at 32 Hz with the Nyquist bin; a step that does not divide the length.
+        (32.0, 1000, np.arange(0, 1000 - 64 + 1, 4), 64, [(4, 8), (12, 16)]),
+        (32.0, 1234, np.arange(0, 1234 - 64 + 1, 4), 64, [(4, 8), (8, 12), (12, 16)]),
+        # Irregular starts; one window; one-bin bands.
+        (128.0, 600, np.array([0, 3, 7, 100, 101, 344]), 256, [(4, 8), (25, 45)]),
+        (128.0, 1024, np.array([5]), 100, [(4, 8), (25, 45), (0, 64)]),
+        (128.0, 640, np.arange(0, 640 - 64, 8), 64, [(5.0, 5.3), (0, 0.2)]),
+    ],
+)
+def test_sliding_filter_power_equals_float64_filter_then_square(fs, n_times, starts, n, bands):
+    rng = np.random.default_rng(11)
+    # Random walk plus white noise: a steep spectrum and a DC offset, like raw EEG.
+    x = np.cumsum(rng.standard_normal((3, n_times)), axis=-1) * 0.1
+    x += rng.standard_normal((3, n_times))
+    named = [(f"b{i}", lo, hi) for i, (lo, hi) in enumerate(bands)]
+    got = sliding_band_power(x, fs, starts, n, named)
+    expected = _brick_wall_window_power(x, fs, starts, n, bands)
+    np.testing.assert_allclose(got, expected, rtol=2e-5)
+
+
+def test_sliding_filter_baseline_equals_oracle_and_workspace_is_reused_safely():
+    rng = np.random.default_rng(12)
+    starts = np.arange(384, 1280 - 256 + 1, 16)
+    bands = list(DEFAULT_BANDS.values())
+    workspace: dict = {}
+    for n_times in (1280, 1280, 1152):  # a new plan when the shape changes
+        x = rng.standard_normal((4, n_times))
+        starts = starts[starts + 256 <= n_times]
+        got = sliding_band_power(x, FS, starts, 256, baseline_samples=384,
+                                 workspace=workspace)
+        raw = _brick_wall_window_power(x, FS, starts, 256, bands)
+        base = _brick_wall_window_power(x, FS, [0], 384, bands)[0]
+        np.testing.assert_allclose(got, raw - base, rtol=1e-4, atol=1e-6)
+        np.testing.assert_array_equal(
+            got, sliding_band_power(x, FS, starts, 256, baseline_samples=384))
+
+
+def test_sliding_filter_power_of_a_channel_does_not_depend_on_the_others():
+    # Teacher and student recipes compute the same EEG channel within different channel sets.
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal((32, 2048))
+    starts = np.arange(0, 2048 - 256 + 1, 16)
+    full = sliding_band_power(x, FS, starts, 256)
+    for rows in ([3], [0, 5, 7], list(range(5, 19)), list(range(31, -1, -2))):
+        part = sliding_band_power(np.ascontiguousarray(x[rows]), FS, starts, 256)
+        assert np.array_equal(part, full[:, rows])
+
+
+def test_window_kernel_and_grid_match_direct_sums():
+    n_times, first, n = 96, 5, 20
+    freqs = np.array([0, 1, 7, 47, 48, 95, 96, 200, -3])
+    t = np.arange(first, first + n)
+    direct = np.exp(2j * np.pi * np.outer(freqs, t) / n_times).sum(axis=1)
+    np.testing.assert_allclose(window_kernel(freqs, first, n, n_times), direct, atol=1e-9)
+    assert window_grid(np.array([5, 21, 37]), 96)[:2] == (5, 6)
+    np.testing.assert_array_equal(window_grid(np.array([5, 21, 37]), 96)[2], [0, 1, 2])
+    first, period, index = window_grid(np.array([9, 3, 12]), 96)
+    assert (first, period) == (3, 32) and list(index) == [2, 0, 3]
+    assert window_grid(np.array([7]), 96)[1] == 1
+
+
+def test_band_window_sums_bad_input():
+    x = np.zeros((2, 64))
+    with pytest.raises(ValueError, match=r"'x' must be an array of shape \(n_chans, n_times\)"):
+        band_window_sums(np.zeros(64), [(1, 3)], [(np.array([0]), 8)])
+    with pytest.raises(ValueError, match=r"bins \(3, 40\) are not a non-empty range of the 33"):
+        band_window_sums(x, [(3, 40)], [(np.array([0]), 8)])
+    with pytest.raises(ValueError, match=r"each window set must be \(1-D non-empty starts"):
+        band_window_sums(x, [(1, 3)], [(np.array([], dtype=int), 8)])
+    with pytest.raises(ValueError, match=r"Windows run from sample 0 to 68 but the signal has 64"):
+        band_window_sums(x, [(1, 3)], [(np.array([0, 60]), 8)])

@@ -48,9 +48,10 @@ of ``n_times / step`` points per band. For DEAP's five bands the per-band transf
 Butterworth design filter the trial (:func:`filter_bank`) and sum the windows with float64
 cumulative sums (:func:`~fearkd.features.windows.window_sums`).
 
-The FFT paths compute in single precision: relative error about 1e-6 (at most 1.6e-6 against a
-float64 filter-then-square computation, measured on every window of DEAP-sized pink noise).
-Outputs are float64, stored as float32 in a FeatureSet.
+The FFT paths compute in single precision: relative error about 1e-6 (at most 1.9e-6 against a
+float64 filter-then-square computation, measured on every window and band of 40 DEAP-sized
+trials of AR(1) noise, a 1/f-like spectrum). Outputs are float64, stored as float32 in a
+FeatureSet.
 
 Post-processing: ``relative=True`` divides each band's power by the sum over the given bands;
 ``log=True`` takes the natural logarithm (after ``relative``). Neither applies to ``de``, which
@@ -459,9 +460,11 @@ def sliding_band_power(
         if baseline_samples:
             windows.append((np.zeros(1, dtype=np.int64), int(baseline_samples)))
         bins = [(sl.start, sl.stop) for sl in _bins_or_raise(bands, x.shape[-1], sfreq, "trial")]
-        # (n_bands, n_chans, n_windows) sums -> (n_windows, n_chans, n_bands) means.
+        # (n_bands, n_chans, n_windows) sums -> (n_windows, n_chans, n_bands) means, C-ordered
+        # so that callers reshape them to windows x features without another copy.
         sums = band_window_sums(x, bins, windows, workspace=workspace)
-        raw = np.transpose(sums[0], (2, 1, 0)) / n_samples
+        raw = np.ascontiguousarray(sums[0].T)
+        raw *= 1.0 / n_samples
         if baseline_samples:
             base = sums[1][..., 0].T / baseline_samples
     else:

@@ -1,7 +1,7 @@
-"""Fast layers: the CNN's conv blocks and the LSTM/GRU recurrences with hand-written backward.
+"""Fast layers: the CNN's conv blocks (conv, ReLU, BatchNorm, pooling) with hand-written backward.
 
 They compute exactly the same functions as the plain PyTorch layers (``nn.Conv1d`` ->
-``nn.ReLU`` -> ``nn.BatchNorm1d`` -> ``nn.MaxPool1d(2)``; ``nn.LSTM``; ``nn.GRU``), formulated so
+``nn.ReLU`` -> ``nn.BatchNorm1d`` -> ``nn.MaxPool1d(2)``), formulated so
 that the time goes into large matrix multiplies on a 2-core CPU:
 
 * **Channels-last, padded activations.** A block's output is written straight into a buffer of
@@ -19,13 +19,8 @@ that the time goes into large matrix multiplies on a 2-core CPU:
   selected element of each pair (the first on ties, as ``nn.MaxPool1d``), and the ReLU mask is
   one ``threshold_backward``. Reductions run on contiguous buffers only (junk rows are
   zeroed so whole-buffer sums are valid-row sums).
-* **Recurrences**: the input projection of all time steps is one GEMM outside the loop; the
-  loop does one small GEMM and a few in-place element-wise operations per step into
-  preallocated buffers; the backward pass precomputes all gate derivatives in whole-sequence
-  operations, so each step costs one GEMM and three or four element-wise operations, and the
-  recurrent weight gradient is one GEMM over all steps. (Measured slower on this CPU than
-  ``nn.LSTM``/``nn.GRU``, which run oneDNN's fused kernels: the registry's ``lstm``/``gru`` use
-  those; these recurrences back ``lstm-loop``/``gru-loop``.)
+
+The LSTM and GRU have their own fused functions in :mod:`fearkd.models.layers_rnn`.
 
 Measured on the 2-core AVX-512 machine, ``torch.where``, ``masked_fill``, ``var_mean`` and
 reductions over strided views cost 10-20x a contiguous ``sum(0)`` or ``threshold_backward``;
@@ -37,7 +32,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["conv_block", "lstm_recurrence", "gru_recurrence"]
+__all__ = ["conv_block"]
 
 _threshold_backward = torch.ops.aten.threshold_backward
 
@@ -254,173 +249,3 @@ def conv_block(x: Tensor, conv: torch.nn.Conv1d, bn: torch.nn.BatchNorm1d | None
     momentum = 0.0 if bn.momentum is None else bn.momentum
     return _ConvBlock.apply(x, conv.weight, conv.bias, bn.weight, bn.bias, bn.running_mean,
                             bn.running_var, training, momentum, bn.eps, first, pad_out)
-
-
-class _LSTMRecurrence(torch.autograd.Function):
-    """LSTM recurrence with gates i, f, g, o (nn.LSTM's order), zero initial state."""
-
-    @staticmethod
-    def forward(ctx, xproj, w_hh):
-        steps, batch, four_h = xproj.shape
-        hidden = four_h // 4
-        h2 = 2 * hidden
-        h3 = 3 * hidden
-        w_t = w_hh.detach().t()
-        gates = torch.empty_like(xproj)
-        cs = xproj.new_empty(steps, batch, hidden)
-        tcs = torch.empty_like(cs)
-        hs = torch.empty_like(cs)
-        h = xproj.new_zeros(batch, hidden)
-        c = xproj.new_zeros(batch, hidden)
-        for t in range(steps):
-            gt = gates[t]
-            torch.addmm(xproj[t], h, w_t, out=gt)
-            gt[:, :h2].sigmoid_()
-            gt[:, h2:h3].tanh_()
-            gt[:, h3:].sigmoid_()
-            torch.mul(gt[:, hidden:h2], c, out=cs[t])
-            cs[t].addcmul_(gt[:, :hidden], gt[:, h2:h3])
-            torch.tanh(cs[t], out=tcs[t])
-            torch.mul(gt[:, h3:], tcs[t], out=hs[t])
-            h, c = hs[t], cs[t]
-        ctx.save_for_backward(w_hh, gates, cs, tcs, hs)
-        return hs
-
-    @staticmethod
-    def backward(ctx, dhs):
-        w_hh, gates, cs, tcs, hs = ctx.saved_tensors
-        steps, batch, hidden = hs.shape
-        h2, h3 = 2 * hidden, 3 * hidden
-        i, f = gates[..., :hidden], gates[..., hidden:h2]
-        g, o = gates[..., h2:h3], gates[..., h3:]
-        c_prev = torch.cat([cs.new_zeros(1, batch, hidden), cs[:-1]])
-        # Coefficients of every gate derivative, for all steps at once: dgates = coef * (dc or dh).
-        coef = torch.empty_like(gates)
-        sig = torch.cat([gates[..., :h2], o], dim=-1)
-        sd = sig - sig * sig
-        torch.mul(sd[..., :hidden], g, out=coef[..., :hidden])
-        torch.mul(sd[..., hidden:h2], c_prev, out=coef[..., hidden:h2])
-        torch.mul(1 - g * g, i, out=coef[..., h2:h3])
-        torch.mul(sd[..., h2:], tcs, out=coef[..., h3:])
-        dc_from_h = o * (1 - tcs * tcs)
-        dgates = torch.empty_like(gates)
-        w = w_hh.detach()
-        dh = torch.empty(batch, hidden, dtype=hs.dtype, device=hs.device)
-        dc = torch.zeros_like(dh)
-        dhs = dhs.contiguous()
-        for t in range(steps - 1, -1, -1):
-            if t == steps - 1:
-                dh.copy_(dhs[t])
-            else:
-                torch.addmm(dhs[t], dgates[t + 1], w, out=dh)
-                dc.mul_(f[t + 1])
-            dc.addcmul_(dh, dc_from_h[t])
-            dgt = dgates[t]
-            torch.mul(coef[t, :, :h3].view(batch, 3, hidden), dc.unsqueeze(1),
-                      out=dgt[:, :h3].view(batch, 3, hidden))
-            torch.mul(coef[t, :, h3:], dh, out=dgt[:, h3:])
-        dw = None
-        if ctx.needs_input_grad[1]:
-            dw = dgates[1:].reshape(-1, 4 * hidden).t() @ hs[:-1].reshape(-1, hidden)
-        return dgates, dw
-
-
-class _GRURecurrence(torch.autograd.Function):
-    """GRU recurrence with gates r, z, n (nn.GRU's formula and order), zero initial state."""
-
-    @staticmethod
-    def forward(ctx, xproj, w_hh, b_hh):
-        steps, batch, three_h = xproj.shape
-        hidden = three_h // 3
-        h2 = 2 * hidden
-        w_t = w_hh.detach().t()
-        b = b_hh.detach()
-        gates = torch.empty_like(xproj)
-        hps = torch.empty_like(xproj)
-        hs = xproj.new_empty(steps, batch, hidden)
-        h = xproj.new_zeros(batch, hidden)
-        tmp = torch.empty_like(h)
-        for t in range(steps):
-            hp, gt = hps[t], gates[t]
-            torch.addmm(b, h, w_t, out=hp)
-            torch.add(xproj[t, :, :h2], hp[:, :h2], out=gt[:, :h2])
-            gt[:, :h2].sigmoid_()
-            torch.addcmul(xproj[t, :, h2:], gt[:, :hidden], hp[:, h2:], out=gt[:, h2:])
-            gt[:, h2:].tanh_()
-            torch.sub(h, gt[:, h2:], out=tmp)
-            torch.addcmul(gt[:, h2:], gt[:, hidden:h2], tmp, out=hs[t])
-            h = hs[t]
-        ctx.save_for_backward(w_hh, gates, hps, hs)
-        return hs
-
-    @staticmethod
-    def backward(ctx, dhs):
-        w_hh, gates, hps, hs = ctx.saved_tensors
-        steps, batch, hidden = hs.shape
-        h2 = 2 * hidden
-        r, z, n = gates[..., :hidden], gates[..., hidden:h2], gates[..., h2:]
-        h_prev = torch.cat([hs.new_zeros(1, batch, hidden), hs[:-1]])
-        cn = (1 - z) * (1 - n * n)
-        # d xproj = dh * kx and d hproj = dh * kh, per gate, for all steps at once.
-        kx = torch.empty_like(gates)
-        torch.mul(cn * hps[..., h2:], r - r * r, out=kx[..., :hidden])
-        torch.mul(h_prev - n, z - z * z, out=kx[..., hidden:h2])
-        kx[..., h2:].copy_(cn)
-        kh = kx.clone()
-        kh[..., h2:].mul_(r)
-        dxp = torch.empty_like(gates)
-        dhp = torch.empty_like(gates)
-        w = w_hh.detach()
-        dh = torch.empty(batch, hidden, dtype=hs.dtype, device=hs.device)
-        dhs = dhs.contiguous()
-        for t in range(steps - 1, -1, -1):
-            if t == steps - 1:
-                dh.copy_(dhs[t])
-            else:
-                torch.addcmul(dhs[t], dh, z[t + 1], out=dh)
-                dh.addmm_(dhp[t + 1], w)
-            d3 = dh.unsqueeze(1)
-            torch.mul(kx[t].view(batch, 3, hidden), d3, out=dxp[t].view(batch, 3, hidden))
-            torch.mul(kh[t].view(batch, 3, hidden), d3, out=dhp[t].view(batch, 3, hidden))
-        dw = db = None
-        if ctx.needs_input_grad[1]:
-            dw = dhp[1:].reshape(-1, 3 * hidden).t() @ hs[:-1].reshape(-1, hidden)
-        if ctx.needs_input_grad[2]:
-            db = dhp.reshape(-1, 3 * hidden).sum(0)
-        return dxp, dw, db
-
-
-def lstm_recurrence(xproj: Tensor, w_hh: Tensor) -> Tensor:
-    """Run an LSTM layer's recurrence from zero state.
-
-    Parameters
-    ----------
-    xproj : Tensor, shape (steps, batch, 4 * hidden)
-        Input projection of every step plus both biases, gates in nn.LSTM's order i, f, g, o.
-    w_hh : Tensor, shape (4 * hidden, hidden)
-        Recurrent weights (``nn.LSTM.weight_hh_l*``).
-
-    Returns
-    -------
-    Tensor, shape (steps, batch, hidden)
-        Hidden state after each step.
-    """
-    return _LSTMRecurrence.apply(xproj.contiguous(), w_hh)
-
-
-def gru_recurrence(xproj: Tensor, w_hh: Tensor, b_hh: Tensor) -> Tensor:
-    """Run a GRU layer's recurrence from zero state.
-
-    Parameters
-    ----------
-    xproj : Tensor, shape (steps, batch, 3 * hidden)
-        ``x @ weight_ih.T + bias_ih`` of every step, gates in nn.GRU's order r, z, n.
-    w_hh : Tensor, shape (3 * hidden, hidden)
-    b_hh : Tensor, shape (3 * hidden,)
-        Recurrent bias; it sits inside the reset gate's product for n, as in nn.GRU.
-
-    Returns
-    -------
-    Tensor, shape (steps, batch, hidden)
-    """
-    return _GRURecurrence.apply(xproj.contiguous(), w_hh, b_hh)

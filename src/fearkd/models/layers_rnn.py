@@ -54,7 +54,35 @@ _tanh_backward = torch.ops.aten.tanh_backward.grad_input
 _POOL: dict[tuple[int, torch.dtype, torch.device], list[Tensor]] = {}
 #: Free buffers kept per key; more are left to the allocator.
 _POOL_KEEP = 2
+_CHUNK = 4  # steps per weight-gradient GEMM in the backward pass
 _ALIGN = 16  # elements: sub-buffers start on 64-byte boundaries (float32)
+
+
+# The smallest positive float32 subnormal, built from its bit pattern (no float arithmetic).
+_SUBNORMAL = torch.ones(1, dtype=torch.int32).view(torch.float32)
+
+
+class _FlushDenormal:
+    """Flush subnormal floats to zero inside the recurrence, restoring the previous mode.
+
+    Gradients carried back through many steps shrink geometrically and can become subnormal
+    (below 1.2e-38 in float32), where every arithmetic instruction is 10-100x slower; on this
+    CPU that made a backward pass several times slower than its forward pass. Flushing them to
+    zero changes nothing above that magnitude. The mode is per thread, so only the calling
+    thread (which runs the small per-step operations) is switched.
+    """
+
+    def __enter__(self):
+        # Under flush-to-zero / denormals-are-zero, twice the smallest subnormal reads as 0.
+        self.was_on = bool((_SUBNORMAL * 2.0).item() == 0.0)
+        if not self.was_on:
+            torch.set_flush_denormal(True)
+        return self
+
+    def __exit__(self, *exc):
+        if not self.was_on:
+            torch.set_flush_denormal(False)
+        return False
 
 
 def _take(sizes: list[tuple[int, ...]], like: Tensor) -> tuple[Tensor, list[Tensor]]:
@@ -102,17 +130,50 @@ def _start_hx(hx: Tensor, x: Tensor, hidden: int) -> None:
     hx[:, :, -1].fill_(1.0)
 
 
-def _backward_tail(ctx, w_aug, hx, dgates, steps, batch, hidden, size_in):
-    """Augmented-weight gradient ``(4H, K)`` (one GEMM) and input gradient ``(T, B, I)``."""
-    rows = steps * batch
-    d2 = dgates.view(rows, -1)
-    dw_aug = dx = None
-    if any(ctx.needs_input_grad[1:]):
-        # (K, T*B) @ (T*B, 4H): this orientation runs about twice as fast as dgates.T @ hx.
-        dw_aug = (hx[:steps].reshape(rows, -1).t() @ d2).t()
-    if ctx.needs_input_grad[0]:
-        dx = (d2 @ w_aug[:, hidden : hidden + size_in]).view(steps, batch, size_in)
-    return dw_aug, dx
+class _GradSink:
+    """Where the backward loop puts each step's gate gradients, and what it makes of them.
+
+    Step ``t``'s pre-activation gradients go to slot ``t % chunk`` of a small ring buffer that
+    stays in cache; once a chunk of ``chunk`` consecutive steps is complete, one GEMM adds its
+    share of the augmented-weight gradient, ``hx[t:t+n].T @ dgates`` with ``n * batch`` rows,
+    and another its input gradient. The ``(steps, batch, 4 * hidden)`` gradients are never
+    written to memory as a whole.
+    """
+
+    def __init__(self, ctx, w_aug: Tensor, hx: Tensor, chunk: int = _CHUNK) -> None:
+        steps, batch, size_in, hidden = ctx.sizes
+        need = ctx.needs_input_grad
+        self.steps, self.batch, self.hx, self.chunk = steps, batch, hx, chunk
+        self.ring = hx.new_empty(chunk, batch, w_aug.shape[0])
+        self.slots = self.ring.unbind(0)
+        self.dw_t = hx.new_zeros(w_aug.shape[1], w_aug.shape[0]) if any(need[1:]) else None
+        self.w_x = w_aug[:, hidden : hidden + size_in].contiguous()
+        self.dx = hx.new_empty(steps, batch, size_in) if need[0] else None
+
+    def slot(self, t: int) -> Tensor:
+        """The ``(batch, 4 * hidden)`` buffer of step ``t``'s gate gradients."""
+        return self.slots[t % self.chunk]
+
+    def step_done(self, t: int) -> None:
+        """Consume the chunk that starts at ``t`` once its first step is done."""
+        if t % self.chunk:
+            return
+        n = min(self.chunk, self.steps - t)
+        rows = n * self.batch
+        dgates = self.ring[:n].view(rows, -1)
+        if self.dw_t is not None:
+            # (K, rows) @ (rows, 4H): about twice as fast here as dgates.T @ hx.
+            self.dw_t.addmm_(self.hx[t : t + n].view(rows, -1).t(), dgates)
+        if self.dx is not None:
+            torch.mm(dgates, self.w_x, out=self.dx[t : t + n].view(rows, -1))
+
+
+def _claim(ctx, cell: str) -> None:
+    if ctx.used:
+        raise RuntimeError(f"The fused {cell} recycles its saved activations after its backward "
+                           f"pass, which can therefore run only once per forward pass; run the "
+                           f"forward pass again instead of backward(retain_graph=True).")
+    ctx.used = True
 
 
 class _FusedLSTM(torch.autograd.Function):
@@ -155,11 +216,12 @@ class _FusedLSTM(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, dh_last):
-        if ctx.used:
-            raise RuntimeError("The fused LSTM's backward pass overwrites its saved activations "
-                               "and can run only once per forward pass; run the forward pass "
-                               "again instead of retain_graph=True.")
-        ctx.used = True
+        with _FlushDenormal():
+            return _FusedLSTM._backward(ctx, dh_last)
+
+    @staticmethod
+    def _backward(ctx, dh_last):
+        _claim(ctx, "LSTM")
         w_aug, perm, flat, gates, cs, tcs, hx = ctx.saved_tensors
         steps, batch, size_in, hidden = ctx.sizes
         h1, h2, h3 = hidden, 2 * hidden, 3 * hidden
@@ -167,34 +229,35 @@ class _FusedLSTM(torch.autograd.Function):
         dh = dh_last.contiguous().clone()
         dc = torch.empty_like(dh)
         dcf = torch.zeros_like(dh)  # dc_{t+1} * f_{t+1}: the cell gradient carried back
-        act = dh.new_empty(batch, 4 * hidden)  # d(activation) of o, i, f, g
+        sink = _GradSink(ctx, w_aug, hx)
         g_all, c_all, tc_all = gates.unbind(0), cs.unbind(0), tcs.unbind(0)
         for t in range(steps - 1, -1, -1):
-            gt, tc = g_all[t], tc_all[t]
+            gt, tc, dg = g_all[t], tc_all[t], sink.slot(t)
             o, i, f, g = gt[:, :h1], gt[:, h1:h2], gt[:, h2:h3], gt[:, h3:]
             torch.mul(dh, o, out=dc)
             _tanh_backward(dc, tc, grad_input=dc)
             dc.add_(dcf)
-            torch.mul(dh, tc, out=act[:, :h1])
-            torch.mul(dc, g, out=act[:, h1:h2])
-            torch.mul(dc, c_all[t], out=act[:, h2:h3])
-            torch.mul(dc, i, out=act[:, h3:])
+            # Gradients of the activations o, i, f, g, then, in place, of the pre-activations.
+            torch.mul(dh, tc, out=dg[:, :h1])
+            torch.mul(dc, g, out=dg[:, h1:h2])
+            torch.mul(dc, c_all[t], out=dg[:, h2:h3])
+            torch.mul(dc, i, out=dg[:, h3:])
             torch.mul(dc, f, out=dcf)
-            # Activations -> pre-activation gradients, in place: gates[t] becomes dgates[t].
-            _sigmoid_backward(act[:, :h3], gt[:, :h3], grad_input=gt[:, :h3])
-            _tanh_backward(act[:, h3:], g, grad_input=g)
+            _sigmoid_backward(dg[:, :h3], gt[:, :h3], grad_input=dg[:, :h3])
+            _tanh_backward(dg[:, h3:], g, grad_input=dg[:, h3:])
             if t > 0:
-                torch.mm(gt, w_h, out=dh)
-        dw_aug, dx = _backward_tail(ctx, w_aug, hx, gates, steps, batch, hidden, size_in)
+                torch.mm(dg, w_h, out=dh)
+            sink.step_done(t)
         _give_back(flat)
+        dw_aug, dx = None if sink.dw_t is None else sink.dw_t.t(), sink.dx
         need = ctx.needs_input_grad
         dw_ih = dw_hh = db = None
         if dw_aug is not None:
             dw = torch.empty_like(dw_aug)
             dw[perm] = dw_aug  # back to nn.LSTM's gate order
-            dw_hh = dw[:, :hidden] if need[2] else None
-            dw_ih = dw[:, hidden : hidden + size_in] if need[1] else None
-            db = dw[:, -1]
+            dw_hh = dw[:, :hidden].contiguous() if need[2] else None
+            dw_ih = dw[:, hidden : hidden + size_in].contiguous() if need[1] else None
+            db = dw[:, -1].contiguous()
         return (dx, dw_ih, dw_hh, db if need[3] else None, db if need[4] else None)
 
 
@@ -240,11 +303,12 @@ class _FusedGRU(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, dh_last):
-        if ctx.used:
-            raise RuntimeError("The fused GRU's backward pass overwrites its saved activations "
-                               "and can run only once per forward pass; run the forward pass "
-                               "again instead of retain_graph=True.")
-        ctx.used = True
+        with _FlushDenormal():
+            return _FusedGRU._backward(ctx, dh_last)
+
+    @staticmethod
+    def _backward(ctx, dh_last):
+        _claim(ctx, "GRU")
         w_aug, flat, gates, hx = ctx.saved_tensors
         steps, batch, size_in, hidden = ctx.sizes
         h1, h2, h3 = hidden, 2 * hidden, 3 * hidden
@@ -252,23 +316,25 @@ class _FusedGRU(torch.autograd.Function):
         dh = dh_last.contiguous().clone()
         dhz = torch.empty_like(dh)  # dh * z: the direct path h_{t-1} -> h_t
         dn = torch.empty_like(dh)
-        act = dh.new_empty(batch, h2)  # d(activation) of r, z
+        sink = _GradSink(ctx, w_aug, hx)
         g_all, hx_all = gates.unbind(0), hx.unbind(0)
         for t in range(steps - 1, -1, -1):
-            gt, h_prev = g_all[t], hx_all[t][:, :hidden]
+            gt, h_prev, dg = g_all[t], hx_all[t][:, :hidden], sink.slot(t)
             r, z, hn, n = gt[:, :h1], gt[:, h1:h2], gt[:, h2:h3], gt[:, h3:]
-            torch.sub(h_prev, n, out=act[:, h1:])
-            act[:, h1:].mul_(dh)
+            dnx = dg[:, h3:]  # d(n pre-activation) = d(W_in x + b_in)
+            torch.sub(h_prev, n, out=dg[:, h1:h2])
+            dg[:, h1:h2].mul_(dh)
             torch.mul(dh, z, out=dhz)
             torch.sub(dh, dhz, out=dn)
-            _tanh_backward(dn, n, grad_input=n)  # n -> d(n pre-activation) = d(W_in x + b_in)
-            torch.mul(n, hn, out=act[:, :h1])
-            torch.mul(n, r, out=hn)  # hn -> d(W_hn h + b_hn)
-            _sigmoid_backward(act, gt[:, :h2], grad_input=gt[:, :h2])
+            _tanh_backward(dn, n, grad_input=dnx)
+            torch.mul(dnx, hn, out=dg[:, :h1])
+            torch.mul(dnx, r, out=dg[:, h2:h3])  # d(W_hn h + b_hn)
+            _sigmoid_backward(dg[:, :h2], gt[:, :h2], grad_input=dg[:, :h2])
             if t > 0:
-                torch.addmm(dhz, gt[:, :h3], w_h, out=dh)
-        dw_aug, dx = _backward_tail(ctx, w_aug, hx, gates, steps, batch, hidden, size_in)
+                torch.addmm(dhz, dg[:, :h3], w_h, out=dh)
+            sink.step_done(t)
         _give_back(flat)
+        dw_aug, dx = None if sink.dw_t is None else sink.dw_t.t(), sink.dx
         need = ctx.needs_input_grad
         dw_ih = dw_hh = db_ih = db_hh = None
         if dw_aug is not None:
@@ -303,7 +369,8 @@ def fused_lstm(x: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor, b_hh: Tensor
         ``h`` after the last step, as ``nn.LSTM(x)[1][0][-1]``; differentiable with respect to
         every argument.
     """
-    return _FusedLSTM.apply(x, w_ih, w_hh, b_ih, b_hh)
+    with _FlushDenormal():
+        return _FusedLSTM.apply(x, w_ih, w_hh, b_ih, b_hh)
 
 
 def fused_gru(x: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor, b_hh: Tensor) -> Tensor:
@@ -325,4 +392,5 @@ def fused_gru(x: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor, b_hh: Tensor)
         ``h`` after the last step, as ``nn.GRU(x)[1][-1]``; differentiable with respect to
         every argument.
     """
-    return _FusedGRU.apply(x, w_ih, w_hh, b_ih, b_hh)
+    with _FlushDenormal():
+        return _FusedGRU.apply(x, w_ih, w_hh, b_ih, b_hh)

@@ -111,12 +111,10 @@ def _builders() -> dict[str, tuple[type, dict[str, Any], dict[str, Any]]]:
     table: dict[str, tuple[type, dict[str, Any], dict[str, Any]]] = {
         "cnn": (CNN, {"impl": "fast"}, {}),
         "cnn-plain": (CNN, {"impl": "plain"}, {}),
-        "lstm": (RecurrentNet, {"cell": "lstm", "impl": "native"}, {}),
+        "lstm": (RecurrentNet, {"cell": "lstm", "impl": "fused"}, {}),
         "lstm-plain": (RecurrentNet, {"cell": "lstm", "impl": "native"}, {}),
-        "lstm-loop": (RecurrentNet, {"cell": "lstm", "impl": "loop"}, {}),
-        "gru": (RecurrentNet, {"cell": "gru", "impl": "native"}, {}),
+        "gru": (RecurrentNet, {"cell": "gru", "impl": "fused"}, {}),
         "gru-plain": (RecurrentNet, {"cell": "gru", "impl": "native"}, {}),
-        "gru-loop": (RecurrentNet, {"cell": "gru", "impl": "loop"}, {}),
         "cnn-lstm": (CNNLSTM, {"impl": "fast"}, {}),
         "cnn-lstm-plain": (CNNLSTM, {"impl": "plain"}, {}),
     }
@@ -139,8 +137,7 @@ def make_model(name: str, n_features: int, n_outputs: int, *, random_state: int 
     name : str
         One of :func:`available_models` (``cnn``, ``lstm``, ``gru``, ``ann``, ``dnn150``,
         ``dnn300``, ``cnn-lstm``; ``*-plain`` are the same functions built from plain PyTorch
-        layers, kept for benchmarks and equivalence tests; ``*-loop`` run the LSTM/GRU through
-        the hand-written recurrence of :mod:`fearkd.models.layers`).
+        layers, kept for benchmarks and equivalence tests).
     n_features : int
         Length of the input feature vector.
     n_outputs : int

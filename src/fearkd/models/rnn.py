@@ -7,17 +7,18 @@ last layer's hidden state after the last step goes through the output layer ``.h
 orthogonal recurrent kernels, zero biases and, for the LSTM, a forget-gate bias of 1. The GRU
 is PyTorch's formulation, which is Keras' ``reset_after=True`` default.
 
-Implementations (same weights, same function, interchangeable state dicts):
+Implementations (same weights, same function, interchangeable state dicts; both hold an
+``nn.LSTM``/``nn.GRU`` as ``.rnn``):
 
-``impl="native"`` (``lstm``, ``gru``, and ``lstm-plain``/``gru-plain`` kept as the benchmark
-    reference) calls ``nn.LSTM``/``nn.GRU`` time-major; on CPU PyTorch runs them through oneDNN's
-    fused RNN kernels, forward and backward.
-``impl="loop"`` (``lstm-loop``, ``gru-loop``) projects the inputs of all steps with one GEMM and
-    runs the hand-written recurrence of :mod:`fearkd.models.layers`.
+``impl="fused"`` (``lstm``, ``gru``) runs a one-layer network through the whole-sequence
+    autograd functions of :mod:`fearkd.models.layers_rnn` (one GEMM per step forward, hand-written
+    backward through time, one GEMM for all weight gradients), fed with the parameters of
+    ``.rnn``. Stacks of two or more layers fall back to ``.rnn`` itself.
+``impl="native"`` (``lstm-plain``, ``gru-plain``, the benchmark reference) calls
+    ``nn.LSTM``/``nn.GRU`` time-major; on CPU PyTorch runs them through oneDNN's RNN kernels.
 
-Measured on the shared 2-core machine (1 thread, 176 steps, batch 256), the oneDNN path was
-faster than the loop (LSTM about 2.2x, GRU about 1.3x), so the registry's ``lstm`` and ``gru``
-use it; the loop stays for devices and shapes where it wins, and as a tested reference.
+Measured on the shared 2-core machine (1 thread, 176 steps, batch 256, one training epoch), the
+fused path is faster than oneDNN's (see ``benchmarks/bench_training.py``).
 
 Parameter counts: PyTorch's LSTM has two bias vectors (``bias_ih``, ``bias_hh``), so it counts
 ``4 * hidden_size`` more parameters per layer than Keras' LSTM for the same function; PyTorch's
@@ -29,13 +30,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from fearkd.models.layers import gru_recurrence, lstm_recurrence
+from fearkd.models.layers_rnn import fused_gru, fused_lstm
 from fearkd.models.registry import FearkdModule, keras_init_
 
-__all__ = ["RecurrentNet", "init_recurrent_", "rnn_flops_per_sample", "run_recurrent"]
+__all__ = ["RecurrentNet", "init_recurrent_", "last_hidden_state", "rnn_flops_per_sample",
+           "run_recurrent"]
 
 CELLS = {"lstm": (nn.LSTM, 4), "gru": (nn.GRU, 3)}
-IMPLS = ("native", "loop")
+IMPLS = ("fused", "native")
 
 
 def init_recurrent_(rnn: nn.LSTM | nn.GRU) -> None:
@@ -53,39 +55,53 @@ def init_recurrent_(rnn: nn.LSTM | nn.GRU) -> None:
                     param[hidden : 2 * hidden] = 1.0  # Keras unit_forget_bias
 
 
-def run_recurrent(rnn: nn.LSTM | nn.GRU, seq: Tensor, impl: str) -> Tensor:
-    """Run a time-major recurrent stack from zero state.
+def run_recurrent(rnn: nn.LSTM | nn.GRU, seq: Tensor, impl: str = "native") -> Tensor:
+    """Run a time-major recurrent stack from zero state and return every step's hidden state.
 
     Parameters
     ----------
     rnn : nn.LSTM or nn.GRU
         Holds the weights (``batch_first=False``, no dropout, unidirectional).
     seq : Tensor, shape (steps, batch, input_size)
-    impl : {"native", "loop"}
+    impl : {"native"}
+        Only ``nn.LSTM``/``nn.GRU`` return the whole sequence; the fused functions return the
+        last state (see :func:`last_hidden_state`).
 
     Returns
     -------
     Tensor, shape (steps, batch, hidden_size)
         The last layer's hidden states.
     """
-    if impl != "loop":
-        return rnn(seq)[0]
-    steps, batch, _ = seq.shape
-    inp = seq.reshape(steps * batch, -1)
-    hs = seq
-    for layer in range(rnn.num_layers):
-        w_ih = getattr(rnn, f"weight_ih_l{layer}")
-        w_hh = getattr(rnn, f"weight_hh_l{layer}")
-        b_ih = getattr(rnn, f"bias_ih_l{layer}")
-        b_hh = getattr(rnn, f"bias_hh_l{layer}")
-        if isinstance(rnn, nn.LSTM):
-            xproj = torch.addmm(b_ih + b_hh, inp, w_ih.t()).view(steps, batch, -1)
-            hs = lstm_recurrence(xproj, w_hh)
-        else:
-            xproj = torch.addmm(b_ih, inp, w_ih.t()).view(steps, batch, -1)
-            hs = gru_recurrence(xproj, w_hh, b_hh)
-        inp = hs.reshape(steps * batch, -1)
-    return hs
+    if impl != "native":
+        raise ValueError(f"Invalid value for 'impl': run_recurrent returns every step and "
+                         f"supports only 'native', got {impl!r}; use last_hidden_state for "
+                         f"'fused'.")
+    return rnn(seq)[0]
+
+
+def last_hidden_state(rnn: nn.LSTM | nn.GRU, seq: Tensor, impl: str) -> Tensor:
+    """The last layer's hidden state after the last step, from zero state.
+
+    Parameters
+    ----------
+    rnn : nn.LSTM or nn.GRU
+        Holds the weights (``batch_first=False``, no dropout, unidirectional, with biases).
+    seq : Tensor, shape (steps, batch, input_size)
+    impl : {"fused", "native"}
+        ``"fused"`` runs a one-layer ``rnn`` through :func:`fearkd.models.layers_rnn.fused_lstm`
+        or ``fused_gru`` (stacks of several layers use ``rnn`` itself); ``"native"`` calls
+        ``rnn``.
+
+    Returns
+    -------
+    Tensor, shape (batch, hidden_size)
+    """
+    if impl not in IMPLS:
+        raise ValueError(f"Invalid value for 'impl': expected one of {IMPLS}, got {impl!r}.")
+    if impl == "native" or rnn.num_layers > 1:
+        return rnn(seq)[0][-1]
+    fused = fused_lstm if isinstance(rnn, nn.LSTM) else fused_gru
+    return fused(seq, rnn.weight_ih_l0, rnn.weight_hh_l0, rnn.bias_ih_l0, rnn.bias_hh_l0)
 
 
 class RecurrentNet(FearkdModule):
@@ -102,13 +118,15 @@ class RecurrentNet(FearkdModule):
         Units per recurrent layer (64 in the reference).
     num_layers : int
         Stacked recurrent layers.
-    impl : {"native", "loop"}
+    impl : {"fused", "native"}
+        Fused whole-sequence functions (one layer; more layers use ``nn.LSTM``/``nn.GRU``) or
+        ``nn.LSTM``/``nn.GRU``; same function, same parameters.
     """
 
     trunk_names = ("rnn",)
 
     def __init__(self, n_features: int, n_outputs: int, *, cell: str = "lstm",
-                 hidden_size: int = 64, num_layers: int = 1, impl: str = "native") -> None:
+                 hidden_size: int = 64, num_layers: int = 1, impl: str = "fused") -> None:
         super().__init__()
         if cell not in CELLS:
             raise ValueError(f"Invalid value for 'cell': expected one of {tuple(CELLS)}, "
@@ -127,8 +145,7 @@ class RecurrentNet(FearkdModule):
     def forward(self, x: Tensor) -> Tensor:
         """Logits, shape (batch, n_outputs), of ``x``, shape (batch, n_features)."""
         seq = x.reshape(x.shape[0], -1).t().unsqueeze(-1)
-        hs = run_recurrent(self.rnn, seq, self.impl)
-        return self.head(hs[-1])
+        return self.head(last_hidden_state(self.rnn, seq, self.impl))
 
 
 def rnn_flops_per_sample(n_features: int, cell: str = "lstm", hidden_size: int = 64,
