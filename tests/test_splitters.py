@@ -124,7 +124,7 @@ def test_window_splitter_partitions_and_reports_overlap(meta, seed):
 @settings(max_examples=25, deadline=None)
 @given(meta=metadata_st)
 def test_legacy_splitter_every_fifth_window(meta):
-    splitter = make_splitter("seed-legacy")
+    splitter = make_splitter("seed-legacy", n_splits=1)
     ((train, val, test),) = list(splitter.split_with_validation(meta))
     assert splitter.get_n_splits(meta) == 1
     every = np.sort(np.concatenate([train, val, test]))
@@ -235,3 +235,27 @@ def test_bad_input():
         list(LegacySplitter(every=1).split(meta))
     with pytest.raises(ValueError, match="get_n_splits needs 'metadata'"):
         SubjectSplitter("loso").get_n_splits()
+
+
+def test_seed_legacy_folds_rotate_the_held_out_offset():
+    import numpy as np
+    import pandas as pd
+
+    from fearkd.evaluation.splitters import make_splitter
+
+    meta = pd.DataFrame({
+        "subject": np.repeat(["s01", "s02"], 20), "trial": np.tile(np.repeat([1, 2], 10), 2),
+        "window": np.tile(np.arange(10), 4), "t_start": np.tile(np.arange(10) * 0.125, 4),
+    })
+    meta["t_stop"] = meta["t_start"] + 2.0
+    meta["y_fear"] = 0
+    folds = list(make_splitter("seed-legacy", n_splits=5).split_with_validation(meta))
+    assert len(folds) == 5
+    held = [np.sort(np.r_[v, t]) for _, v, t in folds]
+    # fold 0 is the reference's split: per subject the 5th, 10th, ... window in time order
+    np.testing.assert_array_equal(held[0], [4, 9, 14, 19, 24, 29, 34, 39])
+    # the folds' held-out sets partition the windows
+    np.testing.assert_array_equal(np.sort(np.concatenate(held)), np.arange(40))
+    assert len(list(make_splitter("seed-legacy", n_splits=9).split(meta))) == 5
+    with pytest.raises(ValueError, match="'n_splits' must be an integer >= 1"):
+        make_splitter("seed-legacy", n_splits=0)

@@ -404,21 +404,34 @@ class WindowSplitter(_MetadataSplitter):
 
 
 class LegacySplitter(_MetadataSplitter):
-    """The reference's every-``every``-th-window split (one split, with validation indices)."""
+    """The reference's every-``every``-th-window split, with validation indices.
+
+    Fold 0 is the reference's split exactly: per subject, windows in time order, the 5th, 10th,
+    ... held out. With ``n_splits`` > 1 (at most ``every``), fold ``k`` holds out the windows
+    ``k`` positions earlier (4th, 9th, ...; then 3rd, 8th, ...), so that the leaky protocol
+    also gets fold scores for paired statistics.
+    """
 
     protocol = "seed-legacy"
 
-    def __init__(self, every: int = 5, random_state=None, target: str = "y_fear"):
+    def __init__(self, every: int = 5, random_state=None, target: str = "y_fear",
+                 n_splits: int = 1):
         self.every = every
         self.random_state = random_state  # unused: the split is deterministic
         self.target = target
+        self.n_splits = n_splits
 
     def get_n_splits(self, metadata: pd.DataFrame | None = None, y=None, groups=None) -> int:
-        return 1
+        return self.n_splits
 
     def _iter(self, metadata: pd.DataFrame) -> Iterator[tuple]:
         if isinstance(self.every, bool) or not isinstance(self.every, int) or self.every < 2:
             raise ValueError(f"'every' must be an integer >= 2, got {self.every!r}.")
+        if (isinstance(self.n_splits, bool) or not isinstance(self.n_splits, int)
+                or not 1 <= self.n_splits <= self.every):
+            raise ValueError(f"'n_splits' of the seed-legacy protocol must be an integer in "
+                             f"1..{self.every} (one fold per held-out offset), got "
+                             f"{self.n_splits!r}.")
         logger.warning(
             "protocol 'seed-legacy' reproduces the reference's split: held-out windows overlap "
             "training windows of the same trial, so its scores are optimistic (leaky)."
@@ -432,16 +445,18 @@ class LegacySplitter(_MetadataSplitter):
         first = np.r_[True, subj_sorted[1:] != subj_sorted[:-1]]
         starts = np.flatnonzero(first)
         pos = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
-        held = (pos % self.every) == self.every - 1
-        held_rows = order[held]
-        # Alternate held-out windows between test and validation, per subject.
-        held_subj = subj_sorted[held]
-        h_first = np.r_[True, held_subj[1:] != held_subj[:-1]] if len(held_subj) else held_subj
-        h_starts = np.flatnonzero(h_first)
-        h_pos = np.arange(len(held_rows)) - np.repeat(
-            h_starts, np.diff(np.r_[h_starts, len(held_rows)])
-        )
-        yield order[~held], held_rows[h_pos % 2 == 1], held_rows[h_pos % 2 == 0]
+        for k in range(self.n_splits):
+            held = (pos % self.every) == self.every - 1 - k
+            held_rows = order[held]
+            # Alternate held-out windows between test and validation, per subject.
+            held_subj = subj_sorted[held]
+            h_first = (np.r_[True, held_subj[1:] != held_subj[:-1]] if len(held_subj)
+                       else held_subj)
+            h_starts = np.flatnonzero(h_first)
+            h_pos = np.arange(len(held_rows)) - np.repeat(
+                h_starts, np.diff(np.r_[h_starts, len(held_rows)])
+            )
+            yield order[~held], held_rows[h_pos % 2 == 1], held_rows[h_pos % 2 == 0]
 
 
 def make_splitter(
@@ -456,7 +471,8 @@ def make_splitter(
     ----------
     protocol : {"subject", "trial", "window", "seed-legacy"}
     n_splits : int or "loso"
-        Folds; ``"loso"`` (subject only) for leave-one-subject-out. Ignored by ``seed-legacy``.
+        Folds; ``"loso"`` (subject only) for leave-one-subject-out. ``seed-legacy``: folds
+        over the held-out offset, at most 5 (more are capped at 5, with a log line).
     random_state : int or None
         Shuffles the assignment of groups (or windows) to folds.
     target : str
@@ -467,7 +483,15 @@ def make_splitter(
         _check_n_splits(n_splits, allow_loso=True)
         return SubjectSplitter(n_splits, random_state, target)
     if protocol == "seed-legacy":
-        return LegacySplitter(random_state=random_state, target=target)
+        if n_splits == "loso":
+            n_splits = 1
+        if isinstance(n_splits, bool) or not isinstance(n_splits, (int, np.integer)) \
+                or n_splits < 1:
+            raise ValueError(f"'n_splits' must be an integer >= 1, got {n_splits!r}.")
+        if n_splits > 5:
+            logger.info("seed-legacy has at most 5 folds (one per held-out offset); using 5.")
+        return LegacySplitter(random_state=random_state, target=target,
+                              n_splits=min(int(n_splits), 5))
     _check_n_splits(n_splits)
     cls = TrialSplitter if protocol == "trial" else WindowSplitter
     return cls(n_splits, random_state, target)

@@ -105,6 +105,12 @@ def _give_back(flat: Tensor) -> None:
         free.append(flat)
 
 
+def _per_step(buf: Tensor, start: int | None = None, stop: int | None = None) -> tuple:
+    """Views ``buf[t, :, start:stop]`` for every ``t``, made in one call (slicing inside the
+    loop costs about a microsecond per view, several per step)."""
+    return buf[:, :, start:stop].unbind(0)
+
+
 def _check(x: Tensor, w_ih: Tensor, w_hh: Tensor, gates: int) -> tuple[int, int, int, int]:
     if x.dim() != 3:
         raise ValueError(f"The input sequence must have shape (steps, batch, input_size), got "
@@ -188,25 +194,28 @@ class _FusedLSTM(torch.autograd.Function):
         perm = torch.cat([torch.arange(3 * hidden, 4 * hidden), torch.arange(3 * hidden)])
         perm = perm.to(x.device)
         w_aug = torch.cat([w_hh, w_ih, (b_ih + b_hh).unsqueeze(1)], dim=1)[perm].contiguous()
-        flat, (gates, cs, tcs, hx) = _take(
-            [(steps, batch, 4 * hidden), (steps + 1, batch, hidden), (steps, batch, hidden),
-             (steps + 1, batch, width)], x)
+        flat, (gates, cs, hx) = _take(
+            [(steps, batch, 4 * hidden), (steps + 1, batch, hidden), (steps + 1, batch, width)], x)
+        tc = x.new_empty(batch, hidden)
         _start_hx(hx, x, hidden)
         cs[0].zero_()
         w_t = w_aug.t()
-        g_all, c_all, tc_all, hx_all = gates.unbind(0), cs.unbind(0), tcs.unbind(0), hx.unbind(0)
+        g_all, sig_all, tanh_all = _per_step(gates), _per_step(gates, 0, h3), _per_step(gates, h3)
+        o_all, i_all, f_all = _per_step(gates, 0, h1), _per_step(gates, h1, h2), _per_step(gates, h2, h3)
+        c_all = cs.unbind(0)
+        hx_all, h_all = hx.unbind(0), _per_step(hx, 0, hidden)
         for t in range(steps):
-            gt, c_new, tc = g_all[t], c_all[t + 1], tc_all[t]
-            torch.mm(hx_all[t], w_t, out=gt)
-            gt[:, :h3].sigmoid_()
-            gt[:, h3:].tanh_()
-            torch.mul(gt[:, h2:h3], c_all[t], out=c_new)
-            c_new.addcmul_(gt[:, h1:h2], gt[:, h3:])
+            c_new = c_all[t + 1]
+            torch.mm(hx_all[t], w_t, out=g_all[t])
+            sig_all[t].sigmoid_()
+            tanh_all[t].tanh_()
+            torch.mul(f_all[t], c_all[t], out=c_new)
+            c_new.addcmul_(i_all[t], tanh_all[t])
             torch.tanh(c_new, out=tc)
-            torch.mul(gt[:, :h1], tc, out=hx_all[t + 1][:, :hidden])
+            torch.mul(o_all[t], tc, out=h_all[t + 1])
         h_last = hx[steps, :, :hidden].clone()
         if any(ctx.needs_input_grad):
-            ctx.save_for_backward(w_aug, perm, flat, gates, cs, tcs, hx)
+            ctx.save_for_backward(w_aug, perm, flat, gates, cs, hx)
             ctx.used = False
         else:
             _give_back(flat)
@@ -222,7 +231,7 @@ class _FusedLSTM(torch.autograd.Function):
     @staticmethod
     def _backward(ctx, dh_last):
         _claim(ctx, "LSTM")
-        w_aug, perm, flat, gates, cs, tcs, hx = ctx.saved_tensors
+        w_aug, perm, flat, gates, cs, hx = ctx.saved_tensors
         steps, batch, size_in, hidden = ctx.sizes
         h1, h2, h3 = hidden, 2 * hidden, 3 * hidden
         w_h = w_aug[:, :hidden].contiguous()
@@ -230,23 +239,28 @@ class _FusedLSTM(torch.autograd.Function):
         dc = torch.empty_like(dh)
         dcf = torch.zeros_like(dh)  # dc_{t+1} * f_{t+1}: the cell gradient carried back
         sink = _GradSink(ctx, w_aug, hx)
-        g_all, c_all, tc_all = gates.unbind(0), cs.unbind(0), tcs.unbind(0)
+        sig_all, o_all, i_all = _per_step(gates, 0, h3), _per_step(gates, 0, h1), _per_step(gates, h1, h2)
+        f_all, g_all = _per_step(gates, h2, h3), _per_step(gates, h3)
+        c_all = cs.unbind(0)
+        tc = torch.empty_like(dh)
+        rings = [_per_step(sink.ring, a, b) for a, b in ((0, h1), (h1, h2), (h2, h3), (h3, None), (0, h3))]
         for t in range(steps - 1, -1, -1):
-            gt, tc, dg = g_all[t], tc_all[t], sink.slot(t)
-            o, i, f, g = gt[:, :h1], gt[:, h1:h2], gt[:, h2:h3], gt[:, h3:]
-            torch.mul(dh, o, out=dc)
+            k = t % sink.chunk
+            torch.tanh(c_all[t + 1], out=tc)  # recomputed from the cell state (hot in cache)
+            d_o, d_i, d_f, d_g, d_sig = (ring[k] for ring in rings)
+            torch.mul(dh, o_all[t], out=dc)
             _tanh_backward(dc, tc, grad_input=dc)
             dc.add_(dcf)
             # Gradients of the activations o, i, f, g, then, in place, of the pre-activations.
-            torch.mul(dh, tc, out=dg[:, :h1])
-            torch.mul(dc, g, out=dg[:, h1:h2])
-            torch.mul(dc, c_all[t], out=dg[:, h2:h3])
-            torch.mul(dc, i, out=dg[:, h3:])
-            torch.mul(dc, f, out=dcf)
-            _sigmoid_backward(dg[:, :h3], gt[:, :h3], grad_input=dg[:, :h3])
-            _tanh_backward(dg[:, h3:], g, grad_input=dg[:, h3:])
+            torch.mul(dh, tc, out=d_o)
+            torch.mul(dc, g_all[t], out=d_i)
+            torch.mul(dc, c_all[t], out=d_f)
+            torch.mul(dc, i_all[t], out=d_g)
+            torch.mul(dc, f_all[t], out=dcf)
+            _sigmoid_backward(d_sig, sig_all[t], grad_input=d_sig)
+            _tanh_backward(d_g, g_all[t], grad_input=d_g)
             if t > 0:
-                torch.mm(dg, w_h, out=dh)
+                torch.mm(sink.slots[k], w_h, out=dh)
             sink.step_done(t)
         _give_back(flat)
         dw_aug, dx = None if sink.dw_t is None else sink.dw_t.t(), sink.dx
@@ -281,16 +295,17 @@ class _FusedGRU(torch.autograd.Function):
         _start_hx(hx, x, hidden)
         w_t = w_aug.t()
         diff = x.new_empty(batch, hidden)
-        g_all, hx_all = gates.unbind(0), hx.unbind(0)
+        g_all, rz_all, r_all = gates.unbind(0), _per_step(gates, 0, h2), _per_step(gates, 0, h1)
+        z_all, hn_all, n_all = _per_step(gates, h1, h2), _per_step(gates, h2, h3), _per_step(gates, h3)
+        hx_all, h_all = hx.unbind(0), _per_step(hx, 0, hidden)
         for t in range(steps):
-            gt, h = g_all[t], hx_all[t][:, :hidden]
-            torch.mm(hx_all[t], w_t, out=gt)
-            gt[:, :h2].sigmoid_()
-            n = gt[:, h3:]
-            n.addcmul_(gt[:, :h1], gt[:, h2:h3])
+            n = n_all[t]
+            torch.mm(hx_all[t], w_t, out=g_all[t])
+            rz_all[t].sigmoid_()
+            n.addcmul_(r_all[t], hn_all[t])
             n.tanh_()
-            torch.sub(h, n, out=diff)
-            torch.addcmul(n, gt[:, h1:h2], diff, out=hx_all[t + 1][:, :hidden])
+            torch.sub(h_all[t], n, out=diff)
+            torch.addcmul(n, z_all[t], diff, out=h_all[t + 1])
         h_last = hx[steps, :, :hidden].clone()
         if any(ctx.needs_input_grad):
             ctx.save_for_backward(w_aug, flat, gates, hx)
@@ -317,21 +332,25 @@ class _FusedGRU(torch.autograd.Function):
         dhz = torch.empty_like(dh)  # dh * z: the direct path h_{t-1} -> h_t
         dn = torch.empty_like(dh)
         sink = _GradSink(ctx, w_aug, hx)
-        g_all, hx_all = gates.unbind(0), hx.unbind(0)
+        rz_all, r_all = _per_step(gates, 0, h2), _per_step(gates, 0, h1)
+        z_all, hn_all, n_all = _per_step(gates, h1, h2), _per_step(gates, h2, h3), _per_step(gates, h3)
+        h_all = _per_step(hx, 0, hidden)
+        rings = [_per_step(sink.ring, a, b)
+                 for a, b in ((0, h1), (h1, h2), (h2, h3), (h3, None), (0, h2), (0, h3))]
         for t in range(steps - 1, -1, -1):
-            gt, h_prev, dg = g_all[t], hx_all[t][:, :hidden], sink.slot(t)
-            r, z, hn, n = gt[:, :h1], gt[:, h1:h2], gt[:, h2:h3], gt[:, h3:]
-            dnx = dg[:, h3:]  # d(n pre-activation) = d(W_in x + b_in)
-            torch.sub(h_prev, n, out=dg[:, h1:h2])
-            dg[:, h1:h2].mul_(dh)
-            torch.mul(dh, z, out=dhz)
+            k = t % sink.chunk
+            d_r, d_z, d_hn, d_nx, d_rz, d_rzn = (ring[k] for ring in rings)
+            n = n_all[t]
+            torch.sub(h_all[t], n, out=d_z)
+            d_z.mul_(dh)
+            torch.mul(dh, z_all[t], out=dhz)
             torch.sub(dh, dhz, out=dn)
-            _tanh_backward(dn, n, grad_input=dnx)
-            torch.mul(dnx, hn, out=dg[:, :h1])
-            torch.mul(dnx, r, out=dg[:, h2:h3])  # d(W_hn h + b_hn)
-            _sigmoid_backward(dg[:, :h2], gt[:, :h2], grad_input=dg[:, :h2])
+            _tanh_backward(dn, n, grad_input=d_nx)  # d(n pre-activation) = d(W_in x + b_in)
+            torch.mul(d_nx, hn_all[t], out=d_r)
+            torch.mul(d_nx, r_all[t], out=d_hn)  # d(W_hn h + b_hn)
+            _sigmoid_backward(d_rz, rz_all[t], grad_input=d_rz)
             if t > 0:
-                torch.addmm(dhz, dg[:, :h3], w_h, out=dh)
+                torch.addmm(dhz, d_rzn, w_h, out=dh)
             sink.step_done(t)
         _give_back(flat)
         dw_aug, dx = None if sink.dw_t is None else sink.dw_t.t(), sink.dx
