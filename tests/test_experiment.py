@@ -100,7 +100,7 @@ def test_run_writes_the_rundir_contract(cli_run):
     env = json.loads((out / "environment.json").read_text())
     assert set(env) >= {"python", "platform", "cpu_count", "torch_threads", "versions", "started",
                         "finished", "wall_seconds", "seeds"}
-    assert env["seeds"] == [0]
+    assert env["seeds"] == [0] and env["torch_threads"] == 1  # every unit: one thread
     config = json.loads((out / "config.json").read_text())
     assert config["name"] == "experiment-test" and config["training"]["epochs"] == 1
     timing = pd.read_csv(out / "timing.csv")

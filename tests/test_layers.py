@@ -3,11 +3,10 @@
 import pytest
 import torch
 
-from fearkd.models import make_model
-from fearkd.models.layers import gru_recurrence, lstm_recurrence
+from fearkd.models import layers_rnn, make_model
+from fearkd.models.layers_rnn import fused_gru, fused_lstm
 
-PAIRS = [("cnn", 19), ("cnn", 32), ("cnn", 8), ("lstm-loop", 9), ("gru-loop", 9),
-         ("cnn-lstm", 11)]
+PAIRS = [("cnn", 19), ("cnn", 32), ("cnn", 8), ("lstm", 9), ("gru", 9), ("cnn-lstm", 11)]
 
 
 def _no_dropout(model):
@@ -18,7 +17,7 @@ def _no_dropout(model):
 
 def _pair(name, n_features, dtype):
     fast = make_model(name, n_features, 4, random_state=3).to(dtype)
-    plain_name = name.replace("-loop", "") + "-plain"
+    plain_name = name + "-plain"
     plain = make_model(plain_name, n_features, 4, random_state=3).to(dtype)
     if name == "cnn":
         with torch.no_grad():  # negative and zero BN scales flip/tie the pooling order
@@ -93,45 +92,6 @@ def test_pooling_ties_send_gradient_to_first_element():
         torch.testing.assert_close(grad_f[key], grad_p[key], msg=key)
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_recurrence_against_torch_cell_by_hand(cell):
-    # Independent reference: step the nn.LSTMCell / nn.GRUCell by hand.
-    torch.manual_seed(1)
-    hidden, steps, batch = 5, 7, 3
-    cell_mod = (torch.nn.LSTMCell if cell == "lstm" else torch.nn.GRUCell)(2, hidden).double()
-    x = torch.randn(steps, batch, 2, dtype=torch.float64)
-    h = torch.zeros(batch, hidden, dtype=torch.float64)
-    c = torch.zeros_like(h)
-    ref = []
-    for t in range(steps):
-        if cell == "lstm":
-            h, c = cell_mod(x[t], (h, c))
-        else:
-            h = cell_mod(x[t], h)
-        ref.append(h)
-    ref = torch.stack(ref)
-    xproj = x @ cell_mod.weight_ih.t() + cell_mod.bias_ih
-    if cell == "lstm":
-        ours = lstm_recurrence(xproj + cell_mod.bias_hh, cell_mod.weight_hh)
-    else:
-        ours = gru_recurrence(xproj, cell_mod.weight_hh, cell_mod.bias_hh)
-    torch.testing.assert_close(ours, ref)
-
-
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_recurrence_gradcheck(cell):
-    torch.manual_seed(2)
-    hidden, gates = 3, 4 if cell == "lstm" else 3
-    xproj = torch.randn(4, 2, gates * hidden, dtype=torch.float64, requires_grad=True)
-    w = torch.randn(gates * hidden, hidden, dtype=torch.float64, requires_grad=True)
-    if cell == "lstm":
-        assert torch.autograd.gradcheck(lambda a, b: lstm_recurrence(a, b), (xproj, w))
-    else:
-        b = torch.randn(gates * hidden, dtype=torch.float64, requires_grad=True)
-        assert torch.autograd.gradcheck(lambda a, ww, bb: gru_recurrence(a, ww, bb),
-                                        (xproj, w, b))
-
-
 def test_frozen_conv_needs_no_weight_gradient():
     fast, _ = _pair("cnn", 16, torch.float32)
     for p in fast.parameters():
@@ -140,3 +100,175 @@ def test_frozen_conv_needs_no_weight_gradient():
     fast(torch.randn(4, 16)).sum().backward()
     assert fast.conv1.weight.grad is None
     assert fast.head.weight.grad is not None
+
+
+# ---------------------------------------------------------------- fused LSTM / GRU
+
+CELLS = {"lstm": (torch.nn.LSTM, fused_lstm), "gru": (torch.nn.GRU, fused_gru)}
+
+
+def _torch_rnn(cell, size_in, hidden, dtype, seed=0):
+    """An nn.LSTM/nn.GRU with weights large enough to drive the gates into their nonlinear range."""
+    gen = torch.Generator().manual_seed(seed)
+    rnn = CELLS[cell][0](size_in, hidden).to(dtype)
+    with torch.no_grad():
+        for p in rnn.parameters():
+            p.copy_(torch.rand(p.shape, generator=gen, dtype=dtype) * 1.4 - 0.7)
+    return rnn
+
+
+def _last_state(rnn, x):
+    h_n = rnn(x)[1]
+    return (h_n[0] if isinstance(rnn, torch.nn.LSTM) else h_n)[-1]
+
+
+def _grads(out, inputs):
+    weights = torch.linspace(-1.0, 2.0, out.numel(), dtype=out.dtype).view(out.shape)
+    return torch.autograd.grad((out * weights).sum(), inputs)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize(("steps", "batch", "hidden", "size_in"),
+                         [(1, 2, 3, 1), (7, 5, 4, 1), (12, 3, 8, 1), (6, 4, 5, 3)])
+def test_fused_rnn_equals_torch_module(cell, dtype, steps, batch, hidden, size_in):
+    rnn = _torch_rnn(cell, size_in, hidden, dtype)
+    x = torch.randn(steps, batch, size_in, dtype=dtype, requires_grad=True)
+    params = list(rnn.parameters())
+    ref = _last_state(rnn, x)
+    ref_grads = _grads(ref, [x, *params])
+    copies = [p.detach().clone().requires_grad_() for p in params]
+    x2 = x.detach().clone().requires_grad_()
+    out = CELLS[cell][1](x2, *copies)
+    grads = _grads(out, [x2, *copies])
+    tol = {"rtol": 1e-12, "atol": 1e-12} if dtype == torch.float64 else {"rtol": 2e-5,
+                                                                         "atol": 2e-6}
+    torch.testing.assert_close(out, ref, **tol)
+    names = ["input"] + [n for n, _ in rnn.named_parameters()]
+    for name, got, expected in zip(names, grads, ref_grads, strict=True):
+        torch.testing.assert_close(got, expected, **tol, msg=name)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_fused_rnn_matches_cell_stepped_by_hand(cell):
+    # Independent reference: nn.LSTMCell / nn.GRUCell stepped in a Python loop.
+    torch.manual_seed(1)
+    hidden, steps, batch = 5, 7, 3
+    cell_mod = (torch.nn.LSTMCell if cell == "lstm" else torch.nn.GRUCell)(2, hidden).double()
+    x = torch.randn(steps, batch, 2, dtype=torch.float64)
+    h = torch.zeros(batch, hidden, dtype=torch.float64)
+    c = torch.zeros_like(h)
+    for t in range(steps):
+        if cell == "lstm":
+            h, c = cell_mod(x[t], (h, c))
+        else:
+            h = cell_mod(x[t], h)
+    ours = CELLS[cell][1](x, cell_mod.weight_ih, cell_mod.weight_hh, cell_mod.bias_ih,
+                          cell_mod.bias_hh)
+    torch.testing.assert_close(ours, h)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_fused_rnn_gradcheck(cell):
+    rnn = _torch_rnn(cell, 2, 3, torch.float64, seed=2)
+    x = torch.randn(4, 2, 2, dtype=torch.float64, requires_grad=True)
+    params = [p.detach().clone().requires_grad_() for p in rnn.parameters()]
+    assert torch.autograd.gradcheck(CELLS[cell][1], (x, *params))
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_fused_rnn_frozen_parameters_get_no_gradient(cell):
+    rnn = _torch_rnn(cell, 1, 4, torch.float64)
+    x = torch.randn(5, 3, 1, dtype=torch.float64)
+    ref_grads = _grads(_last_state(rnn, x), [rnn.bias_ih_l0, rnn.bias_hh_l0])
+    params = [p.detach().clone() for p in rnn.parameters()]
+    params[2].requires_grad_()  # only the biases train
+    params[3].requires_grad_()
+    CELLS[cell][1](x, *params).mul(
+        torch.linspace(-1.0, 2.0, 12, dtype=torch.float64).view(3, 4)).sum().backward()
+    assert params[0].grad is None and params[1].grad is None
+    torch.testing.assert_close(params[2].grad, ref_grads[0])
+    torch.testing.assert_close(params[3].grad, ref_grads[1])
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_fused_rnn_no_grad_and_buffer_reuse(cell):
+    rnn = _torch_rnn(cell, 1, 4, torch.float32)
+    x = torch.randn(6, 3, 1)
+    params = list(rnn.parameters())
+    with torch.no_grad():
+        first = CELLS[cell][1](x, *params)
+        again = CELLS[cell][1](x, *params)  # runs in the pooled buffer of the first call
+    torch.testing.assert_close(first, _last_state(rnn, x).detach())
+    assert torch.equal(first, again)
+    assert not first.requires_grad
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_fused_rnn_buffers_stay_with_the_graph(cell):
+    # A retained graph may run backward again, even after other forward passes of the same
+    # shape; its buffers return to the pool only when the graph is freed.
+    rnn = _torch_rnn(cell, 1, 3, torch.float64)
+    params = [p.detach().clone().requires_grad_() for p in rnn.parameters()]
+    x = torch.randn(4, 2, 1, dtype=torch.float64)
+    out = CELLS[cell][1](x, *params).sum()
+    first = torch.autograd.grad(out, params, retain_graph=True)
+    CELLS[cell][1](x * 3.0, *params).sum().backward()  # another graph, same buffer size
+    second = torch.autograd.grad(out, params)
+    for a, b in zip(first, second, strict=True):
+        assert torch.equal(a, b)
+    layers_rnn._POOL.clear()
+    del out
+    assert sum(len(bufs) for bufs in layers_rnn._POOL.values()) == 1
+
+
+def test_fused_rnn_bad_shapes():
+    rnn = _torch_rnn("lstm", 2, 3, torch.float32)
+    params = list(rnn.parameters())
+    with pytest.raises(ValueError, match=r"must have shape \(steps, batch, input_size\), got "
+                                         r"shape \(4, 2\)"):
+        fused_lstm(torch.randn(4, 2), *params)
+    with pytest.raises(ValueError, match=r"do not fit 4 gates of a layer with input size 1"):
+        fused_lstm(torch.randn(4, 2, 1), *params)
+    with pytest.raises(ValueError, match=r"do not fit 3 gates"):
+        fused_gru(torch.randn(4, 2, 2), *params)
+    with pytest.raises(ValueError, match=r"at least one step, got 0"):
+        fused_lstm(torch.randn(0, 2, 2), *params)
+
+
+@pytest.mark.parametrize("was_on", [False, True])
+def test_fused_rnn_restores_flush_denormal_mode(was_on):
+    tiny = torch.ones(1, dtype=torch.int32).view(torch.float32)  # smallest subnormal
+    rnn = _torch_rnn("gru", 1, 3, torch.float32)
+    torch.set_flush_denormal(was_on)
+    try:
+        fused_gru(torch.randn(3, 2, 1), *rnn.parameters()).sum().backward()
+        assert ((tiny * 2.0).item() == 0.0) == was_on
+    finally:
+        torch.set_flush_denormal(False)
+
+
+def test_buffer_pool_is_bounded(monkeypatch):
+    monkeypatch.setattr(layers_rnn, "_POOL", {})
+    monkeypatch.setattr(layers_rnn, "_POOL_BYTES", 3 * 1024 * 4)
+    like = torch.empty(0)
+    flats = [layers_rnn._take([(n, 1024)], like)[0] for n in (1, 2, 1, 1)]
+    for flat in flats:
+        layers_rnn._give_back(flat)
+    pooled = [b for bufs in layers_rnn._POOL.values() for b in bufs]
+    assert sum(b.numel() for b in pooled) <= 3 * 1024
+    # The most recently returned buffers stay; the oldest size goes first.
+    assert any(b is flats[-1] for b in pooled)
+    again, (view,) = layers_rnn._take([(1, 1024)], like)
+    assert again is flats[-1] or again is flats[-2]
+    assert view.shape == (1, 1024)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_two_layer_fused_model_falls_back_to_torch(cell):
+    fused = make_model(cell, 9, 4, random_state=0, num_layers=2, hidden_size=5).double()
+    plain = make_model(f"{cell}-plain", 9, 4, random_state=0, num_layers=2,
+                       hidden_size=5).double()
+    plain.load_state_dict(fused.state_dict())
+    x = torch.randn(3, 9, dtype=torch.float64)
+    torch.testing.assert_close(fused(x), plain(x))

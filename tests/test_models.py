@@ -20,13 +20,13 @@ from fearkd.models import (
     rnn_flops_per_sample,
 )
 from fearkd.models import registry as registry_module
+from fearkd.models.rnn import last_hidden_state, run_recurrent
 
 # One tiny case per registered name; the completeness test keeps this in step with the registry.
 CASES = {
-    "cnn": {}, "cnn-plain": {}, "lstm": {"hidden_size": 4}, "lstm-plain": {"hidden_size": 4},
-    "lstm-loop": {"hidden_size": 4, "num_layers": 2},
+    "cnn": {}, "cnn-plain": {}, "lstm": {"hidden_size": 4},
+    "lstm-plain": {"hidden_size": 4, "num_layers": 2},
     "gru": {"hidden_size": 4, "num_layers": 2}, "gru-plain": {"hidden_size": 4},
-    "gru-loop": {"hidden_size": 4, "num_layers": 2},
     "ann": {}, "dnn150": {}, "dnn300": {}, "cnn-lstm": {"filters": 4, "hidden_size": 3},
     "cnn-lstm-plain": {"filters": 4, "hidden_size": 3},
 }
@@ -36,7 +36,7 @@ def test_registry_is_complete_and_documented():
     assert set(CASES) == set(available_models())
     doc = registry_module.make_model.__doc__
     for name in available_models():
-        base = name.removesuffix("-plain").removesuffix("-loop")
+        base = name.removesuffix("-plain")
         assert f"``{base}``" in doc, name
         if name != base:
             assert f"``*{name[len(base):]}``" in doc, name
@@ -171,6 +171,12 @@ def test_bad_sizes_and_params():
         make_model("cnn-lstm", 1, 2)
     with pytest.raises(ValueError, match=r"Invalid value for 'cell'"):
         rnn_flops_per_sample(10, "rnn")
+    lstm = make_model("lstm", 5, 2, hidden_size=3)
+    with pytest.raises(ValueError, match=r"supports only 'native', got 'fused'"):
+        run_recurrent(lstm.rnn, torch.randn(5, 2, 1), "fused")
+    with pytest.raises(ValueError, match=r"Invalid value for 'impl': expected one of "
+                                         r"\('fused', 'native'\), got 'loop'"):
+        last_hidden_state(lstm.rnn, torch.randn(5, 2, 1), "loop")
 
 
 @pytest.mark.parametrize("name", BASELINES)
@@ -191,3 +197,13 @@ def test_baselines_fit_and_predict(name):
 def test_unknown_baseline():
     with pytest.raises(ValueError, match=r"Unknown baseline 'tree': expected one of svm"):
         make_baseline("tree")
+
+
+def test_recurrent_registry_entries_pick_their_implementation():
+    assert make_model("lstm", 6, 2).impl == "fused"
+    assert make_model("gru", 6, 2).impl == "fused"
+    assert make_model("lstm-plain", 6, 2).impl == "native"
+    assert make_model("gru-plain", 6, 2).impl == "native"
+    # Same parameter names, so a fused model loads a plain model's weights and vice versa.
+    assert make_model("gru", 6, 2).state_dict().keys() == make_model(
+        "gru-plain", 6, 2).state_dict().keys()

@@ -18,7 +18,7 @@ import pandas as pd
 
 from .config import ExperimentConfig, config_to_dict
 from .errors import ConfigError
-from .evaluation.crossval import CVData, make_units, run_units, timing_table
+from .evaluation.crossval import UNIT_THREADS, CVData, make_units, run_units, timing_table
 from .evaluation.rundir import RunDir
 from .label_report import FEAR_CLASSES, LabelReport, label_report
 from .methods import PipelineSettings
@@ -233,7 +233,8 @@ def run_experiment(cfg: ExperimentConfig, rundir: str | Path, *, data_path=None,
     resolved["run"] = {"plan": [[p, m, list(ms)] for p, m, ms in plan], "folds": folds,
                        "data": str(data_path or "")}
     run.check_config(resolved, key=config_key)
-    run.start_environment(seeds=list(ev.seeds), jobs=jobs, scheduler=scheduler or "")
+    run.start_environment(seeds=list(ev.seeds), jobs=jobs, scheduler=scheduler or "",
+                          torch_threads=UNIT_THREADS)
     data = prepared or prepare_data(cfg, data_path=data_path, cache_dir=run.path / "cache",
                                     progress=progress)
     dsdir = run.dataset_dir(data.dataset)

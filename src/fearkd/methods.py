@@ -192,7 +192,7 @@ def run_pipeline(fs, student_names: Sequence[str], train_idx, test_idx, *, val_i
     settings : PipelineSettings
     seed : int
     n_source_classes : int, optional
-        Classes of the source task; default ``max(y_source) + 1``.
+        Classes of the source task; default ``max(y_source) + 1`` over the training rows.
     class_names : sequence of str
         Fear class names (their count is the number of fear classes).
     checkpoint_dir : path, optional
@@ -215,7 +215,7 @@ def run_pipeline(fs, student_names: Sequence[str], train_idx, test_idx, *, val_i
                          f"student must see a subset of the teacher's columns of the same windows.")
     fold = _Fold(fs, student_names, train_idx, test_idx, val_idx)
     n_fear = len(class_names)
-    n_source = int(n_source_classes or (fold.y["source"].max() + 1))
+    n_source = int(n_source_classes or (fold.y["source"][fold.train].max() + 1))
     student_name = s.student_model or backbone
     params = {k: dict(v) for k, v in s.model_params.items()}
     store = _StageStore(None if checkpoint_dir is None else Path(checkpoint_dir))

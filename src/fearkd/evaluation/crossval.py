@@ -29,9 +29,13 @@ import pandas as pd
 from ..errors import ConfigError
 from .rundir import RunDir
 
-__all__ = ["Unit", "CVData", "make_units", "run_units", "timing_table", "RESULT_COLUMNS"]
+__all__ = ["Unit", "CVData", "make_units", "run_units", "timing_table", "RESULT_COLUMNS",
+           "UNIT_THREADS"]
 
 logger = logging.getLogger(__name__)
+
+#: torch threads every unit trains on, whatever runs it (see :func:`_run_one`).
+UNIT_THREADS = 1
 
 RESULT_COLUMNS = [
     "dataset", "protocol", "method", "stage", "model", "target", "task", "fold", "seed",
@@ -108,7 +112,7 @@ def _run_one(unit: Unit, data: CVData, checkpoint_root: str | None, jobs: int = 
     from .. import methods
 
     old_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(UNIT_THREADS)
     try:
         return _run_unit(unit, data, checkpoint_root, methods)
     finally:

@@ -16,30 +16,39 @@ How the time goes into matrix multiplies on a CPU:
   hidden + input + 1)``) holds ``[h_{t-1}, x_t, 1]``, and one augmented weight matrix ``W``
   (``[W_hh, W_ih, b]`` per gate row) gives every gate's pre-activation of step ``t`` as
   ``hx[t] @ W.T``, written straight into the saved gate buffer. For the GRU the matrix has four
-  blocks, ``r``, ``z``, ``W_hn h + b_hn`` and ``W_in x + b_in`` (zeros elsewhere), because the
-  reset gate multiplies the recurrent part of ``n`` only.
-* **Forward without autograd.** Per step: that GEMM and five or six in-place element-wise
-  operations into preallocated ``(steps, batch, .)`` buffers (gate activations; for the LSTM
-  also the cell state and its tanh), which are what the backward pass needs.
+  row blocks, ``r``, ``z``, ``W_hn h + b_hn`` and ``W_in x + b_in`` (zeros elsewhere), because
+  the reset gate multiplies the recurrent part of ``n`` only.
+* **Forward without autograd.** Per step: that GEMM and five or six element-wise operations
+  into preallocated ``(steps, batch, .)`` buffers (gate activations; for the LSTM also the cell
+  state), which are all the backward pass needs. The LSTM keeps its gates in the order o, i, f,
+  g and computes its three sigmoids as ``0.5 + 0.5 * tanh(a / 2)`` (the halving folded into the
+  weights, exactly): one tanh over the contiguous gate row and one affine map replace a strided
+  sigmoid and a strided tanh.
 * **Hand-written backward through time.** Only the last hidden state has a gradient, so per step
   the backward pass does a few element-wise operations (``sigmoid_backward``/``tanh_backward``
-  kernels) that turn the gate activations *in place* into pre-activation gradients, and one GEMM
-  ``dh_{t-1} = dgates_t @ W_hh``. The gradient of the whole augmented matrix (recurrent weights,
-  input weights and biases at once) is then **one** GEMM over all ``steps * batch`` rows,
-  ``hx[:-1].T @ dgates``; the input gradient (when asked for) is another.
-* **Buffers reused across calls.** A forward pass saves 60-80 MB for a 176-step batch of 256;
-  freshly allocated memory of that size is mapped page by page on first touch, which costs as
-  much as the arithmetic. The buffers are taken from a small pool (:data:`_POOL`, at most
-  :data:`_POOL_KEEP` free buffers per size) and returned to it when the backward pass is done
-  (or at once when nothing needs a gradient), so a buffer is never shared while in use. A graph
-  whose backward pass is never run simply lets its buffers be garbage-collected.
+  kernels) and one GEMM ``dh_{t-1} = dgates_t @ W_hh``. The step's gate gradients go to a
+  small ring buffer that stays in cache; every :data:`_CHUNK` steps one GEMM over those
+  ``chunk * batch`` rows adds their share of the gradient of the whole augmented matrix
+  (recurrent weights, input weights and biases at once): ``dW.T += hx[t:t+chunk].T @ dgates``.
+  The full ``(steps, batch, 4 * hidden)`` gradient is never written to memory. (One GEMM over
+  all steps after the loop, from a saved gradient buffer, measured slower: the extra memory
+  traffic costs more than the bigger GEMM saves.)
+* **Buffers reused across calls.** A forward pass saves about 70 MB for a 176-step LSTM batch
+  of 256; freshly allocated memory of that size is mapped page by page on first touch, which
+  cost as much as a third of the arithmetic. The buffers are taken from a small pool
+  (:data:`_POOL`, at most :data:`_POOL_BYTES` in all) and returned to it when the autograd
+  graph that saved them is freed (at once when nothing needs a gradient), so a buffer is never
+  shared while in use. In a training loop the previous batch's graph is still alive during the
+  next forward pass, so two buffers take turns.
+* **Subnormals flushed to zero** while the recurrence runs (see :class:`_FlushDenormal`).
 
-The backward pass overwrites the saved gate activations, so it can run only once per forward
-pass (``retain_graph=True`` followed by a second backward raises ``RuntimeError``). It is not
-differentiable twice (``once_differentiable``).
+The backward pass only reads what the forward pass saved, so ``backward(retain_graph=True)``
+may run it again. It is not differentiable twice (``once_differentiable``).
 """
 
 from __future__ import annotations
+
+import weakref
 
 import torch
 from torch import Tensor
@@ -50,10 +59,10 @@ __all__ = ["fused_gru", "fused_lstm"]
 _sigmoid_backward = torch.ops.aten.sigmoid_backward.grad_input
 _tanh_backward = torch.ops.aten.tanh_backward.grad_input
 
-#: Free work buffers, keyed by (number of elements, dtype, device).
+#: Free work buffers, keyed by (number of elements, dtype, device), least recently used first.
 _POOL: dict[tuple[int, torch.dtype, torch.device], list[Tensor]] = {}
-#: Free buffers kept per key; more are left to the allocator.
-_POOL_KEEP = 2
+#: Most bytes the pool keeps; older sizes are dropped first, then the allocator takes over.
+_POOL_BYTES = 256 * 2**20
 _CHUNK = 4  # steps per weight-gradient GEMM in the backward pass
 _ALIGN = 16  # elements: sub-buffers start on 64-byte boundaries (float32)
 
@@ -92,6 +101,8 @@ def _take(sizes: list[tuple[int, ...]], like: Tensor) -> tuple[Tensor, list[Tens
     key = (sum(padded), like.dtype, like.device)
     free = _POOL.get(key)
     flat = free.pop() if free else torch.empty(key[0], dtype=like.dtype, device=like.device)
+    if free is not None and not free:
+        del _POOL[key]
     parts, offset = [], 0
     for shape, count, step in zip(sizes, counts, padded, strict=True):
         parts.append(flat[offset : offset + count].view(shape))
@@ -100,9 +111,18 @@ def _take(sizes: list[tuple[int, ...]], like: Tensor) -> tuple[Tensor, list[Tens
 
 
 def _give_back(flat: Tensor) -> None:
-    free = _POOL.setdefault((flat.numel(), flat.dtype, flat.device), [])
-    if len(free) < _POOL_KEEP:
-        free.append(flat)
+    """Return a buffer of :func:`_take` to the pool (most recently used size last)."""
+    key = (flat.numel(), flat.dtype, flat.device)
+    free = _POOL.pop(key, [])
+    free.append(flat)
+    _POOL[key] = free
+    total = sum(b.numel() * b.element_size() for bufs in _POOL.values() for b in bufs)
+    while total > _POOL_BYTES and _POOL:
+        oldest = next(iter(_POOL))
+        dropped = _POOL[oldest].pop(0)
+        total -= dropped.numel() * dropped.element_size()
+        if not _POOL[oldest]:
+            del _POOL[oldest]
 
 
 def _per_step(buf: Tensor, start: int | None = None, stop: int | None = None) -> tuple:
@@ -116,7 +136,7 @@ def _check(x: Tensor, w_ih: Tensor, w_hh: Tensor, gates: int) -> tuple[int, int,
         raise ValueError(f"The input sequence must have shape (steps, batch, input_size), got "
                          f"shape {tuple(x.shape)!r}.")
     steps, batch, size_in = x.shape
-    hidden = w_hh.shape[1]
+    hidden = w_hh.shape[-1]
     if w_hh.shape != (gates * hidden, hidden) or w_ih.shape != (gates * hidden, size_in):
         raise ValueError(f"Weight shapes {tuple(w_ih.shape)!r} (input) and "
                          f"{tuple(w_hh.shape)!r} (recurrent) do not fit {gates} gates of a "
@@ -146,40 +166,52 @@ class _GradSink:
     written to memory as a whole.
     """
 
-    def __init__(self, ctx, w_aug: Tensor, hx: Tensor, chunk: int = _CHUNK) -> None:
+    def __init__(self, ctx, w_aug: Tensor, hx: Tensor | None, chunk: int = _CHUNK) -> None:
         steps, batch, size_in, hidden = ctx.sizes
         need = ctx.needs_input_grad
-        self.steps, self.batch, self.hx, self.chunk = steps, batch, hx, chunk
+        self.steps, self.batch, self.chunk = steps, batch, chunk
+        if hx is None:  # the caller fills the rows of each chunk into this ring
+            hx = w_aug.new_empty(chunk, batch, w_aug.shape[1])
+            hx[:, :, -1].fill_(1.0)
+        self.hx, self.hx_is_ring = hx, hx.shape[0] == chunk and steps + 1 != chunk
         self.ring = hx.new_empty(chunk, batch, w_aug.shape[0])
-        self.slots = self.ring.unbind(0)
+        self.slots = self.ring.unbind(0)  # step t uses slot t % chunk
         self.dw_t = hx.new_zeros(w_aug.shape[1], w_aug.shape[0]) if any(need[1:]) else None
         self.w_x = w_aug[:, hidden : hidden + size_in].contiguous()
         self.dx = hx.new_empty(steps, batch, size_in) if need[0] else None
 
-    def slot(self, t: int) -> Tensor:
-        """The ``(batch, 4 * hidden)`` buffer of step ``t``'s gate gradients."""
-        return self.slots[t % self.chunk]
+    def views(self, bounds: tuple[tuple[int, int | None], ...],
+              rows: bool = False) -> list[tuple[Tensor, ...]]:
+        """Per ring slot: the column blocks ``slot[:, a:b]`` for ``(a, b)`` in ``bounds``, then
+        the whole slot (made once, not in the loop). Slots of the gate-gradient ring, or with
+        ``rows`` of the ring of GEMM rows ``[h_{t-1}, x_t, 1]`` (``hx=None``)."""
+        slots = self.hx.unbind(0) if rows else self.slots
+        return [(*(slot[:, a:b] for a, b in bounds), slot) for slot in slots]
 
-    def step_done(self, t: int) -> None:
-        """Consume the chunk that starts at ``t`` once its first step is done."""
-        if t % self.chunk:
-            return
+    def flush(self, t: int) -> None:
+        """Consume the chunk of steps ``t .. t + chunk - 1`` (call when step ``t`` is done)."""
         n = min(self.chunk, self.steps - t)
         rows = n * self.batch
         dgates = self.ring[:n].view(rows, -1)
         if self.dw_t is not None:
-            # (K, rows) @ (rows, 4H): about twice as fast here as dgates.T @ hx.
-            self.dw_t.addmm_(self.hx[t : t + n].view(rows, -1).t(), dgates)
+            # (K, rows) @ (rows, 4H): faster here than dgates.T @ hx.
+            hx = self.hx[:n] if self.hx_is_ring else self.hx[t : t + n]
+            self.dw_t.addmm_(hx.reshape(rows, -1).t(), dgates)
         if self.dx is not None:
             torch.mm(dgates, self.w_x, out=self.dx[t : t + n].view(rows, -1))
 
 
-def _claim(ctx, cell: str) -> None:
-    if ctx.used:
-        raise RuntimeError(f"The fused {cell} recycles its saved activations after its backward "
-                           f"pass, which can therefore run only once per forward pass; run the "
-                           f"forward pass again instead of backward(retain_graph=True).")
-    ctx.used = True
+def _keep_for_backward(ctx, flat: Tensor, *tensors: Tensor) -> None:
+    """Save ``tensors`` (views of the pooled buffer ``flat``) for the backward pass.
+
+    The buffer goes back to the pool when the graph node dies, not when its backward pass ends,
+    so ``backward(retain_graph=True)`` may run again; without a gradient it goes back at once.
+    """
+    if any(ctx.needs_input_grad):
+        ctx.save_for_backward(*tensors)
+        weakref.finalize(ctx, _give_back, flat)
+    else:
+        _give_back(flat)
 
 
 class _FusedLSTM(torch.autograd.Function):
@@ -194,31 +226,37 @@ class _FusedLSTM(torch.autograd.Function):
         perm = torch.cat([torch.arange(3 * hidden, 4 * hidden), torch.arange(3 * hidden)])
         perm = perm.to(x.device)
         w_aug = torch.cat([w_hh, w_ih, (b_ih + b_hh).unsqueeze(1)], dim=1)[perm].contiguous()
-        flat, (gates, cs, hx) = _take(
-            [(steps, batch, 4 * hidden), (steps + 1, batch, hidden), (steps + 1, batch, width)], x)
-        tc = x.new_empty(batch, hidden)
-        _start_hx(hx, x, hidden)
+        flat, (gates, cs) = _take([(steps, batch, 4 * hidden), (steps + 1, batch, hidden)], x)
         cs[0].zero_()
-        w_t = w_aug.t()
-        g_all, sig_all, tanh_all = _per_step(gates), _per_step(gates, 0, h3), _per_step(gates, h3)
-        o_all, i_all, f_all = _per_step(gates, 0, h1), _per_step(gates, h1, h2), _per_step(gates, h2, h3)
+        # The GEMM's input rows [h_{t-1}, x_t, 1] live in a two-slot ring that stays in cache;
+        # the backward pass rebuilds h_{t-1} = o_{t-1} * tanh(c_{t-1}) from the saved gates.
+        xs = x.detach().contiguous()
+        hx = x.new_empty(2, batch, width)
+        _start_hx(hx, xs[:1], hidden)
+        tc = x.new_empty(batch, hidden)
+        # sigmoid(a) = 0.5 + 0.5 * tanh(a / 2): halving the sigmoid gates' rows (exact) lets one
+        # tanh over the whole contiguous gate row replace a strided sigmoid and a strided tanh.
+        w_t = w_aug.t().contiguous()  # (K, 4H) row-major: the faster operand layout here
+        w_t[:, :h3] *= 0.5
+        half = x.new_tensor(0.5)
+        g_all, sig_all, tanh_all = gates.unbind(0), _per_step(gates, 0, h3), _per_step(gates, h3)
+        o_all, i_all = _per_step(gates, 0, h1), _per_step(gates, h1, h2)
+        f_all = _per_step(gates, h2, h3)
         c_all = cs.unbind(0)
-        hx_all, h_all = hx.unbind(0), _per_step(hx, 0, hidden)
+        hx_all, h_all, x_all = hx.unbind(0), _per_step(hx, 0, hidden), _per_step(hx, hidden, -1)
         for t in range(steps):
-            c_new = c_all[t + 1]
-            torch.mm(hx_all[t], w_t, out=g_all[t])
-            sig_all[t].sigmoid_()
-            tanh_all[t].tanh_()
+            c_new, nxt = c_all[t + 1], (t + 1) % 2
+            torch.mm(hx_all[t % 2], w_t, out=g_all[t])
+            g_all[t].tanh_()
+            torch.add(half, sig_all[t], alpha=0.5, out=sig_all[t])
             torch.mul(f_all[t], c_all[t], out=c_new)
             c_new.addcmul_(i_all[t], tanh_all[t])
             torch.tanh(c_new, out=tc)
-            torch.mul(o_all[t], tc, out=h_all[t + 1])
-        h_last = hx[steps, :, :hidden].clone()
-        if any(ctx.needs_input_grad):
-            ctx.save_for_backward(w_aug, perm, flat, gates, cs, hx)
-            ctx.used = False
-        else:
-            _give_back(flat)
+            torch.mul(o_all[t], tc, out=h_all[nxt])
+            if t + 1 < steps:
+                x_all[nxt].copy_(xs[t + 1])
+        h_last = h_all[steps % 2].clone()
+        _keep_for_backward(ctx, flat, w_aug, perm, gates, cs, xs)
         ctx.sizes = (steps, batch, size_in, hidden)
         return h_last
 
@@ -230,24 +268,25 @@ class _FusedLSTM(torch.autograd.Function):
 
     @staticmethod
     def _backward(ctx, dh_last):
-        _claim(ctx, "LSTM")
-        w_aug, perm, flat, gates, cs, hx = ctx.saved_tensors
+        w_aug, perm, gates, cs, xs = ctx.saved_tensors
         steps, batch, size_in, hidden = ctx.sizes
         h1, h2, h3 = hidden, 2 * hidden, 3 * hidden
         w_h = w_aug[:, :hidden].contiguous()
         dh = dh_last.contiguous().clone()
         dc = torch.empty_like(dh)
         dcf = torch.zeros_like(dh)  # dc_{t+1} * f_{t+1}: the cell gradient carried back
-        sink = _GradSink(ctx, w_aug, hx)
-        sig_all, o_all, i_all = _per_step(gates, 0, h3), _per_step(gates, 0, h1), _per_step(gates, h1, h2)
+        sink = _GradSink(ctx, w_aug, None)
+        rows = sink.views(((0, hidden), (hidden, -1)), rows=True) if sink.dw_t is not None else None
+        sig_all, o_all, i_all = _per_step(gates, 0, h3), _per_step(gates, 0, h1), _per_step(
+            gates, h1, h2)
         f_all, g_all = _per_step(gates, h2, h3), _per_step(gates, h3)
         c_all = cs.unbind(0)
-        tc = torch.empty_like(dh)
-        rings = [_per_step(sink.ring, a, b) for a, b in ((0, h1), (h1, h2), (h2, h3), (h3, None), (0, h3))]
+        tc = torch.tanh(c_all[steps])  # tanh(c_t); each step makes tanh(c_{t-1}) for the next
+        tc_prev = torch.empty_like(tc)
+        ring = sink.views(((0, h1), (h1, h2), (h2, h3), (h3, None), (0, h3)))
+        chunk = sink.chunk
         for t in range(steps - 1, -1, -1):
-            k = t % sink.chunk
-            torch.tanh(c_all[t + 1], out=tc)  # recomputed from the cell state (hot in cache)
-            d_o, d_i, d_f, d_g, d_sig = (ring[k] for ring in rings)
+            d_o, d_i, d_f, d_g, d_sig, dg = ring[t % chunk]
             torch.mul(dh, o_all[t], out=dc)
             _tanh_backward(dc, tc, grad_input=dc)
             dc.add_(dcf)
@@ -260,9 +299,18 @@ class _FusedLSTM(torch.autograd.Function):
             _sigmoid_backward(d_sig, sig_all[t], grad_input=d_sig)
             _tanh_backward(d_g, g_all[t], grad_input=d_g)
             if t > 0:
-                torch.mm(sink.slots[k], w_h, out=dh)
-            sink.step_done(t)
-        _give_back(flat)
+                torch.mm(dg, w_h, out=dh)
+                torch.tanh(c_all[t], out=tc_prev)
+            if rows is not None:  # the weight-gradient GEMM's row [h_{t-1}, x_t, 1]
+                h_row, x_row, _ = rows[t % chunk]
+                if t > 0:
+                    torch.mul(o_all[t - 1], tc_prev, out=h_row)
+                else:
+                    h_row.zero_()
+                x_row.copy_(xs[t])
+            if t % chunk == 0:
+                sink.flush(t)
+            tc, tc_prev = tc_prev, tc
         dw_aug, dx = None if sink.dw_t is None else sink.dw_t.t(), sink.dx
         need = ctx.needs_input_grad
         dw_ih = dw_hh = db = None
@@ -293,10 +341,11 @@ class _FusedGRU(torch.autograd.Function):
         w_aug[h3:, -1] = b_ih[h2:]
         flat, (gates, hx) = _take([(steps, batch, 4 * hidden), (steps + 1, batch, width)], x)
         _start_hx(hx, x, hidden)
-        w_t = w_aug.t()
+        w_t = w_aug.t().contiguous()  # (K, 4H) row-major: the faster operand layout here
         diff = x.new_empty(batch, hidden)
         g_all, rz_all, r_all = gates.unbind(0), _per_step(gates, 0, h2), _per_step(gates, 0, h1)
-        z_all, hn_all, n_all = _per_step(gates, h1, h2), _per_step(gates, h2, h3), _per_step(gates, h3)
+        z_all, hn_all = _per_step(gates, h1, h2), _per_step(gates, h2, h3)
+        n_all = _per_step(gates, h3)
         hx_all, h_all = hx.unbind(0), _per_step(hx, 0, hidden)
         for t in range(steps):
             n = n_all[t]
@@ -307,11 +356,7 @@ class _FusedGRU(torch.autograd.Function):
             torch.sub(h_all[t], n, out=diff)
             torch.addcmul(n, z_all[t], diff, out=h_all[t + 1])
         h_last = hx[steps, :, :hidden].clone()
-        if any(ctx.needs_input_grad):
-            ctx.save_for_backward(w_aug, flat, gates, hx)
-            ctx.used = False
-        else:
-            _give_back(flat)
+        _keep_for_backward(ctx, flat, w_aug, gates, hx)
         ctx.sizes = (steps, batch, size_in, hidden)
         return h_last
 
@@ -323,8 +368,7 @@ class _FusedGRU(torch.autograd.Function):
 
     @staticmethod
     def _backward(ctx, dh_last):
-        _claim(ctx, "GRU")
-        w_aug, flat, gates, hx = ctx.saved_tensors
+        w_aug, gates, hx = ctx.saved_tensors
         steps, batch, size_in, hidden = ctx.sizes
         h1, h2, h3 = hidden, 2 * hidden, 3 * hidden
         w_h = w_aug[:h3, :hidden].contiguous()  # = weight_hh (r, z, n rows)
@@ -333,13 +377,12 @@ class _FusedGRU(torch.autograd.Function):
         dn = torch.empty_like(dh)
         sink = _GradSink(ctx, w_aug, hx)
         rz_all, r_all = _per_step(gates, 0, h2), _per_step(gates, 0, h1)
-        z_all, hn_all, n_all = _per_step(gates, h1, h2), _per_step(gates, h2, h3), _per_step(gates, h3)
-        h_all = _per_step(hx, 0, hidden)
-        rings = [_per_step(sink.ring, a, b)
-                 for a, b in ((0, h1), (h1, h2), (h2, h3), (h3, None), (0, h2), (0, h3))]
+        z_all, hn_all = _per_step(gates, h1, h2), _per_step(gates, h2, h3)
+        n_all, h_all = _per_step(gates, h3), _per_step(hx, 0, hidden)
+        ring = sink.views(((0, h1), (h1, h2), (h2, h3), (h3, None), (0, h2), (0, h3)))
+        chunk = sink.chunk
         for t in range(steps - 1, -1, -1):
-            k = t % sink.chunk
-            d_r, d_z, d_hn, d_nx, d_rz, d_rzn = (ring[k] for ring in rings)
+            d_r, d_z, d_hn, d_nx, d_rz, d_rzn, _ = ring[t % chunk]
             n = n_all[t]
             torch.sub(h_all[t], n, out=d_z)
             d_z.mul_(dh)
@@ -351,8 +394,8 @@ class _FusedGRU(torch.autograd.Function):
             _sigmoid_backward(d_rz, rz_all[t], grad_input=d_rz)
             if t > 0:
                 torch.addmm(dhz, d_rzn, w_h, out=dh)
-            sink.step_done(t)
-        _give_back(flat)
+            if t % chunk == 0:
+                sink.flush(t)
         dw_aug, dx = None if sink.dw_t is None else sink.dw_t.t(), sink.dx
         need = ctx.needs_input_grad
         dw_ih = dw_hh = db_ih = db_hh = None
