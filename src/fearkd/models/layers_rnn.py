@@ -17,7 +17,10 @@ How the time goes into matrix multiplies on a CPU:
   (``[W_hh, W_ih, b]`` per gate row) gives every gate's pre-activation of step ``t`` as
   ``hx[t] @ W.T``, written straight into the saved gate buffer. For the GRU the matrix has four
   row blocks, ``r``, ``z``, ``W_hn h + b_hn`` and ``W_in x + b_in`` (zeros elsewhere), because
-  the reset gate multiplies the recurrent part of ``n`` only.
+  the reset gate multiplies the recurrent part of ``n`` only. The LSTM keeps only two rows of
+  ``hx`` (a ring that stays in cache) and its backward pass rebuilds ``h_{t-1} = o_{t-1} *
+  tanh(c_{t-1})`` from the saved gates and cell states, which it reads anyway: writing and
+  re-reading ``hx`` from memory cost more.
 * **Forward without autograd.** Per step: that GEMM and five or six element-wise operations
   into preallocated ``(steps, batch, .)`` buffers (gate activations; for the LSTM also the cell
   state), which are all the backward pass needs. The LSTM keeps its gates in the order o, i, f,
@@ -33,13 +36,13 @@ How the time goes into matrix multiplies on a CPU:
   The full ``(steps, batch, 4 * hidden)`` gradient is never written to memory. (One GEMM over
   all steps after the loop, from a saved gradient buffer, measured slower: the extra memory
   traffic costs more than the bigger GEMM saves.)
-* **Buffers reused across calls.** A forward pass saves about 70 MB for a 176-step LSTM batch
-  of 256; freshly allocated memory of that size is mapped page by page on first touch, which
-  cost as much as a third of the arithmetic. The buffers are taken from a small pool
-  (:data:`_POOL`, at most :data:`_POOL_BYTES` in all) and returned to it when the autograd
-  graph that saved them is freed (at once when nothing needs a gradient), so a buffer is never
-  shared while in use. In a training loop the previous batch's graph is still alive during the
-  next forward pass, so two buffers take turns.
+* **Buffers reused across calls.** A forward pass saves about 58 MB for a 176-step LSTM batch of
+  256 (gates and cell states); freshly allocated memory of that size is mapped page by page on
+  first touch, which cost as much as a third of the arithmetic. The buffers are taken from a
+  small pool (:data:`_POOL`, at most :data:`_POOL_BYTES` in all) and returned to it when the
+  autograd graph that saved them is freed (at once when nothing needs a gradient), so a buffer
+  is never shared while in use. In a training loop the previous batch's graph is still alive
+  during the next forward pass, so two buffers take turns.
 * **Subnormals flushed to zero** while the recurrence runs (see :class:`_FlushDenormal`).
 
 The backward pass only reads what the forward pass saved, so ``backward(retain_graph=True)``
@@ -59,7 +62,8 @@ __all__ = ["fused_gru", "fused_lstm"]
 _sigmoid_backward = torch.ops.aten.sigmoid_backward.grad_input
 _tanh_backward = torch.ops.aten.tanh_backward.grad_input
 
-#: Free work buffers, keyed by (number of elements, dtype, device), least recently used first.
+#: Free work buffers, keyed by (number of elements, dtype, device), least recently used first
+#: (shared with the convolution blocks of :mod:`fearkd.models.layers`).
 _POOL: dict[tuple[int, torch.dtype, torch.device], list[Tensor]] = {}
 #: Most bytes the pool keeps; older sizes are dropped first, then the allocator takes over.
 _POOL_BYTES = 256 * 2**20
@@ -163,17 +167,20 @@ class _GradSink:
     stays in cache; once a chunk of ``chunk`` consecutive steps is complete, one GEMM adds its
     share of the augmented-weight gradient, ``hx[t:t+n].T @ dgates`` with ``n * batch`` rows,
     and another its input gradient. The ``(steps, batch, 4 * hidden)`` gradients are never
-    written to memory as a whole.
+    written to memory as a whole. The GEMM rows ``[h_{t-1}, x_t, 1]`` come from ``hx`` (the
+    GRU's saved ``(steps + 1, batch, K)`` buffer) or, with ``hx=None``, from a ring of
+    ``chunk`` slots that the caller fills (the LSTM rebuilds ``h_{t-1}`` on the fly).
     """
 
     def __init__(self, ctx, w_aug: Tensor, hx: Tensor | None, chunk: int = _CHUNK) -> None:
         steps, batch, size_in, hidden = ctx.sizes
         need = ctx.needs_input_grad
         self.steps, self.batch, self.chunk = steps, batch, chunk
+        self.hx_is_ring = hx is None
         if hx is None:  # the caller fills the rows of each chunk into this ring
             hx = w_aug.new_empty(chunk, batch, w_aug.shape[1])
             hx[:, :, -1].fill_(1.0)
-        self.hx, self.hx_is_ring = hx, hx.shape[0] == chunk and steps + 1 != chunk
+        self.hx = hx
         self.ring = hx.new_empty(chunk, batch, w_aug.shape[0])
         self.slots = self.ring.unbind(0)  # step t uses slot t % chunk
         self.dw_t = hx.new_zeros(w_aug.shape[1], w_aug.shape[0]) if any(need[1:]) else None

@@ -17,8 +17,9 @@ Implementations (same weights, same function, interchangeable state dicts; both 
 ``impl="native"`` (``lstm-plain``, ``gru-plain``, the benchmark reference) calls
     ``nn.LSTM``/``nn.GRU`` time-major; on CPU PyTorch runs them through oneDNN's RNN kernels.
 
-Measured on the shared 2-core machine (1 thread, 176 steps, batch 256, one training epoch), the
-fused path is faster than oneDNN's (see ``benchmarks/bench_training.py``).
+Measured on the shared 2-core machine (``benchmarks/bench_training.py``, 1 thread, 176 steps,
+batch 256, whole training epochs), the fused path ran 2.1x as fast as oneDNN's for the LSTM and
+6.4-6.9x for the GRU (0.36-0.38 and 0.29-0.32 of the matrix-multiply ceiling).
 
 Parameter counts: PyTorch's LSTM has two bias vectors (``bias_ih``, ``bias_hh``), so it counts
 ``4 * hidden_size`` more parameters per layer than Keras' LSTM for the same function; PyTorch's
