@@ -293,3 +293,14 @@ def test_write_atomic_leaves_no_partial_file(tmp_path):
     assert [p.name for p in target.parent.iterdir()] == ["x.json"]
     write_atomic(target, b"second")
     assert target.read_bytes() == b"second"
+
+
+def test_environment_wall_time_adds_up_over_experiments(tmp_path):
+    from fearkd.evaluation.rundir import RunDir
+
+    run = RunDir(tmp_path / "run")
+    run.start_environment(seeds=[0])
+    run.finish_environment(10.0)
+    run.start_environment(seeds=[0])  # a second experiment (or a resume) in the same directory
+    run.finish_environment(5.0)
+    assert run.read_json("environment.json")["wall_seconds"] == 15.0

@@ -495,3 +495,13 @@ def test_plot_functions_validate_input(full_rundir):
         plots.plot_protocol_comparison(None)
     with pytest.raises(TypeError, match="'fig' must be a matplotlib Figure"):
         plots.figure_to_png("figure.png")
+
+
+def test_protocol_paragraph_uses_the_datasets_own_windowing():
+    from fearkd.reporting.document import _dataset_config, _overlap_sentence
+
+    keyed = {"deap": {"features": {"window": 4.0, "step": 2.0}}}
+    assert "4 s windows moved by 2 s" in _overlap_sentence(_dataset_config(keyed, "deap"))
+    assert "1/2 of its samples" in _overlap_sentence(_dataset_config(keyed, "deap"))
+    plain = {"features": {"window": 2.0, "step": 0.125}}
+    assert "15/16" in _overlap_sentence(_dataset_config(plain, "deap"))

@@ -131,6 +131,8 @@ class RunDir:
         p = self.path / "environment.json"
         old = self.read_json("environment.json") if p.exists() else {}
         env["started"] = old.get("started", _dt.datetime.now().isoformat(timespec="seconds"))
+        # several experiments (a demo's datasets, a resumed run) add up their wall time
+        env["wall_seconds"] = float(old.get("wall_seconds", 0.0))
         self.write_json("environment.json", env)
         return env
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from fearkd.models.layers import conv_block
+from fearkd.models.layers_cnn import first_block
 from fearkd.models.registry import FearkdModule, keras_init_
 
 __all__ = ["CNN", "cnn_flops_per_sample", "cnn_macs"]
@@ -104,7 +105,7 @@ class CNN(FearkdModule):
         batch = x.shape[0]
         x = x.reshape(batch, -1)
         if self.impl == "fast":
-            h = conv_block(x, self.conv1, self.bn1, first=True, pad_out=True)
+            h = first_block(x, self.conv1, self.bn1)
             h = conv_block(h, self.conv2, self.bn2, first=False, pad_out=True)
             h = conv_block(h, self.conv3, None, first=False, pad_out=False)
             return h.reshape(batch, -1)

@@ -251,8 +251,14 @@ def _protocol_section(run: RunData) -> Section | None:
                                plots.plot_protocol_comparison(
                                    table, title=f"{ds.upper()}: backbone test accuracy by "
                                                 "evaluation protocol")))
-        sec.blocks.append(TextBlock(protocol_explanation(table, run.config)))
+        sec.blocks.append(TextBlock(protocol_explanation(table, _dataset_config(run.config, ds))))
     return sec if sec.blocks else None
+
+
+def _dataset_config(config: dict | None, dataset: str) -> dict | None:
+    """The config of one dataset: a demo's config.json holds one config per dataset key."""
+    nested = (config or {}).get(dataset)
+    return nested if isinstance(nested, dict) and "features" in nested else config
 
 
 def _timing_section(run: RunData) -> Section | None:

@@ -1,0 +1,229 @@
+"""The CNN's first conv block, computed in cache-sized chunks of samples.
+
+The first block (``Conv1d(1 -> c, k=3, same) -> ReLU -> BatchNorm1d -> MaxPool1d(2)``) has the
+largest activations of the network (``batch * n_features * c`` values, 23 MB at batch 256 and
+176 inputs) but almost no arithmetic: its convolution has one input channel, so each output
+value costs three multiply-adds. Done over whole tensors, every element-wise pass (ReLU,
+statistics, pooling, the BatchNorm/ReLU/pooling backward) streams the whole activation through
+main memory. Here it is computed a few samples at a time, so each chunk's activation stays in
+the core's L2 cache across all those passes, and it is never stored: the forward pass keeps only
+the pooled maxima (half the size), and the backward pass recomputes each chunk's convolution
+(three multiply-adds per value, cheaper than reading it back from memory), builds that chunk's
+gradient and reduces it at once into the weight gradient with a ``(3 + 1) x c`` GEMM.
+
+It computes exactly the same function as :func:`fearkd.models.layers.conv_block` with
+``first=True`` (same pooling ties, same handling of negative or zero BatchNorm scales); only the
+order of floating-point summation over the batch differs.
+"""
+
+from __future__ import annotations
+
+import weakref
+
+import torch
+from torch import Tensor
+
+from fearkd.models.layers_rnn import _give_back, _take
+
+__all__ = ["first_block"]
+
+_threshold_backward = torch.ops.aten.threshold_backward
+
+#: Rows (samples x positions) per chunk: a chunk's activation and its gradient (2 x 128 channels
+#: x 4 bytes per row) plus the pooled temporaries fit in a 2 MiB L2 cache.
+CHUNK_ROWS = 1024
+
+
+class _Pool:
+    """Buffers of one call from the shared pool of :mod:`fearkd.models.layers_rnn`."""
+
+    def __init__(self, like: Tensor) -> None:
+        self.like, self.flats = like, []
+
+    def __call__(self, *shape: int) -> Tensor:
+        flat, (tensor,) = _take([shape], self.like)
+        self.flats.append(flat)
+        return tensor
+
+    def release(self) -> None:
+        for flat in self.flats:
+            _give_back(flat)
+        self.flats = []
+
+
+def _chunks(batch: int, length: int) -> list[tuple[int, int]]:
+    """Sample ranges ``[start, stop)`` of about :data:`CHUNK_ROWS` rows each."""
+    step = max(1, CHUNK_ROWS // max(length, 1))
+    return [(s, min(s + step, batch)) for s in range(0, batch, step)]
+
+
+def _pair_pick(even: Tensor, odd: Tensor, sign: Tensor | None, out: Tensor) -> Tensor:
+    """The element of each pair that max-pooling after the BN affine map selects (pre-BN)."""
+    torch.maximum(even, odd, out=out)
+    if sign is not None:
+        # scale == 0: every pair ties after BN, and the first element is the one picked.
+        out.copy_(torch.where(sign > 0, out, torch.where(sign < 0, torch.minimum(even, odd), even)))
+    return out
+
+
+class _FirstBlock(torch.autograd.Function):
+    """Conv1d(1 -> c, k=3, same) -> ReLU -> BatchNorm -> MaxPool(2) -> zero-padded output."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, gamma, beta, running_mean, running_var, training,
+                momentum, eps):
+        batch, length = x.shape
+        chans = weight.shape[0]
+        pooled_len = length // 2
+        # Taps then bias, (4, c): against the unfolded input's column of ones, one GEMM.
+        w = torch.cat([weight.detach().reshape(chans, 3).t(), bias.detach()[None]])
+        saved = _Pool(x)
+        # Unfolded input plus a column of ones: the backward GEMM gives the bias gradient too.
+        cols = saved(batch, length, 4)
+        cols[:, :, :3] = torch.nn.functional.pad(x.detach(), (1, 1)).unfold(1, 3, 1)
+        cols[:, :, 3] = 1.0
+        picked = saved(batch, pooled_len, chans)
+        scale_pos = bool((gamma > 0).all())
+        sign = None if scale_pos else torch.sign(gamma.detach())
+        scratch = _Pool(x)
+        rows = _chunks(batch, length)[0][1] * length
+        y_buf = scratch(rows, chans)
+        sq_buf = scratch(rows, chans)
+        ones = x.new_ones(rows)
+        total = x.new_zeros(chans)
+        total_sq = x.new_zeros(chans)
+        for s0, s1 in _chunks(batch, length):
+            n = (s1 - s0) * length
+            y = torch.mm(cols[s0:s1].view(n, 4), w, out=y_buf[:n]).relu_()
+            if training:
+                total.addmv_(y.t(), ones[:n])
+                total_sq.addmv_(torch.mul(y, y, out=sq_buf[:n]).t(), ones[:n])
+            y3 = y.view(s1 - s0, length, chans)
+            _pair_pick(y3[:, 0 : 2 * pooled_len : 2], y3[:, 1 : 2 * pooled_len : 2], sign,
+                       picked[s0:s1])
+        scratch.release()
+        count = batch * length
+        if training:
+            mean = total / count
+            var = (total_sq / count - mean * mean).clamp_(min=0)
+            if running_mean is not None:
+                unbiased = var * (count / max(count - 1, 1))
+                running_mean.mul_(1 - momentum).add_(mean, alpha=momentum)
+                running_var.mul_(1 - momentum).add_(unbiased, alpha=momentum)
+        else:
+            mean, var = running_mean.detach(), running_var.detach()
+        invstd = torch.rsqrt(var + eps)
+        scale = gamma.detach() * invstd
+        shift = beta.detach() - mean * scale
+        out = x.new_empty(batch, pooled_len + 2, chans)
+        out[:, 0].zero_()
+        out[:, -1].zero_()
+        torch.addcmul(shift, picked, scale, out=out[:, 1:-1])
+        ctx.training, ctx.count, ctx.sign = training, count, sign
+        ctx.save_for_backward(cols, picked, w, mean, invstd, scale)
+        if any(ctx.needs_input_grad):
+            weakref.finalize(ctx, saved.release)
+        else:
+            saved.release()
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        cols, picked, w, mean, invstd, scale = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        batch, length, _ = cols.shape
+        pooled_len, chans = picked.shape[1], picked.shape[2]
+        chunks = _chunks(batch, length)
+        scratch = _Pool(picked)
+        rows = chunks[0][1] * length
+        half_rows = chunks[0][1] * pooled_len
+        g_buf = scratch(half_rows, chans)
+        p_buf = scratch(half_rows, chans)
+        ones = picked.new_ones(rows)
+        g = grad_out[:, 1:-1]
+        # Pass 1: dbeta and dgamma, which the BatchNorm input gradient needs everywhere.
+        dbeta = picked.new_zeros(chans)
+        dgp = picked.new_zeros(chans)
+        for s0, s1 in chunks:
+            n = (s1 - s0) * pooled_len
+            gc = g_buf[:n].view(s1 - s0, pooled_len, chans).copy_(g[s0:s1]).view(n, chans)
+            dbeta.addmv_(gc.t(), ones[:n])
+            dgp.addmv_(torch.mul(gc, picked[s0:s1].reshape(n, chans), out=p_buf[:n]).t(),
+                       ones[:n])
+        dgamma = invstd * (dgp - mean * dbeta)
+        if ctx.training:
+            coef_y = -scale * dgamma * invstd / ctx.count
+            const = -scale * dbeta / ctx.count - coef_y * mean
+        else:
+            coef_y = const = None
+        # Pass 2: recompute each chunk's activation, build its gradient, reduce it at once.
+        y_buf = scratch(rows, chans)
+        dy_buf = scratch(rows, chans)
+        need_w = need[1] or need[2]
+        both = picked.new_zeros(4, chans) if need_w else None
+        dpad = picked.new_zeros(batch, length + 2) if need[0] else None
+        for s0, s1 in chunks:
+            k = s1 - s0
+            n = k * length
+            y = torch.mm(cols[s0:s1].view(n, 4), w, out=y_buf[:n]).relu_()
+            y3 = y.view(k, length, chans)
+            even = y3[:, 0 : 2 * pooled_len : 2]
+            odd = y3[:, 1 : 2 * pooled_len : 2]
+            diff = torch.sub(odd, even, out=p_buf[: k * pooled_len].view(k, pooled_len, chans))
+            if ctx.sign is not None:
+                diff.mul_(ctx.sign)
+            gs = torch.mul(g[s0:s1], scale,
+                           out=g_buf[: k * pooled_len].view(k, pooled_len, chans))
+            g_odd = _threshold_backward(gs, diff, 0, grad_input=diff)
+            dy = dy_buf[:n]
+            dy3 = dy.view(k, length, chans)
+            d_even = dy3[:, 0 : 2 * pooled_len : 2]
+            d_odd = dy3[:, 1 : 2 * pooled_len : 2]
+            if coef_y is None:
+                torch.sub(gs, g_odd, out=d_even)
+                d_odd.copy_(g_odd)
+                dy3[:, 2 * pooled_len :].zero_()
+            else:
+                torch.addcmul(const, y, coef_y, out=dy)
+                d_odd.add_(g_odd)
+                d_even.add_(gs).sub_(g_odd)
+            _threshold_backward(dy, y, 0, grad_input=dy)
+            if need_w:
+                both.addmm_(cols[s0:s1].view(n, 4).t(), dy)
+            if need[0]:
+                dcols = (dy @ w[:3].t()).view(k, length, 3)
+                for tap in range(3):
+                    dpad[s0:s1, tap : tap + length] += dcols[:, :, tap]
+        scratch.release()
+        dx = dpad[:, 1:-1] if need[0] else None
+        dweight = both[:3].t().reshape(chans, 1, 3).contiguous() if need[1] else None
+        dbias = both[3].clone() if need[2] else None
+        return (dx, dweight, dbias, dgamma if need[3] else None, dbeta if need[4] else None,
+                None, None, None, None, None)
+
+
+def first_block(x: Tensor, conv: torch.nn.Conv1d, bn: torch.nn.BatchNorm1d) -> Tensor:
+    """Fused ``conv -> ReLU -> bn -> MaxPool1d(2)`` of the one-channel network input.
+
+    Parameters
+    ----------
+    x : Tensor, shape (batch, length)
+        Network input.
+    conv : nn.Conv1d
+        One input channel, kernel 3, 'same' padding; holds the weight, shape (c, 1, 3), and the
+        bias. Its ``forward`` is not used.
+    bn : nn.BatchNorm1d
+        Affine parameters and running statistics; its ``training`` flag selects batch or
+        running statistics, as in ``nn.BatchNorm1d``.
+
+    Returns
+    -------
+    Tensor, shape (batch, length // 2 + 2, c)
+        Channels-last, with zero first and last rows (the next block's 'same' padding).
+    """
+    training = bn.training or bn.running_mean is None
+    if bn.training and bn.num_batches_tracked is not None:
+        bn.num_batches_tracked.add_(1)
+    momentum = 0.0 if bn.momentum is None else bn.momentum
+    return _FirstBlock.apply(x, conv.weight, conv.bias, bn.weight, bn.bias, bn.running_mean,
+                             bn.running_var, training, momentum, bn.eps)
