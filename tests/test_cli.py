@@ -77,3 +77,27 @@ def test_ascertain_rejects_format_flag(tmp_path, capsys):
 
 def test_parser_builds():
     assert build_parser().prog == "fearkd"
+
+
+def test_features_npz_is_readable_by_numpy_alone(deap_root, tmp_path, capsys):
+    import numpy as np
+
+    out = tmp_path / "teacher.npz"
+    assert main(["features", str(deap_root), "--preset", "deap-student", "--window", "4",
+                 "--step", "2", "--out", str(out), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["n_features"] == 86
+    with np.load(out, allow_pickle=False) as data:
+        X, names = data["X"], data["feature_names"]
+        assert X.dtype == np.float32 and X.shape == (summary["n_windows"], 86)
+        assert names[0] == "eeg:AF3:theta"
+        assert len(data["meta_subject"]) == len(X)
+        assert set(np.unique(data["meta_y_fear"])) <= {-1, 0, 1, 2, 3}
+        # 3 subjects x 12 trials x 10 s after the 3 s baseline, 4 s windows every 2 s
+        assert len(X) == 3 * 12 * 4
+
+
+def test_features_rejects_an_output_that_is_not_npz(deap_root, tmp_path, capsys):
+    assert main(["features", str(deap_root), "--preset", "deap-teacher",
+                 "--out", str(tmp_path / "x.csv")]) == 2
+    assert "--out must name a .npz file" in capsys.readouterr().err

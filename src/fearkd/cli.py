@@ -196,9 +196,14 @@ def _cmd_features(args) -> int:
 
     if args.out.suffix != ".npz":
         raise ValueError(f"--out must name a .npz file (NumPy archive), got {str(args.out)!r}.")
+    window = args.window
+    try:
+        window = float(window)  # a length in seconds; otherwise a windowing preset's name
+    except (TypeError, ValueError):
+        pass
     recordings = open_dataset(args.path)
     fs = extract_features(
-        recordings, args.preset, window=args.window, step=args.step, baseline=args.baseline,
+        recordings, args.preset, window=window, step=args.step, baseline=args.baseline,
         rules=args.rules, ambiguous=args.ambiguous, nan_policy=args.nan_policy,
         n_jobs=args.jobs, cache_dir=args.cache, progress=not args.json,
     )
@@ -218,7 +223,7 @@ def _cmd_features(args) -> int:
     else:
         shown = ", ".join(fs.feature_names[:4])
         print(f"Wrote {summary['n_windows']} windows x {summary['n_features']} features "
-              f"({shown}, ...) of {summary['n_subjects']} subjects to {args.out}")
+              f"({shown}, ...) of {summary['n_subjects']} subject(s) to {args.out}")
         print(f"Windows per fear class (-1 = unlabelled): {summary['fear_windows']}")
     return 0
 

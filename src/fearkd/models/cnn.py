@@ -24,8 +24,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from fearkd.models.layers import conv_block
-from fearkd.models.layers_cnn import first_block
+from fearkd.models.layers_cnn import first_block, next_block
 from fearkd.models.registry import FearkdModule, keras_init_
 
 __all__ = ["CNN", "cnn_flops_per_sample", "cnn_macs"]
@@ -106,8 +105,8 @@ class CNN(FearkdModule):
         x = x.reshape(batch, -1)
         if self.impl == "fast":
             h = first_block(x, self.conv1, self.bn1)
-            h = conv_block(h, self.conv2, self.bn2, first=False, pad_out=True)
-            h = conv_block(h, self.conv3, None, first=False, pad_out=False)
+            h = next_block(h, self.conv2, self.bn2, pad_out=True)
+            h = next_block(h, self.conv3, None, pad_out=False)
             return h.reshape(batch, -1)
         h = x.unsqueeze(1)
         h = self.pool(self.bn1(self.conv1(h).relu()))

@@ -25,13 +25,13 @@ from torch import Tensor
 
 from fearkd.models.layers_rnn import _give_back, _take
 
-__all__ = ["first_block"]
+__all__ = ["first_block", "next_block"]
 
 _threshold_backward = torch.ops.aten.threshold_backward
 
-#: Rows (samples x positions) per chunk: a chunk's activation and its gradient (2 x 128 channels
-#: x 4 bytes per row) plus the pooled temporaries fit in a 2 MiB L2 cache.
-CHUNK_ROWS = 1024
+#: Values per chunk of an activation (512 KiB of float32): a chunk's activation, its gradient
+#: and the pooled temporaries stay in a 2 MiB L2 cache.
+CHUNK_VALUES = 131072
 
 
 class _Pool:
@@ -51,9 +51,9 @@ class _Pool:
         self.flats = []
 
 
-def _chunks(batch: int, length: int) -> list[tuple[int, int]]:
-    """Sample ranges ``[start, stop)`` of about :data:`CHUNK_ROWS` rows each."""
-    step = max(1, CHUNK_ROWS // max(length, 1))
+def _chunks(batch: int, length: int, chans: int) -> list[tuple[int, int]]:
+    """Sample ranges ``[start, stop)`` of about :data:`CHUNK_VALUES` values each."""
+    step = max(1, CHUNK_VALUES // max(length * chans, 1))
     return [(s, min(s + step, batch)) for s in range(0, batch, step)]
 
 
@@ -86,13 +86,13 @@ class _FirstBlock(torch.autograd.Function):
         scale_pos = bool((gamma > 0).all())
         sign = None if scale_pos else torch.sign(gamma.detach())
         scratch = _Pool(x)
-        rows = _chunks(batch, length)[0][1] * length
+        rows = _chunks(batch, length, chans)[0][1] * length
         y_buf = scratch(rows, chans)
         sq_buf = scratch(rows, chans)
         ones = x.new_ones(rows)
         total = x.new_zeros(chans)
         total_sq = x.new_zeros(chans)
-        for s0, s1 in _chunks(batch, length):
+        for s0, s1 in _chunks(batch, length, chans):
             n = (s1 - s0) * length
             y = torch.mm(cols[s0:s1].view(n, 4), w, out=y_buf[:n]).relu_()
             if training:
@@ -133,7 +133,7 @@ class _FirstBlock(torch.autograd.Function):
         need = ctx.needs_input_grad
         batch, length, _ = cols.shape
         pooled_len, chans = picked.shape[1], picked.shape[2]
-        chunks = _chunks(batch, length)
+        chunks = _chunks(batch, length, chans)
         scratch = _Pool(picked)
         rows = chunks[0][1] * length
         half_rows = chunks[0][1] * pooled_len
@@ -227,3 +227,202 @@ def first_block(x: Tensor, conv: torch.nn.Conv1d, bn: torch.nn.BatchNorm1d) -> T
     momentum = 0.0 if bn.momentum is None else bn.momentum
     return _FirstBlock.apply(x, conv.weight, conv.bias, bn.weight, bn.bias, bn.running_mean,
                              bn.running_var, training, momentum, bn.eps)
+
+
+class _Block(torch.autograd.Function):
+    """Conv1d(k=3, same) -> ReLU -> [BatchNorm] -> MaxPool(2) on a zero-padded channels-last
+    input, chunk by chunk (the layout and formulas of :mod:`fearkd.models.layers`)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, gamma, beta, running_mean, running_var, training,
+                momentum, eps, pad_out):
+        batch, rows, c_in = x.shape
+        length, chans = rows - 2, weight.shape[0]
+        pooled_len = length // 2
+        wk = weight.detach().permute(2, 1, 0).contiguous()  # (3, c_in, c_out)
+        b = bias.detach()
+        xf = x.detach().contiguous().view(batch * rows, c_in)
+        use_bn = gamma is not None
+        saved = _Pool(x)
+        y = saved(batch * rows, chans)
+        picked = saved(batch, pooled_len, chans) if use_bn else None
+        sign = None
+        if use_bn and not bool((gamma > 0).all()):
+            sign = torch.sign(gamma.detach())
+        out_rows = pooled_len + 2 if pad_out else pooled_len
+        out = x.new_empty(batch, out_rows, chans)
+        inner = out[:, 1:-1] if pad_out else out
+        chunks = _chunks(batch, rows, chans)
+        scratch = _Pool(x)
+        sq_buf = scratch(chunks[0][1] * rows, chans)
+        ones = x.new_ones(chunks[0][1] * rows)
+        total = x.new_zeros(chans)
+        total_sq = x.new_zeros(chans)
+        stats = use_bn and training
+        for s0, s1 in chunks:
+            r0, n = s0 * rows, (s1 - s0) * rows
+            m = n - 2
+            yc = y[r0 : r0 + n]
+            torch.addmm(b, xf[r0 : r0 + m], wk[0], out=yc[:m])
+            yc[:m].addmm_(xf[r0 + 1 : r0 + m + 1], wk[1])
+            yc[:m].addmm_(xf[r0 + 2 : r0 + m + 2], wk[2])
+            y3 = yc.view(s1 - s0, rows, chans)
+            y3[:, length:].zero_()  # junk rows: excluded from statistics and gradients
+            yc.relu_()
+            if stats:
+                total.addmv_(yc.t(), ones[:n])
+                total_sq.addmv_(torch.mul(yc, yc, out=sq_buf[:n]).t(), ones[:n])
+            even = y3[:, 0 : 2 * pooled_len : 2]
+            odd = y3[:, 1 : 2 * pooled_len : 2]
+            if use_bn:
+                _pair_pick(even, odd, sign, picked[s0:s1])
+            else:
+                torch.maximum(even, odd, out=inner[s0:s1])
+        scratch.release()
+        if pad_out:
+            out[:, 0].zero_()
+            out[:, -1].zero_()
+        count = batch * length
+        mean = invstd = scale = None
+        if use_bn:
+            if training:
+                mean = total / count
+                var = (total_sq / count - mean * mean).clamp_(min=0)
+                if running_mean is not None:
+                    unbiased = var * (count / max(count - 1, 1))
+                    running_mean.mul_(1 - momentum).add_(mean, alpha=momentum)
+                    running_var.mul_(1 - momentum).add_(unbiased, alpha=momentum)
+            else:
+                mean, var = running_mean.detach(), running_var.detach()
+            invstd = torch.rsqrt(var + eps)
+            scale = gamma.detach() * invstd
+            shift = beta.detach() - mean * scale
+            torch.addcmul(shift, picked, scale, out=inner)
+        ctx.pad_out, ctx.use_bn, ctx.training, ctx.sign = pad_out, use_bn, training, sign
+        ctx.count, ctx.shape_in = count, (batch, rows, c_in)
+        if use_bn:
+            ctx.save_for_backward(y, xf, wk, picked, mean, invstd, scale)
+        else:
+            ctx.save_for_backward(y, xf, wk)
+        if any(ctx.needs_input_grad):
+            weakref.finalize(ctx, saved.release)
+        else:
+            saved.release()
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        if ctx.use_bn:
+            y, xf, wk, picked, mean, invstd, scale = ctx.saved_tensors
+        else:
+            y, xf, wk = ctx.saved_tensors
+            picked = mean = invstd = scale = None
+        need = ctx.needs_input_grad
+        batch, rows, c_in = ctx.shape_in
+        chans = wk.shape[2]
+        length = rows - 2
+        pooled_len = length // 2
+        chunks = _chunks(batch, rows, chans)
+        scratch = _Pool(y)
+        step = chunks[0][1]
+        g_buf = scratch(step * pooled_len, chans)
+        p_buf = scratch(step * pooled_len, chans)
+        ones = y.new_ones(step * rows)
+        g = grad_out[:, 1:-1] if ctx.pad_out else grad_out
+        dgamma = dbeta = coef_y = const = None
+        if ctx.use_bn:
+            dbeta = y.new_zeros(chans)
+            dgp = y.new_zeros(chans)
+            for s0, s1 in chunks:
+                n = (s1 - s0) * pooled_len
+                gc = g_buf[:n].view(s1 - s0, pooled_len, chans).copy_(g[s0:s1]).view(n, chans)
+                dbeta.addmv_(gc.t(), ones[:n])
+                dgp.addmv_(torch.mul(gc, picked[s0:s1].reshape(n, chans), out=p_buf[:n]).t(),
+                           ones[:n])
+            dgamma = invstd * (dgp - mean * dbeta)
+            if ctx.training:
+                coef_y = -scale * dgamma * invstd / ctx.count
+                const = -scale * dbeta / ctx.count - coef_y * mean
+        need_w = need[1] or need[2]
+        dwk = y.new_zeros(wk.shape) if need_w else None
+        dbias = y.new_zeros(chans) if need_w else None
+        dflat = y.new_empty(batch * rows, c_in) if need[0] else None
+        dy_buf = scratch(step * rows, chans)
+        for s0, s1 in chunks:
+            k = s1 - s0
+            r0, n = s0 * rows, k * rows
+            m = n - 2
+            yc = y[r0 : r0 + n]
+            y3 = yc.view(k, rows, chans)
+            even = y3[:, 0 : 2 * pooled_len : 2]
+            odd = y3[:, 1 : 2 * pooled_len : 2]
+            half = p_buf[: k * pooled_len].view(k, pooled_len, chans)
+            diff = torch.sub(odd, even, out=half)
+            if ctx.sign is not None:
+                diff.mul_(ctx.sign)
+            if ctx.use_bn:
+                gs = torch.mul(g[s0:s1], scale,
+                               out=g_buf[: k * pooled_len].view(k, pooled_len, chans))
+            else:
+                gs = g[s0:s1]
+            g_odd = _threshold_backward(gs, diff, 0, grad_input=diff)
+            dy = dy_buf[:n]
+            dy3 = dy.view(k, rows, chans)
+            d_even = dy3[:, 0 : 2 * pooled_len : 2]
+            d_odd = dy3[:, 1 : 2 * pooled_len : 2]
+            if coef_y is None:
+                torch.sub(gs, g_odd, out=d_even)
+                d_odd.copy_(g_odd)
+                dy3[:, 2 * pooled_len :].zero_()
+            else:
+                torch.addcmul(const, yc, coef_y, out=dy)
+                d_odd.add_(g_odd)
+                d_even.add_(gs).sub_(g_odd)
+            # ReLU mask; it also zeroes the junk rows, where y == 0.
+            _threshold_backward(dy, yc, 0, grad_input=dy)
+            if need_w:
+                dbias.addmv_(dy.t(), ones[:n])
+                for tap in range(3):
+                    dwk[tap].addmm_(xf[r0 + tap : r0 + tap + m].t(), dy[:m])
+            if need[0]:
+                dfc = dflat[r0 : r0 + n]
+                torch.mm(dy[:m], wk[0].t(), out=dfc[:m])  # the first tap writes, no zero fill
+                dfc[m:].zero_()
+                dfc[1 : m + 1].addmm_(dy[:m], wk[1].t())
+                dfc[2 : m + 2].addmm_(dy[:m], wk[2].t())
+        scratch.release()
+        dx = dflat.view(batch, rows, c_in) if need[0] else None
+        dweight = dwk.permute(2, 1, 0).contiguous() if need[1] else None
+        return (dx, dweight, dbias if need[2] else None, dgamma if need[3] else None,
+                dbeta if need[4] else None, None, None, None, None, None, None)
+
+
+def next_block(x: Tensor, conv: torch.nn.Conv1d, bn: torch.nn.BatchNorm1d | None, *,
+               pad_out: bool) -> Tensor:
+    """Fused ``conv -> ReLU -> [bn] -> MaxPool1d(2)`` of a previous block's output.
+
+    Parameters
+    ----------
+    x : Tensor, shape (batch, length + 2, c_in)
+        Zero-padded channels-last output of :func:`first_block` or of another ``next_block``.
+    conv : nn.Conv1d
+        Kernel 3, 'same' padding; holds the weight, shape (c_out, c_in, 3), and the bias.
+    bn : nn.BatchNorm1d or None
+        Affine parameters and running statistics, or no BatchNorm.
+    pad_out : bool
+        Return ``(batch, length // 2 + 2, c_out)`` with zero first and last rows (input of
+        another block) instead of ``(batch, length // 2, c_out)``.
+
+    Returns
+    -------
+    Tensor, shape (batch, length // 2 [+ 2], c_out)
+    """
+    if bn is None:
+        return _Block.apply(x, conv.weight, conv.bias, None, None, None, None, False, 0.0, 0.0,
+                            pad_out)
+    training = bn.training or bn.running_mean is None
+    if bn.training and bn.num_batches_tracked is not None:
+        bn.num_batches_tracked.add_(1)
+    momentum = 0.0 if bn.momentum is None else bn.momentum
+    return _Block.apply(x, conv.weight, conv.bias, bn.weight, bn.bias, bn.running_mean,
+                        bn.running_var, training, momentum, bn.eps, pad_out)
