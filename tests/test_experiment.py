@@ -222,3 +222,29 @@ def test_ascertain_end_to_end(ascertain_root, tmp_path):
     assert (fear.n_train > 0).all() and (fear.n_test > 0).all()
     assert set(df.loc[df.task == "source", "chance"]) == {1 / 7}  # ASCERTAIN arousal: 7 classes
     assert res.data.summary["windows"]["n_fear_labelled"] > 0
+
+
+def test_a_run_that_failed_on_its_data_path_can_be_rerun_with_the_right_one(deap_root, tmp_path,
+                                                                            capsys):
+    config = _write(tmp_path, methods="[]", targets='["hard"]')
+    out = tmp_path / "run"
+    assert main(["run", str(config), "--data", str(tmp_path / "nope"), "--out", str(out),
+                 "--quiet"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert not (out / "config.json").exists()
+    assert main(["run", str(config), "--data", str(deap_root), "--out", str(out), "--quiet"]) == 0
+    assert (out / "results.csv").is_file()
+
+
+def test_labels_of_a_generic_description_use_its_class_names(capsys):
+    from pathlib import Path
+
+    config = Path(__file__).resolve().parents[1] / "configs" / "physionet-noneeg.toml"
+    shared = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "physionet-noneeg"
+    if not shared.is_dir():
+        pytest.skip(f"PhysioNet Non-EEG data not found at {shared}")
+    assert main(["labels", str(config), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["classes"] == ["Relax", "PhysicalStress", "CognitiveStress", "EmotionalStress"]
+    assert report["totals"] == {"Relax": 80, "PhysicalStress": 20, "CognitiveStress": 20,
+                                "EmotionalStress": 40}

@@ -20,7 +20,7 @@ from .config import ExperimentConfig, config_to_dict
 from .errors import ConfigError
 from .evaluation.crossval import UNIT_THREADS, CVData, make_units, run_units, timing_table
 from .evaluation.rundir import RunDir
-from .label_report import FEAR_CLASSES, LabelReport, label_report
+from .label_report import FEAR_CLASSES, LabelReport, class_names_for, label_report
 from .methods import PipelineSettings
 
 __all__ = ["PreparedData", "prepare_data", "run_experiment", "ExperimentResult"]
@@ -118,9 +118,7 @@ def prepare_data(cfg: ExperimentConfig, *, data_path=None, cache_dir=None,
         ambiguous = fa.ambiguous
     else:
         n = int(max(meta["y_fear"].max(), 0)) + 1
-        class_names = (_described_class_names(recordings.description.get("classes"), n)
-                       or (FEAR_CLASSES[:n] if n <= len(FEAR_CLASSES)
-                           else tuple(map(str, range(n)))))
+        class_names = class_names_for(recordings, n)
     report = label_report(trials, class_names=class_names, ambiguous=ambiguous)
     if (meta["y_fear"] >= 0).sum() == 0:
         raise ConfigError(f"{recordings.dataset}: no window is labelled for fear; check the "
@@ -143,20 +141,6 @@ def prepare_data(cfg: ExperimentConfig, *, data_path=None, cache_dir=None,
                           "student_features": len(student_names)}
     return PreparedData(recordings.dataset, fs, tuple(student_names), n_source,
                         tuple(class_names), report, summary)
-
-
-def _described_class_names(classes, n: int) -> tuple[str, ...] | None:
-    """Class names of a generic description (``{"Relax": 0, ...}``) in code order, or None.
-
-    Several names of one code are joined with "/"; None when a code in ``0..n-1`` has none.
-    """
-    if not isinstance(classes, dict) or not classes:
-        return None
-    names: list[list[str]] = [[] for _ in range(n)]
-    for name, code in classes.items():
-        if isinstance(code, int) and 0 <= code < n:
-            names[code].append(str(name))
-    return tuple("/".join(v) for v in names) if all(names) else None
 
 
 def _splits(meta: pd.DataFrame, protocol: str, folds: int, seed: int) -> list[tuple]:
@@ -232,11 +216,14 @@ def run_experiment(cfg: ExperimentConfig, rundir: str | Path, *, data_path=None,
     resolved = config_to_dict(cfg)
     resolved["run"] = {"plan": [[p, m, list(ms)] for p, m, ms in plan], "folds": folds,
                        "data": str(data_path or "")}
+    # refuse another configuration before any work, but write this one only once the data
+    # have been read: a run that failed on a wrong path must not pin its config
+    run.check_config(resolved, key=config_key, write=False)
+    data = prepared or prepare_data(cfg, data_path=data_path, cache_dir=run.path / "cache",
+                                    progress=progress)
     run.check_config(resolved, key=config_key)
     run.start_environment(seeds=list(ev.seeds), jobs=jobs, scheduler=scheduler or "",
                           torch_threads=UNIT_THREADS)
-    data = prepared or prepare_data(cfg, data_path=data_path, cache_dir=run.path / "cache",
-                                    progress=progress)
     dsdir = run.dataset_dir(data.dataset)
     run.write_json(dsdir.relative_to(run.path) / "label_report.json", data.label_report.to_dict())
     run.write_json(dsdir.relative_to(run.path) / "summary.json", data.summary)

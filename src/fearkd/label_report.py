@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-__all__ = ["FEAR_CLASSES", "LabelReport", "label_report", "label_recordings"]
+__all__ = ["FEAR_CLASSES", "LabelReport", "label_report", "label_recordings", "class_names_for"]
 
 logger = logging.getLogger(__name__)
 
@@ -140,6 +140,25 @@ def label_report(
     return LabelReport(counts, int((y < 0).sum()), int(amb.sum()), tuple(warnings))
 
 
+def class_names_for(recordings, n_classes: int) -> tuple[str, ...]:
+    """Names of classes ``0 .. n_classes - 1`` for trials whose readers gave class labels.
+
+    A generic description's ``classes`` mapping (``{"Relax": 0, ...}``) names them (several
+    names of one code joined with "/"); otherwise the fear level names, or the codes.
+    """
+    classes = recordings.description.get("classes")
+    if isinstance(classes, dict) and classes:
+        names: list[list[str]] = [[] for _ in range(n_classes)]
+        for name, code in classes.items():
+            if isinstance(code, int) and 0 <= code < n_classes:
+                names[code].append(str(name))
+        if all(names):
+            return tuple("/".join(v) for v in names)
+    if n_classes <= len(FEAR_CLASSES):
+        return FEAR_CLASSES[:n_classes]
+    return tuple(str(i) for i in range(n_classes))
+
+
 def label_recordings(recordings, rules=None, *, ambiguous: str = "drop",
                      nan_policy: str = "raise", source=None, min_subjects: int = 3):
     """Fear and source labels of every trial of a dataset, and their report.
@@ -181,9 +200,7 @@ def label_recordings(recordings, rules=None, *, ambiguous: str = "drop",
     class_names = FEAR_CLASSES
     if rules is None and given.notna().all():
         trials["y_fear"] = given.astype(np.int64)
-        n_classes = int(trials["y_fear"].max()) + 1
-        class_names = tuple(FEAR_CLASSES[:n_classes]) if n_classes <= 4 else tuple(
-            str(i) for i in range(n_classes))
+        class_names = class_names_for(recordings, int(trials["y_fear"].max()) + 1)
     else:
         if rules is None:
             if recordings.dataset not in BUILTIN_TABLES:

@@ -105,11 +105,12 @@ class RunDir:
         except json.JSONDecodeError as exc:
             raise FearkdError(f"{p} is not valid JSON ({exc}); delete it and re-run.") from None
 
-    def check_config(self, config: dict, key: str | None = None) -> None:
+    def check_config(self, config: dict, key: str | None = None, *, write: bool = True) -> None:
         """Write the resolved config, or refuse to resume a run made with another one.
 
         With ``key``, ``config.json`` maps keys to configs (a demo runs one experiment per
-        dataset in the same directory) and only that key's config is compared.
+        dataset in the same directory) and only that key's config is compared. With
+        ``write=False`` a new config is only checked, not written.
         """
         p = self.path / "config.json"
         stored = self.read_json("config.json") if p.exists() else {}
@@ -123,7 +124,8 @@ class RunDir:
                     f"{changed}); use a new --out folder, or delete {self.path} to start over."
                 )
             return
-        self.write_json("config.json", {**stored, key: new} if key is not None else new)
+        if write:
+            self.write_json("config.json", {**stored, key: new} if key is not None else new)
 
     def start_environment(self, **extra) -> dict:
         env = environment_info()
