@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from .._atomic import atomic_open
 from ..errors import FormatError
 
 __all__ = ["FeatureSet", "REQUIRED_COLUMNS"]
@@ -197,15 +197,8 @@ class FeatureSet:
                 arrays[f"meta_{col}"] = series.to_numpy()
             else:
                 arrays[f"meta_{col}"] = np.asarray(series.astype(str).to_numpy(), dtype=str)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, **arrays)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_open(path) as fh:
+            np.savez(fh, **arrays)
         return path
 
     @classmethod

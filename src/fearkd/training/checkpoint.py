@@ -15,8 +15,6 @@ in the same directory, then ``os.replace``), so a crash never leaves half a chec
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ import torch
 from sklearn.preprocessing import StandardScaler
 from torch import nn
 
+from fearkd._atomic import atomic_open
 from fearkd.errors import CheckpointError
 from fearkd.models.registry import ModelSpec, make_model
 
@@ -124,15 +123,8 @@ def save_checkpoint(path, model: nn.Module, *, scaler: StandardScaler | None = N
         "metadata": _plain(metadata or {}),
     }
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(payload, fh)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path) as fh:
+        torch.save(payload, fh)
     return path
 
 

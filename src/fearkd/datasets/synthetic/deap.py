@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..._atomic import atomic_open
 from ..deap import CHANNELS, EEG_CHANNELS, N_SUBJECTS, N_TIMES, N_TRIALS, ONSET, SFREQ
 from . import _physio as phy
 
@@ -101,18 +102,12 @@ def _write_array(f, shape: tuple[int, ...], chunks: Iterable[np.ndarray]) -> Non
 
 def _write_dat_stream(path: Path, arrays) -> None:
     """``arrays``: (key, shape, iterable of C-order chunks) in the order to write."""
-    tmp = path.with_name(path.name + ".part")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(b"\x80\x02}(")  # PROTO 2, EMPTY_DICT, MARK
-            for key, shape, chunks in arrays:
-                f.write(_short_binstring(key.encode("ascii")))
-                _write_array(f, tuple(shape), chunks)
-            f.write(b"u.")  # SETITEMS, STOP
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # no half-written file left behind
-        raise
-    os.replace(tmp, path)
+    with atomic_open(path) as f:  # no half-written file left behind
+        f.write(b"\x80\x02}(")  # PROTO 2, EMPTY_DICT, MARK
+        for key, shape, chunks in arrays:
+            f.write(_short_binstring(key.encode("ascii")))
+            _write_array(f, tuple(shape), chunks)
+        f.write(b"u.")  # SETITEMS, STOP
 
 
 def write_dat_file(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> Path:

@@ -1,0 +1,46 @@
+"""Atomic file writes: a temporary file in the target's folder, then ``os.replace``.
+
+Every file fearkd writes for later reuse (run units, checkpoints, feature sets and caches,
+synthetic datasets) goes through :func:`atomic_open`, so a crash or a kill never leaves a
+half-written file that a later run would mistake for a finished one.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+
+__all__ = ["atomic_open"]
+
+
+@contextmanager
+def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
+    """Open a temporary file for writing that replaces ``path`` when the block ends cleanly.
+
+    On an exception (or a kill) the temporary file is removed and ``path`` is untouched.
+
+    Parameters
+    ----------
+    path : path
+        Final file; its folder is created if missing.
+    mode : {"wb", "w"}
+        Binary or text.
+    """
+    if mode not in ("wb", "w"):
+        raise ValueError(f"Invalid value for 'mode': expected 'wb' or 'w', got {mode!r}.")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
