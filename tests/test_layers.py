@@ -192,6 +192,42 @@ def test_fused_rnn_frozen_parameters_get_no_gradient(cell):
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("steps", [1, 2, 5])
+def test_fused_rnn_input_gradient_only(cell, steps):
+    # Frozen weights: no weight-gradient GEMM, so the backward pass takes its other branch
+    # (the LSTM then rebuilds h only for dc); odd step counts end on a partial chunk.
+    rnn = _torch_rnn(cell, 2, 4, torch.float64, seed=3)
+    x = torch.randn(steps, 3, 2, dtype=torch.float64, requires_grad=True)
+    (ref,) = _grads(_last_state(rnn, x), [x])
+    params = [p.detach().clone() for p in rnn.parameters()]
+    x2 = x.detach().clone().requires_grad_()
+    (got,) = _grads(CELLS[cell][1](x2, *params), [x2])
+    torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-12)
+    assert all(p.grad is None for p in params)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize(("chunk", "ring"), [(1, 1), (3, 2), (4, 5)])
+def test_fused_rnn_chunk_and_ring_sizes(monkeypatch, cell, chunk, ring):
+    # Weight-gradient GEMMs over `chunk` steps and an LSTM forward ring of `ring` slots: 7
+    # steps end on a partial chunk/ring for every size here except 1.
+    monkeypatch.setattr(layers_rnn, "_CHUNK", chunk)
+    monkeypatch.setattr(layers_rnn, "_RING", ring)
+    rnn = _torch_rnn(cell, 2, 4, torch.float64, seed=4)
+    x = torch.randn(7, 3, 2, dtype=torch.float64, requires_grad=True)
+    params = list(rnn.parameters())
+    ref = _last_state(rnn, x)
+    ref_grads = _grads(ref, [x, *params])
+    copies = [p.detach().clone().requires_grad_() for p in params]
+    x2 = x.detach().clone().requires_grad_()
+    out = CELLS[cell][1](x2, *copies)
+    grads = _grads(out, [x2, *copies])
+    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+    for got, expected in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_fused_rnn_no_grad_and_buffer_reuse(cell):
     rnn = _torch_rnn(cell, 1, 4, torch.float32)
     x = torch.randn(6, 3, 1)
@@ -272,3 +308,72 @@ def test_two_layer_fused_model_falls_back_to_torch(cell):
     plain.load_state_dict(fused.state_dict())
     x = torch.randn(3, 9, dtype=torch.float64)
     torch.testing.assert_close(fused(x), plain(x))
+
+
+@pytest.mark.parametrize("train", [True, False])
+@pytest.mark.parametrize("n_features", [19, 32, 8])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_cnn_without_input_gradient_equals_plain(n_features, train, dtype):
+    # Training never asks for the input's gradient: the first block then takes its shorter
+    # backward pass (no full-size tensor), which must give the same parameter gradients.
+    torch.manual_seed(1)
+    fast, plain = _pair("cnn", n_features, dtype)
+    x = torch.randn(7, n_features, dtype=dtype)
+    grads = []
+    for model in (fast, plain):
+        model.train(train)
+        out = model(x)
+        (out * torch.arange(1, 5, dtype=dtype)).sum().backward()
+        grads.append({k: p.grad.clone() for k, p in model.named_parameters()})
+    rel = 1e-10 if dtype == torch.float64 else 2e-5
+    for key, expected in grads[1].items():
+        scale = max(1.0, float(expected.abs().max()))
+        torch.testing.assert_close(grads[0][key], expected, rtol=rel, atol=rel * scale,
+                                   msg=key)
+    for (k, a), (_, b) in zip(fast.state_dict().items(), plain.state_dict().items(),
+                              strict=True):
+        torch.testing.assert_close(a, b, rtol=rel, atol=rel, msg=k)
+
+
+def test_cnn_training_steps_match_plain_with_pooled_buffers():
+    # Several optimizer steps, two graphs alive at once, then an eval pass: the pooled buffers
+    # that blocks hand each other (layers_cnn.Link) are reused across calls and must never be
+    # handed out while still in use.
+    torch.manual_seed(2)
+    fast, plain = _pair("cnn", 24, torch.float64)
+    optims = [torch.optim.Adam(m.parameters(), lr=1e-2) for m in (fast, plain)]
+    batches = [torch.randn(5, 24, dtype=torch.float64) for _ in range(4)]
+    for step in range(3):
+        for model, optim in zip((fast, plain), optims, strict=True):
+            model.train()
+            optim.zero_grad()
+            # Two forward passes before one backward: both graphs hold pooled buffers.
+            loss = model(batches[step]).square().sum() + model(batches[step + 1]).sum()
+            loss.backward()
+            optim.step()
+    for (k, a), (_, b) in zip(fast.state_dict().items(), plain.state_dict().items(),
+                              strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9, msg=k)
+    fast.eval()
+    plain.eval()
+    with torch.no_grad():
+        first = fast(batches[0])
+        torch.testing.assert_close(fast(batches[1]), plain(batches[1]))
+        torch.testing.assert_close(first, plain(batches[0]))
+
+
+def test_cnn_backward_twice_with_retained_graph_matches_plain():
+    # retain_graph=True must keep the saved buffers: they are given back early only when the
+    # backward pass frees its graph.
+    fast, plain = _pair("cnn", 20, torch.float64)
+    x = torch.randn(5, 20, dtype=torch.float64)
+    grads = []
+    for model in (fast, plain):
+        model.train()
+        loss = model(x).square().sum()
+        loss.backward(retain_graph=True)
+        model(x + 1.0).sum().backward()  # other buffers taken in between
+        loss.backward()
+        grads.append({k: p.grad.clone() for k, p in model.named_parameters()})
+    for key, expected in grads[1].items():
+        torch.testing.assert_close(grads[0][key], expected, rtol=1e-9, atol=1e-9, msg=key)

@@ -15,16 +15,17 @@ Keras' defaults (``epsilon=1e-3``, moving-average momentum 0.99, i.e. PyTorch
 for 86 inputs and 4 outputs, 166,228 for 176 inputs.
 
 ``impl="fast"`` (registry name ``cnn``) runs the conv blocks through
-:func:`fearkd.models.layers.conv_block`; ``impl="plain"`` (``cnn-plain``) through
-``nn.Conv1d``/``nn.ReLU``/``nn.BatchNorm1d``/``nn.MaxPool1d``. Both hold the same parameters
-under the same names, so state dicts are interchangeable.
+:func:`fearkd.models.layers_cnn.first_block` and :func:`fearkd.models.layers_cnn.next_block`
+(chunked, cache-resident, with pooled buffers between blocks); ``impl="plain"``
+(``cnn-plain``) through ``nn.Conv1d``/``nn.ReLU``/``nn.BatchNorm1d``/``nn.MaxPool1d``. Both
+hold the same parameters under the same names, so state dicts are interchangeable.
 """
 
 from __future__ import annotations
 
 from torch import Tensor, nn
 
-from fearkd.models.layers_cnn import first_block, next_block
+from fearkd.models.layers_cnn import Link, first_block, next_block
 from fearkd.models.registry import FearkdModule, keras_init_
 
 __all__ = ["CNN", "cnn_flops_per_sample", "cnn_macs"]
@@ -104,9 +105,12 @@ class CNN(FearkdModule):
         batch = x.shape[0]
         x = x.reshape(batch, -1)
         if self.impl == "fast":
-            h = first_block(x, self.conv1, self.bn1)
-            h = next_block(h, self.conv2, self.bn2, pad_out=True)
-            h = next_block(h, self.conv3, None, pad_out=False)
+            # Each block's output goes to the next block alone: links let them share pooled
+            # buffers for it and for its gradient.
+            one, two = Link(), Link()
+            h = first_block(x, self.conv1, self.bn1, link=one)
+            h = next_block(h, self.conv2, self.bn2, pad_out=True, link_in=one, link_out=two)
+            h = next_block(h, self.conv3, None, pad_out=False, link_in=two)
             return h.reshape(batch, -1)
         h = x.unsqueeze(1)
         h = self.pool(self.bn1(self.conv1(h).relu()))

@@ -1,19 +1,32 @@
-"""The CNN's first conv block, computed in cache-sized chunks of samples.
+"""The CNN's conv blocks, computed in cache-sized chunks of samples.
 
-The first block (``Conv1d(1 -> c, k=3, same) -> ReLU -> BatchNorm1d -> MaxPool1d(2)``) has the
-largest activations of the network (``batch * n_features * c`` values, 23 MB at batch 256 and
-176 inputs) but almost no arithmetic: its convolution has one input channel, so each output
-value costs three multiply-adds. Done over whole tensors, every element-wise pass (ReLU,
-statistics, pooling, the BatchNorm/ReLU/pooling backward) streams the whole activation through
-main memory. Here it is computed a few samples at a time, so each chunk's activation stays in
-the core's L2 cache across all those passes, and it is never stored: the forward pass keeps only
-the pooled maxima (half the size), and the backward pass recomputes each chunk's convolution
-(three multiply-adds per value, cheaper than reading it back from memory), builds that chunk's
-gradient and reduces it at once into the weight gradient with a ``(3 + 1) x c`` GEMM.
+Same layout and formulas as :func:`fearkd.models.layers.conv_block` (channels-last activations
+padded with a zero row at each end of every sample, each kernel-3 convolution as three GEMMs
+over shifted views, pooling as the max of two strided views with BatchNorm applied after it,
+the BatchNorm/ReLU/pooling backward fused by hand), with three changes that remove most of the
+time spent around the GEMMs:
 
-It computes exactly the same function as :func:`fearkd.models.layers.conv_block` with
-``first=True`` (same pooling ties, same handling of negative or zero BatchNorm scales); only the
-order of floating-point summation over the batch differs.
+* **Chunks of samples.** Each block runs its element-wise passes (ReLU, statistics, pooling,
+  the fused backward) a few samples at a time (:data:`CHUNK_VALUES` values, 512 KiB), right
+  after that chunk's GEMMs, so the data stay in the core's 2 MiB L2 cache instead of streaming
+  the whole activation through main memory once per pass. The GEMMs lose nothing at these sizes
+  (about 1,000 rows by 128 channels run at the full single-core rate).
+* **The first block never builds a full-size tensor in its backward pass.** Its convolution
+  has one input channel, so ``y = relu(cols @ w)`` with ``cols`` the ``(positions, 3 + 1)``
+  unfolded input (plus ones, for the bias). Every statistic it needs (the BatchNorm sums of
+  ``y`` and ``y**2``, and ``cols^T @ y``, ``cols^T @ mask``) follows from one GEMM in the
+  forward pass, the mask-weighted second moments of ``cols``. The weight gradient
+  ``cols^T @ dy`` then splits into those BatchNorm terms and a pooled term that lives on
+  half-size tensors only (see :func:`_first_block_weight_grad`). Its full-size activation is
+  never stored: only the pooled values and which element of each pair was chosen.
+* **Pooled buffers between blocks** (:class:`Link`): a block's output and the gradient that
+  comes back for it are the largest tensors made at every step; freshly mapped memory costs a
+  page fault per 4 KiB, so both come from the buffer pool of :mod:`fearkd.models.layers_rnn`.
+
+Same functions as ``nn.Conv1d`` -> ``nn.ReLU`` -> ``nn.BatchNorm1d`` -> ``nn.MaxPool1d(2)``
+(pooling ties, negative or zero BatchNorm scales, running statistics); only the order of
+floating-point summation differs. When the network input needs a gradient, the first block
+takes a longer backward pass that recomputes each chunk's activation and builds its gradient.
 """
 
 from __future__ import annotations
@@ -25,9 +38,11 @@ from torch import Tensor
 
 from fearkd.models.layers_rnn import _give_back, _take
 
-__all__ = ["first_block", "next_block"]
+__all__ = ["Link", "first_block", "next_block"]
 
 _threshold_backward = torch.ops.aten.threshold_backward
+# Whether the running backward keeps its graph; without this private hook, assume it does.
+_KEEP_GRAPH = getattr(torch._C._autograd, "_get_current_graph_task_keep_graph", lambda: True)
 
 #: Values per chunk of an activation (512 KiB of float32): a chunk's activation, its gradient
 #: and the pooled temporaries stay in a 2 MiB L2 cache.
@@ -48,7 +63,48 @@ class _Pool:
     def release(self) -> None:
         for flat in self.flats:
             _give_back(flat)
-        self.flats = []
+        self.flats = []  # a second call (the finalizer after an early release) gives nothing
+
+
+class Link:
+    """Hands pooled buffers between two consecutive blocks.
+
+    The producer's output and the consumer's input gradient are the two largest tensors made
+    fresh at every step (memory newly mapped for each costs a page fault per 4 KiB, about as
+    much as the arithmetic on it). With a link, the producer takes its output from the buffer
+    pool and the consumer gives it back with its saved buffers (the only place that output
+    is kept); the consumer takes its input gradient from the pool and the producer's backward
+    pass gives it back once it has read it. Use a link only when the producer's output goes to
+    the consumer alone and nothing keeps a reference to that output or its gradient.
+    """
+
+    def __init__(self) -> None:
+        self.out_flat: Tensor | None = None
+        self.grad_flat: Tensor | None = None
+
+    def take_out(self, like: Tensor, *shape: int) -> Tensor:
+        self.out_flat, (tensor,) = _take([shape], like)
+        return tensor
+
+    def take_grad(self, like: Tensor, *shape: int) -> Tensor:
+        self.grad_flat, (tensor,) = _take([shape], like)
+        return tensor
+
+    def give_back_grad(self) -> None:
+        if self.grad_flat is not None:
+            _give_back(self.grad_flat)
+            self.grad_flat = None
+
+
+def _done_with_saved(ctx) -> None:
+    """Give the saved buffers back at the end of a backward pass that frees its graph.
+
+    Otherwise they would go back only when the graph node dies, which a training loop that
+    keeps the last logits (to count correct predictions) delays past the next forward pass:
+    every step would then need a second set of buffers. With ``retain_graph=True`` they stay.
+    """
+    if not _KEEP_GRAPH():
+        ctx.saved_pool.release()  # the finalizer then finds nothing left to give back
 
 
 def _chunks(batch: int, length: int, chans: int) -> list[tuple[int, int]]:
@@ -66,12 +122,64 @@ def _pair_pick(even: Tensor, odd: Tensor, sign: Tensor | None, out: Tensor) -> T
     return out
 
 
+def _first_block_weight_grad(ctx, grad_out):
+    """Backward pass of :class:`_FirstBlock` when its input needs no gradient.
+
+    The weight and bias gradients are ``cols^T @ dy`` with ``cols`` the unfolded input (plus
+    ones) and ``dy = mask * (const + coef * y + pooled)``: the BatchNorm terms reach every
+    position, the pooled gradient only each pair's chosen element. Since ``mask * y = y``,
+    the first two terms are ``coef * (cols^T @ y) + const * (cols^T @ mask)``, two ``(4, c)``
+    reductions made in the forward pass; the pooled term is a GEMM over the chosen elements'
+    columns, on half-size tensors only. So no full-size activation is recomputed or built.
+    """
+    cols_even, cols_delta, picked, chosen, sum_y, sum_mask, mean, invstd, scale = ctx.saved_tensors
+    need = ctx.needs_input_grad
+    batch, pooled_len, chans = picked.shape
+    chunks = _chunks(batch, pooled_len, chans)
+    scratch = _Pool(picked)
+    half_rows = chunks[0][1] * pooled_len
+    g_buf = scratch(half_rows, chans)
+    p_buf = scratch(half_rows, chans)
+    ones = picked.new_ones(half_rows)
+    g = grad_out[:, 1:-1]
+    dbeta = picked.new_zeros(chans)
+    dgp = picked.new_zeros(chans)
+    both = picked.new_zeros(4, chans)
+    for s0, s1 in chunks:
+        n = (s1 - s0) * pooled_len
+        gc = g_buf[:n].view(s1 - s0, pooled_len, chans).copy_(g[s0:s1]).view(n, chans)
+        pc = picked[s0:s1].view(n, chans)
+        dbeta.addmv_(gc.t(), ones[:n])
+        dgp.addmv_(torch.mul(gc, pc, out=p_buf[:n]).t(), ones[:n])
+        gs = gc.mul_(scale)
+        # The chosen element's ReLU mask: it is nonzero exactly where the pooled value is.
+        g_mask = _threshold_backward(gs, pc, 0, grad_input=gs)
+        g_odd = _threshold_backward(g_mask, chosen[s0:s1].view(n, chans), 0,
+                                    grad_input=p_buf[:n])
+        both.addmm_(cols_even[s0:s1].view(n, 4).t(), g_mask)
+        both.addmm_(cols_delta[s0:s1].view(n, 4).t(), g_odd)
+    scratch.release()
+    del g, grad_out
+    if ctx.link_out is not None:  # the next block's input gradient has been read
+        ctx.link_out.give_back_grad()
+    dgamma = invstd * (dgp - mean * dbeta)
+    if ctx.training:
+        coef_y = -scale * dgamma * invstd / ctx.count
+        const = -scale * dbeta / ctx.count - coef_y * mean
+        both.addcmul_(sum_y, coef_y).addcmul_(sum_mask, const)
+    dweight = both[:3].t().reshape(chans, 1, 3).contiguous() if need[1] else None
+    dbias = both[3].clone() if need[2] else None
+    _done_with_saved(ctx)
+    return (None, dweight, dbias, dgamma if need[3] else None, dbeta if need[4] else None,
+            None, None, None, None, None, None)
+
+
 class _FirstBlock(torch.autograd.Function):
     """Conv1d(1 -> c, k=3, same) -> ReLU -> BatchNorm -> MaxPool(2) -> zero-padded output."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, gamma, beta, running_mean, running_var, training,
-                momentum, eps):
+                momentum, eps, link_out):
         batch, length = x.shape
         chans = weight.shape[0]
         pooled_len = length // 2
@@ -85,22 +193,49 @@ class _FirstBlock(torch.autograd.Function):
         picked = saved(batch, pooled_len, chans)
         scale_pos = bool((gamma > 0).all())
         sign = None if scale_pos else torch.sign(gamma.detach())
+        # Without an input gradient, the backward pass needs no full-size tensor (see
+        # _first_block_weight_grad): keep the pooling choice and two small reductions instead.
+        short = not ctx.needs_input_grad[0]
+        if short:
+            chosen = saved(batch, pooled_len, chans)
+            cols_even = saved(batch, pooled_len, 4).copy_(cols[:, 0 : 2 * pooled_len : 2])
+            # cols_even^T @ g_even + cols_odd^T @ g_odd, with g_even = g - g_odd, is
+            # cols_even^T @ g + (cols_odd - cols_even)^T @ g_odd: no g_even to build.
+            cols_delta = saved(batch, pooled_len, 4)
+            torch.sub(cols[:, 1 : 2 * pooled_len : 2], cols_even, out=cols_delta)
         scratch = _Pool(x)
         rows = _chunks(batch, length, chans)[0][1] * length
         y_buf = scratch(rows, chans)
-        sq_buf = scratch(rows, chans)
-        ones = x.new_ones(rows)
-        total = x.new_zeros(chans)
-        total_sq = x.new_zeros(chans)
+        mask_buf = scratch(rows, chans)
+        # Every statistic of the block is a sum over positions of y = mask * (cols @ w) or of
+        # y**2 or the mask times a column of cols: all follow from the mask-weighted second
+        # moments of cols, q[i, j, c] = sum_p mask[p, c] * cols[p, i] * cols[p, j], one GEMM.
+        if training:
+            # Position-minor (16, n): the products vectorise along the positions.
+            cols_t = cols.view(-1, 4).t().contiguous()
+            pairs = (cols_t[:, None, :] * cols_t[None, :, :]).view(16, -1)
+            moments = x.new_zeros(16, chans)
         for s0, s1 in _chunks(batch, length, chans):
             n = (s1 - s0) * length
             y = torch.mm(cols[s0:s1].view(n, 4), w, out=y_buf[:n]).relu_()
-            if training:
-                total.addmv_(y.t(), ones[:n])
-                total_sq.addmv_(torch.mul(y, y, out=sq_buf[:n]).t(), ones[:n])
+            if training:  # y >= 0, so sign(y) is the ReLU mask
+                moments.addmm_(pairs[:, s0 * length : s1 * length],
+                               torch.sign(y, out=mask_buf[:n]))
             y3 = y.view(s1 - s0, length, chans)
-            _pair_pick(y3[:, 0 : 2 * pooled_len : 2], y3[:, 1 : 2 * pooled_len : 2], sign,
-                       picked[s0:s1])
+            even = y3[:, 0 : 2 * pooled_len : 2]
+            odd = y3[:, 1 : 2 * pooled_len : 2]
+            _pair_pick(even, odd, sign, picked[s0:s1])
+            if short:
+                diff = torch.sub(odd, even, out=chosen[s0:s1])
+                if sign is not None:
+                    diff.mul_(sign)
+        sum_y = sum_mask = None
+        if training:
+            full = moments.view(4, 4, chans)
+            sum_y = torch.einsum("ijc,jc->ic", full, w)  # cols^T @ y
+            sum_mask = full[:, 3].contiguous()  # cols^T @ mask (column 3 is ones)
+            total = sum_y[3]
+            total_sq = (sum_y * w).sum(0)
         scratch.release()
         count = batch * length
         if training:
@@ -115,20 +250,29 @@ class _FirstBlock(torch.autograd.Function):
         invstd = torch.rsqrt(var + eps)
         scale = gamma.detach() * invstd
         shift = beta.detach() - mean * scale
-        out = x.new_empty(batch, pooled_len + 2, chans)
+        shape = (batch, pooled_len + 2, chans)
+        out = link_out.take_out(x, *shape) if link_out is not None else x.new_empty(shape)
         out[:, 0].zero_()
         out[:, -1].zero_()
         torch.addcmul(shift, picked, scale, out=out[:, 1:-1])
-        ctx.training, ctx.count, ctx.sign = training, count, sign
-        ctx.save_for_backward(cols, picked, w, mean, invstd, scale)
+        ctx.training, ctx.count, ctx.sign, ctx.short = training, count, sign, short
+        ctx.link_out = link_out
+        if short:
+            ctx.save_for_backward(cols_even, cols_delta, picked, chosen, sum_y, sum_mask, mean,
+                                  invstd, scale)
+        else:
+            ctx.save_for_backward(cols, picked, w, mean, invstd, scale)
         if any(ctx.needs_input_grad):
             weakref.finalize(ctx, saved.release)
+            ctx.saved_pool = saved
         else:
             saved.release()
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
+        if ctx.short:
+            return _first_block_weight_grad(ctx, grad_out)
         cols, picked, w, mean, invstd, scale = ctx.saved_tensors
         need = ctx.needs_input_grad
         batch, length, _ = cols.shape
@@ -195,14 +339,19 @@ class _FirstBlock(torch.autograd.Function):
                 for tap in range(3):
                     dpad[s0:s1, tap : tap + length] += dcols[:, :, tap]
         scratch.release()
+        del g, grad_out
+        if ctx.link_out is not None:
+            ctx.link_out.give_back_grad()
         dx = dpad[:, 1:-1] if need[0] else None
         dweight = both[:3].t().reshape(chans, 1, 3).contiguous() if need[1] else None
         dbias = both[3].clone() if need[2] else None
+        _done_with_saved(ctx)
         return (dx, dweight, dbias, dgamma if need[3] else None, dbeta if need[4] else None,
-                None, None, None, None, None)
+                None, None, None, None, None, None)
 
 
-def first_block(x: Tensor, conv: torch.nn.Conv1d, bn: torch.nn.BatchNorm1d) -> Tensor:
+def first_block(x: Tensor, conv: torch.nn.Conv1d, bn: torch.nn.BatchNorm1d, *,
+                link: Link | None = None) -> Tensor:
     """Fused ``conv -> ReLU -> bn -> MaxPool1d(2)`` of the one-channel network input.
 
     Parameters
@@ -215,6 +364,9 @@ def first_block(x: Tensor, conv: torch.nn.Conv1d, bn: torch.nn.BatchNorm1d) -> T
     bn : nn.BatchNorm1d
         Affine parameters and running statistics; its ``training`` flag selects batch or
         running statistics, as in ``nn.BatchNorm1d``.
+    link : Link, optional
+        Shared with the :func:`next_block` that alone consumes the output: the output then comes
+        from the buffer pool (see :class:`Link`).
 
     Returns
     -------
@@ -226,7 +378,7 @@ def first_block(x: Tensor, conv: torch.nn.Conv1d, bn: torch.nn.BatchNorm1d) -> T
         bn.num_batches_tracked.add_(1)
     momentum = 0.0 if bn.momentum is None else bn.momentum
     return _FirstBlock.apply(x, conv.weight, conv.bias, bn.weight, bn.bias, bn.running_mean,
-                             bn.running_var, training, momentum, bn.eps)
+                             bn.running_var, training, momentum, bn.eps, link)
 
 
 class _Block(torch.autograd.Function):
@@ -235,7 +387,7 @@ class _Block(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, gamma, beta, running_mean, running_var, training,
-                momentum, eps, pad_out):
+                momentum, eps, pad_out, link_in, link_out):
         batch, rows, c_in = x.shape
         length, chans = rows - 2, weight.shape[0]
         pooled_len = length // 2
@@ -250,7 +402,8 @@ class _Block(torch.autograd.Function):
         if use_bn and not bool((gamma > 0).all()):
             sign = torch.sign(gamma.detach())
         out_rows = pooled_len + 2 if pad_out else pooled_len
-        out = x.new_empty(batch, out_rows, chans)
+        shape = (batch, out_rows, chans)
+        out = link_out.take_out(x, *shape) if link_out is not None else x.new_empty(shape)
         inner = out[:, 1:-1] if pad_out else out
         chunks = _chunks(batch, rows, chans)
         scratch = _Pool(x)
@@ -300,12 +453,18 @@ class _Block(torch.autograd.Function):
             torch.addcmul(shift, picked, scale, out=inner)
         ctx.pad_out, ctx.use_bn, ctx.training, ctx.sign = pad_out, use_bn, training, sign
         ctx.count, ctx.shape_in = count, (batch, rows, c_in)
+        ctx.link_in, ctx.link_out = link_in, link_out
+        if link_in is not None and link_in.out_flat is not None:
+            # The input (the previous block's pooled output) is kept only in this node.
+            saved.flats.append(link_in.out_flat)
+            link_in.out_flat = None
         if use_bn:
             ctx.save_for_backward(y, xf, wk, picked, mean, invstd, scale)
         else:
             ctx.save_for_backward(y, xf, wk)
         if any(ctx.needs_input_grad):
             weakref.finalize(ctx, saved.release)
+            ctx.saved_pool = saved
         else:
             saved.release()
         return out
@@ -346,7 +505,11 @@ class _Block(torch.autograd.Function):
         need_w = need[1] or need[2]
         dwk = y.new_zeros(wk.shape) if need_w else None
         dbias = y.new_zeros(chans) if need_w else None
-        dflat = y.new_empty(batch * rows, c_in) if need[0] else None
+        dflat = None
+        if need[0]:
+            shape = (batch * rows, c_in)
+            link_in = ctx.link_in
+            dflat = link_in.take_grad(y, *shape) if link_in is not None else y.new_empty(shape)
         dy_buf = scratch(step * rows, chans)
         for s0, s1 in chunks:
             k = s1 - s0
@@ -377,7 +540,7 @@ class _Block(torch.autograd.Function):
             else:
                 torch.addcmul(const, yc, coef_y, out=dy)
                 d_odd.add_(g_odd)
-                d_even.add_(gs).sub_(g_odd)
+                d_even.add_(gs.sub_(g_odd))  # gs is not needed again
             # ReLU mask; it also zeroes the junk rows, where y == 0.
             _threshold_backward(dy, yc, 0, grad_input=dy)
             if need_w:
@@ -391,14 +554,19 @@ class _Block(torch.autograd.Function):
                 dfc[1 : m + 1].addmm_(dy[:m], wk[1].t())
                 dfc[2 : m + 2].addmm_(dy[:m], wk[2].t())
         scratch.release()
+        del g, grad_out
+        if ctx.link_out is not None:
+            ctx.link_out.give_back_grad()
         dx = dflat.view(batch, rows, c_in) if need[0] else None
         dweight = dwk.permute(2, 1, 0).contiguous() if need[1] else None
+        _done_with_saved(ctx)
         return (dx, dweight, dbias if need[2] else None, dgamma if need[3] else None,
-                dbeta if need[4] else None, None, None, None, None, None, None)
+                dbeta if need[4] else None, None, None, None, None, None, None, None, None)
 
 
 def next_block(x: Tensor, conv: torch.nn.Conv1d, bn: torch.nn.BatchNorm1d | None, *,
-               pad_out: bool) -> Tensor:
+               pad_out: bool, link_in: Link | None = None,
+               link_out: Link | None = None) -> Tensor:
     """Fused ``conv -> ReLU -> [bn] -> MaxPool1d(2)`` of a previous block's output.
 
     Parameters
@@ -412,6 +580,9 @@ def next_block(x: Tensor, conv: torch.nn.Conv1d, bn: torch.nn.BatchNorm1d | None
     pad_out : bool
         Return ``(batch, length // 2 + 2, c_out)`` with zero first and last rows (input of
         another block) instead of ``(batch, length // 2, c_out)``.
+    link_in, link_out : Link, optional
+        The link given to the block that produced ``x``, and one for the block that alone
+        consumes this block's output (see :class:`Link`).
 
     Returns
     -------
@@ -419,10 +590,10 @@ def next_block(x: Tensor, conv: torch.nn.Conv1d, bn: torch.nn.BatchNorm1d | None
     """
     if bn is None:
         return _Block.apply(x, conv.weight, conv.bias, None, None, None, None, False, 0.0, 0.0,
-                            pad_out)
+                            pad_out, link_in, link_out)
     training = bn.training or bn.running_mean is None
     if bn.training and bn.num_batches_tracked is not None:
         bn.num_batches_tracked.add_(1)
     momentum = 0.0 if bn.momentum is None else bn.momentum
     return _Block.apply(x, conv.weight, conv.bias, bn.weight, bn.bias, bn.running_mean,
-                        bn.running_var, training, momentum, bn.eps, pad_out)
+                        bn.running_var, training, momentum, bn.eps, pad_out, link_in, link_out)

@@ -17,10 +17,13 @@ How the time goes into matrix multiplies on a CPU:
   (``[W_hh, W_ih, b]`` per gate row) gives every gate's pre-activation of step ``t`` as
   ``hx[t] @ W.T``, written straight into the saved gate buffer. For the GRU the matrix has four
   row blocks, ``r``, ``z``, ``W_hn h + b_hn`` and ``W_in x + b_in`` (zeros elsewhere), because
-  the reset gate multiplies the recurrent part of ``n`` only. The LSTM keeps only two rows of
-  ``hx`` (a ring that stays in cache) and its backward pass rebuilds ``h_{t-1} = o_{t-1} *
-  tanh(c_{t-1})`` from the saved gates and cell states, which it reads anyway: writing and
-  re-reading ``hx`` from memory cost more.
+  the reset gate multiplies the recurrent part of ``n`` only. The LSTM keeps only
+  :data:`_RING` rows of ``hx`` (a ring that stays in cache; the ``x_t`` of that many steps
+  are copied in at once) and its backward pass rebuilds ``h_{t-1} = o_{t-1} * tanh(c_{t-1})``
+  from the saved gates and cell states, which it reads anyway: writing and re-reading ``hx``
+  from memory cost more. The LSTM's GEMM writes into a scratch row that stays in cache, and
+  the gate nonlinearity copies it into the saved buffer: GEMM stores into memory that is not in
+  cache ran about 10 % slower.
 * **Forward without autograd.** Per step: that GEMM and five or six element-wise operations
   into preallocated ``(steps, batch, .)`` buffers (gate activations; for the LSTM also the cell
   state), which are all the backward pass needs. The LSTM keeps its gates in the order o, i, f,
@@ -29,10 +32,12 @@ How the time goes into matrix multiplies on a CPU:
   sigmoid and a strided tanh.
 * **Hand-written backward through time.** Only the last hidden state has a gradient, so per step
   the backward pass does a few element-wise operations (``sigmoid_backward``/``tanh_backward``
-  kernels) and one GEMM ``dh_{t-1} = dgates_t @ W_hh``. The step's gate gradients go to a
-  small ring buffer that stays in cache; every :data:`_CHUNK` steps one GEMM over those
-  ``chunk * batch`` rows adds their share of the gradient of the whole augmented matrix
-  (recurrent weights, input weights and biases at once): ``dW.T += hx[t:t+chunk].T @ dgates``.
+  kernels; for the LSTM ``dc = dh * q + dc_{t+1} f_{t+1}`` with ``q = o - h tanh(c)`` made
+  alongside the rebuilt ``h``) and one GEMM ``dh_{t-1} = dgates_t @ W_hh``. The step's gate
+  gradients go to a small ring buffer that stays in cache; every :data:`_CHUNK` steps one GEMM
+  over those ``chunk * batch`` rows adds their share of the gradient of the whole augmented
+  matrix (recurrent weights, input weights and biases at once):
+  ``dW.T += hx[t:t+chunk].T @ dgates``.
   The full ``(steps, batch, 4 * hidden)`` gradient is never written to memory. (One GEMM over
   all steps after the loop, from a saved gradient buffer, measured slower: the extra memory
   traffic costs more than the bigger GEMM saves.)
@@ -44,6 +49,9 @@ How the time goes into matrix multiplies on a CPU:
   is never shared while in use. In a training loop the previous batch's graph is still alive
   during the next forward pass, so two buffers take turns.
 * **Subnormals flushed to zero** while the recurrence runs (see :class:`_FlushDenormal`).
+* **Python overhead kept out of the loops.** A view made inside a loop costs about a
+  microsecond; every per-step and per-chunk view is made once per call (``unbind``/``split``)
+  and the loops only index lists and call operations with ``out=``.
 
 The backward pass only reads what the forward pass saved, so ``backward(retain_graph=True)``
 may run it again. It is not differentiable twice (``once_differentiable``).
@@ -67,7 +75,8 @@ _tanh_backward = torch.ops.aten.tanh_backward.grad_input
 _POOL: dict[tuple[int, torch.dtype, torch.device], list[Tensor]] = {}
 #: Most bytes the pool keeps; older sizes are dropped first, then the allocator takes over.
 _POOL_BYTES = 256 * 2**20
-_CHUNK = 4  # steps per weight-gradient GEMM in the backward pass
+_CHUNK = 1  # steps per weight-gradient GEMM in the backward pass (1 measured best of 1-16)
+_RING = 4  # slots of the LSTM forward pass's ring of GEMM rows [h_{t-1}, x_t, 1]
 _ALIGN = 16  # elements: sub-buffers start on 64-byte boundaries (float32)
 
 
@@ -169,12 +178,15 @@ class _GradSink:
     and another its input gradient. The ``(steps, batch, 4 * hidden)`` gradients are never
     written to memory as a whole. The GEMM rows ``[h_{t-1}, x_t, 1]`` come from ``hx`` (the
     GRU's saved ``(steps + 1, batch, K)`` buffer) or, with ``hx=None``, from a ring of
-    ``chunk`` slots that the caller fills (the LSTM rebuilds ``h_{t-1}`` on the fly).
+    ``chunk`` slots that the caller fills (the LSTM rebuilds ``h_{t-1}`` on the fly). The
+    GEMM operands of every chunk are views made once here (a view made in the loop costs
+    about a microsecond and a half).
     """
 
-    def __init__(self, ctx, w_aug: Tensor, hx: Tensor | None, chunk: int = _CHUNK) -> None:
+    def __init__(self, ctx, w_aug: Tensor, hx: Tensor | None, chunk: int | None = None) -> None:
         steps, batch, size_in, hidden = ctx.sizes
         need = ctx.needs_input_grad
+        chunk = _CHUNK if chunk is None else chunk
         self.steps, self.batch, self.chunk = steps, batch, chunk
         self.hx_is_ring = hx is None
         if hx is None:  # the caller fills the rows of each chunk into this ring
@@ -186,6 +198,16 @@ class _GradSink:
         self.dw_t = hx.new_zeros(w_aug.shape[1], w_aug.shape[0]) if any(need[1:]) else None
         self.w_x = w_aug[:, hidden : hidden + size_in].contiguous()
         self.dx = hx.new_empty(steps, batch, size_in) if need[0] else None
+        # Chunk c covers steps c * chunk ..; all are full but possibly the last.
+        sizes = {chunk, steps - chunk * ((steps - 1) // chunk)}
+        self.dgates = {n: self.ring[:n].view(n * batch, -1) for n in sizes}
+        if self.hx_is_ring:
+            self.rows_t = {n: hx[:n].view(n * batch, -1).t() for n in sizes}
+        else:
+            self.rows_t = [rows.reshape(-1, hx.shape[-1]).t()
+                           for rows in hx[:steps].split(chunk)]
+        if self.dx is not None:
+            self.dx_chunks = self.dx.view(steps * batch, size_in).split(chunk * batch)
 
     def views(self, bounds: tuple[tuple[int, int | None], ...],
               rows: bool = False) -> list[tuple[Tensor, ...]]:
@@ -196,16 +218,16 @@ class _GradSink:
         return [(*(slot[:, a:b] for a, b in bounds), slot) for slot in slots]
 
     def flush(self, t: int) -> None:
-        """Consume the chunk of steps ``t .. t + chunk - 1`` (call when step ``t`` is done)."""
+        """Consume the chunk of steps ``t .. t + chunk - 1`` (call when step ``t`` is done;
+        ``t`` is a multiple of ``chunk``)."""
         n = min(self.chunk, self.steps - t)
-        rows = n * self.batch
-        dgates = self.ring[:n].view(rows, -1)
+        dgates = self.dgates[n]
         if self.dw_t is not None:
             # (K, rows) @ (rows, 4H): faster here than dgates.T @ hx.
-            hx = self.hx[:n] if self.hx_is_ring else self.hx[t : t + n]
-            self.dw_t.addmm_(hx.reshape(rows, -1).t(), dgates)
+            rows_t = self.rows_t[n] if self.hx_is_ring else self.rows_t[t // self.chunk]
+            self.dw_t.addmm_(rows_t, dgates)
         if self.dx is not None:
-            torch.mm(dgates, self.w_x, out=self.dx[t : t + n].view(rows, -1))
+            torch.mm(dgates, self.w_x, out=self.dx_chunks[t // self.chunk])
 
 
 def _keep_for_backward(ctx, flat: Tensor, *tensors: Tensor) -> None:
@@ -222,12 +244,16 @@ def _keep_for_backward(ctx, flat: Tensor, *tensors: Tensor) -> None:
 
 
 class _FusedLSTM(torch.autograd.Function):
-    """Last hidden state of one nn.LSTM layer; gates kept in the order o, i, f, g."""
+    """Last hidden state of one nn.LSTM layer; gates kept in the order o, i, f, g.
+
+    The per-step views of the saved buffers are made once by the forward pass and kept on
+    ``ctx`` for the backward pass (about 1,000 views per call, a microsecond or so each).
+    """
 
     @staticmethod
     def forward(ctx, x, w_ih, w_hh, b_ih, b_hh):
         steps, batch, size_in, hidden = _check(x, w_ih, w_hh, 4)
-        h1, h2, h3 = hidden, 2 * hidden, 3 * hidden
+        h1, h2, h3, h4 = hidden, 2 * hidden, 3 * hidden, 4 * hidden
         width = hidden + size_in + 1
         # nn.LSTM's row blocks are i, f, g, o; o, i, f, g puts the sigmoid gates side by side.
         perm = torch.cat([torch.arange(3 * hidden, 4 * hidden), torch.arange(3 * hidden)])
@@ -235,35 +261,50 @@ class _FusedLSTM(torch.autograd.Function):
         w_aug = torch.cat([w_hh, w_ih, (b_ih + b_hh).unsqueeze(1)], dim=1)[perm].contiguous()
         flat, (gates, cs) = _take([(steps, batch, 4 * hidden), (steps + 1, batch, hidden)], x)
         cs[0].zero_()
-        # The GEMM's input rows [h_{t-1}, x_t, 1] live in a two-slot ring that stays in cache;
-        # the backward pass rebuilds h_{t-1} = o_{t-1} * tanh(c_{t-1}) from the saved gates.
+        # The GEMM's input rows [h_{t-1}, x_t, 1] live in a ring of _RING slots that stays in
+        # cache (step t uses slot t % _RING); the x_t of a chunk of steps are copied in at
+        # once. The backward pass rebuilds h_{t-1} = o_{t-1} * tanh(c_{t-1}) from the saved
+        # gates and cell states, which it reads anyway: writing and re-reading every h cost more.
+        chunk = _RING
         xs = x.detach().contiguous()
-        hx = x.new_empty(2, batch, width)
-        _start_hx(hx, xs[:1], hidden)
+        hx = x.new_empty(chunk, batch, width)
+        hx[0, :, :hidden].zero_()
+        hx[:, :, -1].fill_(1.0)
+        x_ring = {n: hx[:n, :, hidden:-1] for n in range(1, chunk + 1)}
         tc = x.new_empty(batch, hidden)
         # sigmoid(a) = 0.5 + 0.5 * tanh(a / 2): halving the sigmoid gates' rows (exact) lets one
         # tanh over the whole contiguous gate row replace a strided sigmoid and a strided tanh.
         w_t = w_aug.t().contiguous()  # (K, 4H) row-major: the faster operand layout here
         w_t[:, :h3] *= 0.5
         half = x.new_tensor(0.5)
-        g_all, sig_all, tanh_all = gates.unbind(0), _per_step(gates, 0, h3), _per_step(gates, h3)
-        o_all, i_all = _per_step(gates, 0, h1), _per_step(gates, h1, h2)
-        f_all = _per_step(gates, h2, h3)
-        c_all = cs.unbind(0)
-        hx_all, h_all, x_all = hx.unbind(0), _per_step(hx, 0, hidden), _per_step(hx, hidden, -1)
-        for t in range(steps):
-            c_new, nxt = c_all[t + 1], (t + 1) % 2
-            torch.mm(hx_all[t % 2], w_t, out=g_all[t])
-            g_all[t].tanh_()
-            torch.add(half, sig_all[t], alpha=0.5, out=sig_all[t])
-            torch.mul(f_all[t], c_all[t], out=c_new)
-            c_new.addcmul_(i_all[t], tanh_all[t])
-            torch.tanh(c_new, out=tc)
-            torch.mul(o_all[t], tc, out=h_all[nxt])
-            if t + 1 < steps:
-                x_all[nxt].copy_(xs[t + 1])
-        h_last = h_all[steps % 2].clone()
+        sig_all, tanh_all = _per_step(gates, 0, h3), _per_step(gates, h3, h4)
+        o_all, c_all = _per_step(gates, 0, h1), cs.unbind(0)
+        i_all, f_all = _per_step(gates, h1, h2), _per_step(gates, h2, h3)
+        hx_all, h_all = hx.unbind(0), _per_step(hx, 0, hidden)
+        # Everything step t touches, bound once (indexing several lists per step costs more).
+        step_views = list(zip([hx_all[t % chunk] for t in range(steps)],
+                              gates.unbind(0), sig_all, f_all, c_all[:-1], c_all[1:], i_all,
+                              tanh_all, o_all,
+                              [h_all[(t + 1) % chunk] for t in range(steps)], strict=True))
+        # The GEMM writes into a scratch row that stays in cache and the tanh copies it into the
+        # saved buffer: GEMM stores to memory that is not in cache ran about 10 % slower.
+        pre = x.new_empty(batch, 4 * hidden)
+        mm, mul, tanh, add = torch.mm, torch.mul, torch.tanh, torch.add
+        for t0, x_chunk in zip(range(0, steps, chunk), xs.split(chunk), strict=True):
+            n = len(x_chunk)
+            x_ring[n].copy_(x_chunk)
+            for row, g, sig, f, c, c_new, i, g_act, o, h_next in step_views[t0 : t0 + n]:
+                mm(row, w_t, out=pre)
+                tanh(pre, out=g)
+                add(half, sig, alpha=0.5, out=sig)
+                mul(f, c, out=c_new)
+                c_new.addcmul_(i, g_act)
+                tanh(c_new, out=tc)
+                mul(o, tc, out=h_next)
+        h_last = h_all[steps % chunk].clone()
         _keep_for_backward(ctx, flat, w_aug, perm, gates, cs, xs)
+        if any(ctx.needs_input_grad):  # views of the saved buffer, reused by the backward pass
+            ctx.step_views = (sig_all, o_all, i_all, f_all, tanh_all, c_all)
         ctx.sizes = (steps, batch, size_in, hidden)
         return h_last
 
@@ -275,7 +316,8 @@ class _FusedLSTM(torch.autograd.Function):
 
     @staticmethod
     def _backward(ctx, dh_last):
-        w_aug, perm, gates, cs, xs = ctx.saved_tensors
+        w_aug, perm, _, _, xs = ctx.saved_tensors  # gates and cell states: via ctx.step_views
+        sig_all, o_all, i_all, f_all, g_all, c_all = ctx.step_views
         steps, batch, size_in, hidden = ctx.sizes
         h1, h2, h3 = hidden, 2 * hidden, 3 * hidden
         w_h = w_aug[:, :hidden].contiguous()
@@ -283,41 +325,51 @@ class _FusedLSTM(torch.autograd.Function):
         dc = torch.empty_like(dh)
         dcf = torch.zeros_like(dh)  # dc_{t+1} * f_{t+1}: the cell gradient carried back
         sink = _GradSink(ctx, w_aug, None)
-        rows = sink.views(((0, hidden), (hidden, -1)), rows=True) if sink.dw_t is not None else None
-        sig_all, o_all, i_all = _per_step(gates, 0, h3), _per_step(gates, 0, h1), _per_step(
-            gates, h1, h2)
-        f_all, g_all = _per_step(gates, h2, h3), _per_step(gates, h3)
-        c_all = cs.unbind(0)
+        chunk = sink.chunk
+        ring = [(slot[:, :h1], slot[:, h1:h2], slot[:, h2:h3], slot[:, h3:], slot[:, :h3], slot)
+                for slot in sink.slots]
+        dcf_next = torch.empty_like(dh)
+        rows = sink.dw_t is not None
+        h_rows = _per_step(sink.hx, 0, hidden) if rows else None
+        x_rows = {n: sink.hx[:n, :, hidden:-1] for n in range(1, chunk + 1)}
+        x_chunks = xs.split(chunk)
         tc = torch.tanh(c_all[steps])  # tanh(c_t); each step makes tanh(c_{t-1}) for the next
         tc_prev = torch.empty_like(tc)
-        ring = sink.views(((0, h1), (h1, h2), (h2, h3), (h3, None), (0, h3)))
-        chunk = sink.chunk
-        for t in range(steps - 1, -1, -1):
-            d_o, d_i, d_f, d_g, d_sig, dg = ring[t % chunk]
-            torch.mul(dh, o_all[t], out=dc)
-            _tanh_backward(dc, tc, grad_input=dc)
-            dc.add_(dcf)
-            # Gradients of the activations o, i, f, g, then, in place, of the pre-activations.
-            torch.mul(dh, tc, out=d_o)
-            torch.mul(dc, g_all[t], out=d_i)
-            torch.mul(dc, c_all[t], out=d_f)
-            torch.mul(dc, i_all[t], out=d_g)
-            torch.mul(dc, f_all[t], out=dcf)
-            _sigmoid_backward(d_sig, sig_all[t], grad_input=d_sig)
-            _tanh_backward(d_g, g_all[t], grad_input=d_g)
-            if t > 0:
-                torch.mm(dg, w_h, out=dh)
-                torch.tanh(c_all[t], out=tc_prev)
-            if rows is not None:  # the weight-gradient GEMM's row [h_{t-1}, x_t, 1]
-                h_row, x_row, _ = rows[t % chunk]
+        # q = dh'/dc' = o * (1 - tanh(c)^2) = o - h * tanh(c), from h = o * tanh(c), which the
+        # weight gradient needs anyway: then dc = dh * q + dcf is one addcmul.
+        h_tmp, q = torch.empty_like(tc), torch.empty_like(tc)
+        torch.mul(o_all[steps - 1], tc, out=h_tmp)
+        torch.addcmul(o_all[steps - 1], h_tmp, tc, value=-1.0, out=q)
+        addcmul = torch.addcmul
+        mm, mul, tanh = torch.mm, torch.mul, torch.tanh
+        for t0 in range(chunk * ((steps - 1) // chunk), -1, -chunk):
+            n = min(chunk, steps - t0)
+            if rows:
+                x_rows[n].copy_(x_chunks[t0 // chunk])
+            for t in range(t0 + n - 1, t0 - 1, -1):
+                d_o, d_i, d_f, d_g, d_sig, dg = ring[t - t0]
+                addcmul(dcf, dh, q, out=dc)
+                # Gradients of the activations o, i, f, g, then, in place, of the
+                # pre-activations; dc * f is carried to step t - 1.
+                mul(dh, tc, out=d_o)
+                mul(dc, g_all[t], out=d_i)
+                mul(dc, c_all[t], out=d_f)
+                mul(dc, i_all[t], out=d_g)
+                mul(dc, f_all[t], out=dcf_next)
+                _sigmoid_backward(d_sig, sig_all[t], grad_input=d_sig)
+                _tanh_backward(d_g, g_all[t], grad_input=d_g)
+                dcf, dcf_next = dcf_next, dcf
                 if t > 0:
-                    torch.mul(o_all[t - 1], tc_prev, out=h_row)
-                else:
-                    h_row.zero_()
-                x_row.copy_(xs[t])
-            if t % chunk == 0:
-                sink.flush(t)
-            tc, tc_prev = tc_prev, tc
+                    mm(dg, w_h, out=dh)
+                    tanh(c_all[t], out=tc_prev)
+                    # With weight gradients, h_{t-1} goes into its GEMM row [h_{t-1}, x_t, 1].
+                    h = h_rows[t - t0] if rows else h_tmp
+                    mul(o_all[t - 1], tc_prev, out=h)
+                    addcmul(o_all[t - 1], h, tc_prev, value=-1.0, out=q)
+                elif rows:
+                    h_rows[0].zero_()
+                tc, tc_prev = tc_prev, tc
+            sink.flush(t0)
         dw_aug, dx = None if sink.dw_t is None else sink.dw_t.t(), sink.dx
         need = ctx.needs_input_grad
         dw_ih = dw_hh = db = None

@@ -12,14 +12,14 @@ Implementations (same weights, same function, interchangeable state dicts; both 
 
 ``impl="fused"`` (``lstm``, ``gru``) runs a one-layer network through the whole-sequence
     autograd functions of :mod:`fearkd.models.layers_rnn` (one GEMM per step forward, hand-written
-    backward through time, one GEMM for all weight gradients), fed with the parameters of
+    backward through time, weight gradients by GEMM as the loop goes), fed with the parameters of
     ``.rnn``. Stacks of two or more layers fall back to ``.rnn`` itself.
 ``impl="native"`` (``lstm-plain``, ``gru-plain``, the benchmark reference) calls
     ``nn.LSTM``/``nn.GRU`` time-major; on CPU PyTorch runs them through oneDNN's RNN kernels.
 
 Measured on the shared 2-core machine (``benchmarks/bench_training.py``, 1 thread, 176 steps,
-batch 256, whole training epochs), the fused path ran 2.1x as fast as oneDNN's for the LSTM and
-6.4-6.9x for the GRU (0.36-0.38 and 0.29-0.32 of the matrix-multiply ceiling).
+batch 256, whole training epochs), the fused path ran 2.2x as fast as oneDNN's for the LSTM and
+7.2-7.4x for the GRU (0.40 and 0.33-0.34 of the matrix-multiply ceiling).
 
 Parameter counts: PyTorch's LSTM has two bias vectors (``bias_ih``, ``bias_hh``), so it counts
 ``4 * hidden_size`` more parameters per layer than Keras' LSTM for the same function; PyTorch's
