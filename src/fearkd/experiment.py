@@ -22,6 +22,7 @@ from .evaluation.crossval import UNIT_THREADS, CVData, make_units, run_units, ti
 from .evaluation.rundir import RunDir
 from .label_report import FEAR_CLASSES, LabelReport, class_names_for, label_report
 from .methods import PipelineSettings
+from .recordings import Recordings
 
 __all__ = ["PreparedData", "prepare_data", "run_experiment", "ExperimentResult"]
 
@@ -97,7 +98,8 @@ def prepare_data(cfg: ExperimentConfig, *, data_path=None, cache_dir=None,
         nan_policy=cfg.labels.nan_policy, n_jobs=f.n_jobs, cache_dir=cache_dir,
         progress=progress,
     )
-    first = recordings.load(recordings.subjects[0]).trials[0]
+    first_subject = recordings.load(recordings.subjects[0])
+    first = first_subject.trials[0]
     student_names = get_preset(f.student).plan(first).feature_names
     missing = [n for n in student_names if n not in set(fs.feature_names)]
     if missing:
@@ -129,7 +131,8 @@ def prepare_data(cfg: ExperimentConfig, *, data_path=None, cache_dir=None,
         n_source = int(meta["y_source"].max()) + 1
     # modalities and rates from the first subject (already read above); counts from the windows,
     # so the dataset is not read a second time
-    summary = summarize(recordings.select(recordings.subjects[:1]))
+    summary = summarize(Recordings(recordings.dataset, [first_subject.subject],
+                                   lambda _sid, _report: first_subject, recordings.description))
     summary.pop("trials_per_subject")
     summary["n_subjects"] = int(meta["subject"].nunique())
     summary["n_trials"] = int(len(trials))
