@@ -6,17 +6,19 @@ Layers (the reference names the model but does not list its layers; this is our 
     LSTM(hidden_size=64) over the pooled positions (64 inputs per step), last hidden state
     -> Dense(n_outputs)                                      [.head, logits]
 
-``impl="fast"`` (``cnn-lstm``) uses the fused block of :func:`fearkd.models.layers.conv_block`
-and ``impl="plain"`` (``cnn-lstm-plain``) ``nn.Conv1d``/``nn.MaxPool1d``; both run the LSTM
-through ``nn.LSTM`` (oneDNN on CPU, the faster path, see :mod:`fearkd.models.rnn`). The
-parameters are the same.
+``impl="fast"`` (``cnn-lstm``) runs the front-end through the CNN's fused block,
+:func:`fearkd.models.layers_cnn.next_block` (on the zero-padded one-channel input), and
+``impl="plain"`` (``cnn-lstm-plain``) ``nn.Conv1d``/``nn.MaxPool1d``; both run the LSTM through
+``nn.LSTM`` (oneDNN on CPU, the faster path, see :mod:`fearkd.models.rnn`). The parameters are
+the same.
 """
 
 from __future__ import annotations
 
 from torch import Tensor, nn
+from torch.nn import functional as F
 
-from fearkd.models.layers import conv_block
+from fearkd.models.layers_cnn import next_block
 from fearkd.models.registry import FearkdModule, keras_init_
 from fearkd.models.rnn import init_recurrent_, run_recurrent
 
@@ -63,7 +65,8 @@ class CNNLSTM(FearkdModule):
         batch = x.shape[0]
         x = x.reshape(batch, -1)
         if self.impl == "fast":
-            h = conv_block(x, self.conv1, None, first=True, pad_out=False)  # (B, L, C)
+            padded = F.pad(x, (1, 1)).unsqueeze(-1)  # (B, L + 2, 1): 'same' padding, 1 channel
+            h = next_block(padded, self.conv1, None, pad_out=False)  # (B, L // 2, C)
             seq = h.transpose(0, 1)
         else:
             h = self.pool(self.conv1(x.unsqueeze(1)).relu())  # (B, C, L)
