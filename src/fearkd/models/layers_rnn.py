@@ -59,6 +59,7 @@ may run it again. It is not differentiable twice (``once_differentiable``).
 
 from __future__ import annotations
 
+import threading
 import weakref
 
 import torch
@@ -78,6 +79,7 @@ _POOL_BYTES = 256 * 2**20
 _CHUNK = 1  # steps per weight-gradient GEMM in the backward pass (1 measured best of 1-16)
 _RING = 4  # slots of the LSTM forward pass's ring of GEMM rows [h_{t-1}, x_t, 1]
 _ALIGN = 16  # elements: sub-buffers start on 64-byte boundaries (float32)
+_POOL_LOCK = threading.Lock()  # buffers also go back from finalizers, on any thread
 
 
 # The smallest positive float32 subnormal, built from its bit pattern (no float arithmetic).
@@ -90,20 +92,31 @@ class _FlushDenormal:
     Gradients carried back through many steps shrink geometrically and can become subnormal
     (below 1.2e-38 in float32), where every arithmetic instruction is 10-100x slower; on this
     CPU that made a backward pass several times slower than its forward pass. Flushing them to
-    zero changes nothing above that magnitude. The mode is per thread, so only the calling
-    thread (which runs the small per-step operations) is switched.
+    zero changes nothing above that magnitude. The mode is per thread and only the calling
+    thread can be switched, so with ``one_thread`` the block also runs on the calling thread
+    alone (the intra-op thread count is per thread too): the other threads of PyTorch's pool,
+    which would compute half of every matrix multiply, keep subnormals. On the 2-core machine
+    the GRU's backward pass ran 3.7x slower on two threads than on one for that reason.
     """
+
+    def __init__(self, one_thread: bool = False) -> None:
+        self.one_thread = one_thread
 
     def __enter__(self):
         # Under flush-to-zero / denormals-are-zero, twice the smallest subnormal reads as 0.
         self.was_on = bool((_SUBNORMAL * 2.0).item() == 0.0)
         if not self.was_on:
             torch.set_flush_denormal(True)
+        self.threads = torch.get_num_threads()
+        if self.one_thread and self.threads > 1:
+            torch.set_num_threads(1)
         return self
 
     def __exit__(self, *exc):
         if not self.was_on:
             torch.set_flush_denormal(False)
+        if torch.get_num_threads() != self.threads:
+            torch.set_num_threads(self.threads)
         return False
 
 
@@ -112,10 +125,13 @@ def _take(sizes: list[tuple[int, ...]], like: Tensor) -> tuple[Tensor, list[Tens
     counts = [int(torch.Size(s).numel()) for s in sizes]
     padded = [-(-c // _ALIGN) * _ALIGN for c in counts]
     key = (sum(padded), like.dtype, like.device)
-    free = _POOL.get(key)
-    flat = free.pop() if free else torch.empty(key[0], dtype=like.dtype, device=like.device)
-    if free is not None and not free:
-        del _POOL[key]
+    with _POOL_LOCK:
+        free = _POOL.get(key)
+        flat = free.pop() if free else None
+        if free is not None and not free:
+            del _POOL[key]
+    if flat is None:
+        flat = torch.empty(key[0], dtype=like.dtype, device=like.device)
     parts, offset = [], 0
     for shape, count, step in zip(sizes, counts, padded, strict=True):
         parts.append(flat[offset : offset + count].view(shape))
@@ -126,16 +142,17 @@ def _take(sizes: list[tuple[int, ...]], like: Tensor) -> tuple[Tensor, list[Tens
 def _give_back(flat: Tensor) -> None:
     """Return a buffer of :func:`_take` to the pool (most recently used size last)."""
     key = (flat.numel(), flat.dtype, flat.device)
-    free = _POOL.pop(key, [])
-    free.append(flat)
-    _POOL[key] = free
-    total = sum(b.numel() * b.element_size() for bufs in _POOL.values() for b in bufs)
-    while total > _POOL_BYTES and _POOL:
-        oldest = next(iter(_POOL))
-        dropped = _POOL[oldest].pop(0)
-        total -= dropped.numel() * dropped.element_size()
-        if not _POOL[oldest]:
-            del _POOL[oldest]
+    with _POOL_LOCK:
+        free = _POOL.pop(key, [])
+        free.append(flat)
+        _POOL[key] = free
+        total = sum(b.numel() * b.element_size() for bufs in _POOL.values() for b in bufs)
+        while total > _POOL_BYTES and _POOL:
+            oldest = next(iter(_POOL))
+            dropped = _POOL[oldest].pop(0)
+            total -= dropped.numel() * dropped.element_size()
+            if not _POOL[oldest]:
+                del _POOL[oldest]
 
 
 def _per_step(buf: Tensor, start: int | None = None, stop: int | None = None) -> tuple:
@@ -422,7 +439,7 @@ class _FusedGRU(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, dh_last):
-        with _FlushDenormal():
+        with _FlushDenormal(one_thread=True):
             return _FusedGRU._backward(ctx, dh_last)
 
     @staticmethod
