@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from fearkd.models import layers_rnn, make_model
+from fearkd.models import layers_cnn, layers_rnn, make_model
 from fearkd.models.layers_rnn import fused_gru, fused_lstm
 
 PAIRS = [("cnn", 19), ("cnn", 32), ("cnn", 8), ("lstm", 9), ("gru", 9), ("cnn-lstm", 11)]
@@ -67,6 +67,37 @@ def test_fast_equals_plain(name, n_features, train, dtype):
     for (k, a), (_, b) in zip(fast.state_dict().items(), plain.state_dict().items(),
                               strict=True):
         close(a, b, k)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("input_grad", [True, False])
+def test_cnn_in_many_chunks_equals_plain(monkeypatch, threads, input_grad):
+    # Tiny chunks (1 to 3 samples, the last one shorter; chunks grow with the thread count):
+    # every block's statistics and gradients are sums over chunks.
+    monkeypatch.setattr(layers_cnn, "CHUNK_VALUES", 2000)
+    torch.manual_seed(1)
+    fast, plain = _pair("cnn", 21, torch.float64)
+    x = torch.randn(7, 21, dtype=torch.float64)
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        results = []
+        for model in (fast, plain):
+            model.train()
+            xi = x.clone().requires_grad_(input_grad)
+            out = model(xi)
+            (out * torch.arange(1.0, 5.0, dtype=out.dtype)).sum().backward()
+            grads = {k: p.grad for k, p in model.named_parameters()}
+            if input_grad:
+                grads["input"] = xi.grad
+            results.append((out.detach(), grads))
+    finally:
+        torch.set_num_threads(old)
+    (out_f, grad_f), (out_p, grad_p) = results
+    torch.testing.assert_close(out_f, out_p, rtol=1e-10, atol=1e-10)
+    assert grad_f.keys() == grad_p.keys()
+    for key in grad_f:
+        torch.testing.assert_close(grad_f[key], grad_p[key], rtol=1e-10, atol=1e-10, msg=key)
 
 
 def test_running_stats_change_in_train_mode_only():
@@ -282,6 +313,33 @@ def test_fused_rnn_restores_flush_denormal_mode(was_on):
         assert ((tiny * 2.0).item() == 0.0) == was_on
     finally:
         torch.set_flush_denormal(False)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_gru_backward_runs_on_one_thread_and_restores_the_count(monkeypatch, threads):
+    # The other threads of PyTorch's pool cannot flush subnormals (see _FlushDenormal).
+    inner = layers_rnn._FusedGRU._backward
+    seen = []
+
+    def spy(ctx, dh_last):
+        seen.append(torch.get_num_threads())
+        return inner(ctx, dh_last)
+
+    monkeypatch.setattr(layers_rnn._FusedGRU, "_backward", staticmethod(spy))
+    rnn = _torch_rnn("gru", 1, 4, torch.float64)
+    x = torch.randn(9, 5, 1, dtype=torch.float64, requires_grad=True)
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        out = fused_gru(x, *rnn.parameters())
+        grads = _grads(out, [x, *rnn.parameters()])
+        assert torch.get_num_threads() == threads
+    finally:
+        torch.set_num_threads(old)
+    assert seen == [1]
+    ref_grads = _grads(_last_state(rnn, x), [x, *rnn.parameters()])
+    for got, expected in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
 
 
 def test_buffer_pool_is_bounded(monkeypatch):
