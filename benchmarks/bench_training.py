@@ -3,9 +3,9 @@
 For each configuration (model, inputs, batch size) this times whole training epochs of the
 registry's implementation (``cnn``; ``lstm`` and ``gru``, the fused whole-sequence functions)
 and of the plain one (``cnn-plain``; ``lstm-plain``, ``gru-plain``: oneDNN-backed ``nn.LSTM``,
-``nn.GRU``) through the same loop (:func:`fearkd.training.train_epoch`, Adam), alternating the
-two so both see the same machine noise, and reports the median epoch time with its spread
-(min-max).
+``nn.GRU``) through the same loop (:func:`fearkd.training.train_epoch`, with ``fit``'s Adam
+from :func:`fearkd.training.make_optimizer`), alternating the two so both see the same machine
+noise, and reports the median epoch time with its spread (min-max).
 
 The ceiling is the float32 matrix-multiply rate measured in the same run (median of 7 timed
 ``torch.mm`` of two 2048 x 2048 matrices, ``2 * 2048**3`` FLOP each), before and after the
@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from fearkd.models import cnn_flops_per_sample, make_model, rnn_flops_per_sample
-from fearkd.training import train_epoch
+from fearkd.training import make_optimizer, train_epoch
 
 CONFIGS = {
     # key: (fast model, plain model, n_features, batch size)
@@ -74,7 +74,7 @@ def make_runner(name: str, n_features: int, batch_size: int, n: int, seed: int):
     """A closure that trains one epoch of ``name`` over ``n`` random samples."""
     model = make_model(name, n_features, N_OUTPUTS, random_state=seed)
     model.train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    optimizer = make_optimizer(model.parameters(), lr=1e-3)  # fit's Adam
     gen = torch.Generator().manual_seed(seed)
     X = torch.randn(n, n_features, generator=gen)
     y = torch.randint(0, N_OUTPUTS, (n,), generator=gen)

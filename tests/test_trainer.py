@@ -7,7 +7,7 @@ from sklearn.utils.class_weight import compute_class_weight
 
 from fearkd.errors import LabelError
 from fearkd.models import make_model
-from fearkd.training import fit, inner_split, predict_logits, train_epoch
+from fearkd.training import fit, inner_split, make_optimizer, predict_logits, train_epoch
 from fearkd.training.trainer import _class_weights
 
 
@@ -135,6 +135,26 @@ def test_class_weights_match_sklearn():
     np.testing.assert_allclose(_class_weights({1: 3.0}, y, 3).numpy(), [1, 3, 1])
     X, yy, _ = _data()
     _fit(make_model("ann", 16, 4), X, yy, class_weight="balanced", epochs=1)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_make_optimizer_is_fused_adam_with_the_same_update(dtype):
+    torch.manual_seed(0)
+    params = [torch.randn(7, 5, dtype=dtype), torch.randn(3, dtype=dtype)]
+    grads = [[torch.randn_like(p) for p in params] for _ in range(4)]
+    a = [p.clone().requires_grad_() for p in params]
+    b = [p.clone().requires_grad_() for p in params]
+    fused = make_optimizer(a, lr=1e-2, weight_decay=1e-3)
+    plain = torch.optim.Adam(b, lr=1e-2, weight_decay=1e-3)
+    assert fused.defaults["fused"] is True
+    for step in grads:
+        for opt, ps in ((fused, a), (plain, b)):
+            for p, g in zip(ps, step, strict=True):
+                p.grad = g.clone()
+            opt.step()
+    for x, y in zip(a, b, strict=True):
+        torch.testing.assert_close(x, y)
+    assert not torch.equal(a[0], params[0])
 
 
 def test_train_epoch_counts_every_row():
