@@ -148,7 +148,7 @@ def _give_back(flat: Tensor) -> None:
         free = _POOL.pop(key, [])
         free.append(flat)
         _POOL[key] = free
-        total = sum(b.numel() * b.element_size() for bufs in _POOL.values() for b in bufs)
+        total = sum(k[0] * k[1].itemsize * len(bufs) for k, bufs in _POOL.items())
         while total > _POOL_BYTES and _POOL:
             oldest = next(iter(_POOL))
             dropped = _POOL[oldest].pop(0)
