@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from fearkd.models import layers_cnn, layers_rnn, make_model
+from fearkd.models import _cnn_parts, layers_rnn, make_model
 from fearkd.models.layers_rnn import fused_gru, fused_lstm
 
 PAIRS = [("cnn", 19), ("cnn", 32), ("cnn", 8), ("lstm", 9), ("gru", 9), ("cnn-lstm", 11)]
@@ -74,7 +74,7 @@ def test_fast_equals_plain(name, n_features, train, dtype):
 def test_cnn_in_many_chunks_equals_plain(monkeypatch, threads, input_grad):
     # Tiny chunks (1 to 3 samples, the last one shorter; chunks grow with the thread count):
     # every block's statistics and gradients are sums over chunks.
-    monkeypatch.setattr(layers_cnn, "CHUNK_VALUES", 2000)
+    monkeypatch.setattr(_cnn_parts, "CHUNK_VALUES", 2000)
     torch.manual_seed(1)
     fast, plain = _pair("cnn", 21, torch.float64)
     x = torch.randn(7, 21, dtype=torch.float64)
@@ -131,6 +131,28 @@ def test_frozen_conv_needs_no_weight_gradient():
     fast(torch.randn(4, 16)).sum().backward()
     assert fast.conv1.weight.grad is None
     assert fast.head.weight.grad is not None
+
+
+@pytest.mark.parametrize("frozen", [("conv1", "bn1"), ("conv2", "bn2"), ("conv1", "bn1", "conv3")])
+def test_partly_frozen_cnn_matches_plain_over_steps(frozen):
+    # A block hands its pre-BatchNorm values to the next (layers_cnn.Link); whichever of the two
+    # keeps the shared buffer (the one with a backward pass to come), no step may see it reused.
+    torch.manual_seed(4)
+    fast, plain = _pair("cnn", 20, torch.float64)
+    for model in (fast, plain):
+        for name in frozen:
+            getattr(model, name).requires_grad_(False)
+    optims = [torch.optim.SGD([p for p in m.parameters() if p.requires_grad], lr=0.05)
+              for m in (fast, plain)]
+    for _ in range(3):
+        x = torch.randn(6, 20, dtype=torch.float64)
+        for model, optim in zip((fast, plain), optims, strict=True):
+            optim.zero_grad()
+            model(x).square().sum().backward()
+            optim.step()
+    for (k, a), (_, b) in zip(fast.state_dict().items(), plain.state_dict().items(),
+                              strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9, msg=k)
 
 
 # ---------------------------------------------------------------- fused LSTM / GRU

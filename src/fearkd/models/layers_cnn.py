@@ -1,16 +1,17 @@
 """The CNN's conv blocks, computed in cache-sized chunks of samples.
 
-Same layout and formulas as :func:`fearkd.models.layers.conv_block` (channels-last activations
-padded with a zero row at each end of every sample, each kernel-3 convolution as three GEMMs
-over shifted views, pooling as the max of two strided views with BatchNorm applied after it,
-the BatchNorm/ReLU/pooling backward fused by hand), with three changes that remove most of the
-time spent around the GEMMs:
+Activations are channels-last and padded with a zero row at each end of every sample; each
+kernel-3 convolution is three GEMMs over shifted views of that buffer, pooling is the max of
+two strided views with BatchNorm applied after it (exact, as BatchNorm is a per-channel affine
+map: for a negative scale the min is taken), and the BatchNorm/ReLU/pooling backward pass is
+fused by hand. What removes most of the time spent around the GEMMs:
 
 * **Chunks of samples.** Each block runs its element-wise passes (ReLU, statistics, pooling,
-  the fused backward) a few samples at a time (:data:`CHUNK_VALUES` values, 512 KiB), right
-  after that chunk's GEMMs, so the data stay in the core's 2 MiB L2 cache instead of streaming
-  the whole activation through main memory once per pass. The GEMMs lose nothing at these sizes
-  (about 1,000 rows by 128 channels run at the full single-core rate).
+  the fused backward) a few samples at a time (:data:`fearkd.models._cnn_parts.CHUNK_VALUES`
+  values per thread, 512 KiB), right after that chunk's GEMMs, so the data stay in the core's
+  2 MiB L2 cache instead of streaming the whole activation through main memory once per pass.
+  The GEMMs lose nothing at these sizes (about 1,000 rows by 128 channels run at the full
+  single-core rate).
 * **The first block never builds a full-size tensor in its backward pass.** Its convolution
   has one input channel, so ``y = relu(cols @ w)`` with ``cols`` the ``(positions, 3 + 1)``
   unfolded input (plus ones, for the bias). Every statistic it needs (the BatchNorm sums of
@@ -22,6 +23,11 @@ time spent around the GEMMs:
 * **Pooled buffers between blocks** (:class:`Link`): a block's output and the gradient that
   comes back for it are the largest tensors made at every step; freshly mapped memory costs a
   page fault per 4 KiB, so both come from the buffer pool of :mod:`fearkd.models.layers_rnn`.
+* **BatchNorm folded into the next convolution.** Across a link, a block with BatchNorm hands
+  over its pooled values before the affine map ``scale * v + shift`` and the next block
+  convolves them with ``diag(scale) W`` and an adjusted bias (see
+  :func:`fearkd.models._cnn_parts._fold_affine`), so no pass over the whole output applies
+  BatchNorm; the next block's weight gradient gets the matching correction.
 
 Same functions as ``nn.Conv1d`` -> ``nn.ReLU`` -> ``nn.BatchNorm1d`` -> ``nn.MaxPool1d(2)``
 (pooling ties, negative or zero BatchNorm scales, running statistics); only the order of
@@ -36,96 +42,18 @@ import weakref
 import torch
 from torch import Tensor
 
-from fearkd.models.layers_rnn import _give_back, _take
+from fearkd.models._cnn_parts import (
+    Link,
+    _bn_sums,
+    _chunks,
+    _done_with_saved,
+    _fold_affine,
+    _pair_pick,
+    _Pool,
+    _threshold_backward,
+)
 
 __all__ = ["Link", "first_block", "next_block"]
-
-_threshold_backward = torch.ops.aten.threshold_backward
-# Whether the running backward keeps its graph; without this private hook, assume it does.
-_KEEP_GRAPH = getattr(torch._C._autograd, "_get_current_graph_task_keep_graph", lambda: True)
-
-#: Values per chunk of an activation (512 KiB of float32): a chunk's activation, its gradient
-#: and the pooled temporaries stay in a 2 MiB L2 cache.
-CHUNK_VALUES = 131072
-
-
-class _Pool:
-    """Buffers of one call from the shared pool of :mod:`fearkd.models.layers_rnn`."""
-
-    def __init__(self, like: Tensor) -> None:
-        self.like, self.flats = like, []
-
-    def __call__(self, *shape: int) -> Tensor:
-        flat, (tensor,) = _take([shape], self.like)
-        self.flats.append(flat)
-        return tensor
-
-    def release(self) -> None:
-        for flat in self.flats:
-            _give_back(flat)
-        self.flats = []  # a second call (the finalizer after an early release) gives nothing
-
-
-class Link:
-    """Hands pooled buffers between two consecutive blocks.
-
-    The producer's output and the consumer's input gradient are the two largest tensors made
-    fresh at every step (memory newly mapped for each costs a page fault per 4 KiB, about as
-    much as the arithmetic on it). With a link, the producer takes its output from the buffer
-    pool and the consumer gives it back with its saved buffers (the only place that output
-    is kept); the consumer takes its input gradient from the pool and the producer's backward
-    pass gives it back once it has read it. Use a link only when the producer's output goes to
-    the consumer alone and nothing keeps a reference to that output or its gradient.
-    """
-
-    def __init__(self) -> None:
-        self.out_flat: Tensor | None = None
-        self.grad_flat: Tensor | None = None
-
-    def take_out(self, like: Tensor, *shape: int) -> Tensor:
-        self.out_flat, (tensor,) = _take([shape], like)
-        return tensor
-
-    def take_grad(self, like: Tensor, *shape: int) -> Tensor:
-        self.grad_flat, (tensor,) = _take([shape], like)
-        return tensor
-
-    def give_back_grad(self) -> None:
-        if self.grad_flat is not None:
-            _give_back(self.grad_flat)
-            self.grad_flat = None
-
-
-def _done_with_saved(ctx) -> None:
-    """Give the saved buffers back at the end of a backward pass that frees its graph.
-
-    Otherwise they would go back only when the graph node dies, which a training loop that
-    keeps the last logits (to count correct predictions) delays past the next forward pass:
-    every step would then need a second set of buffers. With ``retain_graph=True`` they stay.
-    """
-    if not _KEEP_GRAPH():
-        ctx.saved_pool.release()  # the finalizer then finds nothing left to give back
-
-
-def _chunks(batch: int, length: int, chans: int) -> list[tuple[int, int]]:
-    """Sample ranges ``[start, stop)`` of about :data:`CHUNK_VALUES` values per intra-op thread.
-
-    Each thread then works on about that much of a chunk, in its own core's cache; with two
-    threads, chunks of twice the size ran 4-8 % faster than equal ones (fewer operations, each
-    split between the cores).
-    """
-    values = CHUNK_VALUES * torch.get_num_threads()
-    step = max(1, values // max(length * chans, 1))
-    return [(s, min(s + step, batch)) for s in range(0, batch, step)]
-
-
-def _pair_pick(even: Tensor, odd: Tensor, sign: Tensor | None, out: Tensor) -> Tensor:
-    """The element of each pair that max-pooling after the BN affine map selects (pre-BN)."""
-    torch.maximum(even, odd, out=out)
-    if sign is not None:
-        # scale == 0: every pair ties after BN, and the first element is the one picked.
-        out.copy_(torch.where(sign > 0, out, torch.where(sign < 0, torch.minimum(even, odd), even)))
-    return out
 
 
 def _first_block_weight_grad(ctx, grad_out):
@@ -152,18 +80,19 @@ def _first_block_weight_grad(ctx, grad_out):
     dgp = picked.new_zeros(chans)
     both = picked.new_zeros(4, chans)
     for s0, s1 in chunks:
-        n = (s1 - s0) * pooled_len
-        gc = g_buf[:n].view(s1 - s0, pooled_len, chans).copy_(g[s0:s1]).view(n, chans)
-        pc = picked[s0:s1].view(n, chans)
-        dbeta.addmv_(gc.t(), ones[:n])
-        dgp.addmv_(torch.mul(gc, pc, out=p_buf[:n]).t(), ones[:n])
+        k = s1 - s0
+        n = k * pooled_len
+        gc = g_buf[:n].view(k, pooled_len, chans).copy_(g[s0:s1])
+        pc = picked[s0:s1]  # a strided view when the output buffer holds it (see Link)
+        prod = p_buf[:n].view(k, pooled_len, chans)
+        dbeta.addmv_(gc.view(n, chans).t(), ones[:n])
+        dgp.addmv_(torch.mul(gc, pc, out=prod).view(n, chans).t(), ones[:n])
         gs = gc.mul_(scale)
         # The chosen element's ReLU mask: it is nonzero exactly where the pooled value is.
         g_mask = _threshold_backward(gs, pc, 0, grad_input=gs)
-        g_odd = _threshold_backward(g_mask, chosen[s0:s1].view(n, chans), 0,
-                                    grad_input=p_buf[:n])
-        both.addmm_(cols_even[s0:s1].view(n, 4).t(), g_mask)
-        both.addmm_(cols_delta[s0:s1].view(n, 4).t(), g_odd)
+        g_odd = _threshold_backward(g_mask, chosen[s0:s1], 0, grad_input=prod)
+        both.addmm_(cols_even[s0:s1].view(n, 4).t(), g_mask.view(n, chans))
+        both.addmm_(cols_delta[s0:s1].view(n, 4).t(), g_odd.view(n, chans))
     scratch.release()
     del g, grad_out
     if ctx.link_out is not None:  # the next block's input gradient has been read
@@ -177,7 +106,7 @@ def _first_block_weight_grad(ctx, grad_out):
     dbias = both[3].clone() if need[2] else None
     _done_with_saved(ctx)
     return (None, dweight, dbias, dgamma if need[3] else None, dbeta if need[4] else None,
-            None, None, None, None, None, None)
+            None, None, None, None, None, None, None)
 
 
 class _FirstBlock(torch.autograd.Function):
@@ -185,7 +114,7 @@ class _FirstBlock(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, gamma, beta, running_mean, running_var, training,
-                momentum, eps, link_out):
+                momentum, eps, link_out, graph):
         batch, length = x.shape
         chans = weight.shape[0]
         pooled_len = length // 2
@@ -196,7 +125,13 @@ class _FirstBlock(torch.autograd.Function):
         cols = saved(batch, length, 4)
         cols[:, :, :3] = torch.nn.functional.pad(x.detach(), (1, 1)).unfold(1, 3, 1)
         cols[:, :, 3] = 1.0
-        picked = saved(batch, pooled_len, chans)
+        fold = link_out is not None
+        shape = (batch, pooled_len + 2, chans)
+        out = link_out.take_out(x, *shape) if fold else x.new_empty(shape)
+        out[:, 0].zero_()
+        out[:, -1].zero_()
+        # Folding (see Link), the pooled values are the output; else BatchNorm follows.
+        picked = out[:, 1:-1] if fold else saved(batch, pooled_len, chans)
         scale_pos = bool((gamma > 0).all())
         sign = None if scale_pos else torch.sign(gamma.detach())
         # Without an input gradient, the backward pass needs no full-size tensor (see
@@ -256,11 +191,10 @@ class _FirstBlock(torch.autograd.Function):
         invstd = torch.rsqrt(var + eps)
         scale = gamma.detach() * invstd
         shift = beta.detach() - mean * scale
-        shape = (batch, pooled_len + 2, chans)
-        out = link_out.take_out(x, *shape) if link_out is not None else x.new_empty(shape)
-        out[:, 0].zero_()
-        out[:, -1].zero_()
-        torch.addcmul(shift, picked, scale, out=out[:, 1:-1])
+        if fold:
+            link_out.affine = (scale, shift)
+        else:
+            torch.addcmul(shift, picked, scale, out=out[:, 1:-1])
         ctx.training, ctx.count, ctx.sign, ctx.short = training, count, sign, short
         ctx.link_out = link_out
         if short:
@@ -269,6 +203,8 @@ class _FirstBlock(torch.autograd.Function):
         else:
             ctx.save_for_backward(cols, picked, w, mean, invstd, scale)
         if any(ctx.needs_input_grad):
+            if fold and graph:  # the pooled values live in the output buffer
+                link_out.keep_out(saved)
             weakref.finalize(ctx, saved.release)
             ctx.saved_pool = saved
         else:
@@ -292,14 +228,7 @@ class _FirstBlock(torch.autograd.Function):
         ones = picked.new_ones(rows)
         g = grad_out[:, 1:-1]
         # Pass 1: dbeta and dgamma, which the BatchNorm input gradient needs everywhere.
-        dbeta = picked.new_zeros(chans)
-        dgp = picked.new_zeros(chans)
-        for s0, s1 in chunks:
-            n = (s1 - s0) * pooled_len
-            gc = g_buf[:n].view(s1 - s0, pooled_len, chans).copy_(g[s0:s1]).view(n, chans)
-            dbeta.addmv_(gc.t(), ones[:n])
-            dgp.addmv_(torch.mul(gc, picked[s0:s1].reshape(n, chans), out=p_buf[:n]).t(),
-                       ones[:n])
+        dbeta, dgp = _bn_sums(g, picked, chunks, g_buf, p_buf, ones)
         dgamma = invstd * (dgp - mean * dbeta)
         if ctx.training:
             coef_y = -scale * dgamma * invstd / ctx.count
@@ -353,7 +282,7 @@ class _FirstBlock(torch.autograd.Function):
         dbias = both[3].clone() if need[2] else None
         _done_with_saved(ctx)
         return (dx, dweight, dbias, dgamma if need[3] else None, dbeta if need[4] else None,
-                None, None, None, None, None, None)
+                None, None, None, None, None, None, None)
 
 
 def first_block(x: Tensor, conv: torch.nn.Conv1d, bn: torch.nn.BatchNorm1d, *,
@@ -384,26 +313,30 @@ def first_block(x: Tensor, conv: torch.nn.Conv1d, bn: torch.nn.BatchNorm1d, *,
         bn.num_batches_tracked.add_(1)
     momentum = 0.0 if bn.momentum is None else bn.momentum
     return _FirstBlock.apply(x, conv.weight, conv.bias, bn.weight, bn.bias, bn.running_mean,
-                             bn.running_var, training, momentum, bn.eps, link)
+                             bn.running_var, training, momentum, bn.eps, link,
+                             torch.is_grad_enabled())
 
 
 class _Block(torch.autograd.Function):
     """Conv1d(k=3, same) -> ReLU -> [BatchNorm] -> MaxPool(2) on a zero-padded channels-last
-    input, chunk by chunk (the layout and formulas of :mod:`fearkd.models.layers`)."""
+    input, chunk by chunk (see the module docstring)."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, gamma, beta, running_mean, running_var, training,
-                momentum, eps, pad_out, link_in, link_out):
+                momentum, eps, pad_out, link_in, link_out, graph):
         batch, rows, c_in = x.shape
         length, chans = rows - 2, weight.shape[0]
         pooled_len = length // 2
         wk = weight.detach().permute(2, 1, 0).contiguous()  # (3, c_in, c_out)
         b = bias.detach()
+        # The input holds pre-BatchNorm values when the previous block folds (see Link).
+        fold_in = link_in.affine if link_in is not None else None
+        w_fwd, b_fwd, edge = (wk, b, None) if fold_in is None else _fold_affine(wk, b, *fold_in)
         xf = x.detach().contiguous().view(batch * rows, c_in)
         use_bn = gamma is not None
+        fold_out = use_bn and link_out is not None
         saved = _Pool(x)
         y = saved(batch * rows, chans)
-        picked = saved(batch, pooled_len, chans) if use_bn else None
         sign = None
         if use_bn and not bool((gamma > 0).all()):
             sign = torch.sign(gamma.detach())
@@ -411,6 +344,9 @@ class _Block(torch.autograd.Function):
         shape = (batch, out_rows, chans)
         out = link_out.take_out(x, *shape) if link_out is not None else x.new_empty(shape)
         inner = out[:, 1:-1] if pad_out else out
+        picked = None
+        if use_bn:
+            picked = inner if fold_out else saved(batch, pooled_len, chans)
         chunks = _chunks(batch, rows, chans)
         scratch = _Pool(x)
         sq_buf = scratch(chunks[0][1] * rows, chans)
@@ -422,10 +358,13 @@ class _Block(torch.autograd.Function):
             r0, n = s0 * rows, (s1 - s0) * rows
             m = n - 2
             yc = y[r0 : r0 + n]
-            torch.addmm(b, xf[r0 : r0 + m], wk[0], out=yc[:m])
-            yc[:m].addmm_(xf[r0 + 1 : r0 + m + 1], wk[1])
-            yc[:m].addmm_(xf[r0 + 2 : r0 + m + 2], wk[2])
+            torch.addmm(b_fwd, xf[r0 : r0 + m], w_fwd[0], out=yc[:m])
+            yc[:m].addmm_(xf[r0 + 1 : r0 + m + 1], w_fwd[1])
+            yc[:m].addmm_(xf[r0 + 2 : r0 + m + 2], w_fwd[2])
             y3 = yc.view(s1 - s0, rows, chans)
+            if edge is not None:  # taps that read a padding row (see _fold_affine)
+                y3[:, 0].sub_(edge[0])
+                y3[:, length - 1].sub_(edge[2])
             y3[:, length:].zero_()  # junk rows: excluded from statistics and gradients
             yc.relu_()
             if stats:
@@ -456,9 +395,12 @@ class _Block(torch.autograd.Function):
             invstd = torch.rsqrt(var + eps)
             scale = gamma.detach() * invstd
             shift = beta.detach() - mean * scale
-            torch.addcmul(shift, picked, scale, out=inner)
+            if fold_out:
+                link_out.affine = (scale, shift)
+            else:
+                torch.addcmul(shift, picked, scale, out=inner)
         ctx.pad_out, ctx.use_bn, ctx.training, ctx.sign = pad_out, use_bn, training, sign
-        ctx.count, ctx.shape_in = count, (batch, rows, c_in)
+        ctx.count, ctx.shape_in, ctx.fold_in = count, (batch, rows, c_in), fold_in
         ctx.link_in, ctx.link_out = link_in, link_out
         if link_in is not None and link_in.out_flat is not None:
             # The input (the previous block's pooled output) is kept only in this node.
@@ -469,6 +411,8 @@ class _Block(torch.autograd.Function):
         else:
             ctx.save_for_backward(y, xf, wk)
         if any(ctx.needs_input_grad):
+            if fold_out and graph:  # the pooled values live in the output buffer
+                link_out.keep_out(saved)
             weakref.finalize(ctx, saved.release)
             ctx.saved_pool = saved
         else:
@@ -496,14 +440,7 @@ class _Block(torch.autograd.Function):
         g = grad_out[:, 1:-1] if ctx.pad_out else grad_out
         dgamma = dbeta = coef_y = const = None
         if ctx.use_bn:
-            dbeta = y.new_zeros(chans)
-            dgp = y.new_zeros(chans)
-            for s0, s1 in chunks:
-                n = (s1 - s0) * pooled_len
-                gc = g_buf[:n].view(s1 - s0, pooled_len, chans).copy_(g[s0:s1]).view(n, chans)
-                dbeta.addmv_(gc.t(), ones[:n])
-                dgp.addmv_(torch.mul(gc, picked[s0:s1].reshape(n, chans), out=p_buf[:n]).t(),
-                           ones[:n])
+            dbeta, dgp = _bn_sums(g, picked, chunks, g_buf, p_buf, ones)
             dgamma = invstd * (dgp - mean * dbeta)
             if ctx.training:
                 coef_y = -scale * dgamma * invstd / ctx.count
@@ -511,6 +448,9 @@ class _Block(torch.autograd.Function):
         need_w = need[1] or need[2]
         dwk = y.new_zeros(wk.shape) if need_w else None
         dbias = y.new_zeros(chans) if need_w else None
+        fold = ctx.fold_in is not None and need_w
+        if fold:  # gradient sums of each sample's first and last position (see below)
+            d_ends = y.new_zeros(2, chans)
         dflat = None
         if need[0]:
             shape = (batch * rows, c_in)
@@ -551,6 +491,9 @@ class _Block(torch.autograd.Function):
             _threshold_backward(dy, yc, 0, grad_input=dy)
             if need_w:
                 dbias.addmv_(dy.t(), ones[:n])
+                if fold:
+                    d_ends[0].addmv_(dy3[:, 0].t(), ones[:k])
+                    d_ends[1].addmv_(dy3[:, length - 1].t(), ones[:k])
                 for tap in range(3):
                     dwk[tap].addmm_(xf[r0 + tap : r0 + tap + m].t(), dy[:m])
             if need[0]:
@@ -564,10 +507,18 @@ class _Block(torch.autograd.Function):
         if ctx.link_out is not None:
             ctx.link_out.give_back_grad()
         dx = dflat.view(batch, rows, c_in) if need[0] else None
+        if fold:
+            # The GEMMs above read pre-BatchNorm values v; the layer's input is
+            # scale * v + shift except in padding rows, so tap k's weight gradient is
+            # diag(scale) @ (its GEMM) + outer(shift, sum of dy over the rows where tap k reads
+            # no padding row: all but each sample's first (tap 0) or last (tap 2) position).
+            scale_in, shift_in = ctx.fold_in
+            reach = torch.stack([dbias - d_ends[0], dbias, dbias - d_ends[1]])
+            dwk.mul_(scale_in[None, :, None]).add_(shift_in[None, :, None] * reach[:, None, :])
         dweight = dwk.permute(2, 1, 0).contiguous() if need[1] else None
         _done_with_saved(ctx)
         return (dx, dweight, dbias if need[2] else None, dgamma if need[3] else None,
-                dbeta if need[4] else None, None, None, None, None, None, None, None, None)
+                dbeta if need[4] else None, None, None, None, None, None, None, None, None, None)
 
 
 def next_block(x: Tensor, conv: torch.nn.Conv1d, bn: torch.nn.BatchNorm1d | None, *,
@@ -596,10 +547,11 @@ def next_block(x: Tensor, conv: torch.nn.Conv1d, bn: torch.nn.BatchNorm1d | None
     """
     if bn is None:
         return _Block.apply(x, conv.weight, conv.bias, None, None, None, None, False, 0.0, 0.0,
-                            pad_out, link_in, link_out)
+                            pad_out, link_in, link_out, torch.is_grad_enabled())
     training = bn.training or bn.running_mean is None
     if bn.training and bn.num_batches_tracked is not None:
         bn.num_batches_tracked.add_(1)
     momentum = 0.0 if bn.momentum is None else bn.momentum
     return _Block.apply(x, conv.weight, conv.bias, bn.weight, bn.bias, bn.running_mean,
-                        bn.running_var, training, momentum, bn.eps, pad_out, link_in, link_out)
+                        bn.running_var, training, momentum, bn.eps, pad_out, link_in, link_out,
+                        torch.is_grad_enabled())

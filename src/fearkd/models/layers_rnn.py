@@ -72,7 +72,7 @@ _sigmoid_backward = torch.ops.aten.sigmoid_backward.grad_input
 _tanh_backward = torch.ops.aten.tanh_backward.grad_input
 
 #: Free work buffers, keyed by (number of elements, dtype, device), least recently used first
-#: (shared with the convolution blocks of :mod:`fearkd.models.layers`).
+#: (shared with the convolution blocks of :mod:`fearkd.models.layers_cnn`).
 _POOL: dict[tuple[int, torch.dtype, torch.device], list[Tensor]] = {}
 #: Most bytes the pool keeps; older sizes are dropped first, then the allocator takes over.
 _POOL_BYTES = 256 * 2**20

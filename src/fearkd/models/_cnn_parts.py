@@ -1,0 +1,149 @@
+"""Shared machinery of the fast CNN blocks (:mod:`fearkd.models.layers_cnn`).
+
+Chunking of a batch into cache-sized pieces, the pooled buffers of one call and the
+:class:`Link` between consecutive blocks, the folding of a producer's BatchNorm into the
+consumer's weights, and the small per-chunk helpers both blocks use.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from fearkd.models.layers_rnn import _give_back, _take
+
+__all__ = ["CHUNK_VALUES", "Link"]
+
+_threshold_backward = torch.ops.aten.threshold_backward
+# Whether the running backward keeps its graph; without this private hook, assume it does.
+_KEEP_GRAPH = getattr(torch._C._autograd, "_get_current_graph_task_keep_graph", lambda: True)
+
+#: Values per chunk of an activation (512 KiB of float32): a chunk's activation, its gradient
+#: and the pooled temporaries stay in a 2 MiB L2 cache.
+CHUNK_VALUES = 131072
+
+
+class _Pool:
+    """Buffers of one call from the shared pool of :mod:`fearkd.models.layers_rnn`."""
+
+    def __init__(self, like: Tensor) -> None:
+        self.like, self.flats = like, []
+
+    def __call__(self, *shape: int) -> Tensor:
+        flat, (tensor,) = _take([shape], self.like)
+        self.flats.append(flat)
+        return tensor
+
+    def release(self) -> None:
+        for flat in self.flats:
+            _give_back(flat)
+        self.flats = []  # a second call (the finalizer after an early release) gives nothing
+
+
+class Link:
+    """Hands pooled buffers between two consecutive blocks.
+
+    The producer's output and the consumer's input gradient are the two largest tensors made
+    fresh at every step (memory newly mapped for each costs a page fault per 4 KiB, about as
+    much as the arithmetic on it). With a link, the producer takes its output from the buffer
+    pool and the consumer gives it back with its saved buffers (the only place that output
+    is kept); the consumer takes its input gradient from the pool and the producer's backward
+    pass gives it back once it has read it. Use a link only when the producer's output goes to
+    the consumer alone and nothing keeps a reference to that output or its gradient.
+
+    **BatchNorm folded into the consumer.** A producer with BatchNorm hands over its pooled
+    values *before* the BatchNorm affine map ``scale * v + shift`` and puts ``(scale, shift)``
+    in :attr:`affine`; the consumer's convolution applies it through its weights (see
+    :func:`_fold_affine`), which saves the producer a pass over its whole output. The tensor
+    the producer returns then holds those pre-BatchNorm values (zero padding rows included),
+    and the gradient that comes back for it is the gradient of the BatchNorm output, which is
+    what the producer's backward pass expects. The producer keeps its output buffer until its
+    own backward pass, which reads the pooled values.
+    """
+
+    def __init__(self) -> None:
+        self.out_flat: Tensor | None = None
+        self.grad_flat: Tensor | None = None
+        self.affine: tuple[Tensor, Tensor] | None = None
+
+    def keep_out(self, pool: _Pool) -> None:
+        """The producer keeps its output buffer in its own saved buffers (folded BatchNorm)."""
+        if self.out_flat is not None:
+            pool.flats.append(self.out_flat)
+            self.out_flat = None
+
+    def take_out(self, like: Tensor, *shape: int) -> Tensor:
+        self.out_flat, (tensor,) = _take([shape], like)
+        return tensor
+
+    def take_grad(self, like: Tensor, *shape: int) -> Tensor:
+        self.grad_flat, (tensor,) = _take([shape], like)
+        return tensor
+
+    def give_back_grad(self) -> None:
+        if self.grad_flat is not None:
+            _give_back(self.grad_flat)
+            self.grad_flat = None
+
+
+def _done_with_saved(ctx) -> None:
+    """Give the saved buffers back at the end of a backward pass that frees its graph.
+
+    Otherwise they would go back only when the graph node dies, which a training loop that
+    keeps the last logits (to count correct predictions) delays past the next forward pass:
+    every step would then need a second set of buffers. With ``retain_graph=True`` they stay.
+    """
+    if not _KEEP_GRAPH():
+        ctx.saved_pool.release()  # the finalizer then finds nothing left to give back
+
+
+def _chunks(batch: int, length: int, chans: int) -> list[tuple[int, int]]:
+    """Sample ranges ``[start, stop)`` of about :data:`CHUNK_VALUES` values per intra-op thread.
+
+    Each thread then works on about that much of a chunk, in its own core's cache; with two
+    threads, chunks of twice the size ran 4-8 % faster than equal ones (fewer operations, each
+    split between the cores).
+    """
+    values = CHUNK_VALUES * torch.get_num_threads()
+    step = max(1, values // max(length * chans, 1))
+    return [(s, min(s + step, batch)) for s in range(0, batch, step)]
+
+
+def _fold_affine(wk: Tensor, bias: Tensor, scale: Tensor,
+                 shift: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Weights that convolve pre-BatchNorm values ``v`` as the original ones convolve
+    ``scale * v + shift``.
+
+    Per tap ``W_k' = diag(scale) W_k`` and the bias gains ``sum_k shift @ W_k``; at the first
+    and last positions of every sample, where tap 0 or tap 2 reads a zero padding row (zero
+    after BatchNorm, not ``shift``), ``edge[0] = shift @ W_0`` and ``edge[2] = shift @ W_2``
+    must be taken off again. Returns ``(W', bias', edge)``; ``wk`` is ``(3, c_in, c_out)``.
+    """
+    edge = torch.einsum("i,kio->ko", shift, wk)
+    return wk * scale[None, :, None], bias + edge.sum(0), edge
+
+
+def _bn_sums(g: Tensor, picked: Tensor, chunks: list[tuple[int, int]], g_buf: Tensor,
+             p_buf: Tensor, ones: Tensor) -> tuple[Tensor, Tensor]:
+    """``sum(g)`` and ``sum(g * picked)`` per channel over a block's pooled positions, chunk by
+    chunk (``g`` and ``picked`` may be strided views; the sums run over contiguous copies)."""
+    _, pooled_len, chans = picked.shape
+    dbeta = picked.new_zeros(chans)
+    dgp = picked.new_zeros(chans)
+    for s0, s1 in chunks:
+        k = s1 - s0
+        n = k * pooled_len
+        gc = g_buf[:n].view(k, pooled_len, chans).copy_(g[s0:s1])
+        dbeta.addmv_(gc.view(n, chans).t(), ones[:n])
+        prod = torch.mul(gc, picked[s0:s1], out=p_buf[:n].view(k, pooled_len, chans))
+        dgp.addmv_(prod.view(n, chans).t(), ones[:n])
+    return dbeta, dgp
+
+
+def _pair_pick(even: Tensor, odd: Tensor, sign: Tensor | None, out: Tensor) -> Tensor:
+    """The element of each pair that max-pooling after the BN affine map selects (pre-BN)."""
+    torch.maximum(even, odd, out=out)
+    if sign is not None:
+        # scale == 0: every pair ties after BN, and the first element is the one picked.
+        out.copy_(torch.where(sign > 0, out, torch.where(sign < 0, torch.minimum(even, odd), even)))
+    return out
