@@ -1,12 +1,13 @@
 """Where a training step of the fast CNN spends its time, block by block.
 
-Times, for one batch, the forward pass of each conv block alone and its forward + backward
-pass, the dense head with the loss, and the optimizer step, and divides each block's
-forward + backward time by its floor: its analytic GEMM FLOPs (``6 * MACs``; the first block,
-whose input needs no gradient, ``4 * MACs``) at the matrix-multiply ceiling measured in the
-same run (as ``bench_training.py``). A block at 1.0 would spend all its time in matrix
-multiplies at the machine's peak; what is above it is element-wise work, memory traffic and
-Python dispatch. Medians of ``--repeats`` timings after warm-up.
+Times, for one batch: each conv block's forward pass (with autograd recording, as in
+training) and its forward + backward pass, the blocks linked as in training; the dense head
+with the loss; and the optimizer step. Each block's forward + backward time is divided by its
+floor: its analytic GEMM FLOPs (``6 * MACs``; the first block, whose input needs no gradient,
+``4 * MACs``) at the matrix-multiply ceiling measured in the same run (as
+``bench_training.py``). A block at 1.0 would spend all its time in matrix multiplies at the
+machine's peak; what is above it is element-wise work, memory traffic and Python dispatch.
+Medians of ``--repeats`` timings after warm-up.
 
 Usage::
 
@@ -30,7 +31,7 @@ from bench_training import matmul_ceiling
 
 from fearkd.models import make_model
 from fearkd.models.cnn import cnn_macs
-from fearkd.models.layers_cnn import first_block, next_block
+from fearkd.models.layers_cnn import Link, first_block, next_block
 from fearkd.training import make_optimizer
 
 
@@ -59,15 +60,28 @@ def main(argv=None) -> dict:
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(args.batch, args.features, generator=gen)
     y = torch.randint(0, 4, (args.batch,), generator=gen)
+    # Linked as in training (fearkd.models.layers_cnn.Link): each BatchNorm block hands its
+    # pre-BatchNorm values and (scale, shift) to the next one, which folds them in.
+    one, two = Link(), Link()
     with torch.no_grad():
-        h1 = first_block(x, model.conv1, model.bn1)
-        h2 = next_block(h1, model.conv2, model.bn2, pad_out=True)
-        h3 = next_block(h2, model.conv3, None, pad_out=False)
+        h1 = first_block(x, model.conv1, model.bn1, link=one).clone()
+        h2 = next_block(h1, model.conv2, model.bn2, pad_out=True, link_in=one,
+                        link_out=two).clone()
+        h3 = next_block(h2, model.conv3, None, pad_out=False, link_in=two)
+
+    def handed(link: Link) -> Link:
+        """A link that carries a producer's BatchNorm affine map, and no buffer."""
+        carrier = Link()
+        carrier.affine = link.affine
+        return carrier
+
     inputs = {"block1": x, "block2": h1.requires_grad_(), "block3": h2.requires_grad_()}
     calls = {
-        "block1": lambda t: first_block(t, model.conv1, model.bn1),
-        "block2": lambda t: next_block(t, model.conv2, model.bn2, pad_out=True),
-        "block3": lambda t: next_block(t, model.conv3, None, pad_out=False),
+        "block1": lambda t: first_block(t, model.conv1, model.bn1, link=Link()),
+        "block2": lambda t: next_block(t, model.conv2, model.bn2, pad_out=True,
+                                       link_in=handed(one), link_out=Link()),
+        "block3": lambda t: next_block(t, model.conv3, None, pad_out=False,
+                                       link_in=handed(two)),
     }
     macs = cnn_macs(args.features)
     flops = {"block1": 4 * macs["conv1"], "block2": 6 * macs["conv2"],
@@ -79,8 +93,7 @@ def main(argv=None) -> dict:
             weights = torch.randn(call(t).shape, generator=gen)
 
         def forward(call=call, t=t):
-            with torch.no_grad():
-                call(t)
+            call(t)  # its graph (and the buffers it holds) goes when the output does
 
         def both(call=call, t=t, weights=weights):
             call(t).backward(weights)  # a fixed gradient for the block's output
