@@ -301,7 +301,8 @@ def first_block(x: Tensor, conv: torch.nn.Conv1d, bn: torch.nn.BatchNorm1d, *,
         running statistics, as in ``nn.BatchNorm1d``.
     link : Link, optional
         Shared with the :func:`next_block` that alone consumes the output: the output then comes
-        from the buffer pool (see :class:`Link`).
+        from the buffer pool and holds the pooled values *before* BatchNorm, whose affine map
+        goes to that block through the link (see :class:`Link`).
 
     Returns
     -------
@@ -538,8 +539,10 @@ def next_block(x: Tensor, conv: torch.nn.Conv1d, bn: torch.nn.BatchNorm1d | None
         Return ``(batch, length // 2 + 2, c_out)`` with zero first and last rows (input of
         another block) instead of ``(batch, length // 2, c_out)``.
     link_in, link_out : Link, optional
-        The link given to the block that produced ``x``, and one for the block that alone
-        consumes this block's output (see :class:`Link`).
+        The link given to the block that produced ``x`` (``x`` then holds pre-BatchNorm values
+        when that block has BatchNorm), and one for the :func:`next_block` that alone consumes
+        this block's output (with ``bn``, the output then holds pre-BatchNorm values and the
+        affine map goes through the link; see :class:`Link`).
 
     Returns
     -------
