@@ -72,7 +72,7 @@ def test_fast_equals_plain(name, n_features, train, dtype):
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("input_grad", [True, False])
 def test_cnn_in_many_chunks_equals_plain(monkeypatch, threads, input_grad):
-    # Tiny chunks (1 to 3 samples, the last one shorter; chunks grow with the thread count):
+    # Tiny chunks (1 to 8 samples, the last one shorter; chunks grow with the thread count):
     # every block's statistics and gradients are sums over chunks.
     monkeypatch.setattr(_cnn_parts, "CHUNK_VALUES", 2000)
     torch.manual_seed(1)
