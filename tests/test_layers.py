@@ -180,6 +180,18 @@ def _grads(out, inputs):
     return torch.autograd.grad((out * weights).sum(), inputs)
 
 
+def _fused_vs_module(cell, rnn, x):
+    """``(out, grads)`` of the fused function on copies of ``x`` and the parameters, and
+    ``(ref, ref_grads)`` of the module itself (gradients: input first, then parameters)."""
+    params = list(rnn.parameters())
+    ref = _last_state(rnn, x)
+    ref_grads = _grads(ref, [x, *params])
+    copies = [p.detach().clone().requires_grad_() for p in params]
+    x2 = x.detach().clone().requires_grad_()
+    out = CELLS[cell][1](x2, *copies)
+    return (out, _grads(out, [x2, *copies])), (ref, ref_grads)
+
+
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize(("steps", "batch", "hidden", "size_in"),
@@ -187,13 +199,7 @@ def _grads(out, inputs):
 def test_fused_rnn_equals_torch_module(cell, dtype, steps, batch, hidden, size_in):
     rnn = _torch_rnn(cell, size_in, hidden, dtype)
     x = torch.randn(steps, batch, size_in, dtype=dtype, requires_grad=True)
-    params = list(rnn.parameters())
-    ref = _last_state(rnn, x)
-    ref_grads = _grads(ref, [x, *params])
-    copies = [p.detach().clone().requires_grad_() for p in params]
-    x2 = x.detach().clone().requires_grad_()
-    out = CELLS[cell][1](x2, *copies)
-    grads = _grads(out, [x2, *copies])
+    (out, grads), (ref, ref_grads) = _fused_vs_module(cell, rnn, x)
     tol = {"rtol": 1e-12, "atol": 1e-12} if dtype == torch.float64 else {"rtol": 2e-5,
                                                                          "atol": 2e-6}
     torch.testing.assert_close(out, ref, **tol)
@@ -268,13 +274,7 @@ def test_fused_rnn_chunk_and_ring_sizes(monkeypatch, cell, chunk, ring):
     monkeypatch.setattr(layers_rnn, "_RING", ring)
     rnn = _torch_rnn(cell, 2, 4, torch.float64, seed=4)
     x = torch.randn(7, 3, 2, dtype=torch.float64, requires_grad=True)
-    params = list(rnn.parameters())
-    ref = _last_state(rnn, x)
-    ref_grads = _grads(ref, [x, *params])
-    copies = [p.detach().clone().requires_grad_() for p in params]
-    x2 = x.detach().clone().requires_grad_()
-    out = CELLS[cell][1](x2, *copies)
-    grads = _grads(out, [x2, *copies])
+    (out, grads), (ref, ref_grads) = _fused_vs_module(cell, rnn, x)
     torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
     for got, expected in zip(grads, ref_grads, strict=True):
         torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import KD_TARGETS, ExperimentConfig
+from .config import ExperimentConfig, MethodsConfig, TrainingConfig
 from .evaluation.metrics import METRICS, fold_metrics
 from .label_report import FEAR_CLASSES
 
@@ -46,27 +46,31 @@ logger = logging.getLogger(__name__)
 STAGES = ("backbone", "teacher", "student-source", "student", "baseline")
 
 
+_METHODS, _TRAINING = MethodsConfig(), TrainingConfig()
+
+
 @dataclass(frozen=True)
 class PipelineSettings:
     """What a unit trains; built from an :class:`~fearkd.config.ExperimentConfig`."""
 
-    methods: tuple[str, ...] = ("method1", "method2")
-    kd_targets: tuple[str, ...] = KD_TARGETS
-    alpha: float = 0.5
-    temperature: float = 3.0
-    freeze: str = "none"
-    baselines: tuple[str, ...] = ("majority", "stratified")
+    # Defaults: those of the configuration file's [methods] and [training] tables.
+    methods: tuple[str, ...] = _METHODS.run
+    kd_targets: tuple[str, ...] = _METHODS.kd_targets
+    alpha: float = _METHODS.alpha
+    temperature: float = _METHODS.temperature
+    freeze: str = _METHODS.freeze
+    baselines: tuple[str, ...] = _METHODS.baselines
     scratch: bool = True
     student_model: str = ""
     model_params: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
-    epochs: int = 30
-    pretrain_epochs: int = 0
-    batch_size: int = 256
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    patience: int = 8
-    class_weight: str = "balanced"
-    val_fraction: float = 0.2
+    epochs: int = _TRAINING.epochs
+    pretrain_epochs: int = _TRAINING.pretrain_epochs
+    batch_size: int = _TRAINING.batch_size
+    lr: float = _TRAINING.lr
+    weight_decay: float = _TRAINING.weight_decay
+    patience: int = _TRAINING.patience
+    class_weight: str = _TRAINING.class_weight
+    val_fraction: float = _TRAINING.val_fraction
     progress: bool = False
 
     @classmethod

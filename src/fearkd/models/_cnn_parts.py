@@ -123,6 +123,38 @@ def _fold_affine(wk: Tensor, bias: Tensor, scale: Tensor,
     return wk * scale[None, :, None], bias + edge.sum(0), edge
 
 
+def _bn_affine(total: Tensor | None, total_sq: Tensor | None, count: int, gamma: Tensor,
+               beta: Tensor, running_mean: Tensor | None, running_var: Tensor | None,
+               training: bool, momentum: float, eps: float) -> tuple[Tensor, ...]:
+    """BatchNorm's ``(mean, invstd, scale, shift)`` from the sums of ``y`` and ``y**2`` over
+    ``count`` positions (batch statistics, which also update the running ones) or from the
+    running statistics; ``scale * y + shift`` is the normalised output."""
+    if training:
+        mean = total / count
+        var = (total_sq / count - mean * mean).clamp_(min=0)
+        if running_mean is not None:
+            unbiased = var * (count / max(count - 1, 1))
+            running_mean.mul_(1 - momentum).add_(mean, alpha=momentum)
+            running_var.mul_(1 - momentum).add_(unbiased, alpha=momentum)
+    else:
+        mean, var = running_mean.detach(), running_var.detach()
+    invstd = torch.rsqrt(var + eps)
+    scale = gamma.detach() * invstd
+    return mean, invstd, scale, beta.detach() - mean * scale
+
+
+def _bn_grad_terms(ctx, dbeta: Tensor, dgp: Tensor, mean: Tensor, invstd: Tensor,
+                   scale: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """``dgamma`` and, with batch statistics, the terms of the BatchNorm input gradient that
+    reach every position: ``dy = mask * (const + coef_y * y + pooled gradient * scale)``.
+    ``dbeta = sum(g)`` and ``dgp = sum(g * pooled value)`` (see :func:`_bn_sums`)."""
+    dgamma = invstd * (dgp - mean * dbeta)
+    if not ctx.training:
+        return dgamma, None, None
+    coef_y = -scale * dgamma * invstd / ctx.count
+    return dgamma, coef_y, -scale * dbeta / ctx.count - coef_y * mean
+
+
 def _bn_sums(g: Tensor, picked: Tensor, chunks: list[tuple[int, int]], g_buf: Tensor,
              p_buf: Tensor, ones: Tensor) -> tuple[Tensor, Tensor]:
     """``sum(g)`` and ``sum(g * picked)`` per channel over a block's pooled positions, chunk by

@@ -44,6 +44,8 @@ from torch import Tensor
 
 from fearkd.models._cnn_parts import (
     Link,
+    _bn_affine,
+    _bn_grad_terms,
     _bn_sums,
     _chunks,
     _done_with_saved,
@@ -97,10 +99,8 @@ def _first_block_weight_grad(ctx, grad_out):
     del g, grad_out
     if ctx.link_out is not None:  # the next block's input gradient has been read
         ctx.link_out.give_back_grad()
-    dgamma = invstd * (dgp - mean * dbeta)
-    if ctx.training:
-        coef_y = -scale * dgamma * invstd / ctx.count
-        const = -scale * dbeta / ctx.count - coef_y * mean
+    dgamma, coef_y, const = _bn_grad_terms(ctx, dbeta, dgp, mean, invstd, scale)
+    if coef_y is not None:
         both.addcmul_(sum_y, coef_y).addcmul_(sum_mask, const)
     dweight = both[:3].t().reshape(chans, 1, 3).contiguous() if need[1] else None
     dbias = both[3].clone() if need[2] else None
@@ -170,7 +170,7 @@ class _FirstBlock(torch.autograd.Function):
                 diff = torch.sub(odd, even, out=chosen[s0:s1])
                 if sign is not None:
                     diff.mul_(sign)
-        sum_y = sum_mask = None
+        sum_y = sum_mask = total = total_sq = None
         if training:
             full = moments.view(4, 4, chans)
             sum_y = torch.einsum("ijc,jc->ic", full, w)  # cols^T @ y
@@ -179,18 +179,9 @@ class _FirstBlock(torch.autograd.Function):
             total_sq = (sum_y * w).sum(0)
         scratch.release()
         count = batch * length
-        if training:
-            mean = total / count
-            var = (total_sq / count - mean * mean).clamp_(min=0)
-            if running_mean is not None:
-                unbiased = var * (count / max(count - 1, 1))
-                running_mean.mul_(1 - momentum).add_(mean, alpha=momentum)
-                running_var.mul_(1 - momentum).add_(unbiased, alpha=momentum)
-        else:
-            mean, var = running_mean.detach(), running_var.detach()
-        invstd = torch.rsqrt(var + eps)
-        scale = gamma.detach() * invstd
-        shift = beta.detach() - mean * scale
+        mean, invstd, scale, shift = _bn_affine(total, total_sq, count, gamma, beta,
+                                                running_mean, running_var, training, momentum,
+                                                eps)
         if fold:
             link_out.affine = (scale, shift)
         else:
@@ -229,12 +220,7 @@ class _FirstBlock(torch.autograd.Function):
         g = grad_out[:, 1:-1]
         # Pass 1: dbeta and dgamma, which the BatchNorm input gradient needs everywhere.
         dbeta, dgp = _bn_sums(g, picked, chunks, g_buf, p_buf, ones)
-        dgamma = invstd * (dgp - mean * dbeta)
-        if ctx.training:
-            coef_y = -scale * dgamma * invstd / ctx.count
-            const = -scale * dbeta / ctx.count - coef_y * mean
-        else:
-            coef_y = const = None
+        dgamma, coef_y, const = _bn_grad_terms(ctx, dbeta, dgp, mean, invstd, scale)
         # Pass 2: recompute each chunk's activation, build its gradient, reduce it at once.
         y_buf = scratch(rows, chans)
         dy_buf = scratch(rows, chans)
@@ -384,18 +370,9 @@ class _Block(torch.autograd.Function):
         count = batch * length
         mean = invstd = scale = None
         if use_bn:
-            if training:
-                mean = total / count
-                var = (total_sq / count - mean * mean).clamp_(min=0)
-                if running_mean is not None:
-                    unbiased = var * (count / max(count - 1, 1))
-                    running_mean.mul_(1 - momentum).add_(mean, alpha=momentum)
-                    running_var.mul_(1 - momentum).add_(unbiased, alpha=momentum)
-            else:
-                mean, var = running_mean.detach(), running_var.detach()
-            invstd = torch.rsqrt(var + eps)
-            scale = gamma.detach() * invstd
-            shift = beta.detach() - mean * scale
+            mean, invstd, scale, shift = _bn_affine(total, total_sq, count, gamma, beta,
+                                                    running_mean, running_var, training,
+                                                    momentum, eps)
             if fold_out:
                 link_out.affine = (scale, shift)
             else:
@@ -442,10 +419,7 @@ class _Block(torch.autograd.Function):
         dgamma = dbeta = coef_y = const = None
         if ctx.use_bn:
             dbeta, dgp = _bn_sums(g, picked, chunks, g_buf, p_buf, ones)
-            dgamma = invstd * (dgp - mean * dbeta)
-            if ctx.training:
-                coef_y = -scale * dgamma * invstd / ctx.count
-                const = -scale * dbeta / ctx.count - coef_y * mean
+            dgamma, coef_y, const = _bn_grad_terms(ctx, dbeta, dgp, mean, invstd, scale)
         need_w = need[1] or need[2]
         dwk = y.new_zeros(wk.shape) if need_w else None
         dbias = y.new_zeros(chans) if need_w else None
