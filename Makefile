@@ -11,8 +11,10 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
 
-# Re-install whenever the project's metadata or pins change.
-$(STAMP): pyproject.toml constraints.txt | $(BIN)/python
+# Re-install whenever the project's metadata, pins or compiled module's sources change (the
+# install builds fearkd.models._kernels in place, see setup.py).
+KERNELS := setup.py src/fearkd/models/_kernels.c src/fearkd/models/_kernels_body.h
+$(STAMP): pyproject.toml constraints.txt $(KERNELS) | $(BIN)/python
 	$(BIN)/python -m pip install -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
 

@@ -1,12 +1,26 @@
 """The fast layers compute the same function as plain PyTorch layers (outputs and gradients)."""
 
+import os
+
 import pytest
 import torch
 
-from fearkd.models import _cnn_parts, layers_rnn, make_model
+from fearkd.models import _cnn_parts, _fused, layers_rnn, make_model
 from fearkd.models.layers_rnn import fused_gru, fused_lstm
 
 PAIRS = [("cnn", 19), ("cnn", 32), ("cnn", 8), ("lstm", 9), ("gru", 9), ("cnn-lstm", 11)]
+
+
+@pytest.fixture(params=["compiled", "torch"])
+def cnn_path(request, monkeypatch):
+    """Runs a CNN test through the compiled element-wise passes and through the PyTorch
+    operations (the fallback) in turn."""
+    if request.param == "compiled" and not _fused.built():
+        if os.environ.get("CI"):  # CI builds the module: a missing one is a failure there
+            pytest.fail("fearkd.models._kernels was not built")
+        pytest.skip("fearkd.models._kernels is not built (no C compiler at install time)")
+    monkeypatch.setattr(_fused, "ENABLED", request.param == "compiled")
+    return request.param
 
 
 def _no_dropout(model):
@@ -46,7 +60,9 @@ def _run(model, x, train):
 @pytest.mark.parametrize("train", [True, False])
 @pytest.mark.parametrize(("name", "n_features"), PAIRS)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_fast_equals_plain(name, n_features, train, dtype):
+def test_fast_equals_plain(cnn_path, name, n_features, train, dtype):
+    if cnn_path == "torch" and not name.startswith("cnn"):
+        pytest.skip("no compiled passes in the recurrent models")
     torch.manual_seed(0)
     fast, plain = _pair(name, n_features, dtype)
     x = torch.randn(6, n_features, dtype=dtype)
@@ -71,7 +87,7 @@ def test_fast_equals_plain(name, n_features, train, dtype):
 
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("input_grad", [True, False])
-def test_cnn_in_many_chunks_equals_plain(monkeypatch, threads, input_grad):
+def test_cnn_in_many_chunks_equals_plain(cnn_path, monkeypatch, threads, input_grad):
     # Tiny chunks (1 to 8 samples, the last one shorter; chunks grow with the thread count):
     # every block's statistics and gradients are sums over chunks.
     monkeypatch.setattr(_cnn_parts, "CHUNK_VALUES", 2000)
@@ -100,7 +116,7 @@ def test_cnn_in_many_chunks_equals_plain(monkeypatch, threads, input_grad):
         torch.testing.assert_close(grad_f[key], grad_p[key], rtol=1e-10, atol=1e-10, msg=key)
 
 
-def test_running_stats_change_in_train_mode_only():
+def test_running_stats_change_in_train_mode_only(cnn_path):
     fast, _ = _pair("cnn", 16, torch.float64)
     before = fast.bn1.running_mean.clone()
     fast.eval()
@@ -112,7 +128,7 @@ def test_running_stats_change_in_train_mode_only():
     assert int(fast.bn1.num_batches_tracked) == 1
 
 
-def test_pooling_ties_send_gradient_to_first_element():
+def test_pooling_ties_send_gradient_to_first_element(cnn_path):
     # Constant input -> equal pairs everywhere; nn.MaxPool1d routes the gradient to the first.
     fast, plain = _pair("cnn", 16, torch.float64)
     x = torch.ones(3, 16, dtype=torch.float64)
@@ -134,7 +150,7 @@ def test_frozen_conv_needs_no_weight_gradient():
 
 
 @pytest.mark.parametrize("frozen", [("conv1", "bn1"), ("conv2", "bn2"), ("conv1", "bn1", "conv3")])
-def test_partly_frozen_cnn_matches_plain_over_steps(frozen):
+def test_partly_frozen_cnn_matches_plain_over_steps(cnn_path, frozen):
     # A block hands its pre-BatchNorm values to the next (layers_cnn.Link); whichever of the two
     # keeps the shared buffer (the one with a backward pass to come), no step may see it reused.
     torch.manual_seed(4)
@@ -393,7 +409,7 @@ def test_two_layer_fused_model_falls_back_to_torch(cell):
 @pytest.mark.parametrize("train", [True, False])
 @pytest.mark.parametrize("n_features", [19, 32, 8])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_cnn_without_input_gradient_equals_plain(n_features, train, dtype):
+def test_cnn_without_input_gradient_equals_plain(cnn_path, n_features, train, dtype):
     # Training never asks for the input's gradient: the first block then takes its shorter
     # backward pass (no full-size tensor), which must give the same parameter gradients.
     torch.manual_seed(1)
@@ -415,7 +431,7 @@ def test_cnn_without_input_gradient_equals_plain(n_features, train, dtype):
         torch.testing.assert_close(a, b, rtol=rel, atol=rel, msg=k)
 
 
-def test_cnn_training_steps_match_plain_with_pooled_buffers():
+def test_cnn_training_steps_match_plain_with_pooled_buffers(cnn_path):
     # Several optimizer steps, two graphs alive at once, then an eval pass: the pooled buffers
     # that blocks hand each other (layers_cnn.Link) are reused across calls and must never be
     # handed out while still in use.
@@ -442,7 +458,7 @@ def test_cnn_training_steps_match_plain_with_pooled_buffers():
         torch.testing.assert_close(first, plain(batches[0]))
 
 
-def test_cnn_backward_twice_with_retained_graph_matches_plain():
+def test_cnn_backward_twice_with_retained_graph_matches_plain(cnn_path):
     # retain_graph=True must keep the saved buffers: they are given back early only when the
     # backward pass frees its graph.
     fast, plain = _pair("cnn", 20, torch.float64)
@@ -457,3 +473,51 @@ def test_cnn_backward_twice_with_retained_graph_matches_plain():
         grads.append({k: p.grad.clone() for k, p in model.named_parameters()})
     for key, expected in grads[1].items():
         torch.testing.assert_close(grads[0][key], expected, rtol=1e-9, atol=1e-9, msg=key)
+
+
+def test_compiled_passes_run_and_repeat_bit_for_bit(monkeypatch):
+    # The compiled loops are really called (not silently bypassed), and with two threads each
+    # thread's sums are added in a fixed order: two runs give identical bits.
+    if not _fused.built():
+        pytest.skip("fearkd.models._kernels is not built")
+    calls = []
+    for name in ("block_fwd", "block_bwd", "bn_sums", "first_fwd", "first_bwd"):
+        real = getattr(_fused._kernels, name)
+        monkeypatch.setattr(_fused._kernels, name,
+                            lambda *a, _real=real, _name=name: (calls.append(_name), _real(*a)))
+    monkeypatch.setattr(_fused, "ENABLED", True)
+    monkeypatch.setattr(_cnn_parts, "CHUNK_VALUES", 3000)  # several chunks per block
+    fast, _ = _pair("cnn", 40, torch.float32)
+    fast.train()
+    x = torch.randn(33, 40)
+    old = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        runs = []
+        for _ in range(2):
+            fast.zero_grad()
+            out = fast(x)
+            out.square().sum().backward()
+            runs.append([out.detach().clone()] + [p.grad.clone() for p in fast.parameters()])
+    finally:
+        torch.set_num_threads(old)
+    assert set(calls) == {"block_fwd", "block_bwd", "bn_sums", "first_fwd", "first_bwd"}
+    for a, b in zip(*runs, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_compiled_passes_are_off_for_other_dtypes_and_when_disabled(monkeypatch):
+    monkeypatch.setattr(_fused, "ENABLED", True)
+    assert not _fused.available(torch.zeros(2, dtype=torch.bfloat16))
+    assert _fused.available(torch.zeros(2)) == _fused.built()
+    monkeypatch.setattr(_fused, "ENABLED", False)
+    assert not _fused.available(torch.zeros(2))
+
+
+def test_compiled_module_rejects_wrong_calls():
+    if not _fused.built():
+        pytest.skip("fearkd.models._kernels is not built")
+    with pytest.raises(TypeError, match="expected 11 integer arguments, got 2"):
+        _fused._kernels.bn_sums(1, 2)
+    with pytest.raises(ValueError, match="dtype code"):
+        _fused._kernels.bn_sums(1, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0)

@@ -179,3 +179,44 @@ def _pair_pick(even: Tensor, odd: Tensor, sign: Tensor | None, out: Tensor) -> T
         # scale == 0: every pair ties after BN, and the first element is the one picked.
         out.copy_(torch.where(sign > 0, out, torch.where(sign < 0, torch.minimum(even, odd), even)))
     return out
+
+
+def _block_dy(ctx, yc: Tensor, g: Tensor, dy: Tensor, scale: Tensor | None,
+              coef_y: Tensor | None, const: Tensor | None, p_buf: Tensor, g_buf: Tensor,
+              ones: Tensor, dbias: Tensor | None, d_ends: Tensor | None) -> None:
+    """A :class:`_Block` chunk's conv-output gradient ``dy`` from its pooled gradient ``g``,
+    through pooling, BatchNorm and ReLU, in PyTorch operations (the compiled loop's
+    fallback); ``dbias`` and ``d_ends`` gain the column sums of ``dy`` and of each sample's
+    first and last position."""
+    k, pooled_len, chans = g.shape
+    rows = yc.shape[0] // k
+    length = ctx.shape_in[1] - 2
+    y3 = yc.view(k, rows, chans)
+    even = y3[:, 0 : 2 * pooled_len : 2]
+    odd = y3[:, 1 : 2 * pooled_len : 2]
+    diff = torch.sub(odd, even, out=p_buf[: k * pooled_len].view(k, pooled_len, chans))
+    if ctx.sign is not None:
+        diff.mul_(ctx.sign)
+    if scale is not None:
+        gs = torch.mul(g, scale, out=g_buf[: k * pooled_len].view(k, pooled_len, chans))
+    else:
+        gs = g
+    g_odd = _threshold_backward(gs, diff, 0, grad_input=diff)
+    dy3 = dy.view(k, rows, chans)
+    d_even = dy3[:, 0 : 2 * pooled_len : 2]
+    d_odd = dy3[:, 1 : 2 * pooled_len : 2]
+    if coef_y is None:
+        torch.sub(gs, g_odd, out=d_even)
+        d_odd.copy_(g_odd)
+        dy3[:, 2 * pooled_len :].zero_()
+    else:
+        torch.addcmul(const, yc, coef_y, out=dy)
+        d_odd.add_(g_odd)
+        d_even.add_(gs.sub_(g_odd))  # gs is not needed again
+    # ReLU mask; it also zeroes the junk rows, where y == 0.
+    _threshold_backward(dy, yc, 0, grad_input=dy)
+    if dbias is not None:
+        dbias.addmv_(dy.t(), ones[: k * rows])
+    if d_ends is not None:
+        d_ends[0].addmv_(dy3[:, 0].t(), ones[:k])
+        d_ends[1].addmv_(dy3[:, length - 1].t(), ones[:k])

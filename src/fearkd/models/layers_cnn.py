@@ -42,8 +42,10 @@ import weakref
 import torch
 from torch import Tensor
 
+from fearkd.models import _fused
 from fearkd.models._cnn_parts import (
     Link,
+    _block_dy,
     _bn_affine,
     _bn_grad_terms,
     _bn_sums,
@@ -68,8 +70,9 @@ def _first_block_weight_grad(ctx, grad_out):
     reductions made in the forward pass; the pooled term is a GEMM over the chosen elements'
     columns, on half-size tensors only. So no full-size activation is recomputed or built.
     """
+    if ctx.kern:
+        return _first_block_weight_grad_compiled(ctx, grad_out)
     cols_even, cols_delta, picked, chosen, sum_y, sum_mask, mean, invstd, scale = ctx.saved_tensors
-    need = ctx.needs_input_grad
     batch, pooled_len, chans = picked.shape
     chunks = _chunks(batch, pooled_len, chans)
     scratch = _Pool(picked)
@@ -97,6 +100,24 @@ def _first_block_weight_grad(ctx, grad_out):
         both.addmm_(cols_delta[s0:s1].view(n, 4).t(), g_odd.view(n, chans))
     scratch.release()
     del g, grad_out
+    return _first_block_grads(ctx, dbeta, dgp, both, sum_y, sum_mask, mean, invstd, scale)
+
+
+def _first_block_weight_grad_compiled(ctx, grad_out):
+    """:func:`_first_block_weight_grad` as one compiled loop over the pooled positions."""
+    xpad, picked, chosen, sum_y, sum_mask, mean, invstd, scale = ctx.saved_tensors
+    sums = _fused.first_bwd(xpad, grad_out[:, 1:-1], picked, chosen, scale)
+    del grad_out
+    # dbeta is returned as a gradient: its own tensor, not a view of the sums.
+    return _first_block_grads(ctx, sums[0].clone(), sums[1], sums[2:], sum_y, sum_mask, mean,
+                              invstd, scale)
+
+
+def _first_block_grads(ctx, dbeta, dgp, both, sum_y, sum_mask, mean, invstd, scale):
+    """The first block's parameter gradients from its sums: ``dbeta``, ``dgp`` (see
+    :func:`_bn_sums`) and the pooled part of ``cols^T @ dy``, ``both`` (4, c)."""
+    need = ctx.needs_input_grad
+    chans = both.shape[1]
     if ctx.link_out is not None:  # the next block's input gradient has been read
         ctx.link_out.give_back_grad()
     dgamma, coef_y, const = _bn_grad_terms(ctx, dbeta, dgp, mean, invstd, scale)
@@ -107,6 +128,66 @@ def _first_block_weight_grad(ctx, grad_out):
     _done_with_saved(ctx)
     return (None, dweight, dbias, dgamma if need[3] else None, dbeta if need[4] else None,
             None, None, None, None, None, None, None)
+
+
+def _first_forward(x, w, sign, short, training, saved, picked):
+    """:class:`_FirstBlock`'s forward pass in PyTorch operations, chunk by chunk: writes the
+    pooled pick to ``picked`` and returns the sums of ``y`` times each unfolded column and
+    of the ReLU mask times each (``(4, c)`` each, ``None`` without batch statistics), the
+    sums of ``y`` and ``y**2``, and the tensors the backward pass needs."""
+    batch, length = x.shape
+    chans = w.shape[1]
+    pooled_len = length // 2
+    # Unfolded input plus a column of ones: the backward GEMM gives the bias gradient too.
+    cols = saved(batch, length, 4)
+    cols[:, :, :3] = torch.nn.functional.pad(x.detach(), (1, 1)).unfold(1, 3, 1)
+    cols[:, :, 3] = 1.0
+    if short:
+        chosen = saved(batch, pooled_len, chans)
+        cols_even = saved(batch, pooled_len, 4).copy_(cols[:, 0 : 2 * pooled_len : 2])
+        # cols_even^T @ g_even + cols_odd^T @ g_odd, with g_even = g - g_odd, is
+        # cols_even^T @ g + (cols_odd - cols_even)^T @ g_odd: no g_even to build.
+        cols_delta = saved(batch, pooled_len, 4)
+        torch.sub(cols[:, 1 : 2 * pooled_len : 2], cols_even, out=cols_delta)
+    scratch = _Pool(x)
+    rows = _chunks(batch, length, chans)[0][1] * length
+    y_buf = scratch(rows, chans)
+    mask_buf = scratch(rows, chans)
+    # Every statistic of the block is a sum over positions of y = mask * (cols @ w) or of
+    # y**2 or the mask times a column of cols: all follow from the mask-weighted second
+    # moments of cols, q[i, j, c] = sum_p mask[p, c] * cols[p, i] * cols[p, j], one GEMM.
+    if training:
+        # Position-minor (16, n): the products vectorise along the positions.
+        cols_t = cols.view(-1, 4).t().contiguous()
+        pairs = (cols_t[:, None, :] * cols_t[None, :, :]).view(16, -1)
+        moments = x.new_zeros(16, chans)
+    for s0, s1 in _chunks(batch, length, chans):
+        n = (s1 - s0) * length
+        y = torch.mm(cols[s0:s1].view(n, 4), w, out=y_buf[:n]).relu_()
+        if training:  # y >= 0, so sign(y) is the ReLU mask
+            moments.addmm_(pairs[:, s0 * length : s1 * length],
+                           torch.sign(y, out=mask_buf[:n]))
+        y3 = y.view(s1 - s0, length, chans)
+        even = y3[:, 0 : 2 * pooled_len : 2]
+        odd = y3[:, 1 : 2 * pooled_len : 2]
+        _pair_pick(even, odd, sign, picked[s0:s1])
+        if short:
+            diff = torch.sub(odd, even, out=chosen[s0:s1])
+            if sign is not None:
+                diff.mul_(sign)
+    sum_y = sum_mask = total = total_sq = None
+    if training:
+        full = moments.view(4, 4, chans)
+        sum_y = torch.einsum("ijc,jc->ic", full, w)  # cols^T @ y
+        sum_mask = full[:, 3].contiguous()  # cols^T @ mask (column 3 is ones)
+        total = sum_y[3]
+        total_sq = (sum_y * w).sum(0)
+    scratch.release()
+    if short:
+        keep = [cols_even, cols_delta, picked, chosen, sum_y, sum_mask]
+    else:
+        keep = [cols, picked, w]
+    return sum_y, sum_mask, total, total_sq, keep
 
 
 class _FirstBlock(torch.autograd.Function):
@@ -121,10 +202,6 @@ class _FirstBlock(torch.autograd.Function):
         # Taps then bias, (4, c): against the unfolded input's column of ones, one GEMM.
         w = torch.cat([weight.detach().reshape(chans, 3).t(), bias.detach()[None]])
         saved = _Pool(x)
-        # Unfolded input plus a column of ones: the backward GEMM gives the bias gradient too.
-        cols = saved(batch, length, 4)
-        cols[:, :, :3] = torch.nn.functional.pad(x.detach(), (1, 1)).unfold(1, 3, 1)
-        cols[:, :, 3] = 1.0
         fold = link_out is not None
         shape = (batch, pooled_len + 2, chans)
         out = link_out.take_out(x, *shape) if fold else x.new_empty(shape)
@@ -137,47 +214,21 @@ class _FirstBlock(torch.autograd.Function):
         # Without an input gradient, the backward pass needs no full-size tensor (see
         # _first_block_weight_grad): keep the pooling choice and two small reductions instead.
         short = not ctx.needs_input_grad[0]
-        if short:
+        kern = short and _fused.available(x)
+        if kern:  # one compiled loop (see fearkd.models._fused), straight from the input
+            xpad = saved(batch, length + 2)
+            xpad[:, 0] = 0.0
+            xpad[:, -1] = 0.0
+            xpad[:, 1:-1] = x.detach()
             chosen = saved(batch, pooled_len, chans)
-            cols_even = saved(batch, pooled_len, 4).copy_(cols[:, 0 : 2 * pooled_len : 2])
-            # cols_even^T @ g_even + cols_odd^T @ g_odd, with g_even = g - g_odd, is
-            # cols_even^T @ g + (cols_odd - cols_even)^T @ g_odd: no g_even to build.
-            cols_delta = saved(batch, pooled_len, 4)
-            torch.sub(cols[:, 1 : 2 * pooled_len : 2], cols_even, out=cols_delta)
-        scratch = _Pool(x)
-        rows = _chunks(batch, length, chans)[0][1] * length
-        y_buf = scratch(rows, chans)
-        mask_buf = scratch(rows, chans)
-        # Every statistic of the block is a sum over positions of y = mask * (cols @ w) or of
-        # y**2 or the mask times a column of cols: all follow from the mask-weighted second
-        # moments of cols, q[i, j, c] = sum_p mask[p, c] * cols[p, i] * cols[p, j], one GEMM.
-        if training:
-            # Position-minor (16, n): the products vectorise along the positions.
-            cols_t = cols.view(-1, 4).t().contiguous()
-            pairs = (cols_t[:, None, :] * cols_t[None, :, :]).view(16, -1)
-            moments = x.new_zeros(16, chans)
-        for s0, s1 in _chunks(batch, length, chans):
-            n = (s1 - s0) * length
-            y = torch.mm(cols[s0:s1].view(n, 4), w, out=y_buf[:n]).relu_()
-            if training:  # y >= 0, so sign(y) is the ReLU mask
-                moments.addmm_(pairs[:, s0 * length : s1 * length],
-                               torch.sign(y, out=mask_buf[:n]))
-            y3 = y.view(s1 - s0, length, chans)
-            even = y3[:, 0 : 2 * pooled_len : 2]
-            odd = y3[:, 1 : 2 * pooled_len : 2]
-            _pair_pick(even, odd, sign, picked[s0:s1])
-            if short:
-                diff = torch.sub(odd, even, out=chosen[s0:s1])
-                if sign is not None:
-                    diff.mul_(sign)
-        sum_y = sum_mask = total = total_sq = None
-        if training:
-            full = moments.view(4, 4, chans)
-            sum_y = torch.einsum("ijc,jc->ic", full, w)  # cols^T @ y
-            sum_mask = full[:, 3].contiguous()  # cols^T @ mask (column 3 is ones)
-            total = sum_y[3]
-            total_sq = (sum_y * w).sum(0)
-        scratch.release()
+            sums = x.new_zeros(9, chans)
+            _fused.first_fwd(xpad, w, *_fused.channel_terms(x, chans, (sign, 1.0)), sums,
+                             picked, chosen)
+            sum_y, sum_mask, total, total_sq = sums[:4], sums[4:8], sums[3], sums[8]
+            keep = [xpad, picked, chosen, sum_y, sum_mask]
+        else:
+            sum_y, sum_mask, total, total_sq, keep = _first_forward(x, w, sign, short, training,
+                                                                    saved, picked)
         count = batch * length
         mean, invstd, scale, shift = _bn_affine(total, total_sq, count, gamma, beta,
                                                 running_mean, running_var, training, momentum,
@@ -187,12 +238,8 @@ class _FirstBlock(torch.autograd.Function):
         else:
             torch.addcmul(shift, picked, scale, out=out[:, 1:-1])
         ctx.training, ctx.count, ctx.sign, ctx.short = training, count, sign, short
-        ctx.link_out = link_out
-        if short:
-            ctx.save_for_backward(cols_even, cols_delta, picked, chosen, sum_y, sum_mask, mean,
-                                  invstd, scale)
-        else:
-            ctx.save_for_backward(cols, picked, w, mean, invstd, scale)
+        ctx.link_out, ctx.kern = link_out, kern
+        ctx.save_for_backward(*keep, mean, invstd, scale)
         if any(ctx.needs_input_grad):
             if fold and graph:  # the pooled values live in the output buffer
                 link_out.keep_out(saved)
@@ -338,9 +385,12 @@ class _Block(torch.autograd.Function):
         scratch = _Pool(x)
         sq_buf = scratch(chunks[0][1] * rows, chans)
         ones = x.new_ones(chunks[0][1] * rows)
-        total = x.new_zeros(chans)
-        total_sq = x.new_zeros(chans)
+        sums = x.new_zeros(2, chans)
+        total, total_sq = sums[0], sums[1]
         stats = use_bn and training
+        kern = _fused.available(x)
+        if kern:
+            (sign_k,) = _fused.channel_terms(x, chans, (sign, 1.0))
         for s0, s1 in chunks:
             r0, n = s0 * rows, (s1 - s0) * rows
             m = n - 2
@@ -348,6 +398,10 @@ class _Block(torch.autograd.Function):
             torch.addmm(b_fwd, xf[r0 : r0 + m], w_fwd[0], out=yc[:m])
             yc[:m].addmm_(xf[r0 + 1 : r0 + m + 1], w_fwd[1])
             yc[:m].addmm_(xf[r0 + 2 : r0 + m + 2], w_fwd[2])
+            if kern:  # the passes below as one compiled loop
+                _fused.block_fwd(yc, rows, chans, length, edge, sign_k, sums,
+                                 (picked if use_bn else inner)[s0:s1])
+                continue
             y3 = yc.view(s1 - s0, rows, chans)
             if edge is not None:  # taps that read a padding row (see _fold_affine)
                 y3[:, 0].sub_(edge[0])
@@ -416,16 +470,25 @@ class _Block(torch.autograd.Function):
         p_buf = scratch(step * pooled_len, chans)
         ones = y.new_ones(step * rows)
         g = grad_out[:, 1:-1] if ctx.pad_out else grad_out
+        kern = _fused.available(y)
         dgamma = dbeta = coef_y = const = None
         if ctx.use_bn:
-            dbeta, dgp = _bn_sums(g, picked, chunks, g_buf, p_buf, ones)
+            if kern:
+                dbeta, dgp = _fused.bn_sums(g, picked)
+            else:
+                dbeta, dgp = _bn_sums(g, picked, chunks, g_buf, p_buf, ones)
             dgamma, coef_y, const = _bn_grad_terms(ctx, dbeta, dgp, mean, invstd, scale)
         need_w = need[1] or need[2]
         dwk = y.new_zeros(wk.shape) if need_w else None
-        dbias = y.new_zeros(chans) if need_w else None
+        # Column sums of dy: all rows, and (folding, see below) each sample's first and last.
+        sums = y.new_zeros(3, chans) if need_w else None
+        dbias, d_ends = (sums[0], sums[1:]) if need_w else (None, None)
         fold = ctx.fold_in is not None and need_w
-        if fold:  # gradient sums of each sample's first and last position (see below)
-            d_ends = y.new_zeros(2, chans)
+        if kern:
+            terms = _fused.channel_terms(y, chans, (scale, 1.0), (ctx.sign, 1.0), (coef_y, 0.0),
+                                         (const, 0.0))
+            if sums is None:  # the loop sums dy anyway
+                sums = y.new_zeros(3, chans)
         dflat = None
         if need[0]:
             shape = (batch * rows, c_in)
@@ -437,38 +500,13 @@ class _Block(torch.autograd.Function):
             r0, n = s0 * rows, k * rows
             m = n - 2
             yc = y[r0 : r0 + n]
-            y3 = yc.view(k, rows, chans)
-            even = y3[:, 0 : 2 * pooled_len : 2]
-            odd = y3[:, 1 : 2 * pooled_len : 2]
-            half = p_buf[: k * pooled_len].view(k, pooled_len, chans)
-            diff = torch.sub(odd, even, out=half)
-            if ctx.sign is not None:
-                diff.mul_(ctx.sign)
-            if ctx.use_bn:
-                gs = torch.mul(g[s0:s1], scale,
-                               out=g_buf[: k * pooled_len].view(k, pooled_len, chans))
-            else:
-                gs = g[s0:s1]
-            g_odd = _threshold_backward(gs, diff, 0, grad_input=diff)
             dy = dy_buf[:n]
-            dy3 = dy.view(k, rows, chans)
-            d_even = dy3[:, 0 : 2 * pooled_len : 2]
-            d_odd = dy3[:, 1 : 2 * pooled_len : 2]
-            if coef_y is None:
-                torch.sub(gs, g_odd, out=d_even)
-                d_odd.copy_(g_odd)
-                dy3[:, 2 * pooled_len :].zero_()
+            if kern:  # the passes below as one compiled loop
+                _fused.block_bwd(yc, g[s0:s1], rows, chans, length, *terms, dy, sums)
             else:
-                torch.addcmul(const, yc, coef_y, out=dy)
-                d_odd.add_(g_odd)
-                d_even.add_(gs.sub_(g_odd))  # gs is not needed again
-            # ReLU mask; it also zeroes the junk rows, where y == 0.
-            _threshold_backward(dy, yc, 0, grad_input=dy)
+                _block_dy(ctx, yc, g[s0:s1], dy, scale, coef_y, const, p_buf, g_buf,
+                          ones, dbias, d_ends if fold else None)
             if need_w:
-                dbias.addmv_(dy.t(), ones[:n])
-                if fold:
-                    d_ends[0].addmv_(dy3[:, 0].t(), ones[:k])
-                    d_ends[1].addmv_(dy3[:, length - 1].t(), ones[:k])
                 for tap in range(3):
                     dwk[tap].addmm_(xf[r0 + tap : r0 + tap + m].t(), dy[:m])
             if need[0]:
@@ -492,7 +530,7 @@ class _Block(torch.autograd.Function):
             dwk.mul_(scale_in[None, :, None]).add_(shift_in[None, :, None] * reach[:, None, :])
         dweight = dwk.permute(2, 1, 0).contiguous() if need[1] else None
         _done_with_saved(ctx)
-        return (dx, dweight, dbias if need[2] else None, dgamma if need[3] else None,
+        return (dx, dweight, dbias.clone() if need[2] else None, dgamma if need[3] else None,
                 dbeta if need[4] else None, None, None, None, None, None, None, None, None, None)
 
 

@@ -1,0 +1,135 @@
+"""Python side of the compiled element-wise passes of the fast CNN blocks.
+
+:mod:`fearkd.models._kernels` (C, built at install time by ``setup.py``) runs each pass that
+:mod:`fearkd.models.layers_cnn` otherwise spells as several PyTorch operations as one loop
+over the data, on PyTorch's own OpenMP threads. These wrappers check the layout the loops
+assume and pass data pointers. The blocks use them for float32 and float64 tensors on the CPU
+when the module is built and ``FEARKD_KERNELS`` is not ``0``; otherwise (CUDA, another dtype,
+no C compiler at install time) they run the PyTorch operations, which compute the same
+function and are tested against the same plain layers.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch  # before the kernels: they share the OpenMP runtime torch has loaded
+from torch import Tensor
+
+try:
+    from fearkd.models import _kernels
+except ImportError:  # not built: the PyTorch operations run instead
+    _kernels = None
+
+__all__ = ["available", "built"]
+
+_CODES = {torch.float32: 4, torch.float64: 8}
+
+#: Whether the compiled passes may be used; ``FEARKD_KERNELS=0`` turns them off.
+ENABLED = os.environ.get("FEARKD_KERNELS", "1") != "0"
+
+
+def built() -> bool:
+    """Whether :mod:`fearkd.models._kernels` was built and imports."""
+    return _kernels is not None
+
+
+def available(t: Tensor) -> bool:
+    """Whether the blocks run their element-wise passes compiled for tensors like ``t``."""
+    return ENABLED and _kernels is not None and t.device.type == "cpu" and t.dtype in _CODES
+
+
+def _ptr(t: Tensor | None) -> int:
+    return 0 if t is None else t.data_ptr()
+
+
+def channel_terms(like: Tensor, chans: int, *terms: tuple[Tensor | None, float]
+                  ) -> list[Tensor]:
+    """Per-channel arguments as the loops read them: contiguous, each ``None`` replaced by
+    ``chans`` copies of its default (1 for a missing scale or sign, 0 for a missing term).
+    Make them once per call of a block, not per chunk."""
+    out = []
+    for t, default in terms:
+        out.append(like.new_full((chans,), default) if t is None else t.detach().contiguous())
+    return out
+
+
+def _rows(t: Tensor, chans: int) -> tuple[Tensor, int]:
+    """``t`` (samples, positions, chans) with contiguous rows of ``chans`` values; returns it
+    (copied if its layout is another) and its sample stride."""
+    if t.stride(2) != 1 or (t.shape[1] > 1 and t.stride(1) != chans):
+        t = t.contiguous()
+    return t, t.stride(0)
+
+
+def block_fwd(y: Tensor, rows: int, chans: int, length: int, edge: Tensor | None,
+              sign: Tensor, sums: Tensor, picked: Tensor) -> None:
+    """ReLU in place on ``y`` (a chunk's conv output, samples of ``rows`` rows; ``edge``, if
+    given, taken off each sample's first and last position first, junk rows zeroed), the sums
+    of ``y`` and ``y**2`` added to ``sums`` (2, chans) and the pooled pick written to
+    ``picked`` (samples, length // 2, chans; rows contiguous). ``sign``: see
+    :func:`channel_terms`."""
+    assert picked.stride(2) == 1 and (picked.shape[1] < 2 or picked.stride(1) == chans)
+    e0 = e2 = 0
+    if edge is not None:
+        edge = edge.contiguous()
+        e0, e2 = edge[0].data_ptr(), edge[2].data_ptr()
+    _kernels.block_fwd(torch.get_num_threads(), picked.shape[0], sums.data_ptr(), 2 * chans,
+                       _CODES[y.dtype], y.data_ptr(), rows, chans, length, e0, e2,
+                       sign.data_ptr(), picked.data_ptr(), picked.stride(0))
+
+
+def block_bwd(y: Tensor, g: Tensor, rows: int, chans: int, length: int, scale: Tensor,
+              sign: Tensor, coef: Tensor, const: Tensor, dy: Tensor, sums: Tensor) -> None:
+    """A chunk's conv-output gradient ``dy`` from its pooled gradient ``g`` (samples,
+    length // 2, chans); ``sums`` (3, chans) gains the column sums of ``dy``, then those of
+    each sample's first and last position. ``scale``, ``sign``, ``coef`` and ``const``: see
+    :func:`channel_terms`."""
+    g, gstride = _rows(g, chans)
+    _kernels.block_bwd(torch.get_num_threads(), g.shape[0], sums.data_ptr(), 3 * chans,
+                       _CODES[y.dtype], y.data_ptr(), g.data_ptr(), gstride, rows, chans,
+                       length, scale.data_ptr(), sign.data_ptr(), coef.data_ptr(),
+                       const.data_ptr(), dy.data_ptr())
+
+
+def bn_sums(g: Tensor, picked: Tensor) -> tuple[Tensor, Tensor]:
+    """``sum(g)`` and ``sum(g * picked)`` per channel, both (samples, positions, chans)."""
+    _, pooled, chans = picked.shape
+    g, gstride = _rows(g, chans)
+    picked, pstride = _rows(picked, chans)
+    sums = picked.new_zeros(2, chans)
+    _kernels.bn_sums(torch.get_num_threads(), g.shape[0], sums.data_ptr(), 2 * chans,
+                     _CODES[g.dtype], g.data_ptr(), gstride, picked.data_ptr(), pstride,
+                     pooled, chans)
+    return sums[0], sums[1]
+
+
+def first_fwd(xpad: Tensor, w: Tensor, sign: Tensor, sums: Tensor, picked: Tensor,
+              chosen: Tensor) -> None:
+    """The first block's conv (``w``: 3 taps then the bias, (4, chans)) of the zero-padded
+    input ``xpad`` (batch, length + 2), ReLU and the pooled pick into ``picked`` (rows
+    contiguous); ``chosen`` (batch, length // 2, chans) > 0 where the pick is the second of
+    its pair; ``sums`` (9, chans) gains the statistics :class:`_FirstBlock` needs."""
+    chans = w.shape[1]
+    assert xpad.is_contiguous() and chosen.is_contiguous() and picked.stride(2) == 1
+    w = w.contiguous()
+    _kernels.first_fwd(torch.get_num_threads(), xpad.shape[0], sums.data_ptr(), 9 * chans,
+                       _CODES[xpad.dtype], xpad.data_ptr(), xpad.shape[1] - 2, chans,
+                       w.data_ptr(), sign.data_ptr(), picked.data_ptr(), picked.stride(0),
+                       chosen.data_ptr())
+
+
+def first_bwd(xpad: Tensor, g: Tensor, picked: Tensor, chosen: Tensor,
+              scale: Tensor) -> Tensor:
+    """(6, chans): ``sum(g)``, ``sum(g * picked)`` and the pooled part of the first block's
+    ``cols^T @ dy`` (three taps, then the bias)."""
+    chans = picked.shape[2]
+    g, gstride = _rows(g, chans)
+    picked, pstride = _rows(picked, chans)
+    scale = scale.detach().contiguous()
+    sums = picked.new_zeros(6, chans)
+    _kernels.first_bwd(torch.get_num_threads(), g.shape[0], sums.data_ptr(), 6 * chans,
+                       _CODES[g.dtype], xpad.data_ptr(), g.data_ptr(), gstride,
+                       picked.data_ptr(), pstride, chosen.data_ptr(), xpad.shape[1] - 2,
+                       chans, scale.data_ptr())
+    return sums

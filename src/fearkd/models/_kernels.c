@@ -1,0 +1,244 @@
+/* fearkd.models._kernels: the fast CNN blocks' element-wise passes, compiled.
+ *
+ * Each pass that layers_cnn.py otherwise runs as 4-10 PyTorch element-wise operations (each
+ * a read and often a write of the whole chunk, plus a Python call) is one loop here. The
+ * Python side (fearkd.models._fused) checks every array's dtype, device and layout and hands
+ * over raw data pointers, so this file trusts them.
+ *
+ * Work is split by samples over OpenMP threads. Built with -fopenmp, this module needs
+ * libgomp.so.1, which is the library PyTorch's CPU build has loaded already (fearkd imports
+ * torch first), so these loops run on the same spinning thread pool as PyTorch's own
+ * operations. Each thread sums into its own accumulators, added up afterwards in thread
+ * order, so results are the same from run to run for a given thread count.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* One build runs the widest vector code the CPU has (chosen once, at load time). */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && __GNUC__ >= 11
+#define FEARKD_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define FEARKD_CLONES
+#endif
+
+#define REAL float
+#define NAME(x) x##_f
+#include "_kernels_body.h"
+#undef REAL
+#undef NAME
+#define REAL double
+#define NAME(x) x##_d
+#include "_kernels_body.h"
+#undef REAL
+#undef NAME
+
+#define MAX_ARGS 20
+
+/* The arguments of one call: integers, pointers among them (data_ptr() values). */
+typedef struct {
+    Py_ssize_t v[MAX_ARGS];
+} Args;
+
+#define P(i, T) ((T *)(void *)a->v[i])
+
+/* One kernel's work on samples [s0, s1), summing into acc. */
+typedef void (*RangeFn)(const Args *a, Py_ssize_t s0, Py_ssize_t s1, void *acc);
+
+static void r_block_fwd(const Args *a, Py_ssize_t s0, Py_ssize_t s1, void *acc)
+{
+    /* dtype, y, rows, chans, length, edge0, edge2, sign, picked, pstride */
+    Py_ssize_t chans = a->v[3];
+    if (a->v[0] == 4)
+        block_fwd_f(P(1, float), s0, s1, a->v[2], chans, a->v[4], P(5, float), P(6, float),
+                    P(7, float), acc, (float *)acc + chans, P(8, float), a->v[9]);
+    else
+        block_fwd_d(P(1, double), s0, s1, a->v[2], chans, a->v[4], P(5, double),
+                    P(6, double), P(7, double), acc, (double *)acc + chans, P(8, double),
+                    a->v[9]);
+}
+
+static void r_block_bwd(const Args *a, Py_ssize_t s0, Py_ssize_t s1, void *acc)
+{
+    /* dtype, y, g, gstride, rows, chans, length, scale, sign, coef, cnst, dy */
+    Py_ssize_t chans = a->v[5];
+    if (a->v[0] == 4)
+        block_bwd_f(P(1, float), P(2, float), a->v[3], s0, s1, a->v[4], chans, a->v[6],
+                    P(7, float), P(8, float), P(9, float), P(10, float), P(11, float), acc,
+                    (float *)acc + chans);
+    else
+        block_bwd_d(P(1, double), P(2, double), a->v[3], s0, s1, a->v[4], chans, a->v[6],
+                    P(7, double), P(8, double), P(9, double), P(10, double), P(11, double),
+                    acc, (double *)acc + chans);
+}
+
+static void r_bn_sums(const Args *a, Py_ssize_t s0, Py_ssize_t s1, void *acc)
+{
+    /* dtype, g, gstride, picked, pstride, pooled, chans */
+    Py_ssize_t chans = a->v[6];
+    if (a->v[0] == 4)
+        bn_sums_f(P(1, float), a->v[2], P(3, float), a->v[4], s0, s1, a->v[5], chans, acc,
+                  (float *)acc + chans);
+    else
+        bn_sums_d(P(1, double), a->v[2], P(3, double), a->v[4], s0, s1, a->v[5], chans, acc,
+                  (double *)acc + chans);
+}
+
+static void r_first_fwd(const Args *a, Py_ssize_t s0, Py_ssize_t s1, void *acc)
+{
+    /* dtype, x, length, chans, w, sign, picked, pstride, chosen */
+    if (a->v[0] == 4)
+        first_fwd_f(P(1, float), s0, s1, a->v[2], a->v[3], P(4, float), P(5, float), acc,
+                    P(6, float), a->v[7], P(8, float));
+    else
+        first_fwd_d(P(1, double), s0, s1, a->v[2], a->v[3], P(4, double), P(5, double), acc,
+                    P(6, double), a->v[7], P(8, double));
+}
+
+static void r_first_bwd(const Args *a, Py_ssize_t s0, Py_ssize_t s1, void *acc)
+{
+    /* dtype, x, g, gstride, picked, pstride, chosen, length, chans, scale */
+    if (a->v[0] == 4)
+        first_bwd_f(P(1, float), P(2, float), a->v[3], P(4, float), a->v[5], P(6, float), s0,
+                    s1, a->v[7], a->v[8], P(9, float), acc);
+    else
+        first_bwd_d(P(1, double), P(2, double), a->v[3], P(4, double), a->v[5],
+                    P(6, double), s0, s1, a->v[7], a->v[8], P(9, double), acc);
+}
+
+/* Runs fn over samples [0, n) on up to `threads` threads; adds each thread's n_acc sums
+ * into acc (which holds the caller's running totals) in thread order. */
+static int run(RangeFn fn, const Args *a, Py_ssize_t n, int threads, void *acc,
+               Py_ssize_t n_acc)
+{
+    size_t el = a->v[0] == 4 ? sizeof(float) : sizeof(double);
+    int nt = threads < 1 ? 1 : threads;
+    if (nt > n)
+        nt = n < 1 ? 1 : (int)n;
+    if (nt == 1) {
+        fn(a, 0, n, acc);
+        return 0;
+    }
+    char *parts = NULL;
+    if (n_acc) {
+        parts = calloc((size_t)nt * (size_t)n_acc, el);
+        if (!parts)
+            return -1;
+    }
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt)
+    {
+        int t = omp_get_thread_num(), got = omp_get_num_threads();
+        /* A pool that gives fewer threads than asked: each thread takes several shares. */
+        for (int i = t; i < nt; i += got)
+            fn(a, n * i / nt, n * (i + 1) / nt, parts ? parts + (size_t)i * n_acc * el : NULL);
+    }
+#else
+    for (int i = 0; i < nt; i++)
+        fn(a, n * i / nt, n * (i + 1) / nt, parts ? parts + (size_t)i * n_acc * el : NULL);
+#endif
+    for (int i = 0; parts && i < nt; i++) {
+        if (el == sizeof(float)) {
+            float *dst = acc, *src = (float *)parts + (size_t)i * n_acc;
+            for (Py_ssize_t j = 0; j < n_acc; j++)
+                dst[j] += src[j];
+        } else {
+            double *dst = acc, *src = (double *)parts + (size_t)i * n_acc;
+            for (Py_ssize_t j = 0; j < n_acc; j++)
+                dst[j] += src[j];
+        }
+    }
+    free(parts);
+    return 0;
+}
+
+/* Python calls: fn(threads, n_samples, acc_ptr, n_acc, *kernel arguments), all integers. */
+static PyObject *call(RangeFn fn, PyObject *const *args, Py_ssize_t nargs, Py_ssize_t want)
+{
+    if (nargs != 4 + want) {
+        PyErr_Format(PyExc_TypeError, "expected %zd integer arguments, got %zd", 4 + want,
+                     nargs);
+        return NULL;
+    }
+    Py_ssize_t head[4];
+    Args a;
+    for (Py_ssize_t i = 0; i < nargs; i++) {
+        Py_ssize_t v = PyLong_AsSsize_t(args[i]);
+        if (v == -1 && PyErr_Occurred())
+            return NULL;
+        if (i < 4)
+            head[i] = v;
+        else
+            a.v[i - 4] = v;
+    }
+    if (a.v[0] != 4 && a.v[0] != 8) {
+        PyErr_SetString(PyExc_ValueError, "dtype code must be 4 (float32) or 8 (float64)");
+        return NULL;
+    }
+    int err;
+    Py_BEGIN_ALLOW_THREADS
+    err = run(fn, &a, head[1], (int)head[0], (void *)head[2], head[3]);
+    Py_END_ALLOW_THREADS
+    if (err)
+        return PyErr_NoMemory();
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_block_fwd(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    return call(r_block_fwd, args, nargs, 10);
+}
+
+static PyObject *py_block_bwd(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    return call(r_block_bwd, args, nargs, 12);
+}
+
+static PyObject *py_bn_sums(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    return call(r_bn_sums, args, nargs, 7);
+}
+
+static PyObject *py_first_fwd(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    return call(r_first_fwd, args, nargs, 9);
+}
+
+static PyObject *py_first_bwd(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    return call(r_first_bwd, args, nargs, 10);
+}
+
+static PyObject *py_openmp(PyObject *self, PyObject *unused)
+{
+#ifdef _OPENMP
+    Py_RETURN_TRUE;
+#else
+    Py_RETURN_FALSE;
+#endif
+}
+
+static PyMethodDef methods[] = {
+    {"block_fwd", (PyCFunction)(void (*)(void))py_block_fwd, METH_FASTCALL, NULL},
+    {"block_bwd", (PyCFunction)(void (*)(void))py_block_bwd, METH_FASTCALL, NULL},
+    {"bn_sums", (PyCFunction)(void (*)(void))py_bn_sums, METH_FASTCALL, NULL},
+    {"first_fwd", (PyCFunction)(void (*)(void))py_first_fwd, METH_FASTCALL, NULL},
+    {"first_bwd", (PyCFunction)(void (*)(void))py_first_bwd, METH_FASTCALL, NULL},
+    {"openmp", py_openmp, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_kernels",
+    "Compiled element-wise passes of the fast CNN blocks (see fearkd.models._fused).", -1,
+    methods,
+};
+
+PyMODINIT_FUNC PyInit__kernels(void)
+{
+    return PyModule_Create(&module);
+}
