@@ -11,15 +11,25 @@ from fearkd.models.layers_rnn import fused_gru, fused_lstm
 PAIRS = [("cnn", 19), ("cnn", 32), ("cnn", 8), ("lstm", 9), ("gru", 9), ("cnn-lstm", 11)]
 
 
-@pytest.fixture(params=["compiled", "torch"])
-def cnn_path(request, monkeypatch):
-    """Runs a CNN test through the compiled element-wise passes and through the PyTorch
-    operations (the fallback) in turn."""
-    if request.param == "compiled" and not _fused.built():
+def _use_path(monkeypatch, path):
+    """Run the CNN blocks as whole compiled passes (``whole``), as PyTorch GEMMs with compiled
+    element-wise passes (``chunks``) or in PyTorch operations alone (``torch``)."""
+    if path != "torch" and not _fused.built():
         if os.environ.get("CI"):  # CI builds the module: a missing one is a failure there
             pytest.fail("fearkd.models._kernels was not built")
         pytest.skip("fearkd.models._kernels is not built (no C compiler at install time)")
-    monkeypatch.setattr(_fused, "ENABLED", request.param == "compiled")
+    if path == "whole" and not _fused._find_gemm():
+        if os.environ.get("CI"):
+            pytest.fail("PyTorch's CPU library exports no sgemm_/dgemm_ here")
+        pytest.skip("PyTorch's CPU library exports no sgemm_/dgemm_ here")
+    monkeypatch.setattr(_fused, "ENABLED", path != "torch")
+    monkeypatch.setattr(_fused, "GEMM", path == "whole")
+
+
+@pytest.fixture(params=["whole", "chunks", "torch"])
+def cnn_path(request, monkeypatch):
+    """Runs a CNN test through each of the three ways the blocks compute (see _use_path)."""
+    _use_path(monkeypatch, request.param)
     return request.param
 
 
@@ -61,7 +71,7 @@ def _run(model, x, train):
 @pytest.mark.parametrize(("name", "n_features"), PAIRS)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_fast_equals_plain(cnn_path, name, n_features, train, dtype):
-    if cnn_path == "torch" and not name.startswith("cnn"):
+    if cnn_path != "whole" and not name.startswith("cnn"):
         pytest.skip("no compiled passes in the recurrent models")
     torch.manual_seed(0)
     fast, plain = _pair(name, n_features, dtype)
@@ -475,17 +485,18 @@ def test_cnn_backward_twice_with_retained_graph_matches_plain(cnn_path):
         torch.testing.assert_close(grads[0][key], expected, rtol=1e-9, atol=1e-9, msg=key)
 
 
-def test_compiled_passes_run_and_repeat_bit_for_bit(monkeypatch):
+@pytest.mark.parametrize("path", ["whole", "chunks"])
+def test_compiled_passes_run_and_repeat_bit_for_bit(monkeypatch, path):
     # The compiled loops are really called (not silently bypassed), and with two threads each
     # thread's sums are added in a fixed order: two runs give identical bits.
-    if not _fused.built():
-        pytest.skip("fearkd.models._kernels is not built")
+    _use_path(monkeypatch, path)
     calls = []
-    for name in ("block_fwd", "block_bwd", "bn_sums", "first_fwd", "first_bwd"):
+    names = ["bn_sums", "first_fwd", "first_bwd"]
+    names += ["block_fwd_full", "block_bwd_full"] if path == "whole" else ["block_fwd", "block_bwd"]
+    for name in names:
         real = getattr(_fused._kernels, name)
         monkeypatch.setattr(_fused._kernels, name,
                             lambda *a, _real=real, _name=name: (calls.append(_name), _real(*a)))
-    monkeypatch.setattr(_fused, "ENABLED", True)
     monkeypatch.setattr(_cnn_parts, "CHUNK_VALUES", 3000)  # several chunks per block
     fast, _ = _pair("cnn", 40, torch.float32)
     fast.train()
@@ -501,7 +512,7 @@ def test_compiled_passes_run_and_repeat_bit_for_bit(monkeypatch):
             runs.append([out.detach().clone()] + [p.grad.clone() for p in fast.parameters()])
     finally:
         torch.set_num_threads(old)
-    assert set(calls) == {"block_fwd", "block_bwd", "bn_sums", "first_fwd", "first_bwd"}
+    assert set(calls) == set(names)
     for a, b in zip(*runs, strict=True):
         assert torch.equal(a, b)
 
@@ -514,9 +525,8 @@ def test_compiled_passes_are_off_for_other_dtypes_and_when_disabled(monkeypatch)
     assert not _fused.available(torch.zeros(2))
 
 
-def test_compiled_module_rejects_wrong_calls():
-    if not _fused.built():
-        pytest.skip("fearkd.models._kernels is not built")
+def test_compiled_module_rejects_wrong_calls(monkeypatch):
+    _use_path(monkeypatch, "chunks")
     with pytest.raises(TypeError, match="expected 11 integer arguments, got 2"):
         _fused._kernels.bn_sums(1, 2)
     with pytest.raises(ValueError, match="dtype code"):

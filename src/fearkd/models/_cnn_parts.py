@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from fearkd.models import _fused
 from fearkd.models.layers_rnn import _give_back, _take
 
 __all__ = ["CHUNK_VALUES", "Link"]
@@ -97,14 +98,16 @@ def _done_with_saved(ctx) -> None:
         ctx.saved_pool.release()  # the finalizer then finds nothing left to give back
 
 
-def _chunks(batch: int, length: int, chans: int) -> list[tuple[int, int]]:
+def _chunks(batch: int, length: int, chans: int,
+            per_thread: bool = False) -> list[tuple[int, int]]:
     """Sample ranges ``[start, stop)`` of about :data:`CHUNK_VALUES` values per intra-op thread.
 
     Each thread then works on about that much of a chunk, in its own core's cache; with two
     threads, chunks of twice the size ran 4-8 % faster than equal ones (fewer operations, each
-    split between the cores).
+    split between the cores). With ``per_thread``, chunks of :data:`CHUNK_VALUES` (for loops
+    where each thread takes chunks of its own).
     """
-    values = CHUNK_VALUES * torch.get_num_threads()
+    values = CHUNK_VALUES * (1 if per_thread else torch.get_num_threads())
     step = max(1, values // max(length * chans, 1))
     return [(s, min(s + step, batch)) for s in range(0, batch, step)]
 
@@ -155,11 +158,14 @@ def _bn_grad_terms(ctx, dbeta: Tensor, dgp: Tensor, mean: Tensor, invstd: Tensor
     return dgamma, coef_y, -scale * dbeta / ctx.count - coef_y * mean
 
 
-def _bn_sums(g: Tensor, picked: Tensor, chunks: list[tuple[int, int]], g_buf: Tensor,
-             p_buf: Tensor, ones: Tensor) -> tuple[Tensor, Tensor]:
+def _bn_sums(g: Tensor, picked: Tensor, chunks: list[tuple[int, int]]) -> tuple[Tensor, Tensor]:
     """``sum(g)`` and ``sum(g * picked)`` per channel over a block's pooled positions, chunk by
     chunk (``g`` and ``picked`` may be strided views; the sums run over contiguous copies)."""
     _, pooled_len, chans = picked.shape
+    scratch = _Pool(picked)
+    rows = (chunks[0][1] - chunks[0][0]) * pooled_len
+    g_buf, p_buf = scratch(rows, chans), scratch(rows, chans)
+    ones = picked.new_ones(rows)
     dbeta = picked.new_zeros(chans)
     dgp = picked.new_zeros(chans)
     for s0, s1 in chunks:
@@ -169,6 +175,7 @@ def _bn_sums(g: Tensor, picked: Tensor, chunks: list[tuple[int, int]], g_buf: Te
         dbeta.addmv_(gc.view(n, chans).t(), ones[:n])
         prod = torch.mul(gc, picked[s0:s1], out=p_buf[:n].view(k, pooled_len, chans))
         dgp.addmv_(prod.view(n, chans).t(), ones[:n])
+    scratch.release()
     return dbeta, dgp
 
 
@@ -220,3 +227,95 @@ def _block_dy(ctx, yc: Tensor, g: Tensor, dy: Tensor, scale: Tensor | None,
     if d_ends is not None:
         d_ends[0].addmv_(dy3[:, 0].t(), ones[:k])
         d_ends[1].addmv_(dy3[:, length - 1].t(), ones[:k])
+
+
+def _forward_chunks(xf: Tensor, y: Tensor, w: Tensor, bias: Tensor, rows: int, length: int,
+                    edge: Tensor | None, sign: Tensor | None, sums: Tensor, stats: bool,
+                    target: Tensor) -> None:
+    """A :class:`~fearkd.models.layers_cnn._Block`'s forward pass chunk by chunk: the tap
+    GEMMs into ``y``, then (compiled when available, else in PyTorch operations) padding-tap
+    corrections, junk rows zeroed, ReLU, the sums of ``y`` and ``y**2`` into ``sums`` (with
+    ``stats``) and the pooled pick into ``target``."""
+    batch, pooled_len, chans = target.shape
+    chunks = _chunks(batch, rows, chans)
+    kern = _fused.available(y)
+    if kern:
+        (sign_k,) = _fused.channel_terms(y, chans, (sign, 1.0))
+    else:
+        scratch = _Pool(y)
+        sq_buf = scratch(chunks[0][1] * rows, chans)
+        ones = y.new_ones(chunks[0][1] * rows)
+    for s0, s1 in chunks:
+        r0, n = s0 * rows, (s1 - s0) * rows
+        m = n - 2
+        yc = y[r0 : r0 + n]
+        torch.addmm(bias, xf[r0 : r0 + m], w[0], out=yc[:m])
+        yc[:m].addmm_(xf[r0 + 1 : r0 + m + 1], w[1])
+        yc[:m].addmm_(xf[r0 + 2 : r0 + m + 2], w[2])
+        if kern:  # the passes below as one compiled loop
+            _fused.block_fwd(yc, rows, chans, length, edge, sign_k, sums, target[s0:s1])
+            continue
+        y3 = yc.view(s1 - s0, rows, chans)
+        if edge is not None:  # taps that read a padding row (see _fold_affine)
+            y3[:, 0].sub_(edge[0])
+            y3[:, length - 1].sub_(edge[2])
+        y3[:, length:].zero_()  # junk rows: excluded from statistics and gradients
+        yc.relu_()
+        if stats:
+            sums[0].addmv_(yc.t(), ones[:n])
+            sums[1].addmv_(torch.mul(yc, yc, out=sq_buf[:n]).t(), ones[:n])
+        even = y3[:, 0 : 2 * pooled_len : 2]
+        odd = y3[:, 1 : 2 * pooled_len : 2]
+        _pair_pick(even, odd, sign, target[s0:s1])
+    if not kern:
+        scratch.release()
+
+
+def _backward_chunks(ctx, xf: Tensor, y: Tensor, g: Tensor, wk: Tensor, scale: Tensor | None,
+                     sign: Tensor | None, coef_y: Tensor | None, const: Tensor | None,
+                     need_w: bool, dflat: Tensor | None,
+                     fold: bool) -> tuple[Tensor, Tensor | None]:
+    """A :class:`~fearkd.models.layers_cnn._Block`'s backward pass chunk by chunk: each
+    chunk's conv-output gradient ``dy`` (compiled when available), then the weight-gradient
+    GEMMs (with ``need_w``) and the input-gradient GEMMs into ``dflat`` (if given). Returns
+    the column sums of ``dy`` (all rows, each sample's first and last position; (3, c)) and
+    the tap weight gradients ``(3, c_in, c)`` (``None`` without ``need_w``)."""
+    batch, pooled_len, chans = g.shape
+    rows = y.shape[0] // batch
+    length = rows - 2
+    chunks = _chunks(batch, rows, chans)
+    step = chunks[0][1]
+    kern = _fused.available(y)
+    scratch = _Pool(y)
+    dy_buf = scratch(step * rows, chans)
+    sums = y.new_zeros(3, chans)
+    dwk = y.new_zeros(wk.shape) if need_w else None
+    if kern:
+        terms = _fused.channel_terms(y, chans, (scale, 1.0), (sign, 1.0), (coef_y, 0.0),
+                                     (const, 0.0))
+    else:
+        g_buf = scratch(step * pooled_len, chans)
+        p_buf = scratch(step * pooled_len, chans)
+        ones = y.new_ones(step * rows)
+    for s0, s1 in chunks:
+        k = s1 - s0
+        r0, n = s0 * rows, k * rows
+        m = n - 2
+        yc = y[r0 : r0 + n]
+        dy = dy_buf[:n]
+        if kern:  # the passes of _block_dy as one compiled loop
+            _fused.block_bwd(yc, g[s0:s1], rows, chans, length, *terms, dy, sums)
+        else:
+            _block_dy(ctx, yc, g[s0:s1], dy, scale, coef_y, const, p_buf, g_buf, ones,
+                      sums[0] if need_w else None, sums[1:] if fold else None)
+        if need_w:
+            for tap in range(3):
+                dwk[tap].addmm_(xf[r0 + tap : r0 + tap + m].t(), dy[:m])
+        if dflat is not None:
+            dfc = dflat[r0 : r0 + n]
+            torch.mm(dy[:m], wk[0].t(), out=dfc[:m])  # the first tap writes, no zero fill
+            dfc[m:].zero_()
+            dfc[1 : m + 1].addmm_(dy[:m], wk[1].t())
+            dfc[2 : m + 2].addmm_(dy[:m], wk[2].t())
+    scratch.release()
+    return sums, dwk

@@ -11,6 +11,7 @@ function and are tested against the same plain layers.
 
 from __future__ import annotations
 
+import ctypes
 import os
 
 import torch  # before the kernels: they share the OpenMP runtime torch has loaded
@@ -21,12 +22,33 @@ try:
 except ImportError:  # not built: the PyTorch operations run instead
     _kernels = None
 
-__all__ = ["available", "built"]
+__all__ = ["available", "built", "whole"]
 
 _CODES = {torch.float32: 4, torch.float64: 8}
 
 #: Whether the compiled passes may be used; ``FEARKD_KERNELS=0`` turns them off.
 ENABLED = os.environ.get("FEARKD_KERNELS", "1") != "0"
+
+
+def _find_gemm() -> bool:
+    """Hands the compiled module the BLAS GEMMs of PyTorch's CPU library (MKL's ``sgemm_`` and
+    ``dgemm_`` in the x86-64 builds); False where that library exports none."""
+    if _kernels is None:
+        return False
+    lib_dir = os.path.join(os.path.dirname(torch.__file__), "lib")
+    names = [n for n in os.listdir(lib_dir) if n.startswith("libtorch_cpu.")]
+    try:
+        lib = ctypes.CDLL(os.path.join(lib_dir, names[0]))
+        addresses = [ctypes.cast(getattr(lib, f), ctypes.c_void_p).value
+                     for f in ("sgemm_", "dgemm_")]
+    except (IndexError, OSError, AttributeError):
+        return False
+    _kernels.set_gemm(*addresses)
+    return True
+
+
+#: Whether whole blocks, GEMMs included, run compiled (each thread taking chunks of its own).
+GEMM = _find_gemm()
 
 
 def built() -> bool:
@@ -37,6 +59,14 @@ def built() -> bool:
 def available(t: Tensor) -> bool:
     """Whether the blocks run their element-wise passes compiled for tensors like ``t``."""
     return ENABLED and _kernels is not None and t.device.type == "cpu" and t.dtype in _CODES
+
+
+def whole(t: Tensor) -> bool:
+    """Whether a whole block, GEMMs included, runs as one compiled pass for tensors like
+    ``t``: each thread then takes chunks of samples of its own, and each GEMM runs on one
+    core (at these sizes a GEMM split between two cores ran at 70-90 % of their combined
+    rate, against 90-100 % on one)."""
+    return GEMM and available(t)
 
 
 def _ptr(t: Tensor | None) -> int:
@@ -133,3 +163,50 @@ def first_bwd(xpad: Tensor, g: Tensor, picked: Tensor, chosen: Tensor,
                        picked.data_ptr(), pstride, chosen.data_ptr(), xpad.shape[1] - 2,
                        chans, scale.data_ptr())
     return sums
+
+
+def block_forward(xf: Tensor, y: Tensor, w: Tensor, bias: Tensor, rows: int, length: int,
+                  edge: Tensor | None, sign: Tensor | None, sums: Tensor, target: Tensor,
+                  step: int) -> None:
+    """A block's whole forward pass: ``y`` (batch * rows, chans) = the convolution of ``xf``
+    (batch * rows, c_in; taps ``w`` (3, c_in, chans), ``bias``), then :func:`block_fwd` on it,
+    ``step`` samples at a time per thread."""
+    batch, _, chans = target.shape
+    c_in = xf.shape[1]
+    assert xf.is_contiguous() and y.is_contiguous() and target.stride(2) == 1
+    (sign,) = channel_terms(y, chans, (sign, 1.0))
+    w, bias = w.contiguous(), bias.detach().contiguous()
+    e0 = e2 = 0
+    if edge is not None:
+        edge = edge.contiguous()
+        e0, e2 = edge[0].data_ptr(), edge[2].data_ptr()
+    _kernels.block_fwd_full(torch.get_num_threads(), batch, sums.data_ptr(), 2 * chans,
+                            _CODES[y.dtype], xf.data_ptr(), y.data_ptr(), w.data_ptr(),
+                            bias.data_ptr(), step, rows, c_in, chans, length, e0, e2,
+                            sign.data_ptr(), target.data_ptr(), target.stride(0))
+
+
+def block_backward(xf: Tensor, y: Tensor, g: Tensor, wk: Tensor, rows: int, length: int,
+                   scale: Tensor | None, sign: Tensor | None, coef: Tensor | None,
+                   const: Tensor | None, need_w: bool, dflat: Tensor | None,
+                   step: int) -> tuple[Tensor, Tensor | None]:
+    """A block's whole backward pass: :func:`block_bwd`, then the weight-gradient GEMMs (with
+    ``need_w``) and the input-gradient GEMMs into ``dflat`` (if given), ``step`` samples at a
+    time per thread. Returns the column sums of ``dy`` (3, chans; see :func:`block_bwd`) and
+    the tap weight gradients (3, c_in, chans), or ``None`` without ``need_w``."""
+    batch, _, chans = g.shape
+    c_in = xf.shape[1]
+    g, gstride = _rows(g, chans)
+    assert xf.is_contiguous() and y.is_contiguous() and wk.is_contiguous()
+    assert dflat is None or dflat.is_contiguous()
+    terms = channel_terms(y, chans, (scale, 1.0), (sign, 1.0), (coef, 0.0), (const, 0.0))
+    threads = torch.get_num_threads()
+    n_acc = 3 * chans + 3 * c_in * chans
+    acc = y.new_zeros(n_acc)
+    scratch = y.new_empty(max(1, min(threads, batch)) * step * rows * chans)
+    _kernels.block_bwd_full(threads, batch, acc.data_ptr(), n_acc, _CODES[y.dtype],
+                            xf.data_ptr(), y.data_ptr(), g.data_ptr(), gstride, wk.data_ptr(),
+                            step, rows, c_in, chans, length, *(t.data_ptr() for t in terms),
+                            int(need_w), _ptr(dflat), scratch.data_ptr())
+    sums = acc[: 3 * chans].view(3, chans)
+    return sums, (acc[3 * chans :].view(3, c_in, chans) if need_w else None)

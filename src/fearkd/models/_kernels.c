@@ -26,6 +26,18 @@
 #define FEARKD_CLONES
 #endif
 
+/* The BLAS GEMMs PyTorch's CPU build carries (Fortran interface, 32-bit integers), set by
+ * set_gemm; the whole-block passes need them. Inside an OpenMP parallel region, MKL runs each
+ * call on the calling thread alone. */
+typedef void (*gemm_f_t)(const char *, const char *, const int *, const int *, const int *,
+                         const float *, const float *, const int *, const float *, const int *,
+                         const float *, float *, const int *);
+typedef void (*gemm_d_t)(const char *, const char *, const int *, const int *, const int *,
+                         const double *, const double *, const int *, const double *,
+                         const int *, const double *, double *, const int *);
+static gemm_f_t gemm_fn_f;
+static gemm_d_t gemm_fn_d;
+
 #define REAL float
 #define NAME(x) x##_f
 #include "_kernels_body.h"
@@ -46,10 +58,11 @@ typedef struct {
 
 #define P(i, T) ((T *)(void *)a->v[i])
 
-/* One kernel's work on samples [s0, s1), summing into acc. */
-typedef void (*RangeFn)(const Args *a, Py_ssize_t s0, Py_ssize_t s1, void *acc);
+/* One kernel's work on samples [s0, s1), summing into acc; share numbers the thread's part
+ * (0 .. threads - 1), for scratch memory of its own. */
+typedef void (*RangeFn)(const Args *a, Py_ssize_t s0, Py_ssize_t s1, void *acc, int share);
 
-static void r_block_fwd(const Args *a, Py_ssize_t s0, Py_ssize_t s1, void *acc)
+static void r_block_fwd(const Args *a, Py_ssize_t s0, Py_ssize_t s1, void *acc, int share)
 {
     /* dtype, y, rows, chans, length, edge0, edge2, sign, picked, pstride */
     Py_ssize_t chans = a->v[3];
@@ -62,7 +75,7 @@ static void r_block_fwd(const Args *a, Py_ssize_t s0, Py_ssize_t s1, void *acc)
                     a->v[9]);
 }
 
-static void r_block_bwd(const Args *a, Py_ssize_t s0, Py_ssize_t s1, void *acc)
+static void r_block_bwd(const Args *a, Py_ssize_t s0, Py_ssize_t s1, void *acc, int share)
 {
     /* dtype, y, g, gstride, rows, chans, length, scale, sign, coef, cnst, dy */
     Py_ssize_t chans = a->v[5];
@@ -76,7 +89,7 @@ static void r_block_bwd(const Args *a, Py_ssize_t s0, Py_ssize_t s1, void *acc)
                     acc, (double *)acc + chans);
 }
 
-static void r_bn_sums(const Args *a, Py_ssize_t s0, Py_ssize_t s1, void *acc)
+static void r_bn_sums(const Args *a, Py_ssize_t s0, Py_ssize_t s1, void *acc, int share)
 {
     /* dtype, g, gstride, picked, pstride, pooled, chans */
     Py_ssize_t chans = a->v[6];
@@ -88,7 +101,7 @@ static void r_bn_sums(const Args *a, Py_ssize_t s0, Py_ssize_t s1, void *acc)
                   (double *)acc + chans);
 }
 
-static void r_first_fwd(const Args *a, Py_ssize_t s0, Py_ssize_t s1, void *acc)
+static void r_first_fwd(const Args *a, Py_ssize_t s0, Py_ssize_t s1, void *acc, int share)
 {
     /* dtype, x, length, chans, w, sign, picked, pstride, chosen */
     if (a->v[0] == 4)
@@ -99,7 +112,7 @@ static void r_first_fwd(const Args *a, Py_ssize_t s0, Py_ssize_t s1, void *acc)
                     P(6, double), a->v[7], P(8, double));
 }
 
-static void r_first_bwd(const Args *a, Py_ssize_t s0, Py_ssize_t s1, void *acc)
+static void r_first_bwd(const Args *a, Py_ssize_t s0, Py_ssize_t s1, void *acc, int share)
 {
     /* dtype, x, g, gstride, picked, pstride, chosen, length, chans, scale */
     if (a->v[0] == 4)
@@ -108,6 +121,42 @@ static void r_first_bwd(const Args *a, Py_ssize_t s0, Py_ssize_t s1, void *acc)
     else
         first_bwd_d(P(1, double), P(2, double), a->v[3], P(4, double), a->v[5],
                     P(6, double), s0, s1, a->v[7], a->v[8], P(9, double), acc);
+}
+
+static void r_block_fwd_full(const Args *a, Py_ssize_t s0, Py_ssize_t s1, void *acc, int share)
+{
+    /* dtype, xf, y, w, bias, step, rows, c_in, chans, length, edge0, edge2, sign, picked,
+     * pstride */
+    Py_ssize_t chans = a->v[8];
+    if (a->v[0] == 4)
+        block_fwd_full_f(P(1, float), P(2, float), P(3, float), P(4, float), s0, s1, a->v[5],
+                         a->v[6], a->v[7], chans, a->v[9], P(10, float), P(11, float),
+                         P(12, float), acc, (float *)acc + chans, P(13, float), a->v[14]);
+    else
+        block_fwd_full_d(P(1, double), P(2, double), P(3, double), P(4, double), s0, s1,
+                         a->v[5], a->v[6], a->v[7], chans, a->v[9], P(10, double),
+                         P(11, double), P(12, double), acc, (double *)acc + chans,
+                         P(13, double), a->v[14]);
+}
+
+static void r_block_bwd_full(const Args *a, Py_ssize_t s0, Py_ssize_t s1, void *acc, int share)
+{
+    /* dtype, xf, y, g, gstride, w, step, rows, c_in, chans, length, scale, sign, coef, cnst,
+     * need_w, dx, scratch (step * rows x chans per share); acc: dbias, ends (3 x chans),
+     * then dw (3 x c_in x chans) */
+    Py_ssize_t step = a->v[6], rows = a->v[7], c_in = a->v[8], chans = a->v[9];
+    size_t el = a->v[0] == 4 ? sizeof(float) : sizeof(double);
+    void *dy = (char *)(void *)a->v[17] + (size_t)share * (size_t)(step * rows * chans) * el;
+    if (a->v[0] == 4)
+        block_bwd_full_f(P(1, float), P(2, float), P(3, float), a->v[4], P(5, float), s0, s1,
+                         step, rows, c_in, chans, a->v[10], P(11, float), P(12, float),
+                         P(13, float), P(14, float), dy, acc,
+                         a->v[15] ? (float *)acc + 3 * chans : NULL, P(16, float));
+    else
+        block_bwd_full_d(P(1, double), P(2, double), P(3, double), a->v[4], P(5, double), s0,
+                         s1, step, rows, c_in, chans, a->v[10], P(11, double), P(12, double),
+                         P(13, double), P(14, double), dy, acc,
+                         a->v[15] ? (double *)acc + 3 * chans : NULL, P(16, double));
 }
 
 /* Runs fn over samples [0, n) on up to `threads` threads; adds each thread's n_acc sums
@@ -120,7 +169,7 @@ static int run(RangeFn fn, const Args *a, Py_ssize_t n, int threads, void *acc,
     if (nt > n)
         nt = n < 1 ? 1 : (int)n;
     if (nt == 1) {
-        fn(a, 0, n, acc);
+        fn(a, 0, n, acc, 0);
         return 0;
     }
     char *parts = NULL;
@@ -135,11 +184,12 @@ static int run(RangeFn fn, const Args *a, Py_ssize_t n, int threads, void *acc,
         int t = omp_get_thread_num(), got = omp_get_num_threads();
         /* A pool that gives fewer threads than asked: each thread takes several shares. */
         for (int i = t; i < nt; i += got)
-            fn(a, n * i / nt, n * (i + 1) / nt, parts ? parts + (size_t)i * n_acc * el : NULL);
+            fn(a, n * i / nt, n * (i + 1) / nt, parts ? parts + (size_t)i * n_acc * el : NULL,
+               i);
     }
 #else
     for (int i = 0; i < nt; i++)
-        fn(a, n * i / nt, n * (i + 1) / nt, parts ? parts + (size_t)i * n_acc * el : NULL);
+        fn(a, n * i / nt, n * (i + 1) / nt, parts ? parts + (size_t)i * n_acc * el : NULL, i);
 #endif
     for (int i = 0; parts && i < nt; i++) {
         if (el == sizeof(float)) {
@@ -213,6 +263,38 @@ static PyObject *py_first_bwd(PyObject *self, PyObject *const *args, Py_ssize_t 
     return call(r_first_bwd, args, nargs, 10);
 }
 
+static PyObject *py_block_fwd_full(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (!gemm_fn_f || !gemm_fn_d) {
+        PyErr_SetString(PyExc_RuntimeError, "set_gemm has not been called");
+        return NULL;
+    }
+    return call(r_block_fwd_full, args, nargs, 15);
+}
+
+static PyObject *py_block_bwd_full(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (!gemm_fn_f || !gemm_fn_d) {
+        PyErr_SetString(PyExc_RuntimeError, "set_gemm has not been called");
+        return NULL;
+    }
+    return call(r_block_bwd_full, args, nargs, 18);
+}
+
+static PyObject *py_set_gemm(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "set_gemm(sgemm_address, dgemm_address)");
+        return NULL;
+    }
+    void *f = PyLong_AsVoidPtr(args[0]), *d = PyLong_AsVoidPtr(args[1]);
+    if (PyErr_Occurred())
+        return NULL;
+    gemm_fn_f = (gemm_f_t)f;
+    gemm_fn_d = (gemm_d_t)d;
+    Py_RETURN_NONE;
+}
+
 static PyObject *py_openmp(PyObject *self, PyObject *unused)
 {
 #ifdef _OPENMP
@@ -228,6 +310,9 @@ static PyMethodDef methods[] = {
     {"bn_sums", (PyCFunction)(void (*)(void))py_bn_sums, METH_FASTCALL, NULL},
     {"first_fwd", (PyCFunction)(void (*)(void))py_first_fwd, METH_FASTCALL, NULL},
     {"first_bwd", (PyCFunction)(void (*)(void))py_first_bwd, METH_FASTCALL, NULL},
+    {"block_fwd_full", (PyCFunction)(void (*)(void))py_block_fwd_full, METH_FASTCALL, NULL},
+    {"block_bwd_full", (PyCFunction)(void (*)(void))py_block_bwd_full, METH_FASTCALL, NULL},
+    {"set_gemm", (PyCFunction)(void (*)(void))py_set_gemm, METH_FASTCALL, NULL},
     {"openmp", py_openmp, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL},
 };

@@ -232,5 +232,71 @@ FEARKD_CLONES static void NAME(first_bwd)(
     }
 }
 
+/* Row-major C (m x n, ldc) = op(P) (m x k) @ op(Q) (k x n) + beta * C through the
+ * column-major BLAS GEMM (C^T = op(Q)^T op(P)^T). tp / tq: P / Q stored transposed. */
+static void NAME(gemm)(int tp, int tq, int m, int n, int k, const REAL *pm, int ldp,
+                       const REAL *qm, int ldq, REAL beta, REAL *cm, int ldc)
+{
+    REAL one = 1;
+    NAME(gemm_fn)(tq ? "T" : "N", tp ? "T" : "N", &n, &m, &k, &one, qm, &ldq, pm, &ldp, &beta,
+                  cm, &ldc);
+}
+
+/* A whole block forward pass on samples [s0, s1), `step` samples at a time: the three tap
+ * GEMMs of the convolution (w: 3 x c_in x chans, bias) into y, then block_fwd on them.
+ * tot / tsq as in block_fwd. */
+static void NAME(block_fwd_full)(
+    const REAL *xf, REAL *y, const REAL *w, const REAL *bias, Py_ssize_t s0, Py_ssize_t s1,
+    Py_ssize_t step, Py_ssize_t rows, Py_ssize_t c_in, Py_ssize_t chans, Py_ssize_t length,
+    const REAL *edge0, const REAL *edge2, const REAL *sign, REAL *tot, REAL *tsq,
+    REAL *picked, Py_ssize_t pstride)
+{
+    for (Py_ssize_t a = s0; a < s1; a += step) {
+        Py_ssize_t b = a + step < s1 ? a + step : s1;
+        int m = (int)((b - a) * rows - 2);
+        const REAL *xa = xf + a * rows * c_in;
+        REAL *ya = y + a * rows * chans;
+        for (int r = 0; r < m; r++)
+            memcpy(ya + (Py_ssize_t)r * chans, bias, (size_t)chans * sizeof(REAL));
+        for (int tap = 0; tap < 3; tap++)
+            NAME(gemm)(0, 0, m, (int)chans, (int)c_in, xa + tap * c_in, (int)c_in,
+                       w + tap * c_in * chans, (int)chans, 1, ya, (int)chans);
+        NAME(block_fwd)(ya, 0, b - a, rows, chans, length, edge0, edge2, sign, tot, tsq,
+                        picked + a * pstride, pstride);
+    }
+}
+
+/* A whole block backward pass on samples [s0, s1), `step` samples at a time: block_bwd into
+ * the scratch dy (step * rows x chans), then with dw (3 x c_in x chans, or NULL) the weight
+ * gradient GEMMs and with dx (or NULL) the input gradient GEMMs. sums: dbias then ends
+ * (3 x chans), as in block_bwd. */
+static void NAME(block_bwd_full)(
+    const REAL *xf, const REAL *y, const REAL *g, Py_ssize_t gstride, const REAL *w,
+    Py_ssize_t s0, Py_ssize_t s1, Py_ssize_t step, Py_ssize_t rows, Py_ssize_t c_in,
+    Py_ssize_t chans, Py_ssize_t length, const REAL *scale, const REAL *sign,
+    const REAL *coef, const REAL *cnst, REAL *dy, REAL *sums, REAL *dw, REAL *dx)
+{
+    for (Py_ssize_t a = s0; a < s1; a += step) {
+        Py_ssize_t b = a + step < s1 ? a + step : s1;
+        int m = (int)((b - a) * rows - 2);
+        NAME(block_bwd)(y + a * rows * chans, g + a * gstride, gstride, 0, b - a, rows, chans,
+                        length, scale, sign, coef, cnst, dy, sums, sums + chans);
+        if (dw) {
+            const REAL *xa = xf + a * rows * c_in;
+            for (int tap = 0; tap < 3; tap++)
+                NAME(gemm)(1, 0, (int)c_in, (int)chans, m, xa + tap * c_in, (int)c_in, dy,
+                           (int)chans, 1, dw + tap * c_in * chans, (int)chans);
+        }
+        if (dx) {
+            REAL *da = dx + a * rows * c_in;
+            memset(da + (Py_ssize_t)m * c_in, 0, (size_t)(2 * c_in) * sizeof(REAL));
+            for (int tap = 0; tap < 3; tap++)
+                NAME(gemm)(0, 1, m, (int)c_in, (int)chans, dy, (int)chans,
+                           w + tap * c_in * chans, (int)chans, tap ? 1 : 0, da + tap * c_in,
+                           (int)c_in);
+        }
+    }
+}
+
 #undef RELU
 #undef IVDEP

@@ -45,13 +45,14 @@ from torch import Tensor
 from fearkd.models import _fused
 from fearkd.models._cnn_parts import (
     Link,
-    _block_dy,
+    _backward_chunks,
     _bn_affine,
     _bn_grad_terms,
     _bn_sums,
     _chunks,
     _done_with_saved,
     _fold_affine,
+    _forward_chunks,
     _pair_pick,
     _Pool,
     _threshold_backward,
@@ -263,10 +264,9 @@ class _FirstBlock(torch.autograd.Function):
         half_rows = chunks[0][1] * pooled_len
         g_buf = scratch(half_rows, chans)
         p_buf = scratch(half_rows, chans)
-        ones = picked.new_ones(rows)
         g = grad_out[:, 1:-1]
         # Pass 1: dbeta and dgamma, which the BatchNorm input gradient needs everywhere.
-        dbeta, dgp = _bn_sums(g, picked, chunks, g_buf, p_buf, ones)
+        dbeta, dgp = _bn_sums(g, picked, chunks)
         dgamma, coef_y, const = _bn_grad_terms(ctx, dbeta, dgp, mean, invstd, scale)
         # Pass 2: recompute each chunk's activation, build its gradient, reduce it at once.
         y_buf = scratch(rows, chans)
@@ -381,43 +381,15 @@ class _Block(torch.autograd.Function):
         picked = None
         if use_bn:
             picked = inner if fold_out else saved(batch, pooled_len, chans)
-        chunks = _chunks(batch, rows, chans)
-        scratch = _Pool(x)
-        sq_buf = scratch(chunks[0][1] * rows, chans)
-        ones = x.new_ones(chunks[0][1] * rows)
-        sums = x.new_zeros(2, chans)
+        sums = x.new_zeros(2, chans)  # of y and y**2 over positions, for the statistics
+        target = picked if use_bn else inner
+        if _fused.whole(x):  # one compiled pass, GEMMs included (see fearkd.models._fused)
+            _fused.block_forward(xf, y, w_fwd, b_fwd, rows, length, edge, sign, sums, target,
+                                 _chunks(batch, rows, chans, per_thread=True)[0][1])
+        else:
+            _forward_chunks(xf, y, w_fwd, b_fwd, rows, length, edge, sign, sums,
+                            use_bn and training, target)
         total, total_sq = sums[0], sums[1]
-        stats = use_bn and training
-        kern = _fused.available(x)
-        if kern:
-            (sign_k,) = _fused.channel_terms(x, chans, (sign, 1.0))
-        for s0, s1 in chunks:
-            r0, n = s0 * rows, (s1 - s0) * rows
-            m = n - 2
-            yc = y[r0 : r0 + n]
-            torch.addmm(b_fwd, xf[r0 : r0 + m], w_fwd[0], out=yc[:m])
-            yc[:m].addmm_(xf[r0 + 1 : r0 + m + 1], w_fwd[1])
-            yc[:m].addmm_(xf[r0 + 2 : r0 + m + 2], w_fwd[2])
-            if kern:  # the passes below as one compiled loop
-                _fused.block_fwd(yc, rows, chans, length, edge, sign_k, sums,
-                                 (picked if use_bn else inner)[s0:s1])
-                continue
-            y3 = yc.view(s1 - s0, rows, chans)
-            if edge is not None:  # taps that read a padding row (see _fold_affine)
-                y3[:, 0].sub_(edge[0])
-                y3[:, length - 1].sub_(edge[2])
-            y3[:, length:].zero_()  # junk rows: excluded from statistics and gradients
-            yc.relu_()
-            if stats:
-                total.addmv_(yc.t(), ones[:n])
-                total_sq.addmv_(torch.mul(yc, yc, out=sq_buf[:n]).t(), ones[:n])
-            even = y3[:, 0 : 2 * pooled_len : 2]
-            odd = y3[:, 1 : 2 * pooled_len : 2]
-            if use_bn:
-                _pair_pick(even, odd, sign, picked[s0:s1])
-            else:
-                torch.maximum(even, odd, out=inner[s0:s1])
-        scratch.release()
         if pad_out:
             out[:, 0].zero_()
             out[:, -1].zero_()
@@ -462,60 +434,31 @@ class _Block(torch.autograd.Function):
         batch, rows, c_in = ctx.shape_in
         chans = wk.shape[2]
         length = rows - 2
-        pooled_len = length // 2
-        chunks = _chunks(batch, rows, chans)
-        scratch = _Pool(y)
-        step = chunks[0][1]
-        g_buf = scratch(step * pooled_len, chans)
-        p_buf = scratch(step * pooled_len, chans)
-        ones = y.new_ones(step * rows)
         g = grad_out[:, 1:-1] if ctx.pad_out else grad_out
-        kern = _fused.available(y)
+        whole = _fused.whole(y)
         dgamma = dbeta = coef_y = const = None
         if ctx.use_bn:
-            if kern:
+            if _fused.available(y):
                 dbeta, dgp = _fused.bn_sums(g, picked)
             else:
-                dbeta, dgp = _bn_sums(g, picked, chunks, g_buf, p_buf, ones)
+                dbeta, dgp = _bn_sums(g, picked, _chunks(batch, rows, chans))
             dgamma, coef_y, const = _bn_grad_terms(ctx, dbeta, dgp, mean, invstd, scale)
         need_w = need[1] or need[2]
-        dwk = y.new_zeros(wk.shape) if need_w else None
-        # Column sums of dy: all rows, and (folding, see below) each sample's first and last.
-        sums = y.new_zeros(3, chans) if need_w else None
-        dbias, d_ends = (sums[0], sums[1:]) if need_w else (None, None)
-        fold = ctx.fold_in is not None and need_w
-        if kern:
-            terms = _fused.channel_terms(y, chans, (scale, 1.0), (ctx.sign, 1.0), (coef_y, 0.0),
-                                         (const, 0.0))
-            if sums is None:  # the loop sums dy anyway
-                sums = y.new_zeros(3, chans)
         dflat = None
         if need[0]:
             shape = (batch * rows, c_in)
             link_in = ctx.link_in
             dflat = link_in.take_grad(y, *shape) if link_in is not None else y.new_empty(shape)
-        dy_buf = scratch(step * rows, chans)
-        for s0, s1 in chunks:
-            k = s1 - s0
-            r0, n = s0 * rows, k * rows
-            m = n - 2
-            yc = y[r0 : r0 + n]
-            dy = dy_buf[:n]
-            if kern:  # the passes below as one compiled loop
-                _fused.block_bwd(yc, g[s0:s1], rows, chans, length, *terms, dy, sums)
-            else:
-                _block_dy(ctx, yc, g[s0:s1], dy, scale, coef_y, const, p_buf, g_buf,
-                          ones, dbias, d_ends if fold else None)
-            if need_w:
-                for tap in range(3):
-                    dwk[tap].addmm_(xf[r0 + tap : r0 + tap + m].t(), dy[:m])
-            if need[0]:
-                dfc = dflat[r0 : r0 + n]
-                torch.mm(dy[:m], wk[0].t(), out=dfc[:m])  # the first tap writes, no zero fill
-                dfc[m:].zero_()
-                dfc[1 : m + 1].addmm_(dy[:m], wk[1].t())
-                dfc[2 : m + 2].addmm_(dy[:m], wk[2].t())
-        scratch.release()
+        fold = ctx.fold_in is not None and need_w
+        terms = (scale, ctx.sign, coef_y, const)
+        if whole:  # one compiled pass, GEMMs included (see fearkd.models._fused)
+            step = _chunks(batch, rows, chans, per_thread=True)[0][1]
+            sums, dwk = _fused.block_backward(xf, y, g, wk, rows, length, *terms, need_w, dflat,
+                                              step)
+        else:
+            sums, dwk = _backward_chunks(ctx, xf, y, g, wk, *terms, need_w, dflat, fold)
+        # Column sums of dy: all rows, and (folding, see below) each sample's first and last.
+        dbias, d_ends = sums[0], sums[1:]
         del g, grad_out
         if ctx.link_out is not None:
             ctx.link_out.give_back_grad()
