@@ -38,6 +38,9 @@ typedef void (*gemm_d_t)(const char *, const char *, const int *, const int *, c
 static gemm_f_t gemm_fn_f;
 static gemm_d_t gemm_fn_d;
 
+/* Channels per block of the first block's loops: one 64-byte vector of floats. */
+#define CB 16
+
 #define REAL float
 #define NAME(x) x##_f
 #include "_kernels_body.h"

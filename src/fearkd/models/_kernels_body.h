@@ -138,6 +138,65 @@ FEARKD_CLONES static void NAME(bn_sums)(
     }
 }
 
+/* First block forward on channels [c0, c0 + cb) of sample s (cb <= CB): sums kept in local
+ * arrays of CB lanes, which the compiler holds in vector registers across all positions when
+ * cb is the constant CB (the caller passes it so for every full block of channels). */
+static inline __attribute__((always_inline)) void NAME(first_fwd_cols)(
+    const REAL *xs, Py_ssize_t pooled, Py_ssize_t length, Py_ssize_t chans, const REAL *w,
+    const REAL *sign, REAL *restrict acc, REAL *restrict ps, REAL *restrict cs,
+    Py_ssize_t c0, int cb)
+{
+    REAL w0[CB], w1[CB], w2[CB], bias[CB], sg[CB], a[9][CB];
+    for (int j = 0; j < cb; j++) {
+        w0[j] = w[c0 + j];
+        w1[j] = w[chans + c0 + j];
+        w2[j] = w[2 * chans + c0 + j];
+        bias[j] = w[3 * chans + c0 + j];
+        sg[j] = sign[c0 + j];
+        for (int i = 0; i < 9; i++)
+            a[i][j] = 0;
+    }
+    for (Py_ssize_t p = 0; p < pooled; p++) {
+        REAL x0 = xs[2 * p], x1 = xs[2 * p + 1], x2 = xs[2 * p + 2], x3 = xs[2 * p + 3];
+        REAL *restrict out = ps + p * chans + c0, *restrict ch = cs + p * chans + c0;
+        for (int j = 0; j < cb; j++) {
+            REAL ya = RELU(w0[j] * x0 + w1[j] * x1 + w2[j] * x2 + bias[j]);
+            REAL yb = RELU(w0[j] * x1 + w1[j] * x2 + w2[j] * x3 + bias[j]);
+            REAL ma = ya > 0 ? (REAL)1 : (REAL)0, mb = yb > 0 ? (REAL)1 : (REAL)0;
+            a[0][j] += ya * x0 + yb * x1;
+            a[1][j] += ya * x1 + yb * x2;
+            a[2][j] += ya * x2 + yb * x3;
+            a[3][j] += ya + yb;
+            a[4][j] += ma * x0 + mb * x1;
+            a[5][j] += ma * x1 + mb * x2;
+            a[6][j] += ma * x2 + mb * x3;
+            a[7][j] += ma + mb;
+            a[8][j] += ya * ya + yb * yb;
+            out[j] = NAME(pick)(ya, yb, sg[j]);
+            ch[j] = (yb - ya) * sg[j];
+        }
+    }
+    if (length % 2) {  /* the last, unpooled position */
+        REAL x0 = xs[length - 1], x1 = xs[length], x2 = xs[length + 1];
+        for (int j = 0; j < cb; j++) {
+            REAL ya = RELU(w0[j] * x0 + w1[j] * x1 + w2[j] * x2 + bias[j]);
+            REAL ma = ya > 0 ? (REAL)1 : (REAL)0;
+            a[0][j] += ya * x0;
+            a[1][j] += ya * x1;
+            a[2][j] += ya * x2;
+            a[3][j] += ya;
+            a[4][j] += ma * x0;
+            a[5][j] += ma * x1;
+            a[6][j] += ma * x2;
+            a[7][j] += ma;
+            a[8][j] += ya * ya;
+        }
+    }
+    for (int i = 0; i < 9; i++)
+        for (int j = 0; j < cb; j++)
+            acc[i * chans + c0 + j] += a[i][j];
+}
+
 /* First block forward: the one-channel convolution (w: 3 taps then the bias, 4 x chans) of
  * the zero-padded input x (length + 2 per sample), ReLU, the pooled pick (picked[s] at
  * picked + s * pstride) and which element of each pair it is (chosen, > 0 for the second).
@@ -149,53 +208,49 @@ FEARKD_CLONES static void NAME(first_fwd)(
     Py_ssize_t pstride, REAL *restrict chosen)
 {
     Py_ssize_t pooled = length / 2;
-    const REAL *w0 = w, *w1 = w + chans, *w2 = w + 2 * chans, *bias = w + 3 * chans;
     for (Py_ssize_t s = s0; s < s1; s++) {
         const REAL *xs = x + s * (length + 2);
-        for (Py_ssize_t p = 0; p < pooled; p++) {
-            REAL x0 = xs[2 * p], x1 = xs[2 * p + 1], x2 = xs[2 * p + 2], x3 = xs[2 * p + 3];
-            REAL *out = picked + s * pstride + p * chans;
-            REAL *restrict ch = chosen + (s * pooled + p) * chans;
-            IVDEP
-            for (Py_ssize_t c = 0; c < chans; c++) {
-                REAL ya = w0[c] * x0 + w1[c] * x1 + w2[c] * x2 + bias[c];
-                REAL yb = w0[c] * x1 + w1[c] * x2 + w2[c] * x3 + bias[c];
-                ya = RELU(ya);
-                yb = RELU(yb);
-                {
-                    REAL ma = ya > 0 ? (REAL)1 : (REAL)0, mb = yb > 0 ? (REAL)1 : (REAL)0;
-                    acc[c] += ya * x0 + yb * x1;
-                    acc[chans + c] += ya * x1 + yb * x2;
-                    acc[2 * chans + c] += ya * x2 + yb * x3;
-                    acc[3 * chans + c] += ya + yb;
-                    acc[4 * chans + c] += ma * x0 + mb * x1;
-                    acc[5 * chans + c] += ma * x1 + mb * x2;
-                    acc[6 * chans + c] += ma * x2 + mb * x3;
-                    acc[7 * chans + c] += ma + mb;
-                    acc[8 * chans + c] += ya * ya + yb * yb;
-                }
-                out[c] = NAME(pick)(ya, yb, sign[c]);
-                ch[c] = (yb - ya) * sign[c];
-            }
-        }
-        if (length % 2) {  /* the last, unpooled position */
-            REAL x0 = xs[length - 1], x1 = xs[length], x2 = xs[length + 1];
-            IVDEP
-            for (Py_ssize_t c = 0; c < chans; c++) {
-                REAL ya = RELU(w0[c] * x0 + w1[c] * x1 + w2[c] * x2 + bias[c]);
-                REAL ma = ya > 0 ? (REAL)1 : (REAL)0;
-                acc[c] += ya * x0;
-                acc[chans + c] += ya * x1;
-                acc[2 * chans + c] += ya * x2;
-                acc[3 * chans + c] += ya;
-                acc[4 * chans + c] += ma * x0;
-                acc[5 * chans + c] += ma * x1;
-                acc[6 * chans + c] += ma * x2;
-                acc[7 * chans + c] += ma;
-                acc[8 * chans + c] += ya * ya;
-            }
+        REAL *ps = picked + s * pstride, *cs = chosen + s * pooled * chans;
+        Py_ssize_t c0 = 0;
+        for (; c0 + CB <= chans; c0 += CB)
+            NAME(first_fwd_cols)(xs, pooled, length, chans, w, sign, acc, ps, cs, c0, CB);
+        if (c0 < chans)
+            NAME(first_fwd_cols)(xs, pooled, length, chans, w, sign, acc, ps, cs, c0,
+                                 (int)(chans - c0));
+    }
+}
+
+/* First block backward on channels [c0, c0 + cb) of one sample (see first_fwd_cols). */
+static inline __attribute__((always_inline)) void NAME(first_bwd_cols)(
+    const REAL *xs, const REAL *gs, const REAL *ps, const REAL *cs, Py_ssize_t pooled,
+    Py_ssize_t chans, const REAL *scale, REAL *restrict acc, Py_ssize_t c0, int cb)
+{
+    REAL sc[CB], a[6][CB];
+    for (int j = 0; j < cb; j++) {
+        sc[j] = scale[c0 + j];
+        for (int i = 0; i < 6; i++)
+            a[i][j] = 0;
+    }
+    for (Py_ssize_t p = 0; p < pooled; p++) {
+        REAL x0 = xs[2 * p], x1 = xs[2 * p + 1], x2 = xs[2 * p + 2], x3 = xs[2 * p + 3];
+        const REAL *gp = gs + p * chans + c0, *pp = ps + p * chans + c0;
+        const REAL *cp = cs + p * chans + c0;
+        for (int j = 0; j < cb; j++) {
+            REAL gv = gp[j], pv = pp[j];
+            a[0][j] += gv;
+            a[1][j] += gv * pv;
+            REAL gsc = gv * sc[j], gm = pv > 0 ? gsc : (REAL)0;
+            REAL go = cp[j] > 0 ? gm : (REAL)0;
+            REAL ge = gm - go;
+            a[2][j] += x0 * ge + x1 * go;
+            a[3][j] += x1 * ge + x2 * go;
+            a[4][j] += x2 * ge + x3 * go;
+            a[5][j] += gm;
         }
     }
+    for (int i = 0; i < 6; i++)
+        for (int j = 0; j < cb; j++)
+            acc[i * chans + c0 + j] += a[i][j];
 }
 
 /* First block backward (no input gradient): acc (6 x chans) gets dbeta = sum(g), dgp =
@@ -207,28 +262,15 @@ FEARKD_CLONES static void NAME(first_bwd)(
     const REAL *scale, REAL *restrict acc)
 {
     Py_ssize_t pooled = length / 2;
-    REAL *dbeta = acc, *dgp = acc + chans, *both = acc + 2 * chans;
     for (Py_ssize_t s = s0; s < s1; s++) {
-        const REAL *xs = x + s * (length + 2);
-        for (Py_ssize_t p = 0; p < pooled; p++) {
-            REAL x0 = xs[2 * p], x1 = xs[2 * p + 1], x2 = xs[2 * p + 2], x3 = xs[2 * p + 3];
-            const REAL *gp = g + s * gstride + p * chans;
-            const REAL *pp = picked + s * pstride + p * chans;
-            const REAL *cp = chosen + (s * pooled + p) * chans;
-            IVDEP
-            for (Py_ssize_t c = 0; c < chans; c++) {
-                REAL gv = gp[c], pv = pp[c];
-                dbeta[c] += gv;
-                dgp[c] += gv * pv;
-                REAL gs = gv * scale[c], gm = pv > 0 ? gs : (REAL)0;
-                REAL go = cp[c] > 0 ? gm : (REAL)0;
-                REAL ge = gm - go;
-                both[c] += x0 * ge + x1 * go;
-                both[chans + c] += x1 * ge + x2 * go;
-                both[2 * chans + c] += x2 * ge + x3 * go;
-                both[3 * chans + c] += gm;
-            }
-        }
+        const REAL *xs = x + s * (length + 2), *gs = g + s * gstride;
+        const REAL *ps = picked + s * pstride, *cs = chosen + s * pooled * chans;
+        Py_ssize_t c0 = 0;
+        for (; c0 + CB <= chans; c0 += CB)
+            NAME(first_bwd_cols)(xs, gs, ps, cs, pooled, chans, scale, acc, c0, CB);
+        if (c0 < chans)
+            NAME(first_bwd_cols)(xs, gs, ps, cs, pooled, chans, scale, acc, c0,
+                                 (int)(chans - c0));
     }
 }
 
