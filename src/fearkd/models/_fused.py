@@ -17,6 +17,8 @@ import os
 import torch  # before the kernels: they share the OpenMP runtime torch has loaded
 from torch import Tensor
 
+from fearkd.models.layers_rnn import _give_back, _take
+
 try:
     from fearkd.models import _kernels
 except ImportError:  # not built: the PyTorch operations run instead
@@ -203,10 +205,12 @@ def block_backward(xf: Tensor, y: Tensor, g: Tensor, wk: Tensor, rows: int, leng
     threads = torch.get_num_threads()
     n_acc = 3 * chans + 3 * c_in * chans
     acc = y.new_zeros(n_acc)
-    scratch = y.new_empty(max(1, min(threads, batch)) * step * rows * chans)
+    # Each thread's dy, from the buffer pool (fresh memory costs a page fault per 4 KiB).
+    flat, (scratch,) = _take([(max(1, min(threads, batch)) * step * rows * chans,)], y)
     _kernels.block_bwd_full(threads, batch, acc.data_ptr(), n_acc, _CODES[y.dtype],
                             xf.data_ptr(), y.data_ptr(), g.data_ptr(), gstride, wk.data_ptr(),
                             step, rows, c_in, chans, length, *(t.data_ptr() for t in terms),
                             int(need_w), _ptr(dflat), scratch.data_ptr())
+    _give_back(flat)
     sums = acc[: 3 * chans].view(3, chans)
     return sums, (acc[3 * chans :].view(3, c_in, chans) if need_w else None)
