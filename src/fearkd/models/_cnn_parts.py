@@ -190,14 +190,14 @@ def _pair_pick(even: Tensor, odd: Tensor, sign: Tensor | None, out: Tensor) -> T
 
 def _block_dy(ctx, yc: Tensor, g: Tensor, dy: Tensor, scale: Tensor | None,
               coef_y: Tensor | None, const: Tensor | None, p_buf: Tensor, g_buf: Tensor,
-              ones: Tensor, dbias: Tensor | None, d_ends: Tensor | None) -> None:
-    """A :class:`_Block` chunk's conv-output gradient ``dy`` from its pooled gradient ``g``,
-    through pooling, BatchNorm and ReLU, in PyTorch operations (the compiled loop's
-    fallback); ``dbias`` and ``d_ends`` gain the column sums of ``dy`` and of each sample's
-    first and last position."""
+              ones: Tensor | None, dbias: Tensor | None, d_ends: Tensor | None) -> None:
+    """A chunk's conv-output gradient ``dy`` (``k`` samples of ``rows`` rows, like ``yc``, the
+    saved ReLU output) from its pooled gradient ``g``, through pooling, BatchNorm and ReLU,
+    in PyTorch operations (the compiled loop's fallback); ``dbias`` and ``d_ends``, if given,
+    gain the column sums of ``dy`` and of each sample's first and last position (``ones``
+    then holds at least ``k * rows`` ones)."""
     k, pooled_len, chans = g.shape
     rows = yc.shape[0] // k
-    length = ctx.shape_in[1] - 2
     y3 = yc.view(k, rows, chans)
     even = y3[:, 0 : 2 * pooled_len : 2]
     odd = y3[:, 1 : 2 * pooled_len : 2]
@@ -225,6 +225,7 @@ def _block_dy(ctx, yc: Tensor, g: Tensor, dy: Tensor, scale: Tensor | None,
     if dbias is not None:
         dbias.addmv_(dy.t(), ones[: k * rows])
     if d_ends is not None:
+        length = ctx.shape_in[1] - 2
         d_ends[0].addmv_(dy3[:, 0].t(), ones[:k])
         d_ends[1].addmv_(dy3[:, length - 1].t(), ones[:k])
 

@@ -46,6 +46,7 @@ from fearkd.models import _fused
 from fearkd.models._cnn_parts import (
     Link,
     _backward_chunks,
+    _block_dy,
     _bn_affine,
     _bn_grad_terms,
     _bn_sums,
@@ -278,28 +279,8 @@ class _FirstBlock(torch.autograd.Function):
             k = s1 - s0
             n = k * length
             y = torch.mm(cols[s0:s1].view(n, 4), w, out=y_buf[:n]).relu_()
-            y3 = y.view(k, length, chans)
-            even = y3[:, 0 : 2 * pooled_len : 2]
-            odd = y3[:, 1 : 2 * pooled_len : 2]
-            diff = torch.sub(odd, even, out=p_buf[: k * pooled_len].view(k, pooled_len, chans))
-            if ctx.sign is not None:
-                diff.mul_(ctx.sign)
-            gs = torch.mul(g[s0:s1], scale,
-                           out=g_buf[: k * pooled_len].view(k, pooled_len, chans))
-            g_odd = _threshold_backward(gs, diff, 0, grad_input=diff)
             dy = dy_buf[:n]
-            dy3 = dy.view(k, length, chans)
-            d_even = dy3[:, 0 : 2 * pooled_len : 2]
-            d_odd = dy3[:, 1 : 2 * pooled_len : 2]
-            if coef_y is None:
-                torch.sub(gs, g_odd, out=d_even)
-                d_odd.copy_(g_odd)
-                dy3[:, 2 * pooled_len :].zero_()
-            else:
-                torch.addcmul(const, y, coef_y, out=dy)
-                d_odd.add_(g_odd)
-                d_even.add_(gs).sub_(g_odd)
-            _threshold_backward(dy, y, 0, grad_input=dy)
+            _block_dy(ctx, y, g[s0:s1], dy, scale, coef_y, const, p_buf, g_buf, None, None, None)
             if need_w:
                 both.addmm_(cols[s0:s1].view(n, 4).t(), dy)
             if need[0]:
