@@ -34,7 +34,8 @@ ENABLED = os.environ.get("FEARKD_KERNELS", "1") != "0"
 
 def _find_gemm() -> bool:
     """Hands the compiled module the BLAS GEMMs of PyTorch's CPU library (MKL's ``sgemm_`` and
-    ``dgemm_`` in the x86-64 builds); False where that library exports none."""
+    ``dgemm_`` in the x86-64 builds); False where that library exports none or where they fail
+    a small known product."""
     if _kernels is None:
         return False
     lib_dir = os.path.join(os.path.dirname(torch.__file__), "lib")
@@ -46,6 +47,9 @@ def _find_gemm() -> bool:
     except (IndexError, OSError, AttributeError):
         return False
     _kernels.set_gemm(*addresses)
+    if not _kernels.gemm_probe():  # not the interface the loops call: leave them unused
+        _kernels.set_gemm(0, 0)
+        return False
     return True
 
 

@@ -298,6 +298,24 @@ static PyObject *py_set_gemm(PyObject *self, PyObject *const *args, Py_ssize_t n
     Py_RETURN_NONE;
 }
 
+/* Whether the GEMMs set by set_gemm compute a small known product right, in both types,
+ * transposed operands and beta included. */
+static PyObject *py_gemm_probe(PyObject *self, PyObject *unused)
+{
+    if (!gemm_fn_f || !gemm_fn_d)
+        Py_RETURN_FALSE;
+    /* P (2 x 3), Q^T stored (2 x 3): C = P @ Q = [[14, 32], [32, 77]], plus C's 1s. */
+    float pf[6] = {1, 2, 3, 4, 5, 6}, cf[4] = {1, 1, 1, 1};
+    double pd[6] = {1, 2, 3, 4, 5, 6}, cd[4] = {1, 1, 1, 1};
+    gemm_f(0, 1, 2, 2, 3, pf, 3, pf, 3, 1, cf, 2);
+    gemm_d(0, 1, 2, 2, 3, pd, 3, pd, 3, 1, cd, 2);
+    const double want[4] = {15, 33, 33, 78};
+    for (int i = 0; i < 4; i++)
+        if (cf[i] != want[i] || cd[i] != want[i])
+            Py_RETURN_FALSE;
+    Py_RETURN_TRUE;
+}
+
 static PyObject *py_openmp(PyObject *self, PyObject *unused)
 {
 #ifdef _OPENMP
@@ -316,6 +334,7 @@ static PyMethodDef methods[] = {
     {"block_fwd_full", (PyCFunction)(void (*)(void))py_block_fwd_full, METH_FASTCALL, NULL},
     {"block_bwd_full", (PyCFunction)(void (*)(void))py_block_bwd_full, METH_FASTCALL, NULL},
     {"set_gemm", (PyCFunction)(void (*)(void))py_set_gemm, METH_FASTCALL, NULL},
+    {"gemm_probe", py_gemm_probe, METH_NOARGS, NULL},
     {"openmp", py_openmp, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL},
 };

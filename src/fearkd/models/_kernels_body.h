@@ -279,9 +279,13 @@ FEARKD_CLONES static void NAME(first_bwd)(
 static void NAME(gemm)(int tp, int tq, int m, int n, int k, const REAL *pm, int ldp,
                        const REAL *qm, int ldq, REAL beta, REAL *cm, int ldc)
 {
+    /* Sizes as 64-bit integers: a BLAS with 32-bit integers reads their low halves (the
+     * same values on a little-endian CPU), one with 64-bit integers reads them whole. */
+    long long d[6] = {n, m, k, ldq, ldp, ldc};
     REAL one = 1;
-    NAME(gemm_fn)(tq ? "T" : "N", tp ? "T" : "N", &n, &m, &k, &one, qm, &ldq, pm, &ldp, &beta,
-                  cm, &ldc);
+    NAME(gemm_fn)(tq ? "T" : "N", tp ? "T" : "N", (const int *)&d[0], (const int *)&d[1],
+                  (const int *)&d[2], &one, qm, (const int *)&d[3], pm, (const int *)&d[4],
+                  &beta, cm, (const int *)&d[5]);
 }
 
 /* A whole block forward pass on samples [s0, s1), `step` samples at a time: the three tap
