@@ -29,6 +29,12 @@ fused by hand. What removes most of the time spent around the GEMMs:
   :func:`fearkd.models._cnn_parts._fold_affine`), so no pass over the whole output applies
   BatchNorm; the next block's weight gradient gets the matching correction.
 
+* **Compiled passes** (:mod:`fearkd.models._fused`, float32/float64 on the CPU when the C
+  module is built): each chunk's element-wise passes are one loop, and a whole
+  :func:`next_block` pass is one call in which each OpenMP thread takes chunks of its own and
+  runs their GEMMs (PyTorch's BLAS) on its core. The PyTorch operations below remain the
+  fallback and compute the same function.
+
 Same functions as ``nn.Conv1d`` -> ``nn.ReLU`` -> ``nn.BatchNorm1d`` -> ``nn.MaxPool1d(2)``
 (pooling ties, negative or zero BatchNorm scales, running statistics); only the order of
 floating-point summation differs. When the network input needs a gradient, the first block
