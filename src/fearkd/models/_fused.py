@@ -1,12 +1,13 @@
-"""Python side of the compiled element-wise passes of the fast CNN blocks.
+"""Python side of the compiled passes of the fast CNN blocks.
 
 :mod:`fearkd.models._kernels` (C, built at install time by ``setup.py``) runs each pass that
 :mod:`fearkd.models.layers_cnn` otherwise spells as several PyTorch operations as one loop
-over the data, on PyTorch's own OpenMP threads. These wrappers check the layout the loops
-assume and pass data pointers. The blocks use them for float32 and float64 tensors on the CPU
-when the module is built and ``FEARKD_KERNELS`` is not ``0``; otherwise (CUDA, another dtype,
-no C compiler at install time) they run the PyTorch operations, which compute the same
-function and are tested against the same plain layers.
+over the data, on PyTorch's own OpenMP threads; with the BLAS GEMMs of PyTorch's CPU library
+(see :func:`_find_gemm`) it runs a whole block, GEMMs included, in one call (:func:`whole`).
+These wrappers check the layout the loops assume and pass data pointers. The blocks use them
+for float32 and float64 tensors on the CPU when the module is built and ``FEARKD_KERNELS`` is
+not ``0``; otherwise (CUDA, another dtype, no C compiler at install time) they run the PyTorch
+operations, which compute the same function and are tested against the same plain layers.
 """
 
 from __future__ import annotations
@@ -39,8 +40,8 @@ def _find_gemm() -> bool:
     if _kernels is None:
         return False
     lib_dir = os.path.join(os.path.dirname(torch.__file__), "lib")
-    names = [n for n in os.listdir(lib_dir) if n.startswith("libtorch_cpu.")]
     try:
+        names = [n for n in os.listdir(lib_dir) if n.startswith("libtorch_cpu.")]
         lib = ctypes.CDLL(os.path.join(lib_dir, names[0]))
         addresses = [ctypes.cast(getattr(lib, f), ctypes.c_void_p).value
                      for f in ("sgemm_", "dgemm_")]
