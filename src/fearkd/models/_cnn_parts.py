@@ -7,6 +7,8 @@ consumer's weights, and the small per-chunk helpers both blocks use.
 
 from __future__ import annotations
 
+import weakref
+
 import torch
 from torch import Tensor
 
@@ -98,9 +100,8 @@ def _done_with_saved(ctx) -> None:
         ctx.saved_pool.release()  # the finalizer then finds nothing left to give back
 
 
-def _chunks(batch: int, length: int, chans: int,
-            per_thread: bool = False) -> list[tuple[int, int]]:
-    """Sample ranges ``[start, stop)`` of about :data:`CHUNK_VALUES` values per intra-op thread.
+def _chunk_step(length: int, chans: int, per_thread: bool = False) -> int:
+    """Samples per chunk: about :data:`CHUNK_VALUES` values per intra-op thread.
 
     Each thread then works on about that much of a chunk, in its own core's cache; with two
     threads, chunks of twice the size ran 4-8 % faster than equal ones (fewer operations, each
@@ -108,8 +109,28 @@ def _chunks(batch: int, length: int, chans: int,
     where each thread takes chunks of its own).
     """
     values = CHUNK_VALUES * (1 if per_thread else torch.get_num_threads())
-    step = max(1, values // max(length * chans, 1))
+    return max(1, values // max(length * chans, 1))
+
+
+def _chunks(batch: int, length: int, chans: int) -> list[tuple[int, int]]:
+    """Sample ranges ``[start, stop)`` of :func:`_chunk_step` samples each (the last shorter)."""
+    step = _chunk_step(length, chans)
     return [(s, min(s + step, batch)) for s in range(0, batch, step)]
+
+
+def _keep_saved(ctx, saved: _Pool, link_out: Link | None, fold_out: bool, graph: bool) -> None:
+    """Who owns a block's saved buffers after its forward pass: its graph node, given back
+    when the node dies or its backward pass ends (see :func:`_done_with_saved`), when any
+    input needs a gradient; otherwise nobody, so they go back at once. With ``fold_out`` and
+    a recorded graph, the node also keeps the output buffer, which holds the pooled values
+    its backward pass reads (see :class:`Link`)."""
+    if any(ctx.needs_input_grad):
+        if fold_out and graph:
+            link_out.keep_out(saved)
+        weakref.finalize(ctx, saved.release)
+        ctx.saved_pool = saved
+    else:
+        saved.release()
 
 
 def _fold_affine(wk: Tensor, bias: Tensor, scale: Tensor,

@@ -43,8 +43,6 @@ takes a longer backward pass that recomputes each chunk's activation and builds 
 
 from __future__ import annotations
 
-import weakref
-
 import torch
 from torch import Tensor
 
@@ -56,10 +54,12 @@ from fearkd.models._cnn_parts import (
     _bn_affine,
     _bn_grad_terms,
     _bn_sums,
+    _chunk_step,
     _chunks,
     _done_with_saved,
     _fold_affine,
     _forward_chunks,
+    _keep_saved,
     _pair_pick,
     _Pool,
     _threshold_backward,
@@ -158,7 +158,7 @@ def _first_forward(x, w, sign, short, training, saved, picked):
         cols_delta = saved(batch, pooled_len, 4)
         torch.sub(cols[:, 1 : 2 * pooled_len : 2], cols_even, out=cols_delta)
     scratch = _Pool(x)
-    rows = _chunks(batch, length, chans)[0][1] * length
+    rows = min(_chunk_step(length, chans), batch) * length
     y_buf = scratch(rows, chans)
     mask_buf = scratch(rows, chans)
     # Every statistic of the block is a sum over positions of y = mask * (cols @ w) or of
@@ -248,13 +248,7 @@ class _FirstBlock(torch.autograd.Function):
         ctx.training, ctx.count, ctx.sign, ctx.short = training, count, sign, short
         ctx.link_out, ctx.kern = link_out, kern
         ctx.save_for_backward(*keep, mean, invstd, scale)
-        if any(ctx.needs_input_grad):
-            if fold and graph:  # the pooled values live in the output buffer
-                link_out.keep_out(saved)
-            weakref.finalize(ctx, saved.release)
-            ctx.saved_pool = saved
-        else:
-            saved.release()
+        _keep_saved(ctx, saved, link_out, fold, graph)
         return out
 
     @staticmethod
@@ -372,7 +366,7 @@ class _Block(torch.autograd.Function):
         target = picked if use_bn else inner
         if _fused.whole(x):  # one compiled pass, GEMMs included (see fearkd.models._fused)
             _fused.block_forward(xf, y, w_fwd, b_fwd, rows, length, edge, sign, sums, target,
-                                 _chunks(batch, rows, chans, per_thread=True)[0][1])
+                                 _chunk_step(rows, chans, per_thread=True))
         else:
             _forward_chunks(xf, y, w_fwd, b_fwd, rows, length, edge, sign, sums,
                             use_bn and training, target)
@@ -401,13 +395,7 @@ class _Block(torch.autograd.Function):
             ctx.save_for_backward(y, xf, wk, picked, mean, invstd, scale)
         else:
             ctx.save_for_backward(y, xf, wk)
-        if any(ctx.needs_input_grad):
-            if fold_out and graph:  # the pooled values live in the output buffer
-                link_out.keep_out(saved)
-            weakref.finalize(ctx, saved.release)
-            ctx.saved_pool = saved
-        else:
-            saved.release()
+        _keep_saved(ctx, saved, link_out, fold_out, graph)
         return out
 
     @staticmethod
@@ -439,7 +427,7 @@ class _Block(torch.autograd.Function):
         fold = ctx.fold_in is not None and need_w
         terms = (scale, ctx.sign, coef_y, const)
         if whole:  # one compiled pass, GEMMs included (see fearkd.models._fused)
-            step = _chunks(batch, rows, chans, per_thread=True)[0][1]
+            step = _chunk_step(rows, chans, per_thread=True)
             sums, dwk = _fused.block_backward(xf, y, g, wk, rows, length, *terms, need_w, dflat,
                                               step)
         else:
