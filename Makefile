@@ -13,7 +13,7 @@ $(BIN)/python:
 
 # Re-install whenever the project's metadata, pins or compiled module's sources change (the
 # install builds fearkd.models._kernels in place, see setup.py).
-KERNELS := setup.py src/fearkd/models/_kernels.c src/fearkd/models/_kernels_body.h
+KERNELS := setup.py $(wildcard src/fearkd/models/_kernels.c src/fearkd/models/_*_body.h)
 $(STAMP): pyproject.toml constraints.txt $(KERNELS) | $(BIN)/python
 	$(BIN)/python -m pip install -c constraints.txt -e ".[dev]"
 	touch $(STAMP)

@@ -5,7 +5,7 @@ import os
 import pytest
 import torch
 
-from fearkd.models import _cnn_parts, _fused, layers_rnn, make_model
+from fearkd.models import _cnn_parts, _fused, _pool, layers_rnn, make_model
 from fearkd.models.layers_rnn import fused_gru, fused_lstm
 
 PAIRS = [("cnn", 19), ("cnn", 32), ("cnn", 8), ("lstm", 9), ("gru", 9), ("cnn-lstm", 11)]
@@ -29,6 +29,14 @@ def _use_path(monkeypatch, path):
 @pytest.fixture(params=["whole", "chunks", "torch"])
 def cnn_path(request, monkeypatch):
     """Runs a CNN test through each of the three ways the blocks compute (see _use_path)."""
+    _use_path(monkeypatch, request.param)
+    return request.param
+
+
+@pytest.fixture(params=["whole", "torch"])
+def rnn_path(request, monkeypatch):
+    """Runs a recurrent test through the compiled whole-sequence passes and through the
+    PyTorch operations."""
     _use_path(monkeypatch, request.param)
     return request.param
 
@@ -71,8 +79,8 @@ def _run(model, x, train):
 @pytest.mark.parametrize(("name", "n_features"), PAIRS)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_fast_equals_plain(cnn_path, name, n_features, train, dtype):
-    if cnn_path != "whole" and not name.startswith("cnn"):
-        pytest.skip("no compiled passes in the recurrent models")
+    if cnn_path == "chunks" and not name.startswith("cnn"):
+        pytest.skip("the recurrent models have no chunked path (whole or torch only)")
     torch.manual_seed(0)
     fast, plain = _pair(name, n_features, dtype)
     x = torch.randn(6, n_features, dtype=dtype)
@@ -222,7 +230,7 @@ def _fused_vs_module(cell, rnn, x):
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize(("steps", "batch", "hidden", "size_in"),
                          [(1, 2, 3, 1), (7, 5, 4, 1), (12, 3, 8, 1), (6, 4, 5, 3)])
-def test_fused_rnn_equals_torch_module(cell, dtype, steps, batch, hidden, size_in):
+def test_fused_rnn_equals_torch_module(rnn_path, cell, dtype, steps, batch, hidden, size_in):
     rnn = _torch_rnn(cell, size_in, hidden, dtype)
     x = torch.randn(steps, batch, size_in, dtype=dtype, requires_grad=True)
     (out, grads), (ref, ref_grads) = _fused_vs_module(cell, rnn, x)
@@ -235,7 +243,7 @@ def test_fused_rnn_equals_torch_module(cell, dtype, steps, batch, hidden, size_i
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_fused_rnn_matches_cell_stepped_by_hand(cell):
+def test_fused_rnn_matches_cell_stepped_by_hand(rnn_path, cell):
     # Independent reference: nn.LSTMCell / nn.GRUCell stepped in a Python loop.
     torch.manual_seed(1)
     hidden, steps, batch = 5, 7, 3
@@ -254,7 +262,7 @@ def test_fused_rnn_matches_cell_stepped_by_hand(cell):
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_fused_rnn_gradcheck(cell):
+def test_fused_rnn_gradcheck(rnn_path, cell):
     rnn = _torch_rnn(cell, 2, 3, torch.float64, seed=2)
     x = torch.randn(4, 2, 2, dtype=torch.float64, requires_grad=True)
     params = [p.detach().clone().requires_grad_() for p in rnn.parameters()]
@@ -262,7 +270,7 @@ def test_fused_rnn_gradcheck(cell):
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_fused_rnn_frozen_parameters_get_no_gradient(cell):
+def test_fused_rnn_frozen_parameters_get_no_gradient(rnn_path, cell):
     rnn = _torch_rnn(cell, 1, 4, torch.float64)
     x = torch.randn(5, 3, 1, dtype=torch.float64)
     ref_grads = _grads(_last_state(rnn, x), [rnn.bias_ih_l0, rnn.bias_hh_l0])
@@ -278,7 +286,7 @@ def test_fused_rnn_frozen_parameters_get_no_gradient(cell):
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 @pytest.mark.parametrize("steps", [1, 2, 5])
-def test_fused_rnn_input_gradient_only(cell, steps):
+def test_fused_rnn_input_gradient_only(rnn_path, cell, steps):
     # Frozen weights: no weight-gradient GEMM, so the backward pass takes its other branch
     # (the LSTM then rebuilds h only for dc); odd step counts end on a partial chunk.
     rnn = _torch_rnn(cell, 2, 4, torch.float64, seed=3)
@@ -293,7 +301,7 @@ def test_fused_rnn_input_gradient_only(cell, steps):
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 @pytest.mark.parametrize(("chunk", "ring"), [(1, 1), (3, 2), (4, 5)])
-def test_fused_rnn_chunk_and_ring_sizes(monkeypatch, cell, chunk, ring):
+def test_fused_rnn_chunk_and_ring_sizes(rnn_path, monkeypatch, cell, chunk, ring):
     # Weight-gradient GEMMs over `chunk` steps and an LSTM forward ring of `ring` slots: 7
     # steps end on a partial chunk/ring for every size here except 1.
     monkeypatch.setattr(layers_rnn, "_CHUNK", chunk)
@@ -307,7 +315,7 @@ def test_fused_rnn_chunk_and_ring_sizes(monkeypatch, cell, chunk, ring):
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_fused_rnn_no_grad_and_buffer_reuse(cell):
+def test_fused_rnn_no_grad_and_buffer_reuse(rnn_path, cell):
     rnn = _torch_rnn(cell, 1, 4, torch.float32)
     x = torch.randn(6, 3, 1)
     params = list(rnn.parameters())
@@ -320,7 +328,7 @@ def test_fused_rnn_no_grad_and_buffer_reuse(cell):
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_fused_rnn_buffers_stay_with_the_graph(cell):
+def test_fused_rnn_buffers_stay_with_the_graph(rnn_path, cell):
     # A retained graph may run backward again, even after other forward passes of the same
     # shape; its buffers return to the pool only when the graph is freed.
     rnn = _torch_rnn(cell, 1, 3, torch.float64)
@@ -332,9 +340,9 @@ def test_fused_rnn_buffers_stay_with_the_graph(cell):
     second = torch.autograd.grad(out, params)
     for a, b in zip(first, second, strict=True):
         assert torch.equal(a, b)
-    layers_rnn._POOL.clear()
+    _pool._POOL.clear()
     del out
-    assert sum(len(bufs) for bufs in layers_rnn._POOL.values()) == 1
+    assert sum(len(bufs) for bufs in _pool._POOL.values()) == 1
 
 
 def test_fused_rnn_bad_shapes():
@@ -352,7 +360,7 @@ def test_fused_rnn_bad_shapes():
 
 
 @pytest.mark.parametrize("was_on", [False, True])
-def test_fused_rnn_restores_flush_denormal_mode(was_on):
+def test_fused_rnn_restores_flush_denormal_mode(rnn_path, was_on):
     tiny = torch.ones(1, dtype=torch.int32).view(torch.float32)  # smallest subnormal
     rnn = _torch_rnn("gru", 1, 3, torch.float32)
     torch.set_flush_denormal(was_on)
@@ -365,7 +373,9 @@ def test_fused_rnn_restores_flush_denormal_mode(was_on):
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_gru_backward_runs_on_one_thread_and_restores_the_count(monkeypatch, threads):
-    # The other threads of PyTorch's pool cannot flush subnormals (see _FlushDenormal).
+    # The other threads of PyTorch's pool cannot flush subnormals (see _FlushDenormal); the
+    # compiled passes flush them on each of their threads instead.
+    _use_path(monkeypatch, "torch")
     inner = layers_rnn._FusedGRU._backward
     seen = []
 
@@ -390,18 +400,62 @@ def test_gru_backward_runs_on_one_thread_and_restores_the_count(monkeypatch, thr
         torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize(("threads", "batch"), [(2, 33), (2, 1), (3, 8), (1, 5)])
+def test_compiled_rnn_runs_in_batch_slices_and_repeats_bit_for_bit(monkeypatch, cell, threads,
+                                                                   batch):
+    # Each thread runs its own slice of the batch (uneven slices, fewer samples than threads),
+    # the compiled passes are really called, and each thread's weight-gradient sums are added
+    # in a fixed order: two runs give identical bits.
+    _use_path(monkeypatch, "whole")
+    calls = []
+    for name in (f"{cell}_fwd", f"{cell}_bwd"):
+        real = getattr(_fused._kernels, name)
+        monkeypatch.setattr(_fused._kernels, name,
+                            lambda *a, _real=real, _name=name: (calls.append(_name), _real(*a)))
+    rnn = _torch_rnn(cell, 2, 6, torch.float32, seed=5)
+    x = torch.randn(11, batch, 2, requires_grad=True)
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        runs = [_fused_vs_module(cell, rnn, x) for _ in range(2)]
+    finally:
+        torch.set_num_threads(old)
+    assert calls == [f"{cell}_fwd", f"{cell}_bwd"] * 2
+    (out, grads), (ref, ref_grads) = runs[0]
+    assert torch.equal(out, runs[1][0][0])
+    for got, again, expected in zip(grads, runs[1][0][1], ref_grads, strict=True):
+        assert torch.equal(got, again)
+        torch.testing.assert_close(got, expected, rtol=2e-5, atol=2e-6)
+    torch.testing.assert_close(out, ref, rtol=2e-5, atol=2e-6)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_fused_rnn_saturated_gates_and_nan_inputs(rnn_path, cell):
+    # Inputs far into the gates' flat range (tanh and sigmoid of +-1e4) give nn.LSTM/nn.GRU's
+    # values; a NaN in one sample's input makes that sample's state NaN and no other's.
+    rnn = _torch_rnn(cell, 1, 5, torch.float32, seed=6)
+    x = torch.randn(9, 4, 1) * torch.tensor([1.0, 1e2, 1e4, 1.0]).view(1, 4, 1)
+    x[3, 3, 0] = float("nan")
+    params = [p.detach() for p in rnn.parameters()]
+    with torch.no_grad():
+        out, ref = CELLS[cell][1](x, *params), _last_state(rnn, x)
+    assert torch.isnan(out[3]).all() and torch.isnan(ref[3]).all()
+    torch.testing.assert_close(out[:3], ref[:3], rtol=2e-5, atol=2e-6)
+
+
 def test_buffer_pool_is_bounded(monkeypatch):
-    monkeypatch.setattr(layers_rnn, "_POOL", {})
-    monkeypatch.setattr(layers_rnn, "_POOL_BYTES", 3 * 1024 * 4)
+    monkeypatch.setattr(_pool, "_POOL", {})
+    monkeypatch.setattr(_pool, "POOL_BYTES", 3 * 1024 * 4)
     like = torch.empty(0)
-    flats = [layers_rnn._take([(n, 1024)], like)[0] for n in (1, 2, 1, 1)]
+    flats = [_pool.take([(n, 1024)], like)[0] for n in (1, 2, 1, 1)]
     for flat in flats:
-        layers_rnn._give_back(flat)
-    pooled = [b for bufs in layers_rnn._POOL.values() for b in bufs]
+        _pool.give_back(flat)
+    pooled = [b for bufs in _pool._POOL.values() for b in bufs]
     assert sum(b.numel() for b in pooled) <= 3 * 1024
     # The most recently returned buffers stay; the oldest size goes first.
     assert any(b is flats[-1] for b in pooled)
-    again, (view,) = layers_rnn._take([(1, 1024)], like)
+    again, (view,) = _pool.take([(1, 1024)], like)
     assert again is flats[-1] or again is flats[-2]
     assert view.shape == (1, 1024)
 

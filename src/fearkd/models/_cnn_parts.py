@@ -13,7 +13,8 @@ import torch
 from torch import Tensor
 
 from fearkd.models import _fused
-from fearkd.models.layers_rnn import _give_back, _take
+from fearkd.models._pool import give_back as _give_back
+from fearkd.models._pool import take as _take
 
 __all__ = ["CHUNK_VALUES", "Link"]
 
@@ -27,7 +28,7 @@ CHUNK_VALUES = 131072
 
 
 class _Pool:
-    """Buffers of one call from the shared pool of :mod:`fearkd.models.layers_rnn`."""
+    """Buffers of one call from the shared pool of :mod:`fearkd.models._pool`."""
 
     def __init__(self, like: Tensor) -> None:
         self.like, self.flats = like, []

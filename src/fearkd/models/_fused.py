@@ -18,7 +18,8 @@ import os
 import torch  # before the kernels: they share the OpenMP runtime torch has loaded
 from torch import Tensor
 
-from fearkd.models.layers_rnn import _give_back, _take
+from fearkd.models._pool import give_back as _give_back
+from fearkd.models._pool import take as _take
 
 try:
     from fearkd.models import _kernels
@@ -219,3 +220,84 @@ def block_backward(xf: Tensor, y: Tensor, g: Tensor, wk: Tensor, rows: int, leng
     _give_back(flat)
     sums = acc[: 3 * chans].view(3, chans)
     return sums, (acc[3 * chans :].view(3, c_in, chans) if need_w else None)
+
+
+def _rnn_scratch(batch: int, per_sample: int, like: Tensor) -> tuple[int, Tensor, Tensor, int]:
+    """The thread count, a pooled buffer of scratch for every thread's slice of the batch (as
+    the compiled ``run`` splits it), the buffer's flat view and the elements per slice."""
+    threads = torch.get_num_threads()
+    shares = max(1, min(threads, batch))
+    stride = -(-batch // shares) * per_sample
+    flat, (scratch,) = _take([(shares * stride,)], like)
+    return threads, flat, scratch, stride
+
+
+def lstm_forward(xs: Tensor, w_t: Tensor, gates: Tensor, cs: Tensor, h_last: Tensor) -> None:
+    """An LSTM layer's whole forward pass (see :class:`fearkd.models.layers_rnn._FusedLSTM`):
+    ``xs`` (steps, batch, n_in), ``w_t`` (K, 4H: the augmented weights, gate blocks o, i, f, g,
+    sigmoid blocks halved); fills ``gates`` (steps, batch, 4H), ``cs`` (steps + 1, batch, H;
+    ``cs[0]`` must be zero) and ``h_last`` (batch, H). Each thread runs a slice of the batch
+    through every step, with GEMMs of its own."""
+    steps, batch, n_in = xs.shape
+    hid = cs.shape[2]
+    assert all(t.is_contiguous() for t in (xs, w_t, gates, cs, h_last))
+    threads, flat, scratch, stride = _rnn_scratch(batch, n_in + 5 * hid + 1, xs)
+    _kernels.lstm_fwd(threads, batch, 0, 0, _CODES[xs.dtype], xs.data_ptr(), w_t.data_ptr(),
+                      gates.data_ptr(), cs.data_ptr(), h_last.data_ptr(), steps, batch, hid,
+                      n_in, scratch.data_ptr(), stride)
+    _give_back(flat)
+
+
+def lstm_backward(xs: Tensor, w_aug: Tensor, gates: Tensor, cs: Tensor, dh_last: Tensor,
+                  need_x: bool, need_w: bool, chunk: int) -> tuple[Tensor | None,
+                                                                   Tensor | None]:
+    """The backward pass of :func:`lstm_forward` (``w_aug`` (4H, K): the augmented weights,
+    not halved); returns the input gradient (with ``need_x``) and the gradient of ``w_aug``
+    transposed, (K, 4H) (with ``need_w``; one GEMM per ``chunk`` steps adds to it)."""
+    steps, batch, n_in = xs.shape
+    hid = cs.shape[2]
+    k = hid + n_in + 1
+    assert all(t.is_contiguous() for t in (xs, w_aug, gates, cs, dh_last))
+    dx = xs.new_empty(steps, batch, n_in) if need_x else None
+    acc = xs.new_zeros(k, 4 * hid) if need_w else None
+    per_sample = chunk * (k + 4 * hid) + 5 * hid + n_in
+    threads, flat, scratch, stride = _rnn_scratch(batch, per_sample, xs)
+    _kernels.lstm_bwd(threads, batch, _ptr(acc), 0 if acc is None else acc.numel(),
+                      _CODES[xs.dtype], xs.data_ptr(), w_aug.data_ptr(), gates.data_ptr(),
+                      cs.data_ptr(), dh_last.data_ptr(), _ptr(dx), steps, batch, hid, n_in,
+                      chunk, scratch.data_ptr(), stride)
+    _give_back(flat)
+    return dx, acc
+
+
+def gru_forward(hx: Tensor, w_t: Tensor, gates: Tensor) -> None:
+    """A GRU layer's whole forward pass (see :class:`fearkd.models.layers_rnn._FusedGRU`):
+    ``hx`` (steps + 1, batch, K) holds the rows ``[h_{t-1}, x_t, 1]`` with ``h_{-1} = 0`` and
+    gets every ``h_t``; ``w_t`` (K, 4H); fills ``gates`` (steps, batch, 4H)."""
+    steps, batch, _ = gates.shape
+    hid = gates.shape[2] // 4
+    n_in = hx.shape[2] - hid - 1
+    assert all(t.is_contiguous() for t in (hx, w_t, gates))
+    _kernels.gru_fwd(torch.get_num_threads(), batch, 0, 0, _CODES[hx.dtype], hx.data_ptr(),
+                     w_t.data_ptr(), gates.data_ptr(), steps, batch, hid, n_in)
+
+
+def gru_backward(hx: Tensor, w_aug: Tensor, gates: Tensor, dh_last: Tensor, need_x: bool,
+                 need_w: bool) -> tuple[Tensor | None, Tensor | None]:
+    """The backward pass of :func:`gru_forward` (``w_aug`` (4H, K)); returns the input
+    gradient (with ``need_x``) and the gradient of ``w_aug`` transposed, (K, 4H) (with
+    ``need_w``)."""
+    steps, batch, _ = gates.shape
+    hid = gates.shape[2] // 4
+    k = hx.shape[2]
+    n_in = k - hid - 1
+    assert all(t.is_contiguous() for t in (hx, w_aug, gates, dh_last))
+    dx = hx.new_empty(steps, batch, n_in) if need_x else None
+    acc = hx.new_zeros(k, 4 * hid) if need_w else None
+    threads, flat, scratch, stride = _rnn_scratch(batch, 7 * hid + n_in, hx)
+    _kernels.gru_bwd(threads, batch, _ptr(acc), 0 if acc is None else acc.numel(),
+                     _CODES[hx.dtype], hx.data_ptr(), w_aug.data_ptr(), gates.data_ptr(),
+                     dh_last.data_ptr(), _ptr(dx), steps, batch, hid, n_in,
+                     scratch.data_ptr(), stride)
+    _give_back(flat)
+    return dx, acc

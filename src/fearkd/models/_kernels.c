@@ -13,8 +13,13 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <xmmintrin.h>
+#endif
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -44,11 +49,13 @@ static gemm_d_t gemm_fn_d;
 #define REAL float
 #define NAME(x) x##_f
 #include "_kernels_body.h"
+#include "_rnn_body.h"
 #undef REAL
 #undef NAME
 #define REAL double
 #define NAME(x) x##_d
 #include "_kernels_body.h"
+#include "_rnn_body.h"
 #undef REAL
 #undef NAME
 
@@ -162,6 +169,58 @@ static void r_block_bwd_full(const Args *a, Py_ssize_t s0, Py_ssize_t s1, void *
                          a->v[15] ? (double *)acc + 3 * chans : NULL, P(16, double));
 }
 
+/* The recurrent passes: samples are the batch; each share's scratch starts `stride`
+ * elements after the previous one's. */
+#define SCRATCH(i, T) (P(i, T) + (size_t)share * (size_t)a->v[(i) + 1])
+
+static void r_lstm_fwd(const Args *a, Py_ssize_t s0, Py_ssize_t s1, void *acc, int share)
+{
+    /* dtype, xs, w, gates, cs, h_last, steps, batch, hid, n_in, scratch, stride */
+    if (a->v[0] == 4)
+        lstm_fwd_f(P(1, float), P(2, float), P(3, float), P(4, float), P(5, float), s0, s1,
+                   a->v[6], a->v[7], a->v[8], a->v[9], SCRATCH(10, float));
+    else
+        lstm_fwd_d(P(1, double), P(2, double), P(3, double), P(4, double), P(5, double), s0,
+                   s1, a->v[6], a->v[7], a->v[8], a->v[9], SCRATCH(10, double));
+}
+
+static void r_lstm_bwd(const Args *a, Py_ssize_t s0, Py_ssize_t s1, void *acc, int share)
+{
+    /* dtype, xs, w_aug, gates, cs, dh_last, dx, steps, batch, hid, n_in, chunk, scratch,
+     * stride; acc: dw (K x 4H), or NULL without weight gradients */
+    if (a->v[0] == 4)
+        lstm_bwd_f(P(1, float), P(2, float), P(3, float), P(4, float), P(5, float),
+                   P(6, float), acc, s0, s1, a->v[7], a->v[8], a->v[9], a->v[10], a->v[11],
+                   SCRATCH(12, float));
+    else
+        lstm_bwd_d(P(1, double), P(2, double), P(3, double), P(4, double), P(5, double),
+                   P(6, double), acc, s0, s1, a->v[7], a->v[8], a->v[9], a->v[10], a->v[11],
+                   SCRATCH(12, double));
+}
+
+static void r_gru_fwd(const Args *a, Py_ssize_t s0, Py_ssize_t s1, void *acc, int share)
+{
+    /* dtype, hx, w, gates, steps, batch, hid, n_in */
+    if (a->v[0] == 4)
+        gru_fwd_f(P(1, float), P(2, float), P(3, float), s0, s1, a->v[4], a->v[5], a->v[6],
+                  a->v[7]);
+    else
+        gru_fwd_d(P(1, double), P(2, double), P(3, double), s0, s1, a->v[4], a->v[5],
+                  a->v[6], a->v[7]);
+}
+
+static void r_gru_bwd(const Args *a, Py_ssize_t s0, Py_ssize_t s1, void *acc, int share)
+{
+    /* dtype, hx, w_aug, gates, dh_last, dx, steps, batch, hid, n_in, scratch, stride; acc:
+     * dw (K x 4H), or NULL without weight gradients */
+    if (a->v[0] == 4)
+        gru_bwd_f(P(1, float), P(2, float), P(3, float), P(4, float), P(5, float), acc, s0,
+                  s1, a->v[6], a->v[7], a->v[8], a->v[9], SCRATCH(10, float));
+    else
+        gru_bwd_d(P(1, double), P(2, double), P(3, double), P(4, double), P(5, double), acc,
+                  s0, s1, a->v[6], a->v[7], a->v[8], a->v[9], SCRATCH(10, double));
+}
+
 /* Runs fn over samples [0, n) on up to `threads` threads; adds each thread's n_acc sums
  * into acc (which holds the caller's running totals) in thread order. */
 static int run(RangeFn fn, const Args *a, Py_ssize_t n, int threads, void *acc,
@@ -266,23 +325,22 @@ static PyObject *py_first_bwd(PyObject *self, PyObject *const *args, Py_ssize_t 
     return call(r_first_bwd, args, nargs, 10);
 }
 
-static PyObject *py_block_fwd_full(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
-{
-    if (!gemm_fn_f || !gemm_fn_d) {
-        PyErr_SetString(PyExc_RuntimeError, "set_gemm has not been called");
-        return NULL;
+#define WITH_GEMM(name, fn, want)                                                        \
+    static PyObject *name(PyObject *self, PyObject *const *args, Py_ssize_t nargs)        \
+    {                                                                                     \
+        if (!gemm_fn_f || !gemm_fn_d) {                                                   \
+            PyErr_SetString(PyExc_RuntimeError, "set_gemm has not been called");          \
+            return NULL;                                                                  \
+        }                                                                                 \
+        return call(fn, args, nargs, want);                                               \
     }
-    return call(r_block_fwd_full, args, nargs, 15);
-}
 
-static PyObject *py_block_bwd_full(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
-{
-    if (!gemm_fn_f || !gemm_fn_d) {
-        PyErr_SetString(PyExc_RuntimeError, "set_gemm has not been called");
-        return NULL;
-    }
-    return call(r_block_bwd_full, args, nargs, 18);
-}
+WITH_GEMM(py_block_fwd_full, r_block_fwd_full, 15)
+WITH_GEMM(py_block_bwd_full, r_block_bwd_full, 18)
+WITH_GEMM(py_lstm_fwd, r_lstm_fwd, 12)
+WITH_GEMM(py_lstm_bwd, r_lstm_bwd, 14)
+WITH_GEMM(py_gru_fwd, r_gru_fwd, 8)
+WITH_GEMM(py_gru_bwd, r_gru_bwd, 12)
 
 static PyObject *py_set_gemm(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -333,6 +391,10 @@ static PyMethodDef methods[] = {
     {"first_bwd", (PyCFunction)(void (*)(void))py_first_bwd, METH_FASTCALL, NULL},
     {"block_fwd_full", (PyCFunction)(void (*)(void))py_block_fwd_full, METH_FASTCALL, NULL},
     {"block_bwd_full", (PyCFunction)(void (*)(void))py_block_bwd_full, METH_FASTCALL, NULL},
+    {"lstm_fwd", (PyCFunction)(void (*)(void))py_lstm_fwd, METH_FASTCALL, NULL},
+    {"lstm_bwd", (PyCFunction)(void (*)(void))py_lstm_bwd, METH_FASTCALL, NULL},
+    {"gru_fwd", (PyCFunction)(void (*)(void))py_gru_fwd, METH_FASTCALL, NULL},
+    {"gru_bwd", (PyCFunction)(void (*)(void))py_gru_bwd, METH_FASTCALL, NULL},
     {"set_gemm", (PyCFunction)(void (*)(void))py_set_gemm, METH_FASTCALL, NULL},
     {"gemm_probe", py_gemm_probe, METH_NOARGS, NULL},
     {"openmp", py_openmp, METH_NOARGS, NULL},

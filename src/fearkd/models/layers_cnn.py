@@ -22,7 +22,7 @@ fused by hand. What removes most of the time spent around the GEMMs:
   never stored: only the pooled values and which element of each pair was chosen.
 * **Pooled buffers between blocks** (:class:`Link`): a block's output and the gradient that
   comes back for it are the largest tensors made at every step; freshly mapped memory costs a
-  page fault per 4 KiB, so both come from the buffer pool of :mod:`fearkd.models.layers_rnn`.
+  page fault per 4 KiB, so both come from the buffer pool of :mod:`fearkd.models._pool`.
 * **BatchNorm folded into the next convolution.** Across a link, a block with BatchNorm hands
   over its pooled values before the affine map ``scale * v + shift`` and the next block
   convolves them with ``diag(scale) W`` and an adjusted bias (see

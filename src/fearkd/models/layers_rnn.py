@@ -44,7 +44,7 @@ How the time goes into matrix multiplies on a CPU:
 * **Buffers reused across calls.** A forward pass saves about 58 MB for a 176-step LSTM batch of
   256 (gates and cell states); freshly allocated memory of that size is mapped page by page on
   first touch, which cost as much as a third of the arithmetic. The buffers are taken from a
-  small pool (:data:`_POOL`, at most :data:`_POOL_BYTES` in all) and returned to it when the
+  small pool (:mod:`fearkd.models._pool`) and returned to it when the
   autograd graph that saved them is freed (at once when nothing needs a gradient), so a buffer
   is never shared while in use. In a training loop the previous batch's graph is still alive
   during the next forward pass, so two buffers take turns.
@@ -59,27 +59,23 @@ may run it again. It is not differentiable twice (``once_differentiable``).
 
 from __future__ import annotations
 
-import threading
 import weakref
 
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from fearkd.models import _fused
+from fearkd.models._pool import give_back as _give_back
+from fearkd.models._pool import take as _take
+
 __all__ = ["fused_gru", "fused_lstm"]
 
 _sigmoid_backward = torch.ops.aten.sigmoid_backward.grad_input
 _tanh_backward = torch.ops.aten.tanh_backward.grad_input
 
-#: Free work buffers, keyed by (number of elements, dtype, device), least recently used first
-#: (shared with the convolution blocks of :mod:`fearkd.models.layers_cnn`).
-_POOL: dict[tuple[int, torch.dtype, torch.device], list[Tensor]] = {}
-#: Most bytes the pool keeps; older sizes are dropped first, then the allocator takes over.
-_POOL_BYTES = 256 * 2**20
 _CHUNK = 1  # steps per weight-gradient GEMM in the backward pass (1 measured best of 1-16)
 _RING = 4  # slots of the LSTM forward pass's ring of GEMM rows [h_{t-1}, x_t, 1]
-_ALIGN = 16  # elements: sub-buffers start on 64-byte boundaries (float32)
-_POOL_LOCK = threading.Lock()  # models may train in several threads at once
 
 
 # The smallest positive float32 subnormal, built from its bit pattern (no float arithmetic).
@@ -120,41 +116,6 @@ class _FlushDenormal:
         if torch.get_num_threads() != self.threads:
             torch.set_num_threads(self.threads)
         return False
-
-
-def _take(sizes: list[tuple[int, ...]], like: Tensor) -> tuple[Tensor, list[Tensor]]:
-    """One pooled flat buffer carved into uninitialised tensors of the given shapes."""
-    counts = [int(torch.Size(s).numel()) for s in sizes]
-    padded = [-(-c // _ALIGN) * _ALIGN for c in counts]
-    key = (sum(padded), like.dtype, like.device)
-    with _POOL_LOCK:
-        free = _POOL.get(key)
-        flat = free.pop() if free else None
-        if free is not None and not free:
-            del _POOL[key]
-    if flat is None:
-        flat = torch.empty(key[0], dtype=like.dtype, device=like.device)
-    parts, offset = [], 0
-    for shape, count, step in zip(sizes, counts, padded, strict=True):
-        parts.append(flat[offset : offset + count].view(shape))
-        offset += step
-    return flat, parts
-
-
-def _give_back(flat: Tensor) -> None:
-    """Return a buffer of :func:`_take` to the pool (most recently used size last)."""
-    key = (flat.numel(), flat.dtype, flat.device)
-    with _POOL_LOCK:
-        free = _POOL.pop(key, [])
-        free.append(flat)
-        _POOL[key] = free
-        total = sum(k[0] * k[1].itemsize * len(bufs) for k, bufs in _POOL.items())
-        while total > _POOL_BYTES and _POOL:
-            oldest = next(iter(_POOL))
-            dropped = _POOL[oldest].pop(0)
-            total -= dropped.numel() * dropped.element_size()
-            if not _POOL[oldest]:
-                del _POOL[oldest]
 
 
 def _per_step(buf: Tensor, start: int | None = None, stop: int | None = None) -> tuple:
@@ -280,6 +241,16 @@ class _FusedLSTM(torch.autograd.Function):
         w_aug = torch.cat([w_hh, w_ih, (b_ih + b_hh).unsqueeze(1)], dim=1)[perm].contiguous()
         flat, (gates, cs) = _take([(steps, batch, 4 * hidden), (steps + 1, batch, hidden)], x)
         cs[0].zero_()
+        ctx.sizes = (steps, batch, size_in, hidden)
+        ctx.compiled = _fused.whole(x)
+        if ctx.compiled:  # each thread runs a slice of the batch through every step
+            w_t = w_aug.t().contiguous()
+            w_t[:, :h3] *= 0.5
+            xs = x.detach().contiguous()
+            h_last = x.new_empty(batch, hidden)
+            _fused.lstm_forward(xs, w_t, gates, cs, h_last)
+            _keep_for_backward(ctx, flat, w_aug, perm, gates, cs, xs)
+            return h_last
         # The GEMM's input rows [h_{t-1}, x_t, 1] live in a ring of _RING slots that stays in
         # cache (step t uses slot t % _RING); the x_t of a chunk of steps are copied in at
         # once. The backward pass rebuilds h_{t-1} = o_{t-1} * tanh(c_{t-1}) from the saved
@@ -324,17 +295,33 @@ class _FusedLSTM(torch.autograd.Function):
         _keep_for_backward(ctx, flat, w_aug, perm, gates, cs, xs)
         if any(ctx.needs_input_grad):  # views of the saved buffer, reused by the backward pass
             ctx.step_views = (sig_all, o_all, i_all, f_all, tanh_all, c_all)
-        ctx.sizes = (steps, batch, size_in, hidden)
         return h_last
 
     @staticmethod
     @once_differentiable
     def backward(ctx, dh_last):
-        with _FlushDenormal():
-            return _FusedLSTM._backward(ctx, dh_last)
+        need = ctx.needs_input_grad
+        if ctx.compiled:
+            w_aug, perm, gates, cs, xs = ctx.saved_tensors
+            dx, dw_t = _fused.lstm_backward(xs, w_aug, gates, cs, dh_last.contiguous(),
+                                            need[0], any(need[1:]), _CHUNK)
+        else:
+            with _FlushDenormal():
+                dx, dw_t = _FusedLSTM._backward(ctx, dh_last)
+        steps, batch, size_in, hidden = ctx.sizes
+        dw_ih = dw_hh = db = None
+        if dw_t is not None:
+            perm = ctx.saved_tensors[1]
+            dw = torch.empty_like(dw_t.t())
+            dw[perm] = dw_t.t()  # back to nn.LSTM's gate order
+            dw_hh = dw[:, :hidden].contiguous() if need[2] else None
+            dw_ih = dw[:, hidden : hidden + size_in].contiguous() if need[1] else None
+            db = dw[:, -1].contiguous()
+        return (dx, dw_ih, dw_hh, db if need[3] else None, db if need[4] else None)
 
     @staticmethod
     def _backward(ctx, dh_last):
+        """The PyTorch operations' backward pass: the input gradient and ``dW.T``."""
         w_aug, perm, _, _, xs = ctx.saved_tensors  # gates and cell states: via ctx.step_views
         sig_all, o_all, i_all, f_all, g_all, c_all = ctx.step_views
         steps, batch, size_in, hidden = ctx.sizes
@@ -389,16 +376,7 @@ class _FusedLSTM(torch.autograd.Function):
                     h_rows[0].zero_()
                 tc, tc_prev = tc_prev, tc
             sink.flush(t0)
-        dw_aug, dx = None if sink.dw_t is None else sink.dw_t.t(), sink.dx
-        need = ctx.needs_input_grad
-        dw_ih = dw_hh = db = None
-        if dw_aug is not None:
-            dw = torch.empty_like(dw_aug)
-            dw[perm] = dw_aug  # back to nn.LSTM's gate order
-            dw_hh = dw[:, :hidden].contiguous() if need[2] else None
-            dw_ih = dw[:, hidden : hidden + size_in].contiguous() if need[1] else None
-            db = dw[:, -1].contiguous()
-        return (dx, dw_ih, dw_hh, db if need[3] else None, db if need[4] else None)
+        return sink.dx, sink.dw_t
 
 
 class _FusedGRU(torch.autograd.Function):
@@ -420,6 +398,13 @@ class _FusedGRU(torch.autograd.Function):
         flat, (gates, hx) = _take([(steps, batch, 4 * hidden), (steps + 1, batch, width)], x)
         _start_hx(hx, x, hidden)
         w_t = w_aug.t().contiguous()  # (K, 4H) row-major: the faster operand layout here
+        ctx.sizes = (steps, batch, size_in, hidden)
+        ctx.compiled = _fused.whole(x)
+        if ctx.compiled:  # each thread runs a slice of the batch through every step
+            _fused.gru_forward(hx, w_t, gates)
+            h_last = hx[steps, :, :hidden].clone()
+            _keep_for_backward(ctx, flat, w_aug, gates, hx)
+            return h_last
         diff = x.new_empty(batch, hidden)
         g_all, rz_all, r_all = gates.unbind(0), _per_step(gates, 0, h2), _per_step(gates, 0, h1)
         z_all, hn_all = _per_step(gates, h1, h2), _per_step(gates, h2, h3)
@@ -435,17 +420,38 @@ class _FusedGRU(torch.autograd.Function):
             torch.addcmul(n, z_all[t], diff, out=h_all[t + 1])
         h_last = hx[steps, :, :hidden].clone()
         _keep_for_backward(ctx, flat, w_aug, gates, hx)
-        ctx.sizes = (steps, batch, size_in, hidden)
         return h_last
 
     @staticmethod
     @once_differentiable
     def backward(ctx, dh_last):
-        with _FlushDenormal(one_thread=True):
-            return _FusedGRU._backward(ctx, dh_last)
+        need = ctx.needs_input_grad
+        if ctx.compiled:
+            w_aug, gates, hx = ctx.saved_tensors
+            dx, dw_t = _fused.gru_backward(hx, w_aug, gates, dh_last.contiguous(), need[0],
+                                           any(need[1:]))
+        else:
+            with _FlushDenormal(one_thread=True):
+                dx, dw_t = _FusedGRU._backward(ctx, dh_last)
+        steps, batch, size_in, hidden = ctx.sizes
+        h2, h3 = 2 * hidden, 3 * hidden
+        dw_ih = dw_hh = db_ih = db_hh = None
+        if dw_t is not None:
+            dw_aug = dw_t.t()
+            inp, rec = slice(hidden, hidden + size_in), slice(0, hidden)
+            if need[1]:
+                dw_ih = torch.cat([dw_aug[:h2, inp], dw_aug[h3:, inp]])
+            if need[2]:
+                dw_hh = dw_aug[:h3, rec].contiguous()
+            if need[3]:
+                db_ih = torch.cat([dw_aug[:h2, -1], dw_aug[h3:, -1]])
+            if need[4]:
+                db_hh = dw_aug[:h3, -1].contiguous()
+        return dx, dw_ih, dw_hh, db_ih, db_hh
 
     @staticmethod
     def _backward(ctx, dh_last):
+        """The PyTorch operations' backward pass: the input gradient and ``dW.T``."""
         w_aug, gates, hx = ctx.saved_tensors
         steps, batch, size_in, hidden = ctx.sizes
         h1, h2, h3 = hidden, 2 * hidden, 3 * hidden
@@ -474,20 +480,7 @@ class _FusedGRU(torch.autograd.Function):
                 torch.addmm(dhz, d_rzn, w_h, out=dh)
             if t % chunk == 0:
                 sink.flush(t)
-        dw_aug, dx = None if sink.dw_t is None else sink.dw_t.t(), sink.dx
-        need = ctx.needs_input_grad
-        dw_ih = dw_hh = db_ih = db_hh = None
-        if dw_aug is not None:
-            inp, rec = slice(hidden, hidden + size_in), slice(0, hidden)
-            if need[1]:
-                dw_ih = torch.cat([dw_aug[:h2, inp], dw_aug[h3:, inp]])
-            if need[2]:
-                dw_hh = dw_aug[:h3, rec].contiguous()
-            if need[3]:
-                db_ih = torch.cat([dw_aug[:h2, -1], dw_aug[h3:, -1]])
-            if need[4]:
-                db_hh = dw_aug[:h3, -1].contiguous()
-        return dx, dw_ih, dw_hh, db_ih, db_hh
+        return sink.dx, sink.dw_t
 
 
 def fused_lstm(x: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor, b_hh: Tensor) -> Tensor:
