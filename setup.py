@@ -1,8 +1,9 @@
 """Build of fearkd's one compiled module; everything else is in pyproject.toml.
 
-``fearkd.models._kernels`` holds the fast CNN blocks' element-wise passes. It is optional:
-where it cannot be built (no C compiler), the install goes on and fearkd runs the same
-blocks through PyTorch operations instead (``fearkd.models._fused.available`` says which).
+``fearkd.models._kernels`` holds the fast CNN blocks' passes and the fused LSTM and GRU
+layers. It is optional: where it cannot be built (no C compiler), the install goes on and
+fearkd runs the same layers through PyTorch operations instead
+(``fearkd.models._fused.available`` says which).
 """
 
 import sys

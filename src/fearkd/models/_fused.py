@@ -1,4 +1,4 @@
-"""Python side of the compiled passes of the fast CNN blocks.
+"""Python side of the compiled passes of the fast CNN blocks and the fused recurrent layers.
 
 :mod:`fearkd.models._kernels` (C, built at install time by ``setup.py``) runs each pass that
 :mod:`fearkd.models.layers_cnn` otherwise spells as several PyTorch operations as one loop
@@ -8,6 +8,11 @@ These wrappers check the layout the loops assume and pass data pointers. The blo
 for float32 and float64 tensors on the CPU when the module is built and ``FEARKD_KERNELS`` is
 not ``0``; otherwise (CUDA, another dtype, no C compiler at install time) they run the PyTorch
 operations, which compute the same function and are tested against the same plain layers.
+
+The fused LSTM and GRU of :mod:`fearkd.models.layers_rnn` run a whole layer's forward or
+backward pass in one call when :func:`whole` allows (:func:`lstm_forward` and the others):
+each thread takes a slice of the batch through every step, with its own small GEMMs. At 256
+samples of 64 units, one step's operations are too small for PyTorch to share between cores.
 """
 
 from __future__ import annotations
@@ -70,9 +75,9 @@ def available(t: Tensor) -> bool:
 
 
 def whole(t: Tensor) -> bool:
-    """Whether a whole block, GEMMs included, runs as one compiled pass for tensors like
-    ``t``: each thread then takes chunks of samples of its own, and each GEMM runs on one
-    core (at these sizes a GEMM split between two cores ran at 70-90 % of their combined
+    """Whether a whole CNN block or recurrent layer, GEMMs included, runs as one compiled pass
+    for tensors like ``t``: each thread then takes samples of its own, and each GEMM runs on
+    one core (at these sizes a GEMM split between two cores ran at 70-90 % of their combined
     rate, against 90-100 % on one)."""
     return GEMM and available(t)
 

@@ -1,9 +1,11 @@
-/* fearkd.models._kernels: the fast CNN blocks' element-wise passes, compiled.
+/* fearkd.models._kernels: the fast CNN blocks' passes and the fused LSTM and GRU, compiled.
  *
- * Each pass that layers_cnn.py otherwise runs as 4-10 PyTorch element-wise operations (each
+ * _kernels_body.h: each pass that layers_cnn.py otherwise runs as 4-10 PyTorch element-wise operations (each
  * a read and often a write of the whole chunk, plus a Python call) is one loop here. The
  * Python side (fearkd.models._fused) checks every array's dtype, device and layout and hands
- * over raw data pointers, so this file trusts them.
+ * over raw data pointers, so this file trusts them. _rnn_body.h: a whole LSTM or GRU layer's
+ * forward or backward pass through every step (layers_rnn.py has the same in PyTorch
+ * operations), each thread running its own slice of the batch.
  *
  * Work is split by samples over OpenMP threads. Built with -fopenmp, this module needs
  * libgomp.so.1, which is the library PyTorch's CPU build has loaded already (fearkd imports
@@ -403,7 +405,8 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "_kernels",
-    "Compiled element-wise passes of the fast CNN blocks (see fearkd.models._fused).", -1,
+    "Compiled passes of the fast CNN blocks and recurrent layers (see fearkd.models._fused).",
+    -1,
     methods,
 };
 

@@ -17,12 +17,12 @@ Implementations (same weights, same function, interchangeable state dicts; both 
 ``impl="native"`` (``lstm-plain``, ``gru-plain``, the benchmark reference) calls
     ``nn.LSTM``/``nn.GRU`` time-major; on CPU PyTorch runs them through oneDNN's RNN kernels.
 
-Measured on the shared 2-core machine (``benchmarks/bench_training.py``, 176 steps, batch 256,
-whole training epochs): on 1 thread the fused path ran 2.0-2.2x as fast as oneDNN's for the LSTM
-and 6.5-7.3x for the GRU (0.39-0.40 and 0.32-0.34 of the 1-thread matrix-multiply ceiling);
-on 2 threads 1.5x and 4.9-5.0x (0.21-0.22 and 0.16-0.18 of the 2-thread ceiling: the per-step
-operations are too small to gain much from a second thread, and the GRU's backward pass runs
-on one, see :class:`fearkd.models.layers_rnn._FlushDenormal`).
+Measured on the shared 2-core machine (``benchmarks/bench_training.py --n 4096``, 176 steps,
+batch 256, whole training epochs, 2 threads): with the compiled passes (each thread runs a
+slice of the batch through every step) the fused path ran 3.4-3.6x as fast as oneDNN's for the
+LSTM and 10.8-11.0x for the GRU (0.46-0.52 and 0.37-0.40 of the 2-thread matrix-multiply
+ceiling). Through PyTorch operations alone (``FEARKD_KERNELS=0``; also CUDA) it was 1.6x and
+5.0x (0.22 and 0.17): one step's operations are too small for PyTorch to share between cores.
 
 Parameter counts: PyTorch's LSTM has two bias vectors (``bias_ih``, ``bias_hh``), so it counts
 ``4 * hidden_size`` more parameters per layer than Keras' LSTM for the same function; PyTorch's
