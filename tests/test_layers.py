@@ -345,7 +345,7 @@ def test_fused_rnn_buffers_stay_with_the_graph(rnn_path, cell):
     assert sum(len(bufs) for bufs in _pool._POOL.values()) == 1
 
 
-def test_fused_rnn_bad_shapes():
+def test_fused_rnn_bad_shapes(rnn_path):
     rnn = _torch_rnn("lstm", 2, 3, torch.float32)
     params = list(rnn.parameters())
     with pytest.raises(ValueError, match=r"must have shape \(steps, batch, input_size\), got "
@@ -355,8 +355,15 @@ def test_fused_rnn_bad_shapes():
         fused_lstm(torch.randn(4, 2, 1), *params)
     with pytest.raises(ValueError, match=r"do not fit 3 gates"):
         fused_gru(torch.randn(4, 2, 2), *params)
-    with pytest.raises(ValueError, match=r"at least one step, got 0"):
+    with pytest.raises(ValueError, match=r"at least one step and one sequence in the batch, "
+                                         r"got shape \(0, 2, 2\)"):
         fused_lstm(torch.randn(0, 2, 2), *params)
+    with pytest.raises(ValueError, match=r"got shape \(4, 0, 2\)"):
+        fused_gru(torch.randn(4, 0, 2), *_torch_rnn("gru", 2, 3, torch.float32).parameters())
+    # Parameters of another dtype: a clear error on every path, never a wrong result.
+    with pytest.raises(ValueError, match=r"input sequence is torch.float64 on cpu, but the "
+                                         r"layer's parameter w_ih is torch.float32"):
+        fused_lstm(torch.randn(4, 2, 2, dtype=torch.float64), *params)
 
 
 @pytest.mark.parametrize("was_on", [False, True])

@@ -138,7 +138,13 @@ def _per_step(buf: Tensor, start: int | None = None, stop: int | None = None) ->
     return buf[:, :, start:stop].unbind(0)
 
 
-def _check(x: Tensor, w_ih: Tensor, w_hh: Tensor, gates: int) -> tuple[int, int, int, int]:
+def _check(x: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor, b_hh: Tensor,
+           gates: int) -> tuple[int, int, int, int]:
+    for name, p in (("w_ih", w_ih), ("w_hh", w_hh), ("b_ih", b_ih), ("b_hh", b_hh)):
+        if p.dtype != x.dtype or p.device != x.device:
+            raise ValueError(f"The input sequence is {x.dtype} on {x.device}, but the layer's "
+                             f"parameter {name} is {p.dtype} on {p.device}; convert one to "
+                             f"the other (for example model.to(x.dtype) or x.to(torch.float32)).")
     if x.dim() != 3:
         raise ValueError(f"The input sequence must have shape (steps, batch, input_size), got "
                          f"shape {tuple(x.shape)!r}.")
@@ -149,8 +155,9 @@ def _check(x: Tensor, w_ih: Tensor, w_hh: Tensor, gates: int) -> tuple[int, int,
                          f"{tuple(w_hh.shape)!r} (recurrent) do not fit {gates} gates of a "
                          f"layer with input size {size_in}; pass the parameters of one "
                          f"nn.{'LSTM' if gates == 4 else 'GRU'} layer.")
-    if steps < 1:
-        raise ValueError("The input sequence must have at least one step, got 0.")
+    if steps < 1 or batch < 1:
+        raise ValueError(f"The input sequence must have at least one step and one sequence in "
+                         f"the batch, got shape {tuple(x.shape)!r} (steps, batch, input_size).")
     return steps, batch, size_in, hidden
 
 
@@ -246,7 +253,7 @@ class _FusedLSTM(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, w_ih, w_hh, b_ih, b_hh):
-        steps, batch, size_in, hidden = _check(x, w_ih, w_hh, 4)
+        steps, batch, size_in, hidden = _check(x, w_ih, w_hh, b_ih, b_hh, 4)
         h1, h2, h3, h4 = hidden, 2 * hidden, 3 * hidden, 4 * hidden
         width = hidden + size_in + 1
         # nn.LSTM's row blocks are i, f, g, o; o, i, f, g puts the sigmoid gates side by side.
@@ -398,7 +405,7 @@ class _FusedGRU(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, w_ih, w_hh, b_ih, b_hh):
-        steps, batch, size_in, hidden = _check(x, w_ih, w_hh, 3)
+        steps, batch, size_in, hidden = _check(x, w_ih, w_hh, b_ih, b_hh, 3)
         h1, h2, h3 = hidden, 2 * hidden, 3 * hidden
         width = hidden + size_in + 1
         w_aug = x.new_zeros(4 * hidden, width)
