@@ -7,10 +7,10 @@ Layers (the reference names the model but does not list its layers; this is our 
     -> Dense(n_outputs)                                      [.head, logits]
 
 ``impl="fast"`` (``cnn-lstm``) runs the front-end through the CNN's fused block,
-:func:`fearkd.models.layers_cnn.next_block` (on the zero-padded one-channel input), and
-``impl="plain"`` (``cnn-lstm-plain``) ``nn.Conv1d``/``nn.MaxPool1d``; both run the LSTM through
-``nn.LSTM`` (oneDNN on CPU, the faster path, see :mod:`fearkd.models.rnn`). The parameters are
-the same.
+:func:`fearkd.models.layers_cnn.next_block` (on the zero-padded one-channel input), and the
+LSTM through :func:`fearkd.models.layers_rnn.fused_lstm`; ``impl="plain"``
+(``cnn-lstm-plain``) runs ``nn.Conv1d``/``nn.MaxPool1d`` and ``nn.LSTM`` (oneDNN on CPU). The
+parameters are the same. The fused LSTM is the faster one here too (see :mod:`fearkd.models.rnn`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from torch.nn import functional as F
 
 from fearkd.models.layers_cnn import next_block
 from fearkd.models.registry import FearkdModule, keras_init_
-from fearkd.models.rnn import init_recurrent_, run_recurrent
+from fearkd.models.rnn import init_recurrent_, last_hidden_state, run_recurrent
 
 IMPLS = ("fast", "plain")
 
@@ -67,9 +67,7 @@ class CNNLSTM(FearkdModule):
         if self.impl == "fast":
             padded = F.pad(x, (1, 1)).unsqueeze(-1)  # (B, L + 2, 1): 'same' padding, 1 channel
             h = next_block(padded, self.conv1, None, pad_out=False)  # (B, L // 2, C)
-            seq = h.transpose(0, 1)
-        else:
-            h = self.pool(self.conv1(x.unsqueeze(1)).relu())  # (B, C, L)
-            seq = h.permute(2, 0, 1)
-        hs = run_recurrent(self.rnn, seq.contiguous(), "native")
+            return self.head(last_hidden_state(self.rnn, h.transpose(0, 1), "fused"))
+        h = self.pool(self.conv1(x.unsqueeze(1)).relu())  # (B, C, L)
+        hs = run_recurrent(self.rnn, h.permute(2, 0, 1).contiguous(), "native")
         return self.head(hs[-1])

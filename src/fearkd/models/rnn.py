@@ -17,12 +17,13 @@ Implementations (same weights, same function, interchangeable state dicts; both 
 ``impl="native"`` (``lstm-plain``, ``gru-plain``, the benchmark reference) calls
     ``nn.LSTM``/``nn.GRU`` time-major; on CPU PyTorch runs them through oneDNN's RNN kernels.
 
-Measured on the shared 2-core machine (``benchmarks/bench_training.py --n 4096``, 176 steps,
-batch 256, whole training epochs, 2 threads): with the compiled passes (each thread runs a
-slice of the batch through every step) the fused path ran 3.4-3.6x as fast as oneDNN's for the
-LSTM and 10.8-11.0x for the GRU (0.46-0.52 and 0.37-0.40 of the 2-thread matrix-multiply
-ceiling). Through PyTorch operations alone (``FEARKD_KERNELS=0``; also CUDA) it was 1.6x and
-5.0x (0.22 and 0.17): one step's operations are too small for PyTorch to share between cores.
+Measured on the shared 2-core machine (``benchmarks/bench_training.py``, 176 steps, batch 256,
+whole training epochs, 2 threads): with the compiled passes (each thread runs a slice of the
+batch through every step) the fused path ran 3.3-3.6x as fast as oneDNN's for the LSTM and
+10.8-11.0x for the GRU (0.46-0.52 and 0.37-0.40 of the 2-thread matrix-multiply ceiling; on
+1 thread 0.54 and 0.41). Through PyTorch operations alone (``FEARKD_KERNELS=0``; also CUDA) it
+was 1.6x and 5.0x (0.22 and 0.17): one step's operations are too small for PyTorch to share
+between cores.
 
 Parameter counts: PyTorch's LSTM has two bias vectors (``bias_ih``, ``bias_hh``), so it counts
 ``4 * hidden_size`` more parameters per layer than Keras' LSTM for the same function; PyTorch's
