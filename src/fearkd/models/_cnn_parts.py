@@ -144,7 +144,7 @@ def _fold_affine(wk: Tensor, bias: Tensor, scale: Tensor,
     after BatchNorm, not ``shift``), ``edge[0] = shift @ W_0`` and ``edge[2] = shift @ W_2``
     must be taken off again. Returns ``(W', bias', edge)``; ``wk`` is ``(3, c_in, c_out)``.
     """
-    edge = torch.matmul(shift, wk)  # (3, c_out): shift @ W_k per tap (einsum cost 50 us more)
+    edge = torch.matmul(shift, wk)  # (3, c_out): shift @ W_k per tap (6 us; einsum took 29)
     return wk * scale[None, :, None], bias + edge.sum(0), edge
 
 

@@ -1,11 +1,11 @@
 /* fearkd.models._kernels: the fast CNN blocks' passes and the fused LSTM and GRU, compiled.
  *
- * _kernels_body.h: each pass that layers_cnn.py otherwise runs as 4-10 PyTorch element-wise operations (each
- * a read and often a write of the whole chunk, plus a Python call) is one loop here. The
- * Python side (fearkd.models._fused) checks every array's dtype, device and layout and hands
- * over raw data pointers, so this file trusts them. _rnn_body.h: a whole LSTM or GRU layer's
- * forward or backward pass through every step (layers_rnn.py has the same in PyTorch
- * operations), each thread running its own slice of the batch.
+ * _kernels_body.h: each pass that layers_cnn.py otherwise runs as 4-10 PyTorch element-wise
+ * operations (each a read and often a write of the whole chunk, plus a Python call) is one
+ * loop here. _rnn_body.h: a whole LSTM or GRU layer's forward or backward pass through every
+ * step (layers_rnn.py has the same in PyTorch operations), each thread running its own slice
+ * of the batch. The Python side (fearkd.models._fused) checks every array's dtype, device
+ * and layout and hands over raw data pointers, so this file trusts them.
  *
  * Work is split by samples over OpenMP threads. Built with -fopenmp, this module needs
  * libgomp.so.1, which is the library PyTorch's CPU build has loaded already (fearkd imports

@@ -23,8 +23,8 @@ static inline REAL NAME(pick)(REAL a, REAL b, REAL sign)
 }
 
 /* Block forward, after the chunk's GEMMs: padding-tap corrections (edge0 and edge2, or
- * NULL), ReLU, junk rows zeroed, BatchNorm sums (tot, tsq) and the pooled pick. y holds (s1 - s0) samples of `rows` rows from its start; picked[s] starts at
- * picked + s * pstride. */
+ * NULL), ReLU, junk rows zeroed, BatchNorm sums (tot, tsq) and the pooled pick. y holds
+ * (s1 - s0) samples of `rows` rows from its start; picked[s] starts at picked + s * pstride. */
 FEARKD_CLONES static void NAME(block_fwd)(
     REAL *restrict y, Py_ssize_t s0, Py_ssize_t s1, Py_ssize_t rows, Py_ssize_t chans,
     Py_ssize_t length, const REAL *edge0, const REAL *edge2, const REAL *sign,
