@@ -302,47 +302,35 @@ static PyObject *call(RangeFn fn, PyObject *const *args, Py_ssize_t nargs, Py_ss
     Py_RETURN_NONE;
 }
 
-static PyObject *py_block_fwd(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+/* The same for passes that call the GEMMs of set_gemm. */
+static PyObject *call_gemm(RangeFn fn, PyObject *const *args, Py_ssize_t nargs,
+                           Py_ssize_t want)
 {
-    return call(r_block_fwd, args, nargs, 10);
+    if (!gemm_fn_f || !gemm_fn_d) {
+        PyErr_SetString(PyExc_RuntimeError, "set_gemm has not been called");
+        return NULL;
+    }
+    return call(fn, args, nargs, want);
 }
 
-static PyObject *py_block_bwd(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
-{
-    return call(r_block_bwd, args, nargs, 12);
-}
-
-static PyObject *py_bn_sums(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
-{
-    return call(r_bn_sums, args, nargs, 7);
-}
-
-static PyObject *py_first_fwd(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
-{
-    return call(r_first_fwd, args, nargs, 9);
-}
-
-static PyObject *py_first_bwd(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
-{
-    return call(r_first_bwd, args, nargs, 10);
-}
-
-#define WITH_GEMM(name, fn, want)                                                        \
-    static PyObject *name(PyObject *self, PyObject *const *args, Py_ssize_t nargs)        \
+/* py_<kernel>(threads, n, acc, n_acc, <want> kernel arguments), through call or call_gemm. */
+#define ENTRY(kernel, caller, want)                                                       \
+    static PyObject *py_##kernel(PyObject *self, PyObject *const *args, Py_ssize_t nargs) \
     {                                                                                     \
-        if (!gemm_fn_f || !gemm_fn_d) {                                                   \
-            PyErr_SetString(PyExc_RuntimeError, "set_gemm has not been called");          \
-            return NULL;                                                                  \
-        }                                                                                 \
-        return call(fn, args, nargs, want);                                               \
+        return caller(r_##kernel, args, nargs, want);                                     \
     }
 
-WITH_GEMM(py_block_fwd_full, r_block_fwd_full, 15)
-WITH_GEMM(py_block_bwd_full, r_block_bwd_full, 18)
-WITH_GEMM(py_lstm_fwd, r_lstm_fwd, 12)
-WITH_GEMM(py_lstm_bwd, r_lstm_bwd, 14)
-WITH_GEMM(py_gru_fwd, r_gru_fwd, 8)
-WITH_GEMM(py_gru_bwd, r_gru_bwd, 12)
+ENTRY(block_fwd, call, 10)
+ENTRY(block_bwd, call, 12)
+ENTRY(bn_sums, call, 7)
+ENTRY(first_fwd, call, 9)
+ENTRY(first_bwd, call, 10)
+ENTRY(block_fwd_full, call_gemm, 15)
+ENTRY(block_bwd_full, call_gemm, 18)
+ENTRY(lstm_fwd, call_gemm, 12)
+ENTRY(lstm_bwd, call_gemm, 14)
+ENTRY(gru_fwd, call_gemm, 8)
+ENTRY(gru_bwd, call_gemm, 12)
 
 static PyObject *py_set_gemm(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -385,19 +373,21 @@ static PyObject *py_openmp(PyObject *self, PyObject *unused)
 #endif
 }
 
+#define FASTCALL(name) {#name, (PyCFunction)(void (*)(void))py_##name, METH_FASTCALL, NULL}
+
 static PyMethodDef methods[] = {
-    {"block_fwd", (PyCFunction)(void (*)(void))py_block_fwd, METH_FASTCALL, NULL},
-    {"block_bwd", (PyCFunction)(void (*)(void))py_block_bwd, METH_FASTCALL, NULL},
-    {"bn_sums", (PyCFunction)(void (*)(void))py_bn_sums, METH_FASTCALL, NULL},
-    {"first_fwd", (PyCFunction)(void (*)(void))py_first_fwd, METH_FASTCALL, NULL},
-    {"first_bwd", (PyCFunction)(void (*)(void))py_first_bwd, METH_FASTCALL, NULL},
-    {"block_fwd_full", (PyCFunction)(void (*)(void))py_block_fwd_full, METH_FASTCALL, NULL},
-    {"block_bwd_full", (PyCFunction)(void (*)(void))py_block_bwd_full, METH_FASTCALL, NULL},
-    {"lstm_fwd", (PyCFunction)(void (*)(void))py_lstm_fwd, METH_FASTCALL, NULL},
-    {"lstm_bwd", (PyCFunction)(void (*)(void))py_lstm_bwd, METH_FASTCALL, NULL},
-    {"gru_fwd", (PyCFunction)(void (*)(void))py_gru_fwd, METH_FASTCALL, NULL},
-    {"gru_bwd", (PyCFunction)(void (*)(void))py_gru_bwd, METH_FASTCALL, NULL},
-    {"set_gemm", (PyCFunction)(void (*)(void))py_set_gemm, METH_FASTCALL, NULL},
+    FASTCALL(block_fwd),
+    FASTCALL(block_bwd),
+    FASTCALL(bn_sums),
+    FASTCALL(first_fwd),
+    FASTCALL(first_bwd),
+    FASTCALL(block_fwd_full),
+    FASTCALL(block_bwd_full),
+    FASTCALL(lstm_fwd),
+    FASTCALL(lstm_bwd),
+    FASTCALL(gru_fwd),
+    FASTCALL(gru_bwd),
+    FASTCALL(set_gemm),
     {"gemm_probe", py_gemm_probe, METH_NOARGS, NULL},
     {"openmp", py_openmp, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL},

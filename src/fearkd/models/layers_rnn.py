@@ -322,17 +322,16 @@ class _FusedLSTM(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, dh_last):
         need = ctx.needs_input_grad
+        w_aug, perm, gates, cs, xs = ctx.saved_tensors
         if ctx.compiled:
-            w_aug, perm, gates, cs, xs = ctx.saved_tensors
             dx, dw_t = _fused.lstm_backward(xs, w_aug, gates, cs, dh_last.contiguous(),
                                             need[0], any(need[1:]), _CHUNK)
         else:
             with _FlushDenormal():
                 dx, dw_t = _FusedLSTM._backward(ctx, dh_last)
-        steps, batch, size_in, hidden = ctx.sizes
+        *_, size_in, hidden = ctx.sizes
         dw_ih = dw_hh = db = None
         if dw_t is not None:
-            perm = ctx.saved_tensors[1]
             dw = torch.empty_like(dw_t.t())
             dw[perm] = dw_t.t()  # back to nn.LSTM's gate order
             dw_hh = dw[:, :hidden].contiguous() if need[2] else None
@@ -454,7 +453,7 @@ class _FusedGRU(torch.autograd.Function):
         else:
             with _FlushDenormal(one_thread=True):
                 dx, dw_t = _FusedGRU._backward(ctx, dh_last)
-        steps, batch, size_in, hidden = ctx.sizes
+        *_, size_in, hidden = ctx.sizes
         h2, h3 = 2 * hidden, 3 * hidden
         dw_ih = dw_hh = db_ih = db_hh = None
         if dw_t is not None:
