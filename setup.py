@@ -17,7 +17,8 @@ setup(
         Extension(
             "fearkd.models._kernels",
             sources=["src/fearkd/models/_kernels.c"],
-            depends=["src/fearkd/models/_kernels_body.h", "src/fearkd/models/_rnn_body.h"],
+            depends=["src/fearkd/models/_kernels_body.h", "src/fearkd/models/_chan_body.h",
+                     "src/fearkd/models/_rnn_body.h"],
             extra_compile_args=["-O3", *openmp],
             extra_link_args=openmp,
             optional=True,

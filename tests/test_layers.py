@@ -145,6 +145,37 @@ def test_running_stats_change_in_train_mode_only(cnn_path):
     assert int(fast.bn1.num_batches_tracked) == 1
 
 
+def test_cumulative_running_stats_match_plain(cnn_path):
+    # momentum=None: nn.BatchNorm1d keeps the cumulative average, 1 / batches seen.
+    fast, plain = _pair("cnn", 16, torch.float64)
+    for model in (fast, plain):
+        model.bn1.momentum = model.bn2.momentum = None
+        model.train()
+        for seed in range(3):
+            model(torch.randn(5, 16, dtype=torch.float64,
+                              generator=torch.Generator().manual_seed(seed)))
+    for name in ("bn1", "bn2"):
+        for stat in ("running_mean", "running_var"):
+            torch.testing.assert_close(getattr(getattr(fast, name), stat),
+                                       getattr(getattr(plain, name), stat), msg=name + stat)
+
+
+def test_cnn_parameters_of_another_dtype_or_without_bias_are_clear_errors(cnn_path):
+    # The compiled passes read parameters as the input's type: a mismatch is refused first.
+    model = make_model("cnn", 16, 4, random_state=0)
+    with pytest.raises(ValueError, match=r"'conv.weight' is torch.float32 .* input is "
+                                         r"torch.float64 .*model.to\(x.dtype\)"):
+        model(torch.randn(3, 16, dtype=torch.float64))
+    model.double()
+    model.bn2.running_var.data = model.bn2.running_var.float()
+    with pytest.raises(ValueError, match="'bn.running_var' is torch.float32"):
+        model(torch.randn(3, 16, dtype=torch.float64))
+    model = make_model("cnn", 16, 4, random_state=0)
+    model.conv2.bias = None
+    with pytest.raises(ValueError, match="needs 'conv.bias', got None; .*bias=True"):
+        model(torch.randn(3, 16))
+
+
 def test_pooling_ties_send_gradient_to_first_element(cnn_path):
     # Constant input -> equal pairs everywhere; nn.MaxPool1d routes the gradient to the first.
     fast, plain = _pair("cnn", 16, torch.float64)

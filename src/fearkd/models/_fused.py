@@ -1,24 +1,30 @@
 """Python side of the compiled passes of the fast CNN blocks and the fused recurrent layers.
 
 :mod:`fearkd.models._kernels` (C, built at install time by ``setup.py``) runs each pass that
-:mod:`fearkd.models.layers_cnn` otherwise spells as several PyTorch operations as one loop
-over the data, on PyTorch's own OpenMP threads; with the BLAS GEMMs of PyTorch's CPU library
-(see :func:`_find_gemm`) it runs a whole block, GEMMs included, in one call (:func:`whole`).
-These wrappers check the layout the loops assume and pass data pointers. The blocks use them
-for float32 and float64 tensors on the CPU when the module is built and ``FEARKD_KERNELS`` is
-not ``0``; otherwise (CUDA, another dtype, no C compiler at install time) they run the PyTorch
-operations, which compute the same function and are tested against the same plain layers.
+:mod:`fearkd.models.layers_cnn` otherwise spells as several PyTorch operations as one loop over
+the data, on PyTorch's own OpenMP threads; with the BLAS GEMMs of PyTorch's CPU library (see
+:func:`_find_gemm`) it runs a whole block, GEMMs included, in one call (:func:`whole`). Around
+those calls, the per-channel work (BatchNorm's statistics and gradient terms, the conv weights'
+layout with the previous BatchNorm folded in: :func:`bn_affine`, :func:`bn_backward`,
+:func:`conv_weights`, :func:`conv_grad`, :func:`first_grad`) is one call each too: spelt as
+PyTorch operations on vectors of 64-128 values, it cost more in calls than in arithmetic (moving
+it here took a training step at batch size 32, 2 threads, from 5.7 to 5.4 ms). These wrappers
+check the layout the loops assume and pass data pointers. The blocks use them for float32 and
+float64 tensors on the CPU when the module is built and ``FEARKD_KERNELS`` is not ``0``;
+otherwise (CUDA, another dtype, no C compiler at install time) they run the PyTorch operations,
+which compute the same function and are tested against the same plain layers.
 
 The fused LSTM and GRU of :mod:`fearkd.models.layers_rnn` run a whole layer's forward or
-backward pass in one call when :func:`whole` allows (:func:`lstm_forward` and the others):
-each thread takes a slice of the batch through every step, with its own small GEMMs. At 256
-samples of 64 units, one step's operations are too small for PyTorch to share between cores.
+backward pass in one call when :func:`whole` allows (:func:`lstm_forward` and the others): each
+thread takes a slice of the batch through every step, with its own small GEMMs. At 256 samples
+of 64 units, one step's operations are too small for PyTorch to share between cores.
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
+import struct
 
 import torch  # before the kernels: they share the OpenMP runtime torch has loaded
 from torch import Tensor
@@ -147,84 +153,200 @@ def bn_sums(g: Tensor, picked: Tensor) -> tuple[Tensor, Tensor]:
     return sums[0], sums[1]
 
 
-def first_fwd(xpad: Tensor, w: Tensor, sign: Tensor, sums: Tensor, picked: Tensor,
-              chosen: Tensor) -> None:
-    """The first block's conv (``w``: 3 taps then the bias, (4, chans)) of the zero-padded
-    input ``xpad`` (batch, length + 2), ReLU and the pooled pick into ``picked`` (rows
-    contiguous); ``chosen`` (batch, length // 2, chans) > 0 where the pick is the second of
-    its pair; ``sums`` (9, chans) gains the statistics :class:`_FirstBlock` needs."""
-    chans = w.shape[1]
-    assert xpad.is_contiguous() and chosen.is_contiguous() and picked.stride(2) == 1
-    w = w.contiguous()
-    _kernels.first_fwd(torch.get_num_threads(), xpad.shape[0], sums.data_ptr(), 9 * chans,
-                       _CODES[xpad.dtype], xpad.data_ptr(), xpad.shape[1] - 2, chans,
-                       w.data_ptr(), sign.data_ptr(), picked.data_ptr(), picked.stride(0),
-                       chosen.data_ptr())
+def _row(table: Tensor, i: int) -> int:
+    """Address of row ``i`` of a contiguous table of per-channel values."""
+    return table.data_ptr() + i * table.stride(0) * table.element_size()
+
+
+def _c(t: Tensor) -> Tensor:
+    return t if t.is_contiguous() else t.contiguous()
+
+
+def _bits(value: float) -> int:
+    """``value`` as the 64 bits of a double, as the compiled module reads real arguments."""
+    return struct.unpack("q", struct.pack("d", float(value)))[0]
+
+
+def first_fwd(x: Tensor, xpad: Tensor, weight: Tensor, bias: Tensor, gamma: Tensor,
+              sums: Tensor, picked: Tensor, chosen: Tensor, pad: bool) -> None:
+    """The first block's conv (``weight`` (chans, 1, 3) and ``bias`` as ``nn.Conv1d`` holds
+    them) of ``x`` (batch, length), which it copies to ``xpad`` (batch, length + 2) with a
+    zero at each end ('same' padding), ReLU and the pooled pick for BatchNorm's scale
+    ``gamma`` into ``picked`` (rows contiguous; with ``pad``, the rows just before and after
+    each sample's are zeroed: ``picked`` is then a view into a padded buffer); ``chosen``
+    (batch, length // 2, chans) > 0 where the pick is the second of its pair; ``sums`` (at
+    least 9 rows of chans) gains the statistics :class:`_FirstBlock` needs."""
+    chans = weight.shape[0]
+    assert x.is_contiguous() and xpad.is_contiguous() and chosen.is_contiguous()
+    assert picked.stride(2) == 1 and sums.is_contiguous() and sums.shape[1] == chans
+    _kernels.first_fwd(torch.get_num_threads(), x.shape[0], sums.data_ptr(), 9 * chans,
+                       _CODES[x.dtype], x.data_ptr(), xpad.data_ptr(), x.shape[1], chans,
+                       _c(weight).data_ptr(), _c(bias).data_ptr(), _c(gamma).data_ptr(),
+                       picked.data_ptr(), picked.stride(0), int(pad), chosen.data_ptr())
 
 
 def first_bwd(xpad: Tensor, g: Tensor, picked: Tensor, chosen: Tensor,
-              scale: Tensor) -> Tensor:
+              affine: Tensor) -> Tensor:
     """(6, chans): ``sum(g)``, ``sum(g * picked)`` and the pooled part of the first block's
-    ``cols^T @ dy`` (three taps, then the bias)."""
+    ``cols^T @ dy`` (three taps, then the bias); ``xpad`` as :func:`first_fwd` left it,
+    ``affine``: :func:`bn_affine`'s rows."""
     chans = picked.shape[2]
     g, gstride = _rows(g, chans)
     picked, pstride = _rows(picked, chans)
-    scale = scale.detach().contiguous()
     sums = picked.new_zeros(6, chans)
     _kernels.first_bwd(torch.get_num_threads(), g.shape[0], sums.data_ptr(), 6 * chans,
                        _CODES[g.dtype], xpad.data_ptr(), g.data_ptr(), gstride,
-                       picked.data_ptr(), pstride, chosen.data_ptr(), xpad.shape[1] - 2,
-                       chans, scale.data_ptr())
+                       picked.data_ptr(), pstride, chosen.data_ptr(), xpad.shape[1] - 2, chans,
+                       _row(affine, 2))
     return sums
 
 
-def block_forward(xf: Tensor, y: Tensor, w: Tensor, bias: Tensor, rows: int, length: int,
-                  edge: Tensor | None, sign: Tensor | None, sums: Tensor, target: Tensor,
-                  step: int) -> None:
+def first_grad(bsums: Tensor, fsums: Tensor, affine: Tensor, count: int,
+               training: bool) -> Tensor:
+    """The first block's parameter gradients, (6 * chans,): the weight's (chans x 3), then
+    the bias', gamma's and beta's, from :func:`first_bwd`'s sums, the forward pass's
+    (``fsums``, rows 0-7 as :func:`first_fwd` leaves them) and :func:`bn_affine`'s rows."""
+    chans = bsums.shape[1]
+    out = bsums.new_empty(6 * chans)
+    _kernels.first_grad(1, 1, 0, 0, _CODES[bsums.dtype], bsums.data_ptr(), fsums.data_ptr(),
+                        affine.data_ptr(), count, int(training), chans, out.data_ptr())
+    return out
+
+
+def bn_affine(sums: Tensor, tot: int, tsq: int, affine: Tensor, count: int, gamma: Tensor,
+              beta: Tensor, running_mean: Tensor | None, running_var: Tensor | None,
+              training: bool, momentum: float, eps: float) -> None:
+    """BatchNorm's rows mean, invstd, scale and shift into ``affine`` (4, chans) from rows
+    ``tot`` and ``tsq`` of ``sums``, the sums of ``y`` and ``y**2`` over ``count`` positions
+    (see :func:`fearkd.models._cnn_parts._bn_affine`, whose formulas it follows; the running
+    statistics are updated in place)."""
+    assert affine.is_contiguous() and sums.is_contiguous()
+    for t in (running_mean, running_var):
+        assert t is None or t.is_contiguous()
+    _kernels.bn_affine(1, 1, 0, 0, _CODES[affine.dtype], _row(sums, tot), _row(sums, tsq), count,
+                       _c(gamma).data_ptr(), _c(beta).data_ptr(), _ptr(running_mean),
+                       _ptr(running_var), int(training), _bits(momentum), _bits(eps),
+                       affine.shape[1], affine.data_ptr())
+
+
+def conv_par_size(c_in: int, c_out: int) -> int:
+    """Elements of the table :func:`conv_weights` fills."""
+    return 6 * c_in * c_out + 6 * c_out
+
+
+def conv_weights(par: Tensor, weight: Tensor, bias: Tensor, fold: tuple[Tensor, Tensor] | None,
+                 gamma: Tensor | None) -> None:
+    """Fills ``par`` (:func:`conv_par_size` elements) with a block's conv weights as the
+    compiled passes read them: the taps (3, c_in, c_out); with the previous block's BatchNorm
+    folded in (``fold``: its scale and shift, see
+    :func:`fearkd.models._cnn_parts._fold_affine`) the folded taps; the bias (folded or not);
+    with ``fold`` the two edge rows; the sign of ``gamma`` (ones without BatchNorm), a row of
+    ones and one of zeros (:func:`_par` gives where each starts)."""
+    c_out, c_in, _ = weight.shape
+    scale = shift = 0
+    if fold is not None:
+        scale, shift = _c(fold[0]).data_ptr(), _c(fold[1]).data_ptr()
+    _kernels.conv_weights(1, 1, 0, 0, _CODES[par.dtype], _c(weight).data_ptr(),
+                          _c(bias).data_ptr(), scale, shift,
+                          0 if gamma is None else _c(gamma).data_ptr(), c_in, c_out,
+                          par.data_ptr())
+
+
+def _par(par: Tensor, c_in: int, c_out: int, what: str) -> int:
+    """Address of one part of :func:`conv_weights`' table."""
+    nw = 3 * c_in * c_out
+    start = {"wk": 0, "wf": nw, "bf": 2 * nw}
+    index = start[what] if what in start else 2 * nw + c_out * (
+        1 + ("edge0", "edge2", "sign", "ones", "zeros").index(what))
+    return par.data_ptr() + index * par.element_size()
+
+
+def block_forward(xf: Tensor, y: Tensor, par: Tensor, folded: bool, rows: int, length: int,
+                  sums: Tensor, target: Tensor, pad: bool, step: int) -> None:
     """A block's whole forward pass: ``y`` (batch * rows, chans) = the convolution of ``xf``
-    (batch * rows, c_in; taps ``w`` (3, c_in, chans), ``bias``), then :func:`block_fwd` on it,
-    ``step`` samples at a time per thread."""
+    (batch * rows, c_in) by the taps of ``par`` (see :func:`conv_weights`; the folded ones
+    when ``folded``), then :func:`block_fwd` on it, in equal chunks of at most ``step``
+    samples per thread;
+    ``sums`` gains the sums of ``y`` and ``y**2`` in its first two rows. With ``pad``, the
+    rows just before and after each sample's in ``target`` are zeroed."""
     batch, _, chans = target.shape
     c_in = xf.shape[1]
     assert xf.is_contiguous() and y.is_contiguous() and target.stride(2) == 1
-    (sign,) = channel_terms(y, chans, (sign, 1.0))
-    w, bias = w.contiguous(), bias.detach().contiguous()
-    e0 = e2 = 0
-    if edge is not None:
-        edge = edge.contiguous()
-        e0, e2 = edge[0].data_ptr(), edge[2].data_ptr()
+    assert sums.is_contiguous() and par.numel() == conv_par_size(c_in, chans)
+    w, e0, e2 = "wk", 0, 0
+    if folded:
+        w, e0, e2 = "wf", _par(par, c_in, chans, "edge0"), _par(par, c_in, chans, "edge2")
     _kernels.block_fwd_full(torch.get_num_threads(), batch, sums.data_ptr(), 2 * chans,
-                            _CODES[y.dtype], xf.data_ptr(), y.data_ptr(), w.data_ptr(),
-                            bias.data_ptr(), step, rows, c_in, chans, length, e0, e2,
-                            sign.data_ptr(), target.data_ptr(), target.stride(0))
+                            _CODES[y.dtype], xf.data_ptr(), y.data_ptr(),
+                            _par(par, c_in, chans, w), _par(par, c_in, chans, "bf"), step,
+                            rows, c_in, chans, length,
+                            e0, e2, _par(par, c_in, chans, "sign"), target.data_ptr(),
+                            target.stride(0), int(pad))
 
 
-def block_backward(xf: Tensor, y: Tensor, g: Tensor, wk: Tensor, rows: int, length: int,
-                   scale: Tensor | None, sign: Tensor | None, coef: Tensor | None,
-                   const: Tensor | None, need_w: bool, dflat: Tensor | None,
-                   step: int) -> tuple[Tensor, Tensor | None]:
+def bn_backward(g: Tensor, picked: Tensor, affine: Tensor, count: int,
+                training: bool) -> Tensor:
+    """BatchNorm's backward sums and terms, (5, chans): ``dbeta = sum(g)``, ``dgp =
+    sum(g * picked)`` (both (samples, positions, chans)), then ``dgamma``, ``coef`` and
+    ``const`` (see :func:`fearkd.models._cnn_parts._bn_grad_terms`); ``affine``:
+    :func:`bn_affine`'s rows."""
+    _, pooled, chans = picked.shape
+    g, gstride = _rows(g, chans)
+    picked, pstride = _rows(picked, chans)
+    out = picked.new_zeros(5, chans)
+    code = _CODES[g.dtype]
+    _kernels.bn_sums(torch.get_num_threads(), g.shape[0], out.data_ptr(), 2 * chans, code,
+                     g.data_ptr(), gstride, picked.data_ptr(), pstride, pooled, chans)
+    _kernels.bn_terms(1, 1, 0, 0, code, out.data_ptr(), _row(out, 1), affine.data_ptr(),
+                      count, int(training), chans, _row(out, 2))
+    return out
+
+
+def block_backward(xf: Tensor, y: Tensor, g: Tensor, par: Tensor, rows: int, length: int,
+                   affine: Tensor | None, bn: Tensor | None, need_w: bool,
+                   dflat: Tensor | None, step: int) -> tuple[Tensor, Tensor | None]:
     """A block's whole backward pass: :func:`block_bwd`, then the weight-gradient GEMMs (with
-    ``need_w``) and the input-gradient GEMMs into ``dflat`` (if given), ``step`` samples at a
-    time per thread. Returns the column sums of ``dy`` (3, chans; see :func:`block_bwd`) and
-    the tap weight gradients (3, c_in, chans), or ``None`` without ``need_w``."""
+    ``need_w``) and the input-gradient GEMMs into ``dflat`` (if given), in equal chunks of at
+    most ``step`` samples per thread. ``par``: :func:`conv_weights`' table; ``affine`` and
+    ``bn``: the rows of :func:`bn_affine` and :func:`bn_backward` (``None`` without
+    BatchNorm). Returns the column sums of ``dy`` (3, chans; see :func:`block_bwd`) and the
+    tap weight gradients (3, c_in, chans), or ``None`` without ``need_w``."""
     batch, _, chans = g.shape
     c_in = xf.shape[1]
     g, gstride = _rows(g, chans)
-    assert xf.is_contiguous() and y.is_contiguous() and wk.is_contiguous()
+    assert xf.is_contiguous() and y.is_contiguous()
     assert dflat is None or dflat.is_contiguous()
-    terms = channel_terms(y, chans, (scale, 1.0), (sign, 1.0), (coef, 0.0), (const, 0.0))
+    if bn is None:
+        ones, zeros = _par(par, c_in, chans, "ones"), _par(par, c_in, chans, "zeros")
+        terms = (ones, ones, zeros, zeros)
+    else:
+        terms = (_row(affine, 2), _par(par, c_in, chans, "sign"), _row(bn, 3), _row(bn, 4))
     threads = torch.get_num_threads()
     n_acc = 3 * chans + 3 * c_in * chans
     acc = y.new_zeros(n_acc)
     # Each thread's dy, from the buffer pool (fresh memory costs a page fault per 4 KiB).
     flat, (scratch,) = _take([(max(1, min(threads, batch)) * step * rows * chans,)], y)
     _kernels.block_bwd_full(threads, batch, acc.data_ptr(), n_acc, _CODES[y.dtype],
-                            xf.data_ptr(), y.data_ptr(), g.data_ptr(), gstride, wk.data_ptr(),
-                            step, rows, c_in, chans, length, *(t.data_ptr() for t in terms),
-                            int(need_w), _ptr(dflat), scratch.data_ptr())
+                            xf.data_ptr(), y.data_ptr(), g.data_ptr(), gstride, par.data_ptr(),
+                            step, rows, c_in, chans, length, *terms, int(need_w), _ptr(dflat),
+                            scratch.data_ptr())
     _give_back(flat)
     sums = acc[: 3 * chans].view(3, chans)
     return sums, (acc[3 * chans :].view(3, c_in, chans) if need_w else None)
+
+
+def conv_grad(dwk: Tensor, sums: Tensor, fold: tuple[Tensor, Tensor] | None, c_out: int,
+              c_in: int) -> Tensor:
+    """The conv weight's gradient, (c_out, c_in, 3) as ``nn.Conv1d`` holds it, from the tap
+    gradients ``dwk`` (3, c_in, c_out) and, folding (``fold``: the previous block's scale and
+    shift), the correction that needs ``sums`` (see :func:`block_backward`)."""
+    out = dwk.new_empty(c_out, c_in, 3)
+    scale = shift = 0
+    if fold is not None:
+        scale, shift = _c(fold[0]).data_ptr(), _c(fold[1]).data_ptr()
+    _kernels.conv_grad(1, 1, 0, 0, _CODES[dwk.dtype], dwk.data_ptr(), sums.data_ptr(), scale,
+                       shift, c_in, c_out, out.data_ptr())
+    return out
 
 
 def _rnn_scratch(batch: int, per_sample: int, like: Tensor) -> tuple[int, Tensor, Tensor, int]:

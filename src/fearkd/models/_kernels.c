@@ -2,10 +2,13 @@
  *
  * _kernels_body.h: each pass that layers_cnn.py otherwise runs as 4-10 PyTorch element-wise
  * operations (each a read and often a write of the whole chunk, plus a Python call) is one
- * loop here. _rnn_body.h: a whole LSTM or GRU layer's forward or backward pass through every
- * step (layers_rnn.py has the same in PyTorch operations), each thread running its own slice
- * of the batch. The Python side (fearkd.models._fused) checks every array's dtype, device
- * and layout and hands over raw data pointers, so this file trusts them.
+ * loop here. _chan_body.h: the per-channel work between those passes (BatchNorm's statistics
+ * and gradient terms, the conv weights' layout), one short serial loop each instead of 5-20
+ * PyTorch operations on vectors of 64-128 values. _rnn_body.h: a whole LSTM or GRU layer's
+ * forward or backward pass through every step (layers_rnn.py has the same in PyTorch
+ * operations), each thread running its own slice of the batch. The Python side (the layers
+ * and fearkd.models._fused) checks every array's dtype, device and layout and hands over raw
+ * data pointers, so this file trusts them.
  *
  * Work is split by samples over OpenMP threads. Built with -fopenmp, this module needs
  * libgomp.so.1, which is the library PyTorch's CPU build has loaded already (fearkd imports
@@ -51,12 +54,14 @@ static gemm_d_t gemm_fn_d;
 #define REAL float
 #define NAME(x) x##_f
 #include "_kernels_body.h"
+#include "_chan_body.h"
 #include "_rnn_body.h"
 #undef REAL
 #undef NAME
 #define REAL double
 #define NAME(x) x##_d
 #include "_kernels_body.h"
+#include "_chan_body.h"
 #include "_rnn_body.h"
 #undef REAL
 #undef NAME
@@ -115,13 +120,15 @@ static void r_bn_sums(const Args *a, Py_ssize_t s0, Py_ssize_t s1, void *acc, in
 
 static void r_first_fwd(const Args *a, Py_ssize_t s0, Py_ssize_t s1, void *acc, int share)
 {
-    /* dtype, x, length, chans, w, sign, picked, pstride, chosen */
+    /* dtype, x, xpad, length, chans, weight, bias, gamma, picked, pstride, pad, chosen */
     if (a->v[0] == 4)
-        first_fwd_f(P(1, float), s0, s1, a->v[2], a->v[3], P(4, float), P(5, float), acc,
-                    P(6, float), a->v[7], P(8, float));
+        first_fwd_f(P(1, float), P(2, float), s0, s1, a->v[3], a->v[4], P(5, float),
+                    P(6, float), P(7, float), acc, P(8, float), a->v[9], (int)a->v[10],
+                    P(11, float));
     else
-        first_fwd_d(P(1, double), s0, s1, a->v[2], a->v[3], P(4, double), P(5, double), acc,
-                    P(6, double), a->v[7], P(8, double));
+        first_fwd_d(P(1, double), P(2, double), s0, s1, a->v[3], a->v[4], P(5, double),
+                    P(6, double), P(7, double), acc, P(8, double), a->v[9], (int)a->v[10],
+                    P(11, double));
 }
 
 static void r_first_bwd(const Args *a, Py_ssize_t s0, Py_ssize_t s1, void *acc, int share)
@@ -138,17 +145,18 @@ static void r_first_bwd(const Args *a, Py_ssize_t s0, Py_ssize_t s1, void *acc, 
 static void r_block_fwd_full(const Args *a, Py_ssize_t s0, Py_ssize_t s1, void *acc, int share)
 {
     /* dtype, xf, y, w, bias, step, rows, c_in, chans, length, edge0, edge2, sign, picked,
-     * pstride */
+     * pstride, pad */
     Py_ssize_t chans = a->v[8];
     if (a->v[0] == 4)
         block_fwd_full_f(P(1, float), P(2, float), P(3, float), P(4, float), s0, s1, a->v[5],
                          a->v[6], a->v[7], chans, a->v[9], P(10, float), P(11, float),
-                         P(12, float), acc, (float *)acc + chans, P(13, float), a->v[14]);
+                         P(12, float), acc, (float *)acc + chans, P(13, float), a->v[14],
+                         (int)a->v[15]);
     else
         block_fwd_full_d(P(1, double), P(2, double), P(3, double), P(4, double), s0, s1,
                          a->v[5], a->v[6], a->v[7], chans, a->v[9], P(10, double),
                          P(11, double), P(12, double), acc, (double *)acc + chans,
-                         P(13, double), a->v[14]);
+                         P(13, double), a->v[14], (int)a->v[15]);
 }
 
 static void r_block_bwd_full(const Args *a, Py_ssize_t s0, Py_ssize_t s1, void *acc, int share)
@@ -169,6 +177,73 @@ static void r_block_bwd_full(const Args *a, Py_ssize_t s0, Py_ssize_t s1, void *
                          s1, step, rows, c_in, chans, a->v[10], P(11, double), P(12, double),
                          P(13, double), P(14, double), dy, acc,
                          a->v[15] ? (double *)acc + 3 * chans : NULL, P(16, double));
+}
+
+/* Per-channel work (_chan_body.h): called with one thread and one sample, it runs once on
+ * the calling thread. Real-valued parameters come as the bits of a double. */
+static double real_arg(const Args *a, int i)
+{
+    double d;
+    memcpy(&d, &a->v[i], sizeof d);
+    return d;
+}
+
+static void r_conv_weights(const Args *a, Py_ssize_t s0, Py_ssize_t s1, void *acc, int share)
+{
+    /* dtype, weight, bias, scale, shift, gamma, c_in, c_out, par */
+    if (a->v[0] == 4)
+        conv_weights_f(P(1, float), P(2, float), P(3, float), P(4, float), P(5, float),
+                       a->v[6], a->v[7], P(8, float));
+    else
+        conv_weights_d(P(1, double), P(2, double), P(3, double), P(4, double), P(5, double),
+                       a->v[6], a->v[7], P(8, double));
+}
+
+static void r_bn_affine(const Args *a, Py_ssize_t s0, Py_ssize_t s1, void *acc, int share)
+{
+    /* dtype, tot, tsq, count, gamma, beta, running_mean, running_var, training, momentum,
+     * eps, chans, out */
+    double momentum = real_arg(a, 9), eps = real_arg(a, 10);
+    if (a->v[0] == 4)
+        bn_affine_f(P(1, float), P(2, float), a->v[3], P(4, float), P(5, float), P(6, float),
+                    P(7, float), (int)a->v[8], momentum, eps, a->v[11], P(12, float));
+    else
+        bn_affine_d(P(1, double), P(2, double), a->v[3], P(4, double), P(5, double),
+                    P(6, double), P(7, double), (int)a->v[8], momentum, eps, a->v[11],
+                    P(12, double));
+}
+
+static void r_bn_terms(const Args *a, Py_ssize_t s0, Py_ssize_t s1, void *acc, int share)
+{
+    /* dtype, dbeta, dgp, affine, count, training, chans, out */
+    if (a->v[0] == 4)
+        bn_terms_f(P(1, float), P(2, float), P(3, float), a->v[4], (int)a->v[5], a->v[6],
+                   P(7, float));
+    else
+        bn_terms_d(P(1, double), P(2, double), P(3, double), a->v[4], (int)a->v[5], a->v[6],
+                   P(7, double));
+}
+
+static void r_conv_grad(const Args *a, Py_ssize_t s0, Py_ssize_t s1, void *acc, int share)
+{
+    /* dtype, dwk, sums, scale, shift, c_in, c_out, dweight */
+    if (a->v[0] == 4)
+        conv_grad_f(P(1, float), P(2, float), P(3, float), P(4, float), a->v[5], a->v[6],
+                    P(7, float));
+    else
+        conv_grad_d(P(1, double), P(2, double), P(3, double), P(4, double), a->v[5], a->v[6],
+                    P(7, double));
+}
+
+static void r_first_grad(const Args *a, Py_ssize_t s0, Py_ssize_t s1, void *acc, int share)
+{
+    /* dtype, bsums, fsums, affine, count, training, chans, out */
+    if (a->v[0] == 4)
+        first_grad_f(P(1, float), P(2, float), P(3, float), a->v[4], (int)a->v[5], a->v[6],
+                     P(7, float));
+    else
+        first_grad_d(P(1, double), P(2, double), P(3, double), a->v[4], (int)a->v[5],
+                     a->v[6], P(7, double));
 }
 
 /* The recurrent passes: samples are the batch; each share's scratch starts `stride`
@@ -323,9 +398,14 @@ static PyObject *call_gemm(RangeFn fn, PyObject *const *args, Py_ssize_t nargs,
 ENTRY(block_fwd, call, 10)
 ENTRY(block_bwd, call, 12)
 ENTRY(bn_sums, call, 7)
-ENTRY(first_fwd, call, 9)
+ENTRY(first_fwd, call, 12)
 ENTRY(first_bwd, call, 10)
-ENTRY(block_fwd_full, call_gemm, 15)
+ENTRY(block_fwd_full, call_gemm, 16)
+ENTRY(conv_weights, call, 9)
+ENTRY(bn_affine, call, 13)
+ENTRY(bn_terms, call, 8)
+ENTRY(conv_grad, call, 8)
+ENTRY(first_grad, call, 8)
 ENTRY(block_bwd_full, call_gemm, 18)
 ENTRY(lstm_fwd, call_gemm, 12)
 ENTRY(lstm_bwd, call_gemm, 14)
@@ -383,6 +463,11 @@ static PyMethodDef methods[] = {
     FASTCALL(first_bwd),
     FASTCALL(block_fwd_full),
     FASTCALL(block_bwd_full),
+    FASTCALL(conv_weights),
+    FASTCALL(bn_affine),
+    FASTCALL(bn_terms),
+    FASTCALL(conv_grad),
+    FASTCALL(first_grad),
     FASTCALL(lstm_fwd),
     FASTCALL(lstm_bwd),
     FASTCALL(gru_fwd),

@@ -138,21 +138,27 @@ FEARKD_CLONES static void NAME(bn_sums)(
     }
 }
 
+/* BatchNorm's scale gamma decides which element of a pair pooling picks: its sign. */
+static inline REAL NAME(sign_of)(REAL gamma)
+{
+    return gamma > 0 ? (REAL)1 : (gamma < 0 ? (REAL)-1 : (REAL)0);
+}
+
 /* First block forward on channels [c0, c0 + cb) of sample s (cb <= CB): sums kept in local
  * arrays of CB lanes, which the compiler holds in vector registers across all positions when
  * cb is the constant CB (the caller passes it so for every full block of channels). */
 static inline __attribute__((always_inline)) void NAME(first_fwd_cols)(
-    const REAL *xs, Py_ssize_t pooled, Py_ssize_t length, Py_ssize_t chans, const REAL *w,
-    const REAL *sign, REAL *restrict acc, REAL *restrict ps, REAL *restrict cs,
-    Py_ssize_t c0, int cb)
+    const REAL *xs, Py_ssize_t pooled, Py_ssize_t length, Py_ssize_t chans,
+    const REAL *weight, const REAL *b, const REAL *gamma, REAL *restrict acc,
+    REAL *restrict ps, REAL *restrict cs, Py_ssize_t c0, int cb)
 {
     REAL w0[CB], w1[CB], w2[CB], bias[CB], sg[CB], a[9][CB];
     for (int j = 0; j < cb; j++) {
-        w0[j] = w[c0 + j];
-        w1[j] = w[chans + c0 + j];
-        w2[j] = w[2 * chans + c0 + j];
-        bias[j] = w[3 * chans + c0 + j];
-        sg[j] = sign[c0 + j];
+        w0[j] = weight[3 * (c0 + j)];
+        w1[j] = weight[3 * (c0 + j) + 1];
+        w2[j] = weight[3 * (c0 + j) + 2];
+        bias[j] = b[c0 + j];
+        sg[j] = NAME(sign_of)(gamma[c0 + j]);
         for (int i = 0; i < 9; i++)
             a[i][j] = 0;
     }
@@ -197,26 +203,36 @@ static inline __attribute__((always_inline)) void NAME(first_fwd_cols)(
             acc[i * chans + c0 + j] += a[i][j];
 }
 
-/* First block forward: the one-channel convolution (w: 3 taps then the bias, 4 x chans) of
- * the zero-padded input x (length + 2 per sample), ReLU, the pooled pick (picked[s] at
- * picked + s * pstride) and which element of each pair it is (chosen, > 0 for the second).
+/* First block forward: the input x (length per sample) copied to xpad with a zero at each
+ * end ('same' padding, length + 2 per sample), its one-channel convolution (weight
+ * (chans x 3) and bias as nn.Conv1d holds them), ReLU, the pooled pick for BatchNorm's scale
+ * gamma (picked[s] at picked + s * pstride; with pad, the rows just before and after each
+ * sample's are zeroed) and which element of each pair it is (chosen, > 0 for the second).
  * acc (9 x chans) gets in rows 0-3 the sums of y times each unfolded column (three taps,
  * then ones), in rows 4-7 those of the ReLU mask and in row 8 the sum of y**2. */
 FEARKD_CLONES static void NAME(first_fwd)(
-    const REAL *x, Py_ssize_t s0, Py_ssize_t s1, Py_ssize_t length, Py_ssize_t chans,
-    const REAL *w, const REAL *sign, REAL *restrict acc, REAL *restrict picked,
-    Py_ssize_t pstride, REAL *restrict chosen)
+    const REAL *x, REAL *xpad, Py_ssize_t s0, Py_ssize_t s1, Py_ssize_t length,
+    Py_ssize_t chans, const REAL *weight, const REAL *bias, const REAL *gamma,
+    REAL *restrict acc, REAL *restrict picked, Py_ssize_t pstride, int pad,
+    REAL *restrict chosen)
 {
     Py_ssize_t pooled = length / 2;
     for (Py_ssize_t s = s0; s < s1; s++) {
-        const REAL *xs = x + s * (length + 2);
+        REAL *xs = xpad + s * (length + 2);
+        xs[0] = xs[length + 1] = 0;
+        memcpy(xs + 1, x + s * length, (size_t)length * sizeof(REAL));
         REAL *ps = picked + s * pstride, *cs = chosen + s * pooled * chans;
         Py_ssize_t c0 = 0;
         for (; c0 + CB <= chans; c0 += CB)
-            NAME(first_fwd_cols)(xs, pooled, length, chans, w, sign, acc, ps, cs, c0, CB);
+            NAME(first_fwd_cols)(xs, pooled, length, chans, weight, bias, gamma, acc, ps, cs,
+                                 c0, CB);
         if (c0 < chans)
-            NAME(first_fwd_cols)(xs, pooled, length, chans, w, sign, acc, ps, cs, c0,
-                                 (int)(chans - c0));
+            NAME(first_fwd_cols)(xs, pooled, length, chans, weight, bias, gamma, acc, ps, cs,
+                                 c0, (int)(chans - c0));
+        if (pad) {
+            memset(ps - chans, 0, (size_t)chans * sizeof(REAL));
+            memset(ps + pooled * chans, 0, (size_t)chans * sizeof(REAL));
+        }
     }
 }
 
@@ -288,17 +304,24 @@ static void NAME(gemm)(int tp, int tq, int m, int n, int k, const REAL *pm, int 
                   &beta, cm, (const int *)&d[5]);
 }
 
-/* A whole block forward pass on samples [s0, s1), `step` samples at a time: the three tap
+/* A whole block forward pass on samples [s0, s1), in equal chunks of at most `step` samples
+ * (rather than a short last chunk, whose GEMMs would run at a lower rate): the three tap
  * GEMMs of the convolution (w: 3 x c_in x chans, bias) into y, then block_fwd on them.
- * tot / tsq as in block_fwd. */
+ * tot / tsq as in block_fwd; with pad, the rows just before and after each sample's picked
+ * rows are zeroed. */
 static void NAME(block_fwd_full)(
     const REAL *xf, REAL *y, const REAL *w, const REAL *bias, Py_ssize_t s0, Py_ssize_t s1,
     Py_ssize_t step, Py_ssize_t rows, Py_ssize_t c_in, Py_ssize_t chans, Py_ssize_t length,
     const REAL *edge0, const REAL *edge2, const REAL *sign, REAL *tot, REAL *tsq,
-    REAL *picked, Py_ssize_t pstride)
+    REAL *picked, Py_ssize_t pstride, int pad)
 {
-    for (Py_ssize_t a = s0; a < s1; a += step) {
-        Py_ssize_t b = a + step < s1 ? a + step : s1;
+    for (Py_ssize_t s = s0; pad && s < s1; s++) {
+        memset(picked + s * pstride - chans, 0, (size_t)chans * sizeof(REAL));
+        memset(picked + s * pstride + length / 2 * chans, 0, (size_t)chans * sizeof(REAL));
+    }
+    Py_ssize_t n_chunks = (s1 - s0 + step - 1) / step;
+    for (Py_ssize_t c = 0; c < n_chunks; c++) {
+        Py_ssize_t a = s0 + (s1 - s0) * c / n_chunks, b = s0 + (s1 - s0) * (c + 1) / n_chunks;
         int m = (int)((b - a) * rows - 2);
         const REAL *xa = xf + a * rows * c_in;
         REAL *ya = y + a * rows * chans;
@@ -312,8 +335,8 @@ static void NAME(block_fwd_full)(
     }
 }
 
-/* A whole block backward pass on samples [s0, s1), `step` samples at a time: block_bwd into
- * the scratch dy (step * rows x chans), then with dw (3 x c_in x chans, or NULL) the weight
+/* A whole block backward pass on samples [s0, s1), in chunks as in block_fwd_full:
+ * block_bwd into the scratch dy (step * rows x chans), then with dw (3 x c_in x chans, or NULL) the weight
  * gradient GEMMs and with dx (or NULL) the input gradient GEMMs. sums: dbias then ends
  * (3 x chans), as in block_bwd. */
 static void NAME(block_bwd_full)(
@@ -322,8 +345,9 @@ static void NAME(block_bwd_full)(
     Py_ssize_t chans, Py_ssize_t length, const REAL *scale, const REAL *sign,
     const REAL *coef, const REAL *cnst, REAL *dy, REAL *sums, REAL *dw, REAL *dx)
 {
-    for (Py_ssize_t a = s0; a < s1; a += step) {
-        Py_ssize_t b = a + step < s1 ? a + step : s1;
+    Py_ssize_t n_chunks = (s1 - s0 + step - 1) / step;
+    for (Py_ssize_t c = 0; c < n_chunks; c++) {
+        Py_ssize_t a = s0 + (s1 - s0) * c / n_chunks, b = s0 + (s1 - s0) * (c + 1) / n_chunks;
         int m = (int)((b - a) * rows - 2);
         NAME(block_bwd)(y + a * rows * chans, g + a * gstride, gstride, 0, b - a, rows, chans,
                         length, scale, sign, coef, cnst, dy, sums, sums + chans);

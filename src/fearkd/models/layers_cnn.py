@@ -32,8 +32,9 @@ fused by hand. What removes most of the time spent around the GEMMs:
 * **Compiled passes** (:mod:`fearkd.models._fused`, float32/float64 on the CPU when the C
   module is built): each chunk's element-wise passes are one loop, and a whole
   :func:`next_block` pass is one call in which each OpenMP thread takes chunks of its own and
-  runs their GEMMs (PyTorch's BLAS) on its core. The PyTorch operations below remain the
-  fallback and compute the same function.
+  runs their GEMMs (PyTorch's BLAS) on its core. The per-channel work around them (BatchNorm's
+  statistics and gradient terms, the weights' layout and folding) is one call each as well.
+  The PyTorch operations below remain the fallback and compute the same function.
 
 Same functions as ``nn.Conv1d`` -> ``nn.ReLU`` -> ``nn.BatchNorm1d`` -> ``nn.MaxPool1d(2)``
 (pooling ties, negative or zero BatchNorm scales, running statistics); only the order of
@@ -112,13 +113,22 @@ def _first_block_weight_grad(ctx, grad_out):
 
 
 def _first_block_weight_grad_compiled(ctx, grad_out):
-    """:func:`_first_block_weight_grad` as one compiled loop over the pooled positions."""
-    xpad, picked, chosen, sum_y, sum_mask, mean, invstd, scale = ctx.saved_tensors
-    sums = _fused.first_bwd(xpad, grad_out[:, 1:-1], picked, chosen, scale)
+    """:func:`_first_block_weight_grad` as one compiled loop over the pooled positions, and
+    the parameter gradients from its sums in one more call."""
+    xpad, picked, chosen, sums = ctx.saved_tensors
+    affine = sums[9:]
+    bsums = _fused.first_bwd(xpad, grad_out[:, 1:-1], picked, chosen, affine)
     del grad_out
-    # dbeta is returned as a gradient: its own tensor, not a view of the sums.
-    return _first_block_grads(ctx, sums[0].clone(), sums[1], sums[2:], sum_y, sum_mask, mean,
-                              invstd, scale)
+    if ctx.link_out is not None:  # the next block's input gradient has been read
+        ctx.link_out.give_back_grad()
+    grads = _fused.first_grad(bsums, sums, affine, ctx.count, ctx.training)
+    _done_with_saved(ctx)
+    need = ctx.needs_input_grad
+    c = picked.shape[2]
+    # One buffer: the weight's gradient (c x 3), then the bias', gamma's and beta's.
+    return (None, grads[: 3 * c].view(c, 1, 3) if need[1] else None,
+            grads[3 * c : 4 * c] if need[2] else None, grads[4 * c : 5 * c] if need[3] else None,
+            grads[5 * c :] if need[4] else None, None, None, None, None, None, None, None)
 
 
 def _first_block_grads(ctx, dbeta, dgp, both, sum_y, sum_mask, mean, invstd, scale):
@@ -207,47 +217,48 @@ class _FirstBlock(torch.autograd.Function):
         batch, length = x.shape
         chans = weight.shape[0]
         pooled_len = length // 2
-        # Taps then bias, (4, c): against the unfolded input's column of ones, one GEMM.
-        w = torch.cat([weight.detach().reshape(chans, 3).t(), bias.detach()[None]])
         saved = _Pool(x)
         fold = link_out is not None
         shape = (batch, pooled_len + 2, chans)
         out = link_out.take_out(x, *shape) if fold else x.new_empty(shape)
-        out[:, 0].zero_()
-        out[:, -1].zero_()
         # Folding (see Link), the pooled values are the output; else BatchNorm follows.
         picked = out[:, 1:-1] if fold else saved(batch, pooled_len, chans)
-        scale_pos = bool((gamma > 0).all())
-        sign = None if scale_pos else torch.sign(gamma.detach())
         # Without an input gradient, the backward pass needs no full-size tensor (see
         # _first_block_weight_grad): keep the pooling choice and two small reductions instead.
         short = not ctx.needs_input_grad[0]
         kern = short and _fused.available(x)
-        if kern:  # one compiled loop (see fearkd.models._fused), straight from the input
+        count = batch * length
+        bn_args = (gamma, beta, running_mean, running_var, training, momentum, eps)
+        if kern:  # compiled (see fearkd.models._fused), straight from the input and weights
             xpad = saved(batch, length + 2)
-            xpad[:, 0] = 0.0
-            xpad[:, -1] = 0.0
-            xpad[:, 1:-1] = x.detach()
             chosen = saved(batch, pooled_len, chans)
-            sums = x.new_zeros(9, chans)
-            _fused.first_fwd(xpad, w, *_fused.channel_terms(x, chans, (sign, 1.0)), sums,
-                             picked, chosen)
-            sum_y, sum_mask, total, total_sq = sums[:4], sums[4:8], sums[3], sums[8]
-            keep = [xpad, picked, chosen, sum_y, sum_mask]
+            # The forward sums (9 rows), then BatchNorm's mean, invstd, scale and shift.
+            sums = x.new_zeros(13, chans)
+            _fused.first_fwd(x.detach().contiguous(), xpad, weight, bias, gamma, sums, picked,
+                             chosen, pad=fold)
+            affine = sums[9:]
+            _fused.bn_affine(sums, 3, 8, affine, count, *bn_args)
+            scale, shift = affine[2], affine[3]
+            keep = [xpad, picked, chosen, sums]
         else:
+            # Taps then bias, (4, c): against the unfolded input's column of ones, one GEMM.
+            w = torch.cat([weight.detach().reshape(chans, 3).t(), bias.detach()[None]])
+            sign = None if bool((gamma > 0).all()) else torch.sign(gamma.detach())
             sum_y, sum_mask, total, total_sq, keep = _first_forward(x, w, sign, short, training,
                                                                     saved, picked)
-        count = batch * length
-        mean, invstd, scale, shift = _bn_affine(total, total_sq, count, gamma, beta,
-                                                running_mean, running_var, training, momentum,
-                                                eps)
+            mean, invstd, scale, shift = _bn_affine(total, total_sq, count, *bn_args)
+            keep += [mean, invstd, scale]
+            ctx.sign = sign
         if fold:
             link_out.affine = (scale, shift)
         else:
             torch.addcmul(shift, picked, scale, out=out[:, 1:-1])
-        ctx.training, ctx.count, ctx.sign, ctx.short = training, count, sign, short
+        if not (kern and fold):  # first_fwd zeroes them in the output buffer
+            out[:, 0].zero_()
+            out[:, -1].zero_()
+        ctx.training, ctx.count, ctx.short = training, count, short
         ctx.link_out, ctx.kern = link_out, kern
-        ctx.save_for_backward(*keep, mean, invstd, scale)
+        ctx.save_for_backward(*keep)
         _keep_saved(ctx, saved, link_out, fold, graph)
         return out
 
@@ -299,6 +310,38 @@ class _FirstBlock(torch.autograd.Function):
                 None, None, None, None, None, None, None)
 
 
+def _check_params(x: Tensor, conv: torch.nn.Conv1d, bn: torch.nn.BatchNorm1d | None) -> None:
+    """A block's parameters and statistics must be there and have the input's dtype and
+    device (the compiled passes read their memory as the input's type)."""
+    tensors = [("conv.weight", conv.weight), ("conv.bias", conv.bias)]
+    if bn is not None:
+        tensors += [("bn.weight", bn.weight), ("bn.bias", bn.bias),
+                    ("bn.running_mean", bn.running_mean), ("bn.running_var", bn.running_var)]
+    for name, t in tensors:
+        if t is None:
+            if name.startswith("bn.running"):  # track_running_stats=False: batch statistics
+                continue
+            raise ValueError(f"The fused CNN block needs '{name}', got None; build the layer "
+                             f"with bias=True (Conv1d) or affine=True (BatchNorm1d).")
+        if t.dtype != x.dtype or t.device != x.device:
+            raise ValueError(f"'{name}' is {t.dtype} on {t.device}, but the input is {x.dtype} "
+                             f"on {x.device}; convert the model and the input to one dtype and "
+                             f"device (for example model.to(x.dtype)).")
+
+
+def _bn_mode(bn: torch.nn.BatchNorm1d) -> tuple[bool, float]:
+    """As ``nn.BatchNorm1d.forward``: whether batch statistics are used, and the running
+    statistics' update factor (``momentum``, or with ``momentum=None`` the cumulative
+    average's ``1 / batches seen``); counts the batch in training mode."""
+    training = bn.training or bn.running_mean is None
+    momentum = 0.0 if bn.momentum is None else bn.momentum
+    if bn.training and bn.num_batches_tracked is not None:
+        bn.num_batches_tracked.add_(1)
+        if bn.momentum is None:
+            momentum = 1.0 / float(bn.num_batches_tracked)
+    return training, momentum
+
+
 def first_block(x: Tensor, conv: torch.nn.Conv1d, bn: torch.nn.BatchNorm1d, *,
                 link: Link | None = None) -> Tensor:
     """Fused ``conv -> ReLU -> bn -> MaxPool1d(2)`` of the one-channel network input.
@@ -323,10 +366,8 @@ def first_block(x: Tensor, conv: torch.nn.Conv1d, bn: torch.nn.BatchNorm1d, *,
     Tensor, shape (batch, length // 2 + 2, c)
         Channels-last, with zero first and last rows (the next block's 'same' padding).
     """
-    training = bn.training or bn.running_mean is None
-    if bn.training and bn.num_batches_tracked is not None:
-        bn.num_batches_tracked.add_(1)
-    momentum = 0.0 if bn.momentum is None else bn.momentum
+    _check_params(x, conv, bn)
+    training, momentum = _bn_mode(bn)
     return _FirstBlock.apply(x, conv.weight, conv.bias, bn.weight, bn.bias, bn.running_mean,
                              bn.running_var, training, momentum, bn.eps, link,
                              torch.is_grad_enabled())
@@ -342,19 +383,13 @@ class _Block(torch.autograd.Function):
         batch, rows, c_in = x.shape
         length, chans = rows - 2, weight.shape[0]
         pooled_len = length // 2
-        wk = weight.detach().permute(2, 1, 0).contiguous()  # (3, c_in, c_out)
-        b = bias.detach()
         # The input holds pre-BatchNorm values when the previous block folds (see Link).
         fold_in = link_in.affine if link_in is not None else None
-        w_fwd, b_fwd, edge = (wk, b, None) if fold_in is None else _fold_affine(wk, b, *fold_in)
         xf = x.detach().contiguous().view(batch * rows, c_in)
         use_bn = gamma is not None
         fold_out = use_bn and link_out is not None
         saved = _Pool(x)
         y = saved(batch * rows, chans)
-        sign = None
-        if use_bn and not bool((gamma > 0).all()):
-            sign = torch.sign(gamma.detach())
         out_rows = pooled_len + 2 if pad_out else pooled_len
         shape = (batch, out_rows, chans)
         out = link_out.take_out(x, *shape) if link_out is not None else x.new_empty(shape)
@@ -362,94 +397,132 @@ class _Block(torch.autograd.Function):
         picked = None
         if use_bn:
             picked = inner if fold_out else saved(batch, pooled_len, chans)
-        sums = x.new_zeros(2, chans)  # of y and y**2 over positions, for the statistics
         target = picked if use_bn else inner
-        if _fused.whole(x):  # one compiled pass, GEMMs included (see fearkd.models._fused)
-            _fused.block_forward(xf, y, w_fwd, b_fwd, rows, length, edge, sign, sums, target,
-                                 _chunk_step(rows, chans, per_thread=True))
+        count = batch * length
+        bn_args = (gamma, beta, running_mean, running_var, training, momentum, eps)
+        ctx.whole = _fused.whole(x)
+        if ctx.whole:  # one compiled pass, GEMMs included (see fearkd.models._fused)
+            par = saved(_fused.conv_par_size(c_in, chans))
+            _fused.conv_weights(par, weight, bias, fold_in, gamma)
+            # Sums of y and y**2 over positions, then BatchNorm's mean, invstd, scale, shift.
+            stats = x.new_zeros(6, chans)
+            pad = pad_out and target is inner  # else out's padding rows are zeroed below
+            _fused.block_forward(xf, y, par, fold_in is not None, rows, length, stats, target,
+                                 pad, _chunk_step(rows, chans, per_thread=True))
+            if use_bn:
+                _fused.bn_affine(stats, 0, 1, stats[2:], count, *bn_args)
+                scale, shift = stats[4], stats[5]
+            keep = [y, xf, par, picked, stats]
         else:
+            wk = weight.detach().permute(2, 1, 0).contiguous()  # (3, c_in, c_out)
+            b = bias.detach()
+            w_fwd, b_fwd, edge = (wk, b, None) if fold_in is None else _fold_affine(wk, b,
+                                                                                      *fold_in)
+            sign = None
+            if use_bn and not bool((gamma > 0).all()):
+                sign = torch.sign(gamma.detach())
+            sums = x.new_zeros(2, chans)  # of y and y**2 over positions, for the statistics
             _forward_chunks(xf, y, w_fwd, b_fwd, rows, length, edge, sign, sums,
                             use_bn and training, target)
-        total, total_sq = sums[0], sums[1]
-        if pad_out:
+            mean = invstd = scale = None
+            if use_bn:
+                mean, invstd, scale, shift = _bn_affine(sums[0], sums[1], count, *bn_args)
+            keep = [y, xf, wk, picked, mean, invstd, scale]
+            pad = False
+            ctx.sign = sign
+        if pad_out and not pad:
             out[:, 0].zero_()
             out[:, -1].zero_()
-        count = batch * length
-        mean = invstd = scale = None
         if use_bn:
-            mean, invstd, scale, shift = _bn_affine(total, total_sq, count, gamma, beta,
-                                                    running_mean, running_var, training,
-                                                    momentum, eps)
             if fold_out:
                 link_out.affine = (scale, shift)
             else:
                 torch.addcmul(shift, picked, scale, out=inner)
-        ctx.pad_out, ctx.use_bn, ctx.training, ctx.sign = pad_out, use_bn, training, sign
+        ctx.pad_out, ctx.use_bn, ctx.training = pad_out, use_bn, training
         ctx.count, ctx.shape_in, ctx.fold_in = count, (batch, rows, c_in), fold_in
         ctx.link_in, ctx.link_out = link_in, link_out
         if link_in is not None and link_in.out_flat is not None:
             # The input (the previous block's pooled output) is kept only in this node.
             saved.flats.append(link_in.out_flat)
             link_in.out_flat = None
-        if use_bn:
-            ctx.save_for_backward(y, xf, wk, picked, mean, invstd, scale)
-        else:
-            ctx.save_for_backward(y, xf, wk)
+        ctx.save_for_backward(*keep)
         _keep_saved(ctx, saved, link_out, fold_out, graph)
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
-        if ctx.use_bn:
-            y, xf, wk, picked, mean, invstd, scale = ctx.saved_tensors
-        else:
-            y, xf, wk = ctx.saved_tensors
-            picked = mean = invstd = scale = None
         need = ctx.needs_input_grad
         batch, rows, c_in = ctx.shape_in
-        chans = wk.shape[2]
-        length = rows - 2
         g = grad_out[:, 1:-1] if ctx.pad_out else grad_out
-        whole = _fused.whole(y)
-        dgamma = dbeta = coef_y = const = None
-        if ctx.use_bn:
-            if _fused.available(y):
-                dbeta, dgp = _fused.bn_sums(g, picked)
-            else:
-                dbeta, dgp = _bn_sums(g, picked, _chunks(batch, rows, chans))
-            dgamma, coef_y, const = _bn_grad_terms(ctx, dbeta, dgp, mean, invstd, scale)
         need_w = need[1] or need[2]
         dflat = None
         if need[0]:
             shape = (batch * rows, c_in)
             link_in = ctx.link_in
-            dflat = link_in.take_grad(y, *shape) if link_in is not None else y.new_empty(shape)
-        fold = ctx.fold_in is not None and need_w
-        terms = (scale, ctx.sign, coef_y, const)
-        if whole:  # one compiled pass, GEMMs included (see fearkd.models._fused)
-            step = _chunk_step(rows, chans, per_thread=True)
-            sums, dwk = _fused.block_backward(xf, y, g, wk, rows, length, *terms, need_w, dflat,
-                                              step)
+            dflat = link_in.take_grad(g, *shape) if link_in is not None else g.new_empty(shape)
+        if ctx.whole:
+            dgamma, dbeta, dweight, sums = _block_backward_compiled(ctx, g, need_w, dflat)
         else:
-            sums, dwk = _backward_chunks(ctx, xf, y, g, wk, *terms, need_w, dflat, fold)
-        # Column sums of dy: all rows, and (folding, see below) each sample's first and last.
-        dbias, d_ends = sums[0], sums[1:]
+            dgamma, dbeta, dweight, sums = _block_backward_chunks(ctx, g, need_w, dflat)
         del g, grad_out
         if ctx.link_out is not None:
             ctx.link_out.give_back_grad()
         dx = dflat.view(batch, rows, c_in) if need[0] else None
-        if fold:
-            # The GEMMs above read pre-BatchNorm values v; the layer's input is
-            # scale * v + shift except in padding rows, so tap k's weight gradient is
-            # diag(scale) @ (its GEMM) + outer(shift, sum of dy over the rows where tap k reads
-            # no padding row: all but each sample's first (tap 0) or last (tap 2) position).
-            scale_in, shift_in = ctx.fold_in
-            reach = torch.stack([dbias - d_ends[0], dbias, dbias - d_ends[1]])
-            dwk.mul_(scale_in[None, :, None]).add_(shift_in[None, :, None] * reach[:, None, :])
-        dweight = dwk.permute(2, 1, 0).contiguous() if need[1] else None
         _done_with_saved(ctx)
-        return (dx, dweight, dbias.clone() if need[2] else None, dgamma if need[3] else None,
-                dbeta if need[4] else None, None, None, None, None, None, None, None, None, None)
+        return (dx, dweight if need[1] else None, sums[0].clone() if need[2] else None,
+                dgamma if need[3] else None, dbeta if need[4] else None, None, None, None,
+                None, None, None, None, None, None)
+
+
+def _block_backward_compiled(ctx, g, need_w, dflat):
+    """:class:`_Block`'s backward pass as compiled calls: BatchNorm's sums and terms, the
+    whole block (GEMMs included), then the weight gradient in ``nn.Conv1d``'s layout.
+    Returns ``dgamma``, ``dbeta``, the weight gradient and the column sums of ``dy`` (the
+    first of which is the bias gradient); see :meth:`_Block.backward`."""
+    y, xf, par, picked, stats = ctx.saved_tensors
+    batch, rows, c_in = ctx.shape_in
+    chans = stats.shape[1]
+    affine = stats[2:]
+    bn = _fused.bn_backward(g, picked, affine, ctx.count, ctx.training) if ctx.use_bn else None
+    step = _chunk_step(rows, chans, per_thread=True)
+    sums, dwk = _fused.block_backward(xf, y, g, par, rows, rows - 2, affine, bn, need_w, dflat,
+                                      step)
+    dweight = None
+    if ctx.needs_input_grad[1]:
+        dweight = _fused.conv_grad(dwk, sums, ctx.fold_in, chans, c_in)
+    if bn is None:
+        return None, None, dweight, sums
+    return bn[2], bn[0], dweight, sums
+
+
+def _block_backward_chunks(ctx, g, need_w, dflat):
+    """:class:`_Block`'s backward pass chunk by chunk: PyTorch GEMMs, with compiled
+    element-wise passes where available (see :func:`_backward_chunks`)."""
+    y, xf, wk, picked, mean, invstd, scale = ctx.saved_tensors
+    batch, rows, c_in = ctx.shape_in
+    chans = wk.shape[2]
+    dgamma = dbeta = coef_y = const = None
+    if ctx.use_bn:
+        if _fused.available(y):
+            dbeta, dgp = _fused.bn_sums(g, picked)
+        else:
+            dbeta, dgp = _bn_sums(g, picked, _chunks(batch, rows, chans))
+        dgamma, coef_y, const = _bn_grad_terms(ctx, dbeta, dgp, mean, invstd, scale)
+    fold = ctx.fold_in is not None and need_w
+    terms = (scale, ctx.sign, coef_y, const)
+    sums, dwk = _backward_chunks(ctx, xf, y, g, wk, *terms, need_w, dflat, fold)
+    # Column sums of dy: all rows, and (folding, see below) each sample's first and last.
+    dbias, d_ends = sums[0], sums[1:]
+    if fold:
+        # The GEMMs above read pre-BatchNorm values v; the layer's input is
+        # scale * v + shift except in padding rows, so tap k's weight gradient is
+        # diag(scale) @ (its GEMM) + outer(shift, sum of dy over the rows where tap k reads
+        # no padding row: all but each sample's first (tap 0) or last (tap 2) position).
+        scale_in, shift_in = ctx.fold_in
+        reach = torch.stack([dbias - d_ends[0], dbias, dbias - d_ends[1]])
+        dwk.mul_(scale_in[None, :, None]).add_(shift_in[None, :, None] * reach[:, None, :])
+    dweight = dwk.permute(2, 1, 0).contiguous() if ctx.needs_input_grad[1] else None
+    return dgamma, dbeta, dweight, sums
 
 
 def next_block(x: Tensor, conv: torch.nn.Conv1d, bn: torch.nn.BatchNorm1d | None, *,
@@ -478,13 +551,11 @@ def next_block(x: Tensor, conv: torch.nn.Conv1d, bn: torch.nn.BatchNorm1d | None
     -------
     Tensor, shape (batch, length // 2 [+ 2], c_out)
     """
+    _check_params(x, conv, bn)
     if bn is None:
         return _Block.apply(x, conv.weight, conv.bias, None, None, None, None, False, 0.0, 0.0,
                             pad_out, link_in, link_out, torch.is_grad_enabled())
-    training = bn.training or bn.running_mean is None
-    if bn.training and bn.num_batches_tracked is not None:
-        bn.num_batches_tracked.add_(1)
-    momentum = 0.0 if bn.momentum is None else bn.momentum
+    training, momentum = _bn_mode(bn)
     return _Block.apply(x, conv.weight, conv.bias, bn.weight, bn.bias, bn.running_mean,
                         bn.running_var, training, momentum, bn.eps, pad_out, link_in, link_out,
                         torch.is_grad_enabled())
