@@ -168,36 +168,36 @@ def _bits(value: float) -> int:
 
 
 def first_fwd(x: Tensor, xpad: Tensor, weight: Tensor, bias: Tensor, gamma: Tensor,
-              sums: Tensor, picked: Tensor, chosen: Tensor, pad: bool) -> None:
+              sums: Tensor, picked: Tensor, pad: bool) -> None:
     """The first block's conv (``weight`` (chans, 1, 3) and ``bias`` as ``nn.Conv1d`` holds
     them) of ``x`` (batch, length), which it copies to ``xpad`` (batch, length + 2) with a
     zero at each end ('same' padding), ReLU and the pooled pick for BatchNorm's scale
     ``gamma`` into ``picked`` (rows contiguous; with ``pad``, the rows just before and after
-    each sample's are zeroed: ``picked`` is then a view into a padded buffer); ``chosen``
-    (batch, length // 2, chans) > 0 where the pick is the second of its pair; ``sums`` (at
+    each sample's are zeroed: ``picked`` is then a view into a padded buffer); ``sums`` (at
     least 9 rows of chans) gains the statistics :class:`_FirstBlock` needs."""
     chans = weight.shape[0]
-    assert x.is_contiguous() and xpad.is_contiguous() and chosen.is_contiguous()
-    assert picked.stride(2) == 1 and sums.is_contiguous() and sums.shape[1] == chans
+    assert x.is_contiguous() and xpad.is_contiguous() and picked.stride(2) == 1
+    assert sums.is_contiguous() and sums.shape[1] == chans
     _kernels.first_fwd(torch.get_num_threads(), x.shape[0], sums.data_ptr(), 9 * chans,
                        _CODES[x.dtype], x.data_ptr(), xpad.data_ptr(), x.shape[1], chans,
                        _c(weight).data_ptr(), _c(bias).data_ptr(), _c(gamma).data_ptr(),
-                       picked.data_ptr(), picked.stride(0), int(pad), chosen.data_ptr())
+                       picked.data_ptr(), picked.stride(0), int(pad))
 
 
-def first_bwd(xpad: Tensor, g: Tensor, picked: Tensor, chosen: Tensor,
+def first_bwd(xpad: Tensor, g: Tensor, weight: Tensor, bias: Tensor, gamma: Tensor,
               affine: Tensor) -> Tensor:
     """(6, chans): ``sum(g)``, ``sum(g * picked)`` and the pooled part of the first block's
-    ``cols^T @ dy`` (three taps, then the bias); ``xpad`` as :func:`first_fwd` left it,
+    ``cols^T @ dy`` (three taps, then the bias), for the gradient ``g`` of the pooled values
+    (batch, length // 2, chans); ``xpad`` as :func:`first_fwd` left it and the same
+    ``weight``, ``bias`` and ``gamma`` (the pooled values are computed again from them);
     ``affine``: :func:`bn_affine`'s rows."""
-    chans = picked.shape[2]
+    chans = weight.shape[0]
     g, gstride = _rows(g, chans)
-    picked, pstride = _rows(picked, chans)
-    sums = picked.new_zeros(6, chans)
+    sums = g.new_zeros(6, chans)
     _kernels.first_bwd(torch.get_num_threads(), g.shape[0], sums.data_ptr(), 6 * chans,
                        _CODES[g.dtype], xpad.data_ptr(), g.data_ptr(), gstride,
-                       picked.data_ptr(), pstride, chosen.data_ptr(), xpad.shape[1] - 2, chans,
-                       _row(affine, 2))
+                       xpad.shape[1] - 2, chans, _c(weight).data_ptr(), _c(bias).data_ptr(),
+                       _c(gamma).data_ptr(), _row(affine, 2))
     return sums
 
 

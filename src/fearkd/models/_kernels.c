@@ -120,26 +120,24 @@ static void r_bn_sums(const Args *a, Py_ssize_t s0, Py_ssize_t s1, void *acc, in
 
 static void r_first_fwd(const Args *a, Py_ssize_t s0, Py_ssize_t s1, void *acc, int share)
 {
-    /* dtype, x, xpad, length, chans, weight, bias, gamma, picked, pstride, pad, chosen */
+    /* dtype, x, xpad, length, chans, weight, bias, gamma, picked, pstride, pad */
     if (a->v[0] == 4)
         first_fwd_f(P(1, float), P(2, float), s0, s1, a->v[3], a->v[4], P(5, float),
-                    P(6, float), P(7, float), acc, P(8, float), a->v[9], (int)a->v[10],
-                    P(11, float));
+                    P(6, float), P(7, float), acc, P(8, float), a->v[9], (int)a->v[10]);
     else
         first_fwd_d(P(1, double), P(2, double), s0, s1, a->v[3], a->v[4], P(5, double),
-                    P(6, double), P(7, double), acc, P(8, double), a->v[9], (int)a->v[10],
-                    P(11, double));
+                    P(6, double), P(7, double), acc, P(8, double), a->v[9], (int)a->v[10]);
 }
 
 static void r_first_bwd(const Args *a, Py_ssize_t s0, Py_ssize_t s1, void *acc, int share)
 {
-    /* dtype, x, g, gstride, picked, pstride, chosen, length, chans, scale */
+    /* dtype, xpad, g, gstride, length, chans, weight, bias, gamma, scale */
     if (a->v[0] == 4)
-        first_bwd_f(P(1, float), P(2, float), a->v[3], P(4, float), a->v[5], P(6, float), s0,
-                    s1, a->v[7], a->v[8], P(9, float), acc);
+        first_bwd_f(P(1, float), P(2, float), a->v[3], s0, s1, a->v[4], a->v[5], P(6, float),
+                    P(7, float), P(8, float), P(9, float), acc);
     else
-        first_bwd_d(P(1, double), P(2, double), a->v[3], P(4, double), a->v[5],
-                    P(6, double), s0, s1, a->v[7], a->v[8], P(9, double), acc);
+        first_bwd_d(P(1, double), P(2, double), a->v[3], s0, s1, a->v[4], a->v[5],
+                    P(6, double), P(7, double), P(8, double), P(9, double), acc);
 }
 
 static void r_block_fwd_full(const Args *a, Py_ssize_t s0, Py_ssize_t s1, void *acc, int share)
@@ -398,7 +396,7 @@ static PyObject *call_gemm(RangeFn fn, PyObject *const *args, Py_ssize_t nargs,
 ENTRY(block_fwd, call, 10)
 ENTRY(block_bwd, call, 12)
 ENTRY(bn_sums, call, 7)
-ENTRY(first_fwd, call, 12)
+ENTRY(first_fwd, call, 11)
 ENTRY(first_bwd, call, 10)
 ENTRY(block_fwd_full, call_gemm, 16)
 ENTRY(conv_weights, call, 9)

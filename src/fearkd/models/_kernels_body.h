@@ -144,30 +144,41 @@ static inline REAL NAME(sign_of)(REAL gamma)
     return gamma > 0 ? (REAL)1 : (gamma < 0 ? (REAL)-1 : (REAL)0);
 }
 
+/* The first block's conv output at one position and channel, after ReLU. The forward and
+ * backward passes both compute it with this one expression, so that they agree to the bit. */
+#define FIRST_Y(w0, w1, w2, bias, xa, xb, xc) \
+    RELU((w0) * (xa) + (w1) * (xb) + (w2) * (xc) + (bias))
+
+/* The first block's weights on channels [c0, c0 + cb): taps, bias and the sign of gamma. */
+#define FIRST_WEIGHTS                                        \
+    REAL w0[CB], w1[CB], w2[CB], bias[CB], sg[CB];           \
+    for (int j = 0; j < cb; j++) {                           \
+        w0[j] = weight[3 * (c0 + j)];                        \
+        w1[j] = weight[3 * (c0 + j) + 1];                    \
+        w2[j] = weight[3 * (c0 + j) + 2];                    \
+        bias[j] = b[c0 + j];                                 \
+        sg[j] = NAME(sign_of)(gamma[c0 + j]);                \
+    }
+
 /* First block forward on channels [c0, c0 + cb) of sample s (cb <= CB): sums kept in local
  * arrays of CB lanes, which the compiler holds in vector registers across all positions when
  * cb is the constant CB (the caller passes it so for every full block of channels). */
 static inline __attribute__((always_inline)) void NAME(first_fwd_cols)(
     const REAL *xs, Py_ssize_t pooled, Py_ssize_t length, Py_ssize_t chans,
     const REAL *weight, const REAL *b, const REAL *gamma, REAL *restrict acc,
-    REAL *restrict ps, REAL *restrict cs, Py_ssize_t c0, int cb)
+    REAL *restrict ps, Py_ssize_t c0, int cb)
 {
-    REAL w0[CB], w1[CB], w2[CB], bias[CB], sg[CB], a[9][CB];
-    for (int j = 0; j < cb; j++) {
-        w0[j] = weight[3 * (c0 + j)];
-        w1[j] = weight[3 * (c0 + j) + 1];
-        w2[j] = weight[3 * (c0 + j) + 2];
-        bias[j] = b[c0 + j];
-        sg[j] = NAME(sign_of)(gamma[c0 + j]);
-        for (int i = 0; i < 9; i++)
+    FIRST_WEIGHTS
+    REAL a[9][CB];
+    for (int i = 0; i < 9; i++)
+        for (int j = 0; j < cb; j++)
             a[i][j] = 0;
-    }
     for (Py_ssize_t p = 0; p < pooled; p++) {
         REAL x0 = xs[2 * p], x1 = xs[2 * p + 1], x2 = xs[2 * p + 2], x3 = xs[2 * p + 3];
-        REAL *restrict out = ps + p * chans + c0, *restrict ch = cs + p * chans + c0;
+        REAL *restrict out = ps + p * chans + c0;
         for (int j = 0; j < cb; j++) {
-            REAL ya = RELU(w0[j] * x0 + w1[j] * x1 + w2[j] * x2 + bias[j]);
-            REAL yb = RELU(w0[j] * x1 + w1[j] * x2 + w2[j] * x3 + bias[j]);
+            REAL ya = FIRST_Y(w0[j], w1[j], w2[j], bias[j], x0, x1, x2);
+            REAL yb = FIRST_Y(w0[j], w1[j], w2[j], bias[j], x1, x2, x3);
             REAL ma = ya > 0 ? (REAL)1 : (REAL)0, mb = yb > 0 ? (REAL)1 : (REAL)0;
             a[0][j] += ya * x0 + yb * x1;
             a[1][j] += ya * x1 + yb * x2;
@@ -179,13 +190,12 @@ static inline __attribute__((always_inline)) void NAME(first_fwd_cols)(
             a[7][j] += ma + mb;
             a[8][j] += ya * ya + yb * yb;
             out[j] = NAME(pick)(ya, yb, sg[j]);
-            ch[j] = (yb - ya) * sg[j];
         }
     }
     if (length % 2) {  /* the last, unpooled position */
         REAL x0 = xs[length - 1], x1 = xs[length], x2 = xs[length + 1];
         for (int j = 0; j < cb; j++) {
-            REAL ya = RELU(w0[j] * x0 + w1[j] * x1 + w2[j] * x2 + bias[j]);
+            REAL ya = FIRST_Y(w0[j], w1[j], w2[j], bias[j], x0, x1, x2);
             REAL ma = ya > 0 ? (REAL)1 : (REAL)0;
             a[0][j] += ya * x0;
             a[1][j] += ya * x1;
@@ -205,30 +215,29 @@ static inline __attribute__((always_inline)) void NAME(first_fwd_cols)(
 
 /* First block forward: the input x (length per sample) copied to xpad with a zero at each
  * end ('same' padding, length + 2 per sample), its one-channel convolution (weight
- * (chans x 3) and bias as nn.Conv1d holds them), ReLU, the pooled pick for BatchNorm's scale
- * gamma (picked[s] at picked + s * pstride; with pad, the rows just before and after each
- * sample's are zeroed) and which element of each pair it is (chosen, > 0 for the second).
- * acc (9 x chans) gets in rows 0-3 the sums of y times each unfolded column (three taps,
- * then ones), in rows 4-7 those of the ReLU mask and in row 8 the sum of y**2. */
+ * (chans x 3) and bias as nn.Conv1d holds them), ReLU and the pooled pick for BatchNorm's
+ * scale gamma (picked[s] at picked + s * pstride; with pad, the rows just before and after
+ * each sample's are zeroed). acc (9 x chans) gets in rows 0-3 the sums of y times each
+ * unfolded column (three taps, then ones), in rows 4-7 those of the ReLU mask and in row 8
+ * the sum of y**2. */
 FEARKD_CLONES static void NAME(first_fwd)(
     const REAL *x, REAL *xpad, Py_ssize_t s0, Py_ssize_t s1, Py_ssize_t length,
     Py_ssize_t chans, const REAL *weight, const REAL *bias, const REAL *gamma,
-    REAL *restrict acc, REAL *restrict picked, Py_ssize_t pstride, int pad,
-    REAL *restrict chosen)
+    REAL *restrict acc, REAL *restrict picked, Py_ssize_t pstride, int pad)
 {
     Py_ssize_t pooled = length / 2;
     for (Py_ssize_t s = s0; s < s1; s++) {
         REAL *xs = xpad + s * (length + 2);
         xs[0] = xs[length + 1] = 0;
         memcpy(xs + 1, x + s * length, (size_t)length * sizeof(REAL));
-        REAL *ps = picked + s * pstride, *cs = chosen + s * pooled * chans;
+        REAL *ps = picked + s * pstride;
         Py_ssize_t c0 = 0;
         for (; c0 + CB <= chans; c0 += CB)
-            NAME(first_fwd_cols)(xs, pooled, length, chans, weight, bias, gamma, acc, ps, cs,
-                                 c0, CB);
+            NAME(first_fwd_cols)(xs, pooled, length, chans, weight, bias, gamma, acc, ps, c0,
+                                 CB);
         if (c0 < chans)
-            NAME(first_fwd_cols)(xs, pooled, length, chans, weight, bias, gamma, acc, ps, cs,
-                                 c0, (int)(chans - c0));
+            NAME(first_fwd_cols)(xs, pooled, length, chans, weight, bias, gamma, acc, ps, c0,
+                                 (int)(chans - c0));
         if (pad) {
             memset(ps - chans, 0, (size_t)chans * sizeof(REAL));
             memset(ps + pooled * chans, 0, (size_t)chans * sizeof(REAL));
@@ -236,11 +245,15 @@ FEARKD_CLONES static void NAME(first_fwd)(
     }
 }
 
-/* First block backward on channels [c0, c0 + cb) of one sample (see first_fwd_cols). */
+/* First block backward on channels [c0, c0 + cb) of one sample (see first_fwd_cols). The
+ * pooled value of each pair, and which element it is, are computed again from the input:
+ * six multiply-adds cost less than reading two more full-size arrays from memory. */
 static inline __attribute__((always_inline)) void NAME(first_bwd_cols)(
-    const REAL *xs, const REAL *gs, const REAL *ps, const REAL *cs, Py_ssize_t pooled,
-    Py_ssize_t chans, const REAL *scale, REAL *restrict acc, Py_ssize_t c0, int cb)
+    const REAL *xs, const REAL *gs, Py_ssize_t pooled, Py_ssize_t chans, const REAL *weight,
+    const REAL *b, const REAL *gamma, const REAL *scale, REAL *restrict acc, Py_ssize_t c0,
+    int cb)
 {
+    FIRST_WEIGHTS
     REAL sc[CB], a[6][CB];
     for (int j = 0; j < cb; j++) {
         sc[j] = scale[c0 + j];
@@ -249,14 +262,15 @@ static inline __attribute__((always_inline)) void NAME(first_bwd_cols)(
     }
     for (Py_ssize_t p = 0; p < pooled; p++) {
         REAL x0 = xs[2 * p], x1 = xs[2 * p + 1], x2 = xs[2 * p + 2], x3 = xs[2 * p + 3];
-        const REAL *gp = gs + p * chans + c0, *pp = ps + p * chans + c0;
-        const REAL *cp = cs + p * chans + c0;
+        const REAL *gp = gs + p * chans + c0;
         for (int j = 0; j < cb; j++) {
-            REAL gv = gp[j], pv = pp[j];
+            REAL ya = FIRST_Y(w0[j], w1[j], w2[j], bias[j], x0, x1, x2);
+            REAL yb = FIRST_Y(w0[j], w1[j], w2[j], bias[j], x1, x2, x3);
+            REAL pv = NAME(pick)(ya, yb, sg[j]), gv = gp[j];
             a[0][j] += gv;
             a[1][j] += gv * pv;
             REAL gsc = gv * sc[j], gm = pv > 0 ? gsc : (REAL)0;
-            REAL go = cp[j] > 0 ? gm : (REAL)0;
+            REAL go = (yb - ya) * sg[j] > 0 ? gm : (REAL)0;
             REAL ge = gm - go;
             a[2][j] += x0 * ge + x1 * go;
             a[3][j] += x1 * ge + x2 * go;
@@ -269,26 +283,30 @@ static inline __attribute__((always_inline)) void NAME(first_bwd_cols)(
             acc[i * chans + c0 + j] += a[i][j];
 }
 
-/* First block backward (no input gradient): acc (6 x chans) gets dbeta = sum(g), dgp =
+/* First block backward (no input gradient), from xpad as first_fwd left it, the same weight,
+ * bias and gamma, and BatchNorm's scale: acc (6 x chans) gets dbeta = sum(g), dgp =
  * sum(g * picked) and the four rows of cols^T @ (pooled part of dy), where the pooled
  * gradient reaches the chosen element of each pair, through scale and the ReLU mask. */
 FEARKD_CLONES static void NAME(first_bwd)(
-    const REAL *x, const REAL *g, Py_ssize_t gstride, const REAL *picked, Py_ssize_t pstride,
-    const REAL *chosen, Py_ssize_t s0, Py_ssize_t s1, Py_ssize_t length, Py_ssize_t chans,
-    const REAL *scale, REAL *restrict acc)
+    const REAL *x, const REAL *g, Py_ssize_t gstride, Py_ssize_t s0, Py_ssize_t s1,
+    Py_ssize_t length, Py_ssize_t chans, const REAL *weight, const REAL *bias,
+    const REAL *gamma, const REAL *scale, REAL *restrict acc)
 {
     Py_ssize_t pooled = length / 2;
     for (Py_ssize_t s = s0; s < s1; s++) {
         const REAL *xs = x + s * (length + 2), *gs = g + s * gstride;
-        const REAL *ps = picked + s * pstride, *cs = chosen + s * pooled * chans;
         Py_ssize_t c0 = 0;
         for (; c0 + CB <= chans; c0 += CB)
-            NAME(first_bwd_cols)(xs, gs, ps, cs, pooled, chans, scale, acc, c0, CB);
+            NAME(first_bwd_cols)(xs, gs, pooled, chans, weight, bias, gamma, scale, acc, c0,
+                                 CB);
         if (c0 < chans)
-            NAME(first_bwd_cols)(xs, gs, ps, cs, pooled, chans, scale, acc, c0,
+            NAME(first_bwd_cols)(xs, gs, pooled, chans, weight, bias, gamma, scale, acc, c0,
                                  (int)(chans - c0));
     }
 }
+
+#undef FIRST_Y
+#undef FIRST_WEIGHTS
 
 /* Row-major C (m x n, ldc) = op(P) (m x k) @ op(Q) (k x n) + beta * C through the
  * column-major BLAS GEMM (C^T = op(Q)^T op(P)^T). tp / tq: P / Q stored transposed. */

@@ -19,7 +19,9 @@ fused by hand. What removes most of the time spent around the GEMMs:
   forward pass, the mask-weighted second moments of ``cols``. The weight gradient
   ``cols^T @ dy`` then splits into those BatchNorm terms and a pooled term that lives on
   half-size tensors only (see :func:`_first_block_weight_grad`). Its full-size activation is
-  never stored: only the pooled values and which element of each pair was chosen.
+  never stored: only the pooled values and which element of each pair was chosen, and the
+  compiled pass keeps neither: it computes both again from the input (six multiply-adds per
+  pair and channel cost less than reading two more half-size arrays back from memory).
 * **Pooled buffers between blocks** (:class:`Link`): a block's output and the gradient that
   comes back for it are the largest tensors made at every step; freshly mapped memory costs a
   page fault per 4 KiB, so both come from the buffer pool of :mod:`fearkd.models._pool`.
@@ -115,16 +117,16 @@ def _first_block_weight_grad(ctx, grad_out):
 def _first_block_weight_grad_compiled(ctx, grad_out):
     """:func:`_first_block_weight_grad` as one compiled loop over the pooled positions, and
     the parameter gradients from its sums in one more call."""
-    xpad, picked, chosen, sums = ctx.saved_tensors
+    xpad, sums, weight, bias, gamma = ctx.saved_tensors
     affine = sums[9:]
-    bsums = _fused.first_bwd(xpad, grad_out[:, 1:-1], picked, chosen, affine)
+    bsums = _fused.first_bwd(xpad, grad_out[:, 1:-1], weight, bias, gamma, affine)
     del grad_out
     if ctx.link_out is not None:  # the next block's input gradient has been read
         ctx.link_out.give_back_grad()
     grads = _fused.first_grad(bsums, sums, affine, ctx.count, ctx.training)
     _done_with_saved(ctx)
     need = ctx.needs_input_grad
-    c = picked.shape[2]
+    c = weight.shape[0]
     # One buffer: the weight's gradient (c x 3), then the bias', gamma's and beta's.
     return (None, grads[: 3 * c].view(c, 1, 3) if need[1] else None,
             grads[3 * c : 4 * c] if need[2] else None, grads[4 * c : 5 * c] if need[3] else None,
@@ -231,15 +233,15 @@ class _FirstBlock(torch.autograd.Function):
         bn_args = (gamma, beta, running_mean, running_var, training, momentum, eps)
         if kern:  # compiled (see fearkd.models._fused), straight from the input and weights
             xpad = saved(batch, length + 2)
-            chosen = saved(batch, pooled_len, chans)
             # The forward sums (9 rows), then BatchNorm's mean, invstd, scale and shift.
             sums = x.new_zeros(13, chans)
             _fused.first_fwd(x.detach().contiguous(), xpad, weight, bias, gamma, sums, picked,
-                             chosen, pad=fold)
+                             pad=fold)
             affine = sums[9:]
             _fused.bn_affine(sums, 3, 8, affine, count, *bn_args)
             scale, shift = affine[2], affine[3]
-            keep = [xpad, picked, chosen, sums]
+            # The backward pass computes the pooled values again from the input and these.
+            keep = [xpad, sums, weight, bias, gamma]
         else:
             # Taps then bias, (4, c): against the unfolded input's column of ones, one GEMM.
             w = torch.cat([weight.detach().reshape(chans, 3).t(), bias.detach()[None]])
