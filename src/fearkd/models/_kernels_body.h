@@ -149,6 +149,20 @@ static inline REAL NAME(sign_of)(REAL gamma)
 #define FIRST_Y(w0, w1, w2, bias, xa, xb, xc) \
     RELU((w0) * (xa) + (w1) * (xb) + (w2) * (xc) + (bias))
 
+/* The value pooling after BatchNorm picks from a pair, as pick. With every scale of the
+ * channel block positive (all_pos, a constant in each copy the compiler makes), it is the
+ * larger one: the general three-way choice made the forward loop's vector code spend its
+ * time on per-lane mask work. */
+#define FIRST_PICK(ya, yb, sg) (all_pos ? ((ya) > (yb) ? (ya) : (yb)) : NAME(pick)(ya, yb, sg))
+
+static inline int NAME(all_positive)(const REAL *gamma, int n)
+{
+    int all = 1;
+    for (int j = 0; j < n; j++)
+        all &= gamma[j] > 0;
+    return all;
+}
+
 /* The first block's weights on channels [c0, c0 + cb): taps, bias and the sign of gamma. */
 #define FIRST_WEIGHTS                                        \
     REAL w0[CB], w1[CB], w2[CB], bias[CB], sg[CB];           \
@@ -166,7 +180,7 @@ static inline REAL NAME(sign_of)(REAL gamma)
 static inline __attribute__((always_inline)) void NAME(first_fwd_cols)(
     const REAL *xs, Py_ssize_t pooled, Py_ssize_t length, Py_ssize_t chans,
     const REAL *weight, const REAL *b, const REAL *gamma, REAL *restrict acc,
-    REAL *restrict ps, Py_ssize_t c0, int cb)
+    REAL *restrict ps, Py_ssize_t c0, int cb, int all_pos)
 {
     FIRST_WEIGHTS
     REAL a[9][CB];
@@ -189,7 +203,7 @@ static inline __attribute__((always_inline)) void NAME(first_fwd_cols)(
             a[6][j] += ma * x2 + mb * x3;
             a[7][j] += ma + mb;
             a[8][j] += ya * ya + yb * yb;
-            out[j] = NAME(pick)(ya, yb, sg[j]);
+            out[j] = FIRST_PICK(ya, yb, sg[j]);
         }
     }
     if (length % 2) {  /* the last, unpooled position */
@@ -232,12 +246,17 @@ FEARKD_CLONES static void NAME(first_fwd)(
         memcpy(xs + 1, x + s * length, (size_t)length * sizeof(REAL));
         REAL *ps = picked + s * pstride;
         Py_ssize_t c0 = 0;
-        for (; c0 + CB <= chans; c0 += CB)
-            NAME(first_fwd_cols)(xs, pooled, length, chans, weight, bias, gamma, acc, ps, c0,
-                                 CB);
+        for (; c0 + CB <= chans; c0 += CB) {
+            if (NAME(all_positive)(gamma + c0, CB))
+                NAME(first_fwd_cols)(xs, pooled, length, chans, weight, bias, gamma, acc, ps,
+                                     c0, CB, 1);
+            else
+                NAME(first_fwd_cols)(xs, pooled, length, chans, weight, bias, gamma, acc, ps,
+                                     c0, CB, 0);
+        }
         if (c0 < chans)
             NAME(first_fwd_cols)(xs, pooled, length, chans, weight, bias, gamma, acc, ps, c0,
-                                 (int)(chans - c0));
+                                 (int)(chans - c0), 0);
         if (pad) {
             memset(ps - chans, 0, (size_t)chans * sizeof(REAL));
             memset(ps + pooled * chans, 0, (size_t)chans * sizeof(REAL));
@@ -306,6 +325,7 @@ FEARKD_CLONES static void NAME(first_bwd)(
 }
 
 #undef FIRST_Y
+#undef FIRST_PICK
 #undef FIRST_WEIGHTS
 
 /* Row-major C (m x n, ldc) = op(P) (m x k) @ op(Q) (k x n) + beta * C through the
