@@ -483,6 +483,7 @@ def test_fused_rnn_saturated_gates_and_nan_inputs(rnn_path, cell):
 
 def test_buffer_pool_is_bounded(monkeypatch):
     monkeypatch.setattr(_pool, "_POOL", {})
+    monkeypatch.setattr(_pool, "_BYTES", 0)
     monkeypatch.setattr(_pool, "POOL_BYTES", 3 * 1024 * 4)
     like = torch.empty(0)
     flats = [_pool.take([(n, 1024)], like)[0] for n in (1, 2, 1, 1)]
