@@ -263,7 +263,8 @@ def _forward_chunks(xf: Tensor, y: Tensor, w: Tensor, bias: Tensor, rows: int, l
     chunks = _chunks(batch, rows, chans)
     kern = _fused.available(y)
     if kern:
-        (sign_k,) = _fused.channel_terms(y, chans, (sign, 1.0))
+        # The GEMMs below add the bias: the compiled pass adds zeros.
+        sign_k, zeros = _fused.channel_terms(y, chans, (sign, 1.0), (None, 0.0))
     else:
         scratch = _Pool(y)
         sq_buf = scratch(chunks[0][1] * rows, chans)
@@ -276,7 +277,7 @@ def _forward_chunks(xf: Tensor, y: Tensor, w: Tensor, bias: Tensor, rows: int, l
         yc[:m].addmm_(xf[r0 + 1 : r0 + m + 1], w[1])
         yc[:m].addmm_(xf[r0 + 2 : r0 + m + 2], w[2])
         if kern:  # the passes below as one compiled loop
-            _fused.block_fwd(yc, rows, chans, length, edge, sign_k, sums, target[s0:s1])
+            _fused.block_fwd(yc, rows, chans, length, edge, zeros, sign_k, sums, target[s0:s1])
             continue
         y3 = yc.view(s1 - s0, rows, chans)
         if edge is not None:  # taps that read a padding row (see _fold_affine)

@@ -112,12 +112,12 @@ def _rows(t: Tensor, chans: int) -> tuple[Tensor, int]:
 
 
 def block_fwd(y: Tensor, rows: int, chans: int, length: int, edge: Tensor | None,
-              sign: Tensor, sums: Tensor, picked: Tensor) -> None:
+              bias: Tensor, sign: Tensor, sums: Tensor, picked: Tensor) -> None:
     """ReLU in place on ``y`` (a chunk's conv output, samples of ``rows`` rows; ``edge``, if
-    given, taken off each sample's first and last position first, junk rows zeroed), the sums
-    of ``y`` and ``y**2`` added to ``sums`` (2, chans) and the pooled pick written to
-    ``picked`` (samples, length // 2, chans; rows contiguous). ``sign``: see
-    :func:`channel_terms`."""
+    given, taken off each sample's first and last position first, then ``bias`` added, junk
+    rows zeroed), the sums of ``y`` and ``y**2`` added to ``sums`` (2, chans) and the pooled
+    pick written to ``picked`` (samples, length // 2, chans; rows contiguous). ``bias`` (zeros
+    when the GEMMs added it) and ``sign``: see :func:`channel_terms`."""
     assert picked.stride(2) == 1 and (picked.shape[1] < 2 or picked.stride(1) == chans)
     e0 = e2 = 0
     if edge is not None:
@@ -125,7 +125,7 @@ def block_fwd(y: Tensor, rows: int, chans: int, length: int, edge: Tensor | None
         e0, e2 = edge[0].data_ptr(), edge[2].data_ptr()
     _kernels.block_fwd(torch.get_num_threads(), picked.shape[0], sums.data_ptr(), 2 * chans,
                        _CODES[y.dtype], y.data_ptr(), rows, chans, length, e0, e2,
-                       sign.data_ptr(), picked.data_ptr(), picked.stride(0))
+                       bias.data_ptr(), sign.data_ptr(), picked.data_ptr(), picked.stride(0))
 
 
 def block_bwd(y: Tensor, g: Tensor, rows: int, chans: int, length: int, scale: Tensor,

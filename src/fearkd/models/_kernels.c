@@ -81,15 +81,16 @@ typedef void (*RangeFn)(const Args *a, Py_ssize_t s0, Py_ssize_t s1, void *acc, 
 
 static void r_block_fwd(const Args *a, Py_ssize_t s0, Py_ssize_t s1, void *acc, int share)
 {
-    /* dtype, y, rows, chans, length, edge0, edge2, sign, picked, pstride */
+    /* dtype, y, rows, chans, length, edge0, edge2, bias, sign, picked, pstride */
     Py_ssize_t chans = a->v[3];
     if (a->v[0] == 4)
         block_fwd_f(P(1, float), s0, s1, a->v[2], chans, a->v[4], P(5, float), P(6, float),
-                    P(7, float), acc, (float *)acc + chans, P(8, float), a->v[9]);
+                    P(7, float), P(8, float), acc, (float *)acc + chans, P(9, float),
+                    a->v[10]);
     else
         block_fwd_d(P(1, double), s0, s1, a->v[2], chans, a->v[4], P(5, double),
-                    P(6, double), P(7, double), acc, (double *)acc + chans, P(8, double),
-                    a->v[9]);
+                    P(6, double), P(7, double), P(8, double), acc, (double *)acc + chans,
+                    P(9, double), a->v[10]);
 }
 
 static void r_block_bwd(const Args *a, Py_ssize_t s0, Py_ssize_t s1, void *acc, int share)
@@ -393,7 +394,7 @@ static PyObject *call_gemm(RangeFn fn, PyObject *const *args, Py_ssize_t nargs,
         return caller(r_##kernel, args, nargs, want);                                     \
     }
 
-ENTRY(block_fwd, call, 10)
+ENTRY(block_fwd, call, 11)
 ENTRY(block_bwd, call, 12)
 ENTRY(bn_sums, call, 7)
 ENTRY(first_fwd, call, 11)

@@ -23,12 +23,14 @@ static inline REAL NAME(pick)(REAL a, REAL b, REAL sign)
 }
 
 /* Block forward, after the chunk's GEMMs: padding-tap corrections (edge0 and edge2, or
- * NULL), ReLU, junk rows zeroed, BatchNorm sums (tot, tsq) and the pooled pick. y holds
- * (s1 - s0) samples of `rows` rows from its start; picked[s] starts at picked + s * pstride. */
+ * NULL), the bias (zeros when the GEMMs added it), ReLU, junk rows zeroed, BatchNorm sums
+ * (tot, tsq) and the pooled pick. y holds (s1 - s0) samples of `rows` rows from its start;
+ * picked[s] starts at picked + s * pstride. */
 FEARKD_CLONES static void NAME(block_fwd)(
     REAL *restrict y, Py_ssize_t s0, Py_ssize_t s1, Py_ssize_t rows, Py_ssize_t chans,
-    Py_ssize_t length, const REAL *edge0, const REAL *edge2, const REAL *sign,
-    REAL *restrict tot, REAL *restrict tsq, REAL *restrict picked, Py_ssize_t pstride)
+    Py_ssize_t length, const REAL *edge0, const REAL *edge2, const REAL *bias,
+    const REAL *sign, REAL *restrict tot, REAL *restrict tsq, REAL *restrict picked,
+    Py_ssize_t pstride)
 {
     Py_ssize_t pooled = length / 2;
     for (Py_ssize_t s = s0; s < s1; s++) {
@@ -48,7 +50,7 @@ FEARKD_CLONES static void NAME(block_fwd)(
             REAL *restrict out = ps + p * chans;
             IVDEP
             for (Py_ssize_t c = 0; c < chans; c++) {
-                REAL ea = RELU(a[c]), eb = RELU(b[c]);
+                REAL ea = RELU(a[c] + bias[c]), eb = RELU(b[c] + bias[c]);
                 a[c] = ea;
                 b[c] = eb;
                 tot[c] += ea + eb;
@@ -60,7 +62,7 @@ FEARKD_CLONES static void NAME(block_fwd)(
             REAL *a = ys + r * chans;
             IVDEP
             for (Py_ssize_t c = 0; c < chans; c++) {
-                REAL ea = RELU(a[c]);
+                REAL ea = RELU(a[c] + bias[c]);
                 a[c] = ea;
                 tot[c] += ea;
                 tsq[c] += ea * ea;
@@ -363,12 +365,10 @@ static void NAME(block_fwd_full)(
         int m = (int)((b - a) * rows - 2);
         const REAL *xa = xf + a * rows * c_in;
         REAL *ya = y + a * rows * chans;
-        for (int r = 0; r < m; r++)
-            memcpy(ya + (Py_ssize_t)r * chans, bias, (size_t)chans * sizeof(REAL));
-        for (int tap = 0; tap < 3; tap++)
+        for (int tap = 0; tap < 3; tap++)  /* the bias follows in block_fwd */
             NAME(gemm)(0, 0, m, (int)chans, (int)c_in, xa + tap * c_in, (int)c_in,
-                       w + tap * c_in * chans, (int)chans, 1, ya, (int)chans);
-        NAME(block_fwd)(ya, 0, b - a, rows, chans, length, edge0, edge2, sign, tot, tsq,
+                       w + tap * c_in * chans, (int)chans, tap ? 1 : 0, ya, (int)chans);
+        NAME(block_fwd)(ya, 0, b - a, rows, chans, length, edge0, edge2, bias, sign, tot, tsq,
                         picked + a * pstride, pstride);
     }
 }
