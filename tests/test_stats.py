@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -123,6 +124,16 @@ def test_wilcoxon_zero_differences_and_baselines():
     assert scores.loc["cnn", "mean"] == pytest.approx(CNN.mean())
     assert scores.loc["cnn", "sd"] == pytest.approx(np.std(CNN, ddof=1))
     assert scores.loc["lstm", "chance"] == 0.25 and scores.loc["lstm", "majority"] == 0.4
+
+
+def test_nearly_equal_differences_are_a_note_not_a_stray_warning():
+    # Differences equal up to rounding made SciPy's t-test warn of precision loss.
+    shifted = CNN - 0.1 + np.where(np.arange(len(CNN)) % 2, 1e-17, 0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = compare_models(tidy({"cnn": CNN, "shifted": shifted}), test="ttest")
+    note = res.table.iloc[0]["note"]
+    assert "all differences are equal" in note or "differences nearly equal" in note
 
 
 def test_several_metrics_contexts_and_seeds():

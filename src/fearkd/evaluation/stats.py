@@ -344,9 +344,19 @@ def _pair(a: np.ndarray, b: np.ndarray, ratio: float | None, confidence: float) 
     """Every statistic of one pair of paired score vectors, shape (k,) each."""
     d = a - b
     notes = []
-    t_res = stats.ttest_rel(a, b)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        t_res = stats.ttest_rel(a, b)
+    lost = False
+    for w in caught:  # SciPy's precision-loss warning becomes a note; others pass through
+        if issubclass(w.category, RuntimeWarning) and "Precision loss" in str(w.message):
+            lost = True
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     if np.all(d == d[0]):
         notes.append("all differences are equal: t undefined or infinite")
+    elif lost:
+        notes.append("differences nearly equal: t unreliable (precision lost)")
     nb_t, nb_p = (float("nan"), float("nan"))
     if ratio is not None and not np.isnan(ratio):
         nb_t, nb_p, _ = nadeau_bengio_ttest(d, ratio)
