@@ -63,12 +63,22 @@ class Link:
     and the gradient that comes back for it is the gradient of the BatchNorm output, which is
     what the producer's backward pass expects. The producer keeps its output buffer until its
     own backward pass, which reads the pooled values.
+
+    **The first block's backward pass inside the consumer's.** A compiled first block puts its
+    inputs in :attr:`first`; a compiled consumer then makes the first block's backward sums
+    chunk by chunk, right after each chunk's input gradient (while it is still in cache), and
+    puts them in :attr:`first_sums`, which the first block's backward pass takes instead of
+    reading that whole gradient back from memory.
     """
 
     def __init__(self) -> None:
         self.out_flat: Tensor | None = None
         self.grad_flat: Tensor | None = None
         self.affine: tuple[Tensor, Tensor] | None = None
+        # A compiled first block's inputs, for the consumer's compiled backward pass to make
+        # the first block's sums while each chunk's gradient is in cache, and those sums.
+        self.first: tuple[Tensor, ...] | None = None
+        self.first_sums: Tensor | None = None
 
     def keep_out(self, pool: _Pool) -> None:
         """The producer keeps its output buffer in its own saved buffers (folded BatchNorm)."""

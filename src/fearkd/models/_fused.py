@@ -304,13 +304,18 @@ def bn_backward(g: Tensor, picked: Tensor, affine: Tensor, count: int,
 
 def block_backward(xf: Tensor, y: Tensor, g: Tensor, par: Tensor, rows: int, length: int,
                    affine: Tensor | None, bn: Tensor | None, need_w: bool,
-                   dflat: Tensor | None, step: int) -> tuple[Tensor, Tensor | None]:
+                   dflat: Tensor | None, step: int, first: tuple[Tensor, ...] | None = None
+                   ) -> tuple[Tensor, Tensor | None, Tensor | None]:
     """A block's whole backward pass: :func:`block_bwd`, then the weight-gradient GEMMs (with
     ``need_w``) and the input-gradient GEMMs into ``dflat`` (if given), in equal chunks of at
     most ``step`` samples per thread. ``par``: :func:`conv_weights`' table; ``affine`` and
     ``bn``: the rows of :func:`bn_affine` and :func:`bn_backward` (``None`` without
-    BatchNorm). Returns the column sums of ``dy`` (3, chans; see :func:`block_bwd`) and the
-    tap weight gradients (3, c_in, chans), or ``None`` without ``need_w``."""
+    BatchNorm). With ``first`` (the first block's ``xpad``, weight, bias, gamma and
+    :func:`bn_affine` rows) and ``dflat``, the input is the first block's output, and
+    :func:`first_bwd`'s sums for it are made chunk by chunk, while each chunk's input gradient
+    is still in cache. Returns the column sums of ``dy`` (3, chans; see :func:`block_bwd`),
+    the tap weight gradients (3, c_in, chans), or ``None`` without ``need_w``, and the first
+    block's sums (6, c_in), or ``None``."""
     batch, _, chans = g.shape
     c_in = xf.shape[1]
     g, gstride = _rows(g, chans)
@@ -321,18 +326,27 @@ def block_backward(xf: Tensor, y: Tensor, g: Tensor, par: Tensor, rows: int, len
         terms = (ones, ones, zeros, zeros)
     else:
         terms = (_row(affine, 2), _par(par, c_in, chans, "sign"), _row(bn, 3), _row(bn, 4))
-    threads = torch.get_num_threads()
+    first_args = (0, 0, 0, 0, 0, 0)
     n_acc = 3 * chans + 3 * c_in * chans
+    if first is not None and dflat is not None:
+        xpad, weight, bias, gamma, first_affine = first
+        assert (xpad.shape[1] - 2) // 2 == length and weight.shape[0] == c_in
+        first_args = (xpad.data_ptr(), xpad.shape[1] - 2, _c(weight).data_ptr(),
+                      _c(bias).data_ptr(), _c(gamma).data_ptr(), _row(first_affine, 2))
+        n_acc += 6 * c_in
+    threads = torch.get_num_threads()
     acc = y.new_zeros(n_acc)
     # Each thread's dy, from the buffer pool (fresh memory costs a page fault per 4 KiB).
     flat, (scratch,) = _take([(max(1, min(threads, batch)) * step * rows * chans,)], y)
     _kernels.block_bwd_full(threads, batch, acc.data_ptr(), n_acc, _CODES[y.dtype],
                             xf.data_ptr(), y.data_ptr(), g.data_ptr(), gstride, par.data_ptr(),
                             step, rows, c_in, chans, length, *terms, int(need_w), _ptr(dflat),
-                            scratch.data_ptr())
+                            scratch.data_ptr(), *first_args)
     _give_back(flat)
     sums = acc[: 3 * chans].view(3, chans)
-    return sums, (acc[3 * chans :].view(3, c_in, chans) if need_w else None)
+    at = 3 * chans + 3 * c_in * chans
+    dwk = acc[3 * chans : at].view(3, c_in, chans) if need_w else None
+    return sums, dwk, (acc[at:].view(6, c_in) if first_args[0] else None)
 
 
 def conv_grad(dwk: Tensor, sums: Tensor, fold: tuple[Tensor, Tensor] | None, c_out: int,

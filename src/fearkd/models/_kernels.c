@@ -66,7 +66,7 @@ static gemm_d_t gemm_fn_d;
 #undef REAL
 #undef NAME
 
-#define MAX_ARGS 20
+#define MAX_ARGS 24
 
 /* The arguments of one call: integers, pointers among them (data_ptr() values). */
 typedef struct {
@@ -161,21 +161,30 @@ static void r_block_fwd_full(const Args *a, Py_ssize_t s0, Py_ssize_t s1, void *
 static void r_block_bwd_full(const Args *a, Py_ssize_t s0, Py_ssize_t s1, void *acc, int share)
 {
     /* dtype, xf, y, g, gstride, w, step, rows, c_in, chans, length, scale, sign, coef, cnst,
-     * need_w, dx, scratch (step * rows x chans per share); acc: dbias, ends (3 x chans),
-     * then dw (3 x c_in x chans) */
+     * need_w, dx, scratch (step * rows x chans per share), then the first block's xpad (0:
+     * none), length, weight, bias, gamma and scale; acc: dbias, ends (3 x chans), dw
+     * (3 x c_in x chans), then the first block's sums (6 x c_in) */
     Py_ssize_t step = a->v[6], rows = a->v[7], c_in = a->v[8], chans = a->v[9];
     size_t el = a->v[0] == 4 ? sizeof(float) : sizeof(double);
     void *dy = (char *)(void *)a->v[17] + (size_t)share * (size_t)(step * rows * chans) * el;
-    if (a->v[0] == 4)
+    Py_ssize_t first_at = 3 * chans + 3 * c_in * chans;
+    if (a->v[0] == 4) {
+        first_args_f first = {P(18, float), P(20, float), P(21, float), P(22, float),
+                              P(23, float), a->v[19]};
         block_bwd_full_f(P(1, float), P(2, float), P(3, float), a->v[4], P(5, float), s0, s1,
                          step, rows, c_in, chans, a->v[10], P(11, float), P(12, float),
                          P(13, float), P(14, float), dy, acc,
-                         a->v[15] ? (float *)acc + 3 * chans : NULL, P(16, float));
-    else
+                         a->v[15] ? (float *)acc + 3 * chans : NULL, P(16, float), first,
+                         (float *)acc + first_at);
+    } else {
+        first_args_d first = {P(18, double), P(20, double), P(21, double), P(22, double),
+                              P(23, double), a->v[19]};
         block_bwd_full_d(P(1, double), P(2, double), P(3, double), a->v[4], P(5, double), s0,
                          s1, step, rows, c_in, chans, a->v[10], P(11, double), P(12, double),
                          P(13, double), P(14, double), dy, acc,
-                         a->v[15] ? (double *)acc + 3 * chans : NULL, P(16, double));
+                         a->v[15] ? (double *)acc + 3 * chans : NULL, P(16, double), first,
+                         (double *)acc + first_at);
+    }
 }
 
 /* Per-channel work (_chan_body.h): called with one thread and one sample, it runs once on
@@ -405,7 +414,7 @@ ENTRY(bn_affine, call, 13)
 ENTRY(bn_terms, call, 8)
 ENTRY(conv_grad, call, 8)
 ENTRY(first_grad, call, 8)
-ENTRY(block_bwd_full, call_gemm, 18)
+ENTRY(block_bwd_full, call_gemm, 24)
 ENTRY(lstm_fwd, call_gemm, 12)
 ENTRY(lstm_bwd, call_gemm, 14)
 ENTRY(gru_fwd, call_gemm, 8)

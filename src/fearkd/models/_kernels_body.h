@@ -373,15 +373,26 @@ static void NAME(block_fwd_full)(
     }
 }
 
+/* The first block's inputs for block_bwd_full, to run its backward pass (first_bwd) on each
+ * chunk's input gradient while that is still in cache: xpad, its input length, and its
+ * weight, bias, gamma and BatchNorm scale. xpad NULL: not run. */
+typedef struct {
+    const REAL *xpad, *weight, *bias, *gamma, *scale;
+    Py_ssize_t length;
+} NAME(first_args);
+
 /* A whole block backward pass on samples [s0, s1), in chunks as in block_fwd_full:
- * block_bwd into the scratch dy (step * rows x chans), then with dw (3 x c_in x chans, or NULL) the weight
- * gradient GEMMs and with dx (or NULL) the input gradient GEMMs. sums: dbias then ends
- * (3 x chans), as in block_bwd. */
+ * block_bwd into the scratch dy (step * rows x chans), then with dw (3 x c_in x chans, or
+ * NULL) the weight gradient GEMMs and with dx (or NULL) the input gradient GEMMs. sums: dbias
+ * then ends (3 x chans), as in block_bwd. With first.xpad and dx, the input gradient is
+ * that of the first block's output, and first_bwd adds that block's sums to first_acc
+ * (6 x c_in) for each chunk right after its GEMMs. */
 static void NAME(block_bwd_full)(
     const REAL *xf, const REAL *y, const REAL *g, Py_ssize_t gstride, const REAL *w,
     Py_ssize_t s0, Py_ssize_t s1, Py_ssize_t step, Py_ssize_t rows, Py_ssize_t c_in,
     Py_ssize_t chans, Py_ssize_t length, const REAL *scale, const REAL *sign,
-    const REAL *coef, const REAL *cnst, REAL *dy, REAL *sums, REAL *dw, REAL *dx)
+    const REAL *coef, const REAL *cnst, REAL *dy, REAL *sums, REAL *dw, REAL *dx,
+    NAME(first_args) first, REAL *first_acc)
 {
     Py_ssize_t n_chunks = (s1 - s0 + step - 1) / step;
     for (Py_ssize_t c = 0; c < n_chunks; c++) {
@@ -402,6 +413,10 @@ static void NAME(block_bwd_full)(
                 NAME(gemm)(0, 1, m, (int)c_in, (int)chans, dy, (int)chans,
                            w + tap * c_in * chans, (int)chans, tap ? 1 : 0, da + tap * c_in,
                            (int)c_in);
+            if (first.xpad)  /* its gradient skips each sample's padding row */
+                NAME(first_bwd)(first.xpad, dx + c_in, rows * c_in, a, b, first.length, c_in,
+                                first.weight, first.bias, first.gamma, first.scale,
+                                first_acc);
         }
     }
 }

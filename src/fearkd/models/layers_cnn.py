@@ -119,10 +119,14 @@ def _first_block_weight_grad_compiled(ctx, grad_out):
     the parameter gradients from its sums in one more call."""
     xpad, sums, weight, bias, gamma = ctx.saved_tensors
     affine = sums[9:]
-    bsums = _fused.first_bwd(xpad, grad_out[:, 1:-1], weight, bias, gamma, affine)
+    link = ctx.link_out
+    if link is not None and link.first_sums is not None:  # made by the next block (see Link)
+        bsums, link.first_sums = link.first_sums, None
+    else:
+        bsums = _fused.first_bwd(xpad, grad_out[:, 1:-1], weight, bias, gamma, affine)
     del grad_out
-    if ctx.link_out is not None:  # the next block's input gradient has been read
-        ctx.link_out.give_back_grad()
+    if link is not None:  # the next block's input gradient has been read
+        link.give_back_grad()
     grads = _fused.first_grad(bsums, sums, affine, ctx.count, ctx.training)
     _done_with_saved(ctx)
     need = ctx.needs_input_grad
@@ -242,6 +246,8 @@ class _FirstBlock(torch.autograd.Function):
             scale, shift = affine[2], affine[3]
             # The backward pass computes the pooled values again from the input and these.
             keep = [xpad, sums, weight, bias, gamma]
+            if fold:
+                link_out.first = (xpad, weight, bias, gamma, affine)
         else:
             # Taps then bias, (4, c): against the unfolded input's column of ones, one GEMM.
             w = torch.cat([weight.detach().reshape(chans, 3).t(), bias.detach()[None]])
@@ -403,6 +409,9 @@ class _Block(torch.autograd.Function):
         count = batch * length
         bn_args = (gamma, beta, running_mean, running_var, training, momentum, eps)
         ctx.whole = _fused.whole(x)
+        ctx.first = None
+        if link_in is not None:  # a compiled first block's inputs (see Link)
+            ctx.first, link_in.first = (link_in.first if ctx.whole else None), None
         if ctx.whole:  # one compiled pass, GEMMs included (see fearkd.models._fused)
             par = saved(_fused.conv_par_size(c_in, chans))
             _fused.conv_weights(par, weight, bias, fold_in, gamma)
@@ -487,8 +496,10 @@ def _block_backward_compiled(ctx, g, need_w, dflat):
     affine = stats[2:]
     bn = _fused.bn_backward(g, picked, affine, ctx.count, ctx.training) if ctx.use_bn else None
     step = _chunk_step(rows, chans, per_thread=True)
-    sums, dwk = _fused.block_backward(xf, y, g, par, rows, rows - 2, affine, bn, need_w, dflat,
-                                      step)
+    sums, dwk, first_sums = _fused.block_backward(xf, y, g, par, rows, rows - 2, affine, bn,
+                                                  need_w, dflat, step, ctx.first)
+    if first_sums is not None:  # for the first block's backward pass (see Link)
+        ctx.link_in.first_sums = first_sums
     dweight = None
     if ctx.needs_input_grad[1]:
         dweight = _fused.conv_grad(dwk, sums, ctx.fold_in, chans, c_in)
