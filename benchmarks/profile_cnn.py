@@ -7,7 +7,9 @@ floor: its analytic GEMM FLOPs (``6 * MACs``; the first block, whose input needs
 ``4 * MACs``) at the matrix-multiply ceiling measured in the same run (as
 ``bench_training.py``). A block at 1.0 would spend all its time in matrix multiplies at the
 machine's peak; what is above it is element-wise work, memory traffic and Python dispatch.
-Medians of ``--repeats`` timings after warm-up.
+Medians of ``--repeats`` timings after warm-up. Each block is timed alone: in training, the
+first block's backward sums are made inside the second block's backward pass (see
+:class:`fearkd.models.layers_cnn.Link`), which this split does not show.
 
 Usage::
 

@@ -246,7 +246,7 @@ class _FirstBlock(torch.autograd.Function):
             scale, shift = affine[2], affine[3]
             # The backward pass computes the pooled values again from the input and these.
             keep = [xpad, sums, weight, bias, gamma]
-            if fold:
+            if fold and any(ctx.needs_input_grad):  # else the buffers go back at once
                 link_out.first = (xpad, weight, bias, gamma, affine)
         else:
             # Taps then bias, (4, c): against the unfolded input's column of ones, one GEMM.
