@@ -1,6 +1,6 @@
 /* Per-channel work between the fast CNN blocks' passes, for one floating-point type.
  *
- * Included twice by _kernels.c, as _kernels_body.h. Each function here is a few short loops
+ * Included twice by _kernels.c, as _kernels_body.h is. Each function here is a few short loops
  * over channels or weights that layers_cnn.py otherwise spells as 5-20 PyTorch operations on
  * vectors of 64-128 values, where every operation's call costs more than its arithmetic:
  * BatchNorm's statistics and its gradient terms, and the conv weights' layout, with the
