@@ -160,6 +160,35 @@ def test_cumulative_running_stats_match_plain(cnn_path):
                                        getattr(getattr(plain, name), stat), msg=name + stat)
 
 
+@pytest.mark.parametrize("input_grad", [False, True])
+def test_cnn_with_noncontiguous_parameters_equals_plain(cnn_path, input_grad):
+    # The compiled passes read parameters by address: strided ones go through copies that
+    # must stay alive for the call.
+    fast, plain = _pair("cnn", 19, torch.float64)
+    with torch.no_grad():
+        for module in (fast.conv1, fast.conv2, fast.conv3, fast.bn1, fast.bn2):
+            for name in ("weight", "bias"):
+                p = getattr(module, name).detach()
+                strided = torch.stack([p, torch.full_like(p, 7.0)], -1)[..., 0]
+                setattr(module, name, torch.nn.Parameter(strided))
+    assert not fast.conv2.weight.is_contiguous() and not fast.bn1.bias.is_contiguous()
+    x = torch.randn(6, 19, dtype=torch.float64)
+    results = []
+    for model in (fast, plain):
+        model.train()
+        xi = x.clone().requires_grad_(input_grad)
+        out = model(xi)
+        (out * torch.arange(1.0, 5.0, dtype=out.dtype)).sum().backward()
+        grads = {k: p.grad for k, p in model.named_parameters()}
+        if input_grad:
+            grads["input"] = xi.grad
+        results.append((out.detach(), grads))
+    (out_f, grad_f), (out_p, grad_p) = results
+    torch.testing.assert_close(out_f, out_p, rtol=1e-10, atol=1e-10)
+    for key in grad_p:
+        torch.testing.assert_close(grad_f[key], grad_p[key], rtol=1e-10, atol=1e-10, msg=key)
+
+
 def test_cnn_parameters_of_another_dtype_or_without_bias_are_clear_errors(cnn_path):
     # The compiled passes read parameters as the input's type: a mismatch is refused first.
     model = make_model("cnn", 16, 4, random_state=0)

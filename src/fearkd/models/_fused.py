@@ -159,6 +159,8 @@ def _row(table: Tensor, i: int) -> int:
 
 
 def _c(t: Tensor) -> Tensor:
+    """``t``, or a contiguous copy of it. Bind the result to a name until the call that reads
+    its address has returned: a copy made inside the argument list is freed before it."""
     return t if t.is_contiguous() else t.contiguous()
 
 
@@ -178,10 +180,11 @@ def first_fwd(x: Tensor, xpad: Tensor, weight: Tensor, bias: Tensor, gamma: Tens
     chans = weight.shape[0]
     assert x.is_contiguous() and xpad.is_contiguous() and picked.stride(2) == 1
     assert sums.is_contiguous() and sums.shape[1] == chans
+    weight, bias, gamma = _c(weight), _c(bias), _c(gamma)
     _kernels.first_fwd(torch.get_num_threads(), x.shape[0], sums.data_ptr(), 9 * chans,
                        _CODES[x.dtype], x.data_ptr(), xpad.data_ptr(), x.shape[1], chans,
-                       _c(weight).data_ptr(), _c(bias).data_ptr(), _c(gamma).data_ptr(),
-                       picked.data_ptr(), picked.stride(0), int(pad))
+                       weight.data_ptr(), bias.data_ptr(), gamma.data_ptr(), picked.data_ptr(),
+                       picked.stride(0), int(pad))
 
 
 def first_bwd(xpad: Tensor, g: Tensor, weight: Tensor, bias: Tensor, gamma: Tensor,
@@ -194,10 +197,11 @@ def first_bwd(xpad: Tensor, g: Tensor, weight: Tensor, bias: Tensor, gamma: Tens
     chans = weight.shape[0]
     g, gstride = _rows(g, chans)
     sums = g.new_zeros(6, chans)
+    weight, bias, gamma = _c(weight), _c(bias), _c(gamma)
     _kernels.first_bwd(torch.get_num_threads(), g.shape[0], sums.data_ptr(), 6 * chans,
                        _CODES[g.dtype], xpad.data_ptr(), g.data_ptr(), gstride,
-                       xpad.shape[1] - 2, chans, _c(weight).data_ptr(), _c(bias).data_ptr(),
-                       _c(gamma).data_ptr(), _row(affine, 2))
+                       xpad.shape[1] - 2, chans, weight.data_ptr(), bias.data_ptr(),
+                       gamma.data_ptr(), _row(affine, 2))
     return sums
 
 
@@ -223,8 +227,9 @@ def bn_affine(sums: Tensor, tot: int, tsq: int, affine: Tensor, count: int, gamm
     assert affine.is_contiguous() and sums.is_contiguous()
     for t in (running_mean, running_var):
         assert t is None or t.is_contiguous()
+    gamma, beta = _c(gamma), _c(beta)
     _kernels.bn_affine(1, 1, 0, 0, _CODES[affine.dtype], _row(sums, tot), _row(sums, tsq), count,
-                       _c(gamma).data_ptr(), _c(beta).data_ptr(), _ptr(running_mean),
+                       gamma.data_ptr(), beta.data_ptr(), _ptr(running_mean),
                        _ptr(running_var), int(training), _bits(momentum), _bits(eps),
                        affine.shape[1], affine.data_ptr())
 
@@ -243,12 +248,11 @@ def conv_weights(par: Tensor, weight: Tensor, bias: Tensor, fold: tuple[Tensor, 
     with ``fold`` the two edge rows; the sign of ``gamma`` (ones without BatchNorm), a row of
     ones and one of zeros (:func:`_par` gives where each starts)."""
     c_out, c_in, _ = weight.shape
-    scale = shift = 0
-    if fold is not None:
-        scale, shift = _c(fold[0]).data_ptr(), _c(fold[1]).data_ptr()
-    _kernels.conv_weights(1, 1, 0, 0, _CODES[par.dtype], _c(weight).data_ptr(),
-                          _c(bias).data_ptr(), scale, shift,
-                          0 if gamma is None else _c(gamma).data_ptr(), c_in, c_out,
+    scale, shift = (None, None) if fold is None else (_c(fold[0]), _c(fold[1]))
+    weight, bias = _c(weight), _c(bias)
+    gamma = None if gamma is None else _c(gamma)
+    _kernels.conv_weights(1, 1, 0, 0, _CODES[par.dtype], weight.data_ptr(), bias.data_ptr(),
+                          _ptr(scale), _ptr(shift), _ptr(gamma), c_in, c_out,
                           par.data_ptr())
 
 
@@ -331,8 +335,9 @@ def block_backward(xf: Tensor, y: Tensor, g: Tensor, par: Tensor, rows: int, len
     if first is not None and dflat is not None:
         xpad, weight, bias, gamma, first_affine = first
         assert (xpad.shape[1] - 2) // 2 == length and weight.shape[0] == c_in
-        first_args = (xpad.data_ptr(), xpad.shape[1] - 2, _c(weight).data_ptr(),
-                      _c(bias).data_ptr(), _c(gamma).data_ptr(), _row(first_affine, 2))
+        weight, bias, gamma = _c(weight), _c(bias), _c(gamma)
+        first_args = (xpad.data_ptr(), xpad.shape[1] - 2, weight.data_ptr(), bias.data_ptr(),
+                      gamma.data_ptr(), _row(first_affine, 2))
         n_acc += 6 * c_in
     threads = torch.get_num_threads()
     acc = y.new_zeros(n_acc)
@@ -355,11 +360,10 @@ def conv_grad(dwk: Tensor, sums: Tensor, fold: tuple[Tensor, Tensor] | None, c_o
     gradients ``dwk`` (3, c_in, c_out) and, folding (``fold``: the previous block's scale and
     shift), the correction that needs ``sums`` (see :func:`block_backward`)."""
     out = dwk.new_empty(c_out, c_in, 3)
-    scale = shift = 0
-    if fold is not None:
-        scale, shift = _c(fold[0]).data_ptr(), _c(fold[1]).data_ptr()
-    _kernels.conv_grad(1, 1, 0, 0, _CODES[dwk.dtype], dwk.data_ptr(), sums.data_ptr(), scale,
-                       shift, c_in, c_out, out.data_ptr())
+    scale, shift = (None, None) if fold is None else (_c(fold[0]), _c(fold[1]))
+    assert dwk.is_contiguous() and sums.is_contiguous()
+    _kernels.conv_grad(1, 1, 0, 0, _CODES[dwk.dtype], dwk.data_ptr(), sums.data_ptr(),
+                       _ptr(scale), _ptr(shift), c_in, c_out, out.data_ptr())
     return out
 
 
