@@ -64,14 +64,15 @@ def _pair(name, n_features, dtype):
     return fast, plain
 
 
-def _run(model, x, train):
+def _run(model, x, train, input_grad=True):
     model.train(train)
-    x = x.clone().requires_grad_()
+    x = x.clone().requires_grad_(input_grad)
     out = model(x)
     weights = torch.arange(1, out.shape[1] + 1, dtype=out.dtype)
     (out * weights).sum().backward()
     grads = {k: p.grad.clone() for k, p in model.named_parameters()}
-    grads["input"] = x.grad.clone()
+    if input_grad:
+        grads["input"] = x.grad.clone()
     return out.detach(), grads
 
 
@@ -114,19 +115,10 @@ def test_cnn_in_many_chunks_equals_plain(cnn_path, monkeypatch, threads, input_g
     old = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        results = []
-        for model in (fast, plain):
-            model.train()
-            xi = x.clone().requires_grad_(input_grad)
-            out = model(xi)
-            (out * torch.arange(1.0, 5.0, dtype=out.dtype)).sum().backward()
-            grads = {k: p.grad for k, p in model.named_parameters()}
-            if input_grad:
-                grads["input"] = xi.grad
-            results.append((out.detach(), grads))
+        out_f, grad_f = _run(fast, x, True, input_grad)
+        out_p, grad_p = _run(plain, x, True, input_grad)
     finally:
         torch.set_num_threads(old)
-    (out_f, grad_f), (out_p, grad_p) = results
     torch.testing.assert_close(out_f, out_p, rtol=1e-10, atol=1e-10)
     assert grad_f.keys() == grad_p.keys()
     for key in grad_f:
@@ -173,18 +165,10 @@ def test_cnn_with_noncontiguous_parameters_equals_plain(cnn_path, input_grad):
                 setattr(module, name, torch.nn.Parameter(strided))
     assert not fast.conv2.weight.is_contiguous() and not fast.bn1.bias.is_contiguous()
     x = torch.randn(6, 19, dtype=torch.float64)
-    results = []
-    for model in (fast, plain):
-        model.train()
-        xi = x.clone().requires_grad_(input_grad)
-        out = model(xi)
-        (out * torch.arange(1.0, 5.0, dtype=out.dtype)).sum().backward()
-        grads = {k: p.grad for k, p in model.named_parameters()}
-        if input_grad:
-            grads["input"] = xi.grad
-        results.append((out.detach(), grads))
-    (out_f, grad_f), (out_p, grad_p) = results
+    out_f, grad_f = _run(fast, x, True, input_grad)
+    out_p, grad_p = _run(plain, x, True, input_grad)
     torch.testing.assert_close(out_f, out_p, rtol=1e-10, atol=1e-10)
+    assert grad_f.keys() == grad_p.keys()
     for key in grad_p:
         torch.testing.assert_close(grad_f[key], grad_p[key], rtol=1e-10, atol=1e-10, msg=key)
 
@@ -546,12 +530,7 @@ def test_cnn_without_input_gradient_equals_plain(cnn_path, n_features, train, dt
     torch.manual_seed(1)
     fast, plain = _pair("cnn", n_features, dtype)
     x = torch.randn(7, n_features, dtype=dtype)
-    grads = []
-    for model in (fast, plain):
-        model.train(train)
-        out = model(x)
-        (out * torch.arange(1, 5, dtype=dtype)).sum().backward()
-        grads.append({k: p.grad.clone() for k, p in model.named_parameters()})
+    grads = [_run(model, x, train, input_grad=False)[1] for model in (fast, plain)]
     rel = 1e-10 if dtype == torch.float64 else 2e-5
     for key, expected in grads[1].items():
         scale = max(1.0, float(expected.abs().max()))

@@ -127,13 +127,17 @@ def test_wilcoxon_zero_differences_and_baselines():
 
 
 def test_nearly_equal_differences_are_a_note_not_a_stray_warning():
-    # Differences equal up to rounding made SciPy's t-test warn of precision loss.
-    shifted = CNN - 0.1 + np.where(np.arange(len(CNN)) % 2, 1e-17, 0.0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        res = compare_models(tidy({"cnn": CNN, "shifted": shifted}), test="ttest")
-    note = res.table.iloc[0]["note"]
-    assert "all differences are equal" in note or "differences nearly equal" in note
+    # Differences equal to the last bit or a bit apart made SciPy's t-test warn of precision
+    # loss; each case is a note instead.
+    equal = CNN - 0.1 + np.where(np.arange(len(CNN)) % 2, 1e-17, 0.0)
+    one_ulp = np.where(np.arange(len(CNN)) % 2, np.nextafter(0.3, 1.0), 0.3)
+    cases = [(CNN, equal, "all differences are equal"),
+             (one_ulp, np.zeros(len(CNN)), "differences nearly equal: t unreliable")]
+    for a, b, note in cases:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            res = compare_models(tidy({"a": a, "b": b}), test="ttest")
+        assert note in res.table.iloc[0]["note"]
 
 
 def test_several_metrics_contexts_and_seeds():

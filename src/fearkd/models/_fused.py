@@ -289,21 +289,16 @@ def block_forward(xf: Tensor, y: Tensor, par: Tensor, folded: bool, rows: int, l
 
 
 def bn_backward(g: Tensor, picked: Tensor, affine: Tensor, count: int,
-                training: bool) -> Tensor:
-    """BatchNorm's backward sums and terms, (5, chans): ``dbeta = sum(g)``, ``dgp =
-    sum(g * picked)`` (both (samples, positions, chans)), then ``dgamma``, ``coef`` and
-    ``const`` (see :func:`fearkd.models._cnn_parts._bn_grad_terms`); ``affine``:
-    :func:`bn_affine`'s rows."""
-    _, pooled, chans = picked.shape
-    g, gstride = _rows(g, chans)
-    picked, pstride = _rows(picked, chans)
-    out = picked.new_zeros(5, chans)
-    code = _CODES[g.dtype]
-    _kernels.bn_sums(torch.get_num_threads(), g.shape[0], out.data_ptr(), 2 * chans, code,
-                     g.data_ptr(), gstride, picked.data_ptr(), pstride, pooled, chans)
-    _kernels.bn_terms(1, 1, 0, 0, code, out.data_ptr(), _row(out, 1), affine.data_ptr(),
-                      count, int(training), chans, _row(out, 2))
-    return out
+                training: bool) -> tuple[Tensor, Tensor]:
+    """BatchNorm's backward sums and terms: ``dbeta = sum(g)`` (see :func:`bn_sums`) and the
+    rows ``dgamma``, ``coef`` and ``const``, (3, chans) (see
+    :func:`fearkd.models._cnn_parts._bn_grad_terms`); ``affine``: :func:`bn_affine`'s rows."""
+    dbeta, dgp = bn_sums(g, picked)
+    chans = dbeta.shape[0]
+    terms = dbeta.new_empty(3, chans)
+    _kernels.bn_terms(1, 1, 0, 0, _CODES[dbeta.dtype], dbeta.data_ptr(), dgp.data_ptr(),
+                      affine.data_ptr(), count, int(training), chans, terms.data_ptr())
+    return dbeta, terms
 
 
 def block_backward(xf: Tensor, y: Tensor, g: Tensor, par: Tensor, rows: int, length: int,
@@ -313,8 +308,8 @@ def block_backward(xf: Tensor, y: Tensor, g: Tensor, par: Tensor, rows: int, len
     """A block's whole backward pass: :func:`block_bwd`, then the weight-gradient GEMMs (with
     ``need_w``) and the input-gradient GEMMs into ``dflat`` (if given), in equal chunks of at
     most ``step`` samples per thread. ``par``: :func:`conv_weights`' table; ``affine`` and
-    ``bn``: the rows of :func:`bn_affine` and :func:`bn_backward` (``None`` without
-    BatchNorm). With ``first`` (the first block's ``xpad``, weight, bias, gamma and
+    ``bn``: the rows of :func:`bn_affine` and the terms of :func:`bn_backward` (``None``
+    without BatchNorm). With ``first`` (the first block's ``xpad``, weight, bias, gamma and
     :func:`bn_affine` rows) and ``dflat``, the input is the first block's output, and
     :func:`first_bwd`'s sums for it are made chunk by chunk, while each chunk's input gradient
     is still in cache. Returns the column sums of ``dy`` (3, chans; see :func:`block_bwd`),
@@ -329,7 +324,7 @@ def block_backward(xf: Tensor, y: Tensor, g: Tensor, par: Tensor, rows: int, len
         ones, zeros = _par(par, c_in, chans, "ones"), _par(par, c_in, chans, "zeros")
         terms = (ones, ones, zeros, zeros)
     else:
-        terms = (_row(affine, 2), _par(par, c_in, chans, "sign"), _row(bn, 3), _row(bn, 4))
+        terms = (_row(affine, 2), _par(par, c_in, chans, "sign"), _row(bn, 1), _row(bn, 2))
     first_args = (0, 0, 0, 0, 0, 0)
     n_acc = 3 * chans + 3 * c_in * chans
     if first is not None and dflat is not None:

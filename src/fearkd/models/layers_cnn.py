@@ -494,7 +494,9 @@ def _block_backward_compiled(ctx, g, need_w, dflat):
     batch, rows, c_in = ctx.shape_in
     chans = stats.shape[1]
     affine = stats[2:]
-    bn = _fused.bn_backward(g, picked, affine, ctx.count, ctx.training) if ctx.use_bn else None
+    dbeta = bn = None
+    if ctx.use_bn:
+        dbeta, bn = _fused.bn_backward(g, picked, affine, ctx.count, ctx.training)
     step = _chunk_step(rows, chans, per_thread=True)
     sums, dwk, first_sums = _fused.block_backward(xf, y, g, par, rows, rows - 2, affine, bn,
                                                   need_w, dflat, step, ctx.first)
@@ -503,9 +505,7 @@ def _block_backward_compiled(ctx, g, need_w, dflat):
     dweight = None
     if ctx.needs_input_grad[1]:
         dweight = _fused.conv_grad(dwk, sums, ctx.fold_in, chans, c_in)
-    if bn is None:
-        return None, None, dweight, sums
-    return bn[2], bn[0], dweight, sums
+    return (None if bn is None else bn[0]), dbeta, dweight, sums
 
 
 def _block_backward_chunks(ctx, g, need_w, dflat):
