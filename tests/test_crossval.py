@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from fearkd._atomic import write_atomic
 from fearkd.config import ExperimentConfig, load_config
 from fearkd.errors import ConfigError, FearkdError
 from fearkd.evaluation.crossval import (
@@ -26,7 +27,7 @@ from fearkd.evaluation.crossval import (
     run_units,
     timing_table,
 )
-from fearkd.evaluation.rundir import RunDir, write_atomic
+from fearkd.evaluation.rundir import RunDir
 from fearkd.experiment import prepare_data, run_experiment
 
 CONFIG = """

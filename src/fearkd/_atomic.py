@@ -7,6 +7,7 @@ half-written file that a later run would mistake for a finished one.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Iterator
@@ -14,7 +15,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-__all__ = ["atomic_open"]
+import numpy as np
+
+__all__ = ["atomic_open", "dumps", "write_atomic"]
 
 
 @contextmanager
@@ -44,3 +47,23 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file and a rename."""
+    with atomic_open(path, "wb" if isinstance(data, bytes) else "w") as fh:
+        fh.write(data)
+    return Path(path)
+
+
+def dumps(obj) -> str:
+    """JSON with NumPy scalars and arrays converted."""
+
+    def default(v):
+        if isinstance(v, np.generic):
+            return v.item()
+        if isinstance(v, np.ndarray):
+            return v.tolist()
+        raise TypeError(f"not JSON serialisable: {type(v).__name__}")
+
+    return json.dumps(obj, default=default, allow_nan=True)

@@ -35,9 +35,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ._atomic import dumps, write_atomic
 from .config import ExperimentConfig, MethodsConfig, TrainingConfig
 from .evaluation.metrics import METRICS, fold_metrics
-from .label_report import FEAR_CLASSES
+from .labels import FEAR_CLASSES
 
 __all__ = ["PipelineSettings", "run_pipeline", "STAGES"]
 
@@ -122,8 +123,6 @@ class _StageStore:
     def save(self, key: str, model, scaler, meta: dict) -> None:
         if self.directory is None:
             return
-        from .evaluation.crossval import dumps
-        from .evaluation.rundir import write_atomic
         from .training.checkpoint import save_checkpoint
 
         meta_path, model_path = self._paths(key)

@@ -16,7 +16,6 @@ every unit trains on one torch thread (see :func:`_run_one`).
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -237,16 +236,3 @@ def results_to_frame(rows: Iterable[dict]) -> pd.DataFrame:
         if col not in df.columns:
             df[col] = np.nan
     return df[RESULT_COLUMNS + [c for c in df.columns if c not in RESULT_COLUMNS]]
-
-
-def dumps(obj) -> str:
-    """JSON with NumPy scalars and arrays converted."""
-
-    def default(v):
-        if isinstance(v, np.generic):
-            return v.item()
-        if isinstance(v, np.ndarray):
-            return v.tolist()
-        raise TypeError(f"not JSON serialisable: {type(v).__name__}")
-
-    return json.dumps(obj, default=default, allow_nan=True)

@@ -22,17 +22,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from .._atomic import atomic_open
+from .._atomic import dumps, write_atomic
 from ..errors import ConfigError, FearkdError
 
-__all__ = ["RunDir", "write_atomic", "environment_info"]
-
-
-def write_atomic(path: str | Path, data: str | bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file and a rename."""
-    with atomic_open(path, "wb" if isinstance(data, bytes) else "w") as fh:
-        fh.write(data)
-    return Path(path)
+__all__ = ["RunDir", "environment_info"]
 
 
 def environment_info() -> dict:
@@ -81,7 +74,6 @@ class RunDir:
         return d
 
     def write_json(self, relpath: str | Path, data) -> Path:
-        from .crossval import dumps
 
         return write_atomic(self.path / relpath, dumps(data) + "\n")
 
