@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +19,28 @@ from typing import IO
 import numpy as np
 
 __all__ = ["atomic_open", "dumps", "write_atomic"]
+
+_UMASK_LOCK = threading.Lock()
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where the OS allows.
+
+    ``/proc/self/status`` (Linux >= 4.7) gives it race-free. Elsewhere the only way is to set
+    and restore it: the lock keeps two of our own calls from interleaving, but a file another
+    thread creates in that instant gets the temporary 022 mask -- hence /proc first.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
 
 
 @contextmanager
@@ -42,6 +65,13 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
         with os.fdopen(fd, mode) as fh:
             yield fh
             fh.flush()
+            # mkstemp creates 0600; give the file the mode open() would have (0666 & ~umask)
+            # so a group can read a shared run.
+            mode_bits = 0o666 & ~_umask()
+            if os.chmod in os.supports_fd:
+                os.chmod(fh.fileno(), mode_bits)
+            else:
+                os.chmod(tmp, mode_bits)
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
