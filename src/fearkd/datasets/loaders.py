@@ -8,6 +8,7 @@ experiment file and by :func:`open_dataset` like a built-in one.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import defaultdict
 from collections.abc import Callable
@@ -17,6 +18,9 @@ from typing import Any
 from .._registry import Registry
 from ..errors import DatasetNotFoundError
 from ..recordings import MODALITIES, Recordings
+from .ascertain import load_ascertain
+from .deap import load_deap
+from .generic import load_generic
 
 __all__ = [
     "READERS",
@@ -172,9 +176,8 @@ def _detect_deap(path: Path) -> bool:
                               or any((path / d).is_dir() for d in _DEAP_DIRS))
 
 
+@functools.wraps(load_deap)  # its signature names the options config.py accepts
 def _load_deap(path, **options) -> Recordings:
-    from .deap import load_deap
-
     path = Path(path)
     return load_deap(path.parent if path.name in _DEAP_DIRS else path, **options)
 
@@ -184,9 +187,8 @@ def _detect_ascertain(path: Path) -> bool:
                               or any((path / d).is_dir() for d in _ASCERTAIN_DIRS))
 
 
+@functools.wraps(load_ascertain)
 def _load_ascertain(path, **options) -> Recordings:
-    from .ascertain import load_ascertain
-
     path = Path(path)
     return load_ascertain(path.parent if path.name in _ASCERTAIN_DIRS else path, **options)
 
@@ -198,8 +200,6 @@ def _detect_generic(path: Path) -> bool:
 def _load_generic(path, **options) -> Recordings:
     """A description file at ``path``, or the description given as ``options`` (the other keys
     of the ``[dataset]`` table), with ``path`` then the records' root."""
-    from .generic import load_generic
-
     if options:
         return load_generic({"dataset": options}, root=path or None)
     return load_generic(path)
