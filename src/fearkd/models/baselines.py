@@ -36,7 +36,7 @@ BASELINES: Registry[Callable[..., Any]] = Registry("baseline", "[methods] baseli
 
 
 def register_baseline(name: str, factory: Callable[..., Any], *, description: str = "",
-                      overwrite: bool = False) -> Callable[..., Any]:
+                      display: str = "", overwrite: bool = False) -> Callable[..., Any]:
     """Register a baseline classifier under ``name``.
 
     Parameters
@@ -48,6 +48,8 @@ def register_baseline(name: str, factory: Callable[..., Any], *, description: st
         ``fit``, ``predict`` and ``predict_proba``.
     description : str
         One line for ``--help`` and the docs.
+    display : str
+        Row name in report tables (default ``name``).
     overwrite : bool
         Replace an existing baseline of the same name.
 
@@ -59,7 +61,8 @@ def register_baseline(name: str, factory: Callable[..., Any], *, description: st
     if not callable(factory):
         raise TypeError(f"register_baseline({name!r}): 'factory' must be callable, "
                         f"got {factory!r}.")
-    return BASELINES.register(name, factory, description=description, overwrite=overwrite)
+    return BASELINES.register(name, factory, description=description, display=display,
+                              overwrite=overwrite)
 
 
 def make_baseline(name: str, *, random_state: int | None = None, **params: Any):
@@ -121,6 +124,7 @@ register_baseline("svm", _svm, description="RBF SVM on standardised features, ca
 register_baseline("knn", _knn, description="5-nearest neighbours on standardised features")
 register_baseline("rf", _rf, description="random forest, 100 trees")
 register_baseline("lda", _lda, description="linear discriminant analysis")
-register_baseline("majority", _majority, description="always the most frequent training class")
-register_baseline("stratified", _stratified,
+register_baseline("majority", _majority, display="Majority baseline",
+                  description="always the most frequent training class")
+register_baseline("stratified", _stratified, display="Stratified baseline",
                   description="labels drawn at the training class frequencies")
