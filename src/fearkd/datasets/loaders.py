@@ -157,12 +157,18 @@ def open_dataset(path: str | Path, kind: str | None = None, **options: Any) -> R
     ValueError
         ``kind`` is not a registered reader.
     DatasetNotFoundError
-        ``kind`` is None and no reader recognises ``path``.
+        ``path`` does not exist, or ``kind`` is None and no reader recognises ``path``.
     """
     if kind is None:
         kind, path = detect_dataset(path)
-    load = READERS.get(kind)
-    return load(path, **options)
+    entry = READERS.entry(kind, "kind")
+    if path and not Path(path).exists():
+        layout = entry.info.get("layout") or f"a {kind} dataset"
+        raise DatasetNotFoundError(
+            f"Dataset path {str(path)!r} does not exist; expected {layout} "
+            f"(set [dataset] path or pass --data PATH)."
+        )
+    return entry.obj(path, **options)
 
 
 # --- built-in readers ------------------------------------------------------------------------
