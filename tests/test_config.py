@@ -52,9 +52,37 @@ def test_round_trip_dict():
         ("[dataset]\nknd = 'deap'\n", r"unknown key\(s\) \['knd'\] in \[dataset\]"),
         ("[training]\nepochs = 'ten'\n", r"\[training\] epochs: expected an integer, got 'ten'"),
         ("[evaluation]\nprotocol = 'subjects'\n",
-         r"\[evaluation\] protocol: expected one of \['subject', 'trial', 'window', "
-         r"'seed-legacy'\]"),
-        ("[methods]\nkd_targets = ['hard', 'warm']\n", r"unknown entries \['warm'\]"),
+         r"Invalid value for '\[evaluation\] protocol': expected one of 'subject', 'trial', "
+         r"'window', 'seed-legacy', got 'subjects'\."),
+        ("[methods]\nkd_targets = ['hard', 'warm']\n",
+         r"Invalid value for '\[methods\] kd_targets': expected one of 'hard', 'soft', "
+         r"'combined', got 'warm'"),
+        ("[methods]\nbaselines = ['tree']\n",
+         r"Invalid value for '\[methods\] baselines': expected one of 'svm', 'knn', 'rf', "
+         r"'lda', 'majority', 'stratified', got 'tree'"),
+        ("[methods]\nrun = ['method3']\n",
+         r"Invalid value for '\[methods\] run': expected one of .*'method1'.*got 'method3'"),
+        ("[methods]\nfreeze = 'head'\n",
+         r"Invalid value for '\[methods\] freeze': expected one of 'none', .*got 'head'"),
+        ("[dataset]\nkind = 'wesad'\n",
+         r"Invalid value for '\[dataset\] kind': expected one of 'deap', 'ascertain', "
+         r"'generic'.*got 'wesad'"),
+        ("[dataset]\nkind = 'deap'\nformat = 'mat'\n",
+         r"unknown key\(s\) \['format'\] in \[dataset\] for kind 'deap'; known keys: "
+         r"\['kind', 'path', 'subjects', 'channels', 'fmt', 'nan_policy'\]"),
+        ("[models]\nbackbones = ['cnn', 'transformer']\n",
+         r"Invalid value for '\[models\] backbones': expected one of .*got 'transformer'"),
+        ("[models]\nstudent = 'tiny'\n",
+         r"Invalid value for '\[models\] student': expected one of .*got 'tiny'"),
+        ("[labels]\nambiguous = 'keep'\n",
+         r"Invalid value for '\[labels\] ambiguous': expected one of 'drop', 'first', "
+         r"'error', got 'keep'"),
+        ("[labels]\nnan_policy = 'drop'\n",
+         r"Invalid value for '\[labels\] nan_policy': expected one of 'raise', 'unlabelled', "
+         r"got 'drop'"),
+        ("[features]\nmethod = 'fft'\n",
+         r"Invalid value for '\[features\] method': expected one of 'filter', 'welch', 'de', "
+         r"got 'fft'"),
         ("[methods]\nalpha = 2.0\n", r"alpha: expected a number in \[0, 1\]"),
         ("[training]\nlr = -1.0\n", "expected a positive value"),
         ("[evaluation]\nfolds = 1\n", "expected at least 2"),
@@ -68,6 +96,21 @@ def test_bad_files_name_key_and_file(tmp_path, text, match):
     with pytest.raises(ConfigError, match=match) as info:
         load_config(p)
     assert str(p) in str(info.value)
+
+
+def test_reader_options_pass_through(tmp_path):
+    cfg = load_config(_write(tmp_path, """
+[dataset]
+kind = "deap"
+path = "data"
+fmt = "mat"
+channels = ["Fp1", "GSR"]
+[methods]
+baselines = ["svm", "lda", "majority"]
+"""))
+    assert dict(cfg.dataset.options) == {"fmt": "mat", "channels": ["Fp1", "GSR"]}
+    assert cfg.dataset.subjects == ()
+    assert cfg.methods.baselines == ("svm", "lda", "majority")
 
 
 def test_missing_file(tmp_path):

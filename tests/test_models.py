@@ -195,7 +195,8 @@ def test_baselines_fit_and_predict(name):
 
 
 def test_unknown_baseline():
-    with pytest.raises(ValueError, match=r"Unknown baseline 'tree': expected one of svm"):
+    with pytest.raises(ValueError,
+                       match=r"Invalid value for 'baseline': expected one of 'svm', .*got 'tree'"):
         make_baseline("tree")
 
 

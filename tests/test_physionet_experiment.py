@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import wfdb
 
-from fearkd.config import KD_TARGETS, load_config
+from fearkd.config import MethodsConfig, load_config
 from fearkd.datasets.generic import load_generic
 from fearkd.evaluation.splitters import make_splitter
 from fearkd.experiment import run_experiment
@@ -77,7 +77,7 @@ def test_shipped_config_validates_and_reads_the_shared_data():
     assert cfg.models.backbones == ("dnn150",)
     assert cfg.models.student == "ann"
     assert cfg.methods.run == ("method1",)
-    assert cfg.methods.kd_targets == KD_TARGETS
+    assert cfg.methods.kd_targets == MethodsConfig().kd_targets
     assert cfg.evaluation.protocol == "subject"
     # one fold per subject: leave-one-subject-out
     recordings = load_generic({"dataset": dict(cfg.dataset.options)})
@@ -154,7 +154,7 @@ def test_every_stage_has_rows(run):
     assert set(teacher["model"]) == {"dnn150"} and set(teacher["task"]) == {"fear"}
     assert np.allclose(teacher["chance"], 0.25)
     students = rows(method="method1", stage="student")
-    assert set(students["target"]) == set(KD_TARGETS)
+    assert set(students["target"]) == set(MethodsConfig().kd_targets)
     scratch = rows(method="scratch", stage="student")
     assert len(scratch) and set(scratch["target"]) == {"-"}
     for part in (students, scratch):

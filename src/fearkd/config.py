@@ -7,7 +7,7 @@ naming the key and the file. Example (``configs/demo.toml`` is a complete one)::
     name = "deap-method1"
 
     [dataset]
-    kind = "deap"                 # deap | ascertain | generic
+    kind = "deap"                 # a dataset reader: deap | ascertain | generic | registered
     path = "/data/deap"           # relative paths are relative to this file; --data overrides
     subjects = []                 # empty: all
 
@@ -25,7 +25,7 @@ naming the key and the file. Example (``configs/demo.toml`` is a complete one)::
     baseline = "drop"             # drop | subtract
 
     [models]
-    backbones = ["cnn", "lstm", "gru"]
+    backbones = ["cnn", "lstm", "gru"]  # registered models (fearkd.models.available_models())
 
     [methods]
     run = ["method1", "method2"]
@@ -33,27 +33,35 @@ naming the key and the file. Example (``configs/demo.toml`` is a complete one)::
     alpha = 0.5
     temperature = 3.0
     freeze = "none"               # none | trunk | all-but-head
+    baselines = ["majority", "stratified"]  # any of fearkd.models.baselines.BASELINES
 
     [training]
     epochs = 30
     batch_size = 256
 
     [evaluation]
-    protocol = "subject"          # subject | trial | window | seed-legacy
+    protocol = "subject"          # subject | trial | window | seed-legacy | registered
     folds = 5
     seeds = [0]
+
+Every name is checked against the registry that defines it (dataset readers, protocols, models,
+freeze policies, KD losses, methods, baselines), so a name registered from outside the package
+is accepted like a built-in one; an unknown name is a :class:`~fearkd.errors.ConfigError` naming
+the file and the key. The registries are imported when a file is validated, not with this module.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import sys
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ._registry import Registry
 from .errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -72,17 +80,23 @@ __all__ = [
     "ExperimentConfig",
     "load_config",
     "config_to_dict",
-    "PROTOCOLS",
-    "KD_TARGETS",
-    "METHODS",
-    "FREEZE_POLICIES",
 ]
 
-PROTOCOLS = ("subject", "trial", "window", "seed-legacy")
-KD_TARGETS = ("hard", "soft", "combined")
-METHODS = ("method1", "method2")
-FREEZE_POLICIES = ("none", "trunk", "all-but-head")
-DATASET_KINDS = ("deap", "ascertain", "generic")
+
+def _kd_losses() -> Collection[str]:
+    from .training import distill
+
+    return getattr(distill, "KD_LOSSES", ("hard", "soft", "combined"))
+
+
+def _methods() -> Collection[str]:
+    from . import methods
+
+    return getattr(methods, "METHODS", ("method1", "method2"))
+
+
+def _all_kd_losses() -> tuple[str, ...]:
+    return tuple(_kd_losses())
 
 
 @dataclass(frozen=True)
@@ -92,8 +106,9 @@ class DatasetConfig:
     kind: str = "deap"
     path: str = ""
     subjects: tuple[str, ...] = ()
-    #: For ``kind = "generic"``: every other key of the table, i.e. the reader's description
-    #: (see :mod:`fearkd.datasets.generic`); ``path`` then overrides its ``root``.
+    #: Every other key of the table, passed to the reader (``channels``, ``fmt``, ...). For
+    #: ``kind = "generic"`` they are the reader's description (see
+    #: :mod:`fearkd.datasets.generic`); ``path`` then overrides its ``root``.
     options: Mapping[str, object] = field(default_factory=dict)
 
 
@@ -131,7 +146,8 @@ class ModelsConfig:
 @dataclass(frozen=True)
 class MethodsConfig:
     run: tuple[str, ...] = ("method1", "method2")
-    kd_targets: tuple[str, ...] = KD_TARGETS
+    #: KD losses to distil with; default every registered one.
+    kd_targets: tuple[str, ...] = field(default_factory=_all_kd_losses)
     alpha: float = 0.5
     temperature: float = 3.0
     freeze: str = "none"
@@ -184,18 +200,36 @@ class ExperimentConfig:
         return _from_dict(data, self.source or "<overrides>")
 
 
-_CHOICES = {
-    ("dataset", "kind"): DATASET_KINDS,
-    ("labels", "ambiguous"): ("drop", "first", "error"),
-    ("labels", "nan_policy"): ("raise", "unlabelled"),
-    ("features", "baseline"): ("drop", "subtract"),
-    ("features", "method"): ("filter", "welch", "de"),
-    ("methods", "freeze"): FREEZE_POLICIES,
-    ("training", "class_weight"): ("balanced", "none"),
-    ("evaluation", "protocol"): PROTOCOLS,
-}
-_CHOICE_LISTS = {("methods", "run"): METHODS, ("methods", "kd_targets"): KD_TARGETS,
-                 ("methods", "baselines"): ("majority", "stratified")}
+def _name_sources() -> dict[tuple[str, str], Collection[str]]:
+    """The registry (or constant) that defines the names of each key; imported on use."""
+    from .datasets.loaders import READERS
+    from .evaluation.splitters import PROTOCOLS
+    from .features.extract import BASELINE_POLICIES
+    from .features.spectral import BAND_POWER_METHODS
+    from .labels import AMBIGUOUS_POLICIES, NAN_POLICIES
+    from .models import available_models
+    from .models.baselines import BASELINES
+    from .models.registry import FREEZE_POLICIES
+
+    return {
+        ("dataset", "kind"): READERS,
+        ("labels", "ambiguous"): AMBIGUOUS_POLICIES,
+        ("labels", "nan_policy"): NAN_POLICIES,
+        ("features", "baseline"): BASELINE_POLICIES,
+        ("features", "method"): BAND_POWER_METHODS,
+        ("models", "backbones"): available_models(),
+        ("models", "student"): available_models(),
+        ("methods", "run"): _methods(),
+        ("methods", "kd_targets"): _kd_losses(),
+        ("methods", "freeze"): FREEZE_POLICIES,
+        ("methods", "baselines"): BASELINES,
+        ("training", "class_weight"): ("balanced", "none"),
+        ("evaluation", "protocol"): PROTOCOLS,
+    }
+
+
+#: Keys whose empty string means "not set" rather than a name.
+_OPTIONAL_NAMES = {("models", "student")}
 _POSITIVE = {
     ("features", "window"), ("features", "step"), ("training", "epochs"),
     ("training", "batch_size"), ("training", "lr"), ("methods", "temperature"),
@@ -239,6 +273,46 @@ def _coerce(value, tp, where: str):
     raise ConfigError(f"{where}: unsupported type {_type_name(tp)}.")  # pragma: no cover
 
 
+def _check_name(value: str, names: Collection[str], key: str, source: str) -> None:
+    """One name against the registry (or tuple) ``names``; ConfigError naming file and key."""
+    try:
+        if isinstance(names, Registry):
+            names.entry(value, key)
+        elif value not in names:
+            raise ValueError(f"Invalid value for {key!r}: expected one of "
+                             f"{', '.join(map(repr, names))}, got {value!r}.")
+    except ValueError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+
+
+def _check_names(cfg: ExperimentConfig, source: str) -> None:
+    for (section, key), names in _name_sources().items():
+        value = getattr(getattr(cfg, section), key)
+        if (section, key) in _OPTIONAL_NAMES and value == "":
+            continue
+        for item in value if isinstance(value, tuple) else (value,):
+            _check_name(item, names, f"[{section}] {key}", source)
+
+
+def _check_reader_options(ds: DatasetConfig, source: str) -> None:
+    """Keys of ``[dataset]`` beyond kind/path/subjects must be arguments of the reader."""
+    from .datasets.loaders import READERS
+
+    if ds.kind == "generic" or not ds.options:
+        return  # a generic table is the reader's description; its parser checks its keys
+    load: Callable = READERS.get(ds.kind)
+    params = list(inspect.signature(load).parameters.values())[1:]  # after the path
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return
+    known = [p.name for p in params if p.kind in (inspect.Parameter.KEYWORD_ONLY,
+                                                   inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    unknown = sorted(set(ds.options) - set(known))
+    if unknown:
+        keys = ["kind", "path"] + ["subjects"] * ("subjects" not in known) + known
+        raise ConfigError(f"{source}: unknown key(s) {unknown!r} in [dataset] for kind "
+                          f"{ds.kind!r}; known keys: {keys!r}.")
+
+
 def _build(cls, table: Mapping, section: str, source: str):
     if not isinstance(table, Mapping):
         raise ConfigError(f"{source}: [{section}] must be a table, got {table!r}.")
@@ -253,15 +327,6 @@ def _build(cls, table: Mapping, section: str, source: str):
     for key, raw in table.items():
         where = f"{source}: [{section}] {key}"
         value = _coerce(raw, hints[key], where)
-        choices = _CHOICES.get((section, key))
-        if choices is not None and value not in choices:
-            raise ConfigError(f"{where}: expected one of {list(choices)!r}, got {value!r}.")
-        allowed = _CHOICE_LISTS.get((section, key))
-        if allowed is not None:
-            bad = [v for v in value if v not in allowed]
-            if bad:
-                raise ConfigError(f"{where}: unknown entries {bad!r}; expected some of "
-                                  f"{list(allowed)!r}.")
         if (section, key) in _POSITIVE and value <= 0:
             raise ConfigError(f"{where}: expected a positive value, got {value!r}.")
         values[key] = value
@@ -282,19 +347,20 @@ def _from_dict(data: Mapping, source: str) -> ExperimentConfig:
         )
     kwargs: dict[str, object] = {"source": source}
     ds = data.get("dataset")
-    if (isinstance(ds, Mapping) and ds.get("kind") == "generic"
-            and not isinstance(ds.get("options"), Mapping)):
-        # The table is also the generic reader's description (fearkd.datasets.generic): keep
-        # its keys as reader options; `path` still overrides the description's `root`.
-        options = {k: v for k, v in ds.items() if k not in ("kind", "path")}
-        data = {**data, "dataset": {"kind": "generic", "path": ds.get("path", ""),
-                                     "options": options}}
+    if isinstance(ds, Mapping) and not isinstance(ds.get("options"), Mapping):
+        # Keys the table does not define are the reader's options (for "generic", its
+        # description: fearkd.datasets.generic); `path` still overrides a description's `root`.
+        own = ("kind", "path") if ds.get("kind") == "generic" else ("kind", "path", "subjects")
+        options = {k: v for k, v in ds.items() if k not in own}
+        data = {**data, "dataset": {**{k: ds[k] for k in own if k in ds}, "options": options}}
     if "name" in data:
         kwargs["name"] = _coerce(data["name"], str, f"{source}: name")
     for key, cls in sections.items():
         if key in data:
             kwargs[key] = _build(cls, data[key], key, source)
     cfg = ExperimentConfig(**kwargs)
+    _check_names(cfg, source)
+    _check_reader_options(cfg.dataset, source)
     m, e = cfg.methods, cfg.evaluation
     if not 0.0 <= m.alpha <= 1.0:
         raise ConfigError(

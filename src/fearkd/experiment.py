@@ -56,28 +56,26 @@ def _open(cfg: ExperimentConfig, data_path: str | Path | None):
 
     ds = cfg.dataset
     path = data_path or ds.path
-    kwargs = {}
+    options = dict(ds.options)
     if ds.subjects:
-        kwargs["subjects"] = list(ds.subjects)
-    if ds.kind == "generic":
-        if ds.subjects:
-            raise ConfigError(f"{cfg.source}: [dataset] subjects selects subjects of DEAP or "
-                              f"ASCERTAIN; a generic description lists its own subjects.")
-        from .datasets.generic import load_generic
-
-        return load_generic({"dataset": dict(ds.options)}, root=path or None)
-    if not path:
+        if ds.kind == "generic":
+            raise ConfigError(f"{cfg.source}: [dataset] subjects selects subjects of a dataset "
+                              f"release; a generic description lists its own subjects.")
+        options["subjects"] = list(ds.subjects)
+    if not path and not ds.options:
         raise ConfigError(
             f"{cfg.source or 'config'}: no dataset path: set [dataset] path or pass --data PATH."
         )
-    return open_dataset(path, kind=None, **kwargs)
+    return open_dataset(path, kind=ds.kind, **options)
 
 
 def _rules(cfg: ExperimentConfig, dataset: str, key: str):
+    from .datasets.loaders import builtin_labels
+
     value = getattr(cfg.labels, key)
     if value != "auto":
         return value
-    return dataset if dataset in ("deap", "ascertain") else None
+    return builtin_labels(dataset)[0 if key == "rules" else 1]
 
 
 def prepare_data(cfg: ExperimentConfig, *, data_path=None, cache_dir=None,

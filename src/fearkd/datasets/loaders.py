@@ -1,34 +1,127 @@
-"""Open any supported dataset from a path: detect its kind, call its reader, summarise it."""
+"""Dataset readers by kind: the ``READERS`` registry, detection, opening and summaries.
+
+Every format a user can name in ``[dataset] kind`` (or that :func:`open_dataset` detects) is one
+entry of :data:`READERS`, added with :func:`register_reader`. The built-in kinds are ``deap``,
+``ascertain`` and ``generic``; a reader registered from outside the package is accepted by the
+experiment file and by :func:`open_dataset` like a built-in one.
+"""
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from .._registry import Registry
 from ..errors import DatasetNotFoundError
 from ..recordings import MODALITIES, Recordings
+from .ascertain import load_ascertain
+from .deap import load_deap
+from .generic import load_generic
 
-__all__ = ["detect_dataset", "open_dataset", "summarize", "LAYOUTS"]
+__all__ = [
+    "READERS",
+    "register_reader",
+    "builtin_labels",
+    "detect_dataset",
+    "open_dataset",
+    "summarize",
+]
 
-#: What each kind looks like on disk, for detection and for the "not found" message.
-LAYOUTS = {
-    "deap": "data_preprocessed_python/s01.dat ... or data_preprocessed_matlab/s01.mat ...",
-    "ascertain": "ASCERTAIN_Raw/EEGData/Movie_P01/EEG_Clip1.mat ... and "
-                 "ASCERTAIN_Features/Dt_SelfReports.mat",
-    "generic": "a description file (.toml) of your own recordings",
-}
-_DEAP_DIRS = ("data_preprocessed_python", "data_preprocessed_matlab")
+#: Dataset readers by kind; each entry's ``obj`` is ``load(path, **options) -> Recordings`` and
+#: its ``info`` holds ``detect``, ``layout``, ``rules`` and ``source`` (see
+#: :func:`register_reader`).
+READERS: Registry[Callable[..., Recordings]] = Registry("dataset kind", "[dataset] kind")
+
+
+def register_reader(
+    kind: str,
+    *,
+    load: Callable[..., Recordings],
+    detect: Callable[[Path], bool] | None = None,
+    layout: str = "",
+    rules: str | None = None,
+    source: str | None = None,
+    description: str = "",
+    overwrite: bool = False,
+) -> Callable[..., Recordings]:
+    """Register a dataset reader under ``kind``.
+
+    Parameters
+    ----------
+    kind : str
+        What a user writes in ``[dataset] kind``.
+    load : callable
+        ``load(path, **options) -> Recordings``; ``options`` are the other keys of the
+        ``[dataset]`` table (``subjects``, or a reader's own keys).
+    detect : callable, optional
+        ``detect(path) -> bool``: whether ``path`` (an existing file or folder) holds this kind;
+        used by :func:`open_dataset` when no kind is given. None: never detected, only named.
+    layout : str
+        What the kind looks like on disk, shown when no dataset is found.
+    rules, source : str, optional
+        Built-in rule table and source task (names known to :func:`fearkd.labels.load_rules`, or
+        paths) used when ``[labels] rules`` / ``source`` is ``"auto"``; None: no built-in one.
+    description : str
+        One line for ``--help`` and the docs.
+    overwrite : bool
+        Replace an existing reader of the same kind.
+
+    Returns
+    -------
+    callable
+        ``load``, unchanged.
+
+    Raises
+    ------
+    TypeError
+        ``load`` or ``detect`` is not callable.
+    ValueError
+        ``kind`` is taken and ``overwrite`` is false.
+    """
+    if not callable(load):
+        raise TypeError(f"register_reader({kind!r}): 'load' must be callable, got {load!r}.")
+    if detect is not None and not callable(detect):
+        raise TypeError(f"register_reader({kind!r}): 'detect' must be callable or None, "
+                        f"got {detect!r}.")
+    return READERS.register(kind, load, description=description, overwrite=overwrite,
+                            detect=detect, layout=layout, rules=rules, source=source)
+
+
+def builtin_labels(kind: str) -> tuple[str | None, str | None]:
+    """The rule table and source task a reader brings, for ``[labels] rules = "auto"``.
+
+    Parameters
+    ----------
+    kind : str
+        A registered dataset kind, or the ``dataset`` name of a :class:`Recordings`.
+
+    Returns
+    -------
+    rules, source : str or None
+        None where the kind has no built-in table (or is not a registered kind).
+    """
+    if kind not in READERS:
+        return None, None
+    info = READERS.entry(kind).info
+    return info.get("rules"), info.get("source")
 
 
 def _layouts_text() -> str:
-    return "; ".join(f"{k}: {v}" for k, v in LAYOUTS.items())
+    return "; ".join(f"{e.name}: {e.info['layout']}" for e in READERS.entries()
+                     if e.info.get("layout"))
 
 
 def detect_dataset(path: str | Path) -> tuple[str, Path]:
-    """Return ``(kind, root)`` for a dataset folder or a description file.
+    """Return ``(kind, path)``: the first registered reader whose ``detect`` accepts ``path``.
 
-    ``path`` may also be one of DEAP's two data folders; the root is then its parent.
+    Raises
+    ------
+    DatasetNotFoundError
+        ``path`` does not exist, or no reader recognises it.
     """
     path = Path(path)
     if not path.exists():
@@ -36,50 +129,104 @@ def detect_dataset(path: str | Path) -> tuple[str, Path]:
             f"Dataset path {str(path)!r} does not exist; expected a folder holding one of: "
             f"{_layouts_text()}."
         )
-    if path.is_file():
-        if path.suffix.lower() == ".toml":
-            return "generic", path
-        raise DatasetNotFoundError(
-            f"{str(path)!r} is a file; expected a dataset folder or a .toml description file "
-            f"({_layouts_text()})."
-        )
-    if path.name in _DEAP_DIRS:
-        return "deap", path.parent
-    if any((path / d).is_dir() for d in _DEAP_DIRS):
-        return "deap", path
-    if (path / "ASCERTAIN_Raw").is_dir() or (path / "ASCERTAIN_Features").is_dir():
-        return "ascertain", path
-    if path.name in ("ASCERTAIN_Raw", "ASCERTAIN_Features"):
-        return "ascertain", path.parent
+    for entry in READERS.entries():
+        detect = entry.info.get("detect")
+        if detect is not None and detect(path):
+            return entry.name, path
+    what = "file" if path.is_file() else "folder"
     raise DatasetNotFoundError(
-        f"No dataset found under {str(path)!r}: expected one of {_layouts_text()}."
+        f"No dataset found in the {what} {str(path)!r}: expected one of {_layouts_text()}; "
+        f"or name the reader with [dataset] kind (one of {READERS.expected()})."
     )
 
 
-def open_dataset(path: str | Path, kind: str | None = None, **kwargs) -> Recordings:
-    """Open a dataset with the reader for its kind (detected when ``kind`` is None).
+def open_dataset(path: str | Path, kind: str | None = None, **options: Any) -> Recordings:
+    """Open a dataset with the reader of its kind (detected when ``kind`` is None).
 
-    Keyword arguments go to the reader (``subjects``, ``channels``, ...).
+    Parameters
+    ----------
+    path : str or Path
+        The dataset's folder or file (what the reader expects).
+    kind : str, optional
+        A name of :data:`READERS`; None detects it from ``path``.
+    **options
+        Passed to the reader (``subjects``, ``channels``, ...).
+
+    Raises
+    ------
+    ValueError
+        ``kind`` is not a registered reader.
+    DatasetNotFoundError
+        ``path`` does not exist, or ``kind`` is None and no reader recognises ``path``.
     """
     if kind is None:
-        kind, root = detect_dataset(path)
-    else:
-        root = Path(path)
-    if kind == "deap":
-        from .deap import load_deap
+        kind, path = detect_dataset(path)
+    entry = READERS.entry(kind, "kind")
+    if path and not Path(path).exists():
+        layout = entry.info.get("layout") or f"a {kind} dataset"
+        raise DatasetNotFoundError(
+            f"Dataset path {str(path)!r} does not exist; expected {layout} "
+            f"(set [dataset] path or pass --data PATH)."
+        )
+    return entry.obj(path, **options)
 
-        return load_deap(root, **kwargs)
-    if kind == "ascertain":
-        from .ascertain import load_ascertain
 
-        return load_ascertain(root, **kwargs)
-    if kind == "generic":
-        from .generic import load_generic
+# --- built-in readers ------------------------------------------------------------------------
 
-        return load_generic(root, **kwargs)
-    raise ValueError(
-        f"Invalid value for 'kind': expected one of 'deap', 'ascertain', 'generic', got {kind!r}."
-    )
+_DEAP_DIRS = ("data_preprocessed_python", "data_preprocessed_matlab")
+_ASCERTAIN_DIRS = ("ASCERTAIN_Raw", "ASCERTAIN_Features")
+
+
+def _detect_deap(path: Path) -> bool:
+    return path.is_dir() and (path.name in _DEAP_DIRS
+                              or any((path / d).is_dir() for d in _DEAP_DIRS))
+
+
+@functools.wraps(load_deap)  # its signature names the options config.py accepts
+def _load_deap(path, **options) -> Recordings:
+    path = Path(path)
+    return load_deap(path.parent if path.name in _DEAP_DIRS else path, **options)
+
+
+def _detect_ascertain(path: Path) -> bool:
+    return path.is_dir() and (path.name in _ASCERTAIN_DIRS
+                              or any((path / d).is_dir() for d in _ASCERTAIN_DIRS))
+
+
+@functools.wraps(load_ascertain)
+def _load_ascertain(path, **options) -> Recordings:
+    path = Path(path)
+    return load_ascertain(path.parent if path.name in _ASCERTAIN_DIRS else path, **options)
+
+
+def _detect_generic(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() == ".toml"
+
+
+def _load_generic(path, **options) -> Recordings:
+    """A description file at ``path``, or the description given as ``options`` (the other keys
+    of the ``[dataset]`` table), with ``path`` then the records' root."""
+    if options:
+        return load_generic({"dataset": options}, root=path or None)
+    return load_generic(path)
+
+
+register_reader(
+    "deap", load=_load_deap, detect=_detect_deap,
+    layout="data_preprocessed_python/s01.dat ... or data_preprocessed_matlab/s01.mat ...",
+    rules="deap", source="deap", description="DEAP preprocessed release (.dat or .mat)",
+)
+register_reader(
+    "ascertain", load=_load_ascertain, detect=_detect_ascertain,
+    layout="ASCERTAIN_Raw/EEGData/Movie_P01/EEG_Clip1.mat ... and "
+           "ASCERTAIN_Features/Dt_SelfReports.mat",
+    rules="ascertain", source="ascertain", description="ASCERTAIN raw release",
+)
+register_reader(
+    "generic", load=_load_generic, detect=_detect_generic,
+    layout="a description file (.toml) of your own recordings",
+    description="your recordings (WFDB/EDF/BDF/CSV + events) described in a TOML file",
+)
 
 
 def summarize(recordings: Recordings, progress: bool = False) -> dict:

@@ -1,17 +1,20 @@
 """Evaluation: splitters over window metadata, per-fold metrics, statistics on fold scores.
 
-The splitters (:mod:`.splitters`) implement the protocols ``subject``, ``trial``, ``window`` and
-``seed-legacy`` with a leakage guard; :mod:`.metrics` scores one fold with a fixed label set;
-:mod:`.stats` compares models on paired fold scores (paired and corrected t-tests, Wilcoxon, Holm).
-The cross-validation runner (:mod:`.crossval`) is imported from its own module.
+The splitters (:mod:`.splitters`) implement the protocols of the ``PROTOCOLS`` registry (built in
+``subject``, ``trial``, ``window``, ``seed-legacy``; more with ``register_protocol``) with a
+leakage guard; :mod:`.results` holds the schema of the tidy results table; :mod:`.metrics`
+scores one fold with a fixed label set; :mod:`.stats` compares models on paired fold scores
+(paired and corrected t-tests, Wilcoxon, Holm). The cross-validation runner (:mod:`.crossval`)
+is imported from its own module.
 """
 
 from .metrics import chance_level, fold_metrics, majority_baseline, majority_class
-from .splitters import PROTOCOLS, LeakageReport, check_split, make_splitter
+from .splitters import PROTOCOLS, LeakageReport, check_split, make_splitter, register_protocol
 from .stats import ComparisonResult, compare_models, holm, nadeau_bengio_ttest
 
 __all__ = [
     "PROTOCOLS",
+    "register_protocol",
     "LeakageReport",
     "check_split",
     "make_splitter",

@@ -144,7 +144,7 @@ class RunDir:
 
     def results(self, unit_ids: Iterable[str] | None = None) -> pd.DataFrame:
         """Every row of the given (default: all) finished units, in unit order."""
-        from .crossval import results_to_frame
+        from .results import results_to_frame
 
         ids = self.unit_ids() if unit_ids is None else list(unit_ids)
         rows = [row for uid in ids if self.has_unit(uid) for row in self.read_unit(uid)["rows"]]

@@ -23,17 +23,19 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import GroupKFold, KFold, LeaveOneGroupOut, StratifiedGroupKFold
 
+from .._registry import Registry
 from ..errors import LeakageError
 
 __all__ = [
     "PROTOCOLS",
+    "register_protocol",
     "LeakageReport",
     "check_split",
     "SubjectSplitter",
@@ -45,7 +47,12 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-PROTOCOLS = ("subject", "trial", "window", "seed-legacy")
+#: Evaluation protocols by name; each entry's ``obj`` is ``factory(n_splits, random_state,
+#: target) -> splitter`` and its ``info`` holds ``group`` and ``leaky`` (see
+#: :func:`register_protocol`). Registration order is the report's order.
+PROTOCOLS: Registry[Callable] = Registry("protocol", "[evaluation] protocol")
+#: What a protocol keeps apart: the leakage guard checks that no such group crosses a split.
+GROUPS = ("subject", "trial", "none")
 #: Examples an error or report lists.
 _N_EXAMPLES = 5
 
@@ -120,9 +127,10 @@ class LeakageReport:
     @property
     def ok(self) -> bool:
         """Whether the protocol's guarantee holds (always true for the leaky protocols)."""
-        if self.protocol == "subject":
+        group = PROTOCOLS.entry(self.protocol).info["group"]
+        if group == "subject":
             return self.n_subjects_crossing == 0 and self.n_shared_rows == 0
-        if self.protocol == "trial":
+        if group == "trial":
             return self.n_trials_crossing == 0 and self.n_shared_rows == 0
         return True
 
@@ -168,7 +176,8 @@ def check_split(
         Columns ``subject``, ``trial``, ``t_start``, ``t_stop``.
     train_idx, test_idx : ndarray of int
         Positional row indices.
-    protocol : {"subject", "trial", "window", "seed-legacy"}
+    protocol : str
+        A name of :data:`PROTOCOLS`; its ``group`` says what must not cross the split.
 
     Returns
     -------
@@ -177,10 +186,12 @@ def check_split(
     Raises
     ------
     LeakageError
-        Under ``subject`` a subject, under ``trial`` a (subject, trial) key, or under either a row,
-        on both sides.
+        Under a protocol grouped by subject a subject, by trial a (subject, trial) key, or under
+        either a row, on both sides.
+    ValueError
+        ``protocol`` is not registered.
     """
-    _check_protocol(protocol)
+    PROTOCOLS.entry(protocol, "protocol")
     _require(metadata, ("subject", "trial", "t_start", "t_stop"))
     n = len(metadata)
     train = _as_index(train_idx, n, "train_idx")
@@ -229,14 +240,6 @@ def check_split(
             protocol, report.n_overlapping, report.n_test,
         )
     return report
-
-
-def _check_protocol(protocol: str) -> None:
-    if protocol not in PROTOCOLS:
-        raise ValueError(
-            f"Invalid value for 'protocol': expected one of "
-            f"{', '.join(repr(p) for p in PROTOCOLS)}, got {protocol!r}."
-        )
 
 
 def _check_n_splits(n_splits, allow_loso: bool = False) -> None:
@@ -414,10 +417,8 @@ class LegacySplitter(_MetadataSplitter):
 
     protocol = "seed-legacy"
 
-    def __init__(self, every: int = 5, random_state=None, target: str = "y_fear",
-                 n_splits: int = 1):
+    def __init__(self, every: int = 5, target: str = "y_fear", n_splits: int = 1):
         self.every = every
-        self.random_state = random_state  # unused: the split is deterministic
         self.target = target
         self.n_splits = n_splits
 
@@ -459,6 +460,44 @@ class LegacySplitter(_MetadataSplitter):
             yield order[~held], held_rows[h_pos % 2 == 1], held_rows[h_pos % 2 == 0]
 
 
+def register_protocol(name: str, factory: Callable, *, description: str = "",
+                      group: str = "subject", leaky: bool = False,
+                      overwrite: bool = False) -> Callable:
+    """Register an evaluation protocol under ``name``.
+
+    Parameters
+    ----------
+    name : str
+        What a user writes in ``[evaluation] protocol``.
+    factory : callable
+        ``factory(n_splits, random_state, target) -> splitter``; the splitter has
+        ``split(metadata)`` yielding positional ``(train_idx, test_idx)`` (subclass
+        ``_MetadataSplitter`` to get the leakage guard and ``split_with_validation``).
+    description : str
+        One line for ``--help`` and the docs.
+    group : {"subject", "trial", "none"}
+        What the protocol keeps apart; :func:`check_split` raises :class:`LeakageError` when such
+        a group (or a row) is on both sides. ``"none"``: only rows are counted.
+    leaky : bool
+        Whether its scores are optimistic by design (said in reports).
+    overwrite : bool
+        Replace an existing protocol of the same name.
+
+    Returns
+    -------
+    callable
+        ``factory``, unchanged.
+    """
+    if not callable(factory):
+        raise TypeError(f"register_protocol({name!r}): 'factory' must be callable, "
+                        f"got {factory!r}.")
+    if group not in GROUPS:
+        raise ValueError(f"register_protocol({name!r}): invalid value for 'group': expected "
+                         f"one of {', '.join(map(repr, GROUPS))}, got {group!r}.")
+    return PROTOCOLS.register(name, factory, description=description, overwrite=overwrite,
+                              group=group, leaky=bool(leaky))
+
+
 def make_splitter(
     protocol: str = "subject",
     n_splits: int | str = 5,
@@ -469,7 +508,9 @@ def make_splitter(
 
     Parameters
     ----------
-    protocol : {"subject", "trial", "window", "seed-legacy"}
+    protocol : str
+        A name of :data:`PROTOCOLS`: built in ``"subject"``, ``"trial"``, ``"window"``,
+        ``"seed-legacy"``.
     n_splits : int or "loso"
         Folds; ``"loso"`` (subject only) for leave-one-subject-out. ``seed-legacy``: folds
         over the held-out offset, at most 5 (more are capped at 5, with a log line).
@@ -477,21 +518,46 @@ def make_splitter(
         Shuffles the assignment of groups (or windows) to folds.
     target : str
         Metadata column to stratify on where the groups allow.
+
+    Raises
+    ------
+    ValueError
+        Unknown ``protocol``, or ``n_splits`` the protocol cannot take.
     """
-    _check_protocol(protocol)
-    if protocol == "subject":
-        _check_n_splits(n_splits, allow_loso=True)
-        return SubjectSplitter(n_splits, random_state, target)
-    if protocol == "seed-legacy":
-        if n_splits == "loso":
-            n_splits = 1
-        if isinstance(n_splits, bool) or not isinstance(n_splits, (int, np.integer)) \
-                or n_splits < 1:
-            raise ValueError(f"'n_splits' must be an integer >= 1, got {n_splits!r}.")
-        if n_splits > 5:
-            logger.info("seed-legacy has at most 5 folds (one per held-out offset); using 5.")
-        return LegacySplitter(random_state=random_state, target=target,
-                              n_splits=min(int(n_splits), 5))
+    return PROTOCOLS.get(protocol, "protocol")(n_splits, random_state, target)
+
+
+def _subject_splitter(n_splits, random_state, target) -> SubjectSplitter:
+    _check_n_splits(n_splits, allow_loso=True)
+    return SubjectSplitter(n_splits, random_state, target)
+
+
+def _trial_splitter(n_splits, random_state, target) -> TrialSplitter:
     _check_n_splits(n_splits)
-    cls = TrialSplitter if protocol == "trial" else WindowSplitter
-    return cls(n_splits, random_state, target)
+    return TrialSplitter(n_splits, random_state, target)
+
+
+def _window_splitter(n_splits, random_state, target) -> WindowSplitter:
+    _check_n_splits(n_splits)
+    return WindowSplitter(n_splits, random_state, target)
+
+
+def _legacy_splitter(n_splits, random_state, target) -> LegacySplitter:
+    # random_state is not used: the reference's split is deterministic.
+    if n_splits == "loso":
+        n_splits = 1
+    if isinstance(n_splits, bool) or not isinstance(n_splits, (int, np.integer)) or n_splits < 1:
+        raise ValueError(f"'n_splits' must be an integer >= 1, got {n_splits!r}.")
+    if n_splits > 5:
+        logger.info("seed-legacy has at most 5 folds (one per held-out offset); using 5.")
+    return LegacySplitter(target=target, n_splits=min(int(n_splits), 5))
+
+
+register_protocol("subject", _subject_splitter, group="subject",
+                  description="folds over subjects (subject-independent)")
+register_protocol("trial", _trial_splitter, group="trial",
+                  description="folds over trials (subject-dependent, trial-disjoint)")
+register_protocol("window", _window_splitter, group="none", leaky=True,
+                  description="random folds over windows (leaky; shows the gap)")
+register_protocol("seed-legacy", _legacy_splitter, group="none", leaky=True,
+                  description="the reference's every-5th-window split (leaky)")

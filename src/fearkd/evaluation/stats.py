@@ -33,7 +33,7 @@ from scipy import stats
 
 __all__ = [
     "TESTS",
-    "BASELINES",
+    "REFERENCE_MODELS",
     "holm",
     "nadeau_bengio_ttest",
     "mean_difference_ci",
@@ -52,7 +52,7 @@ TEST_TITLES = {
 }
 CORRECTIONS = ("holm", "none")
 #: Models that are reference points, not competitors.
-BASELINES = ("chance", "majority", "stratified")
+REFERENCE_MODELS = ("chance", "majority", "stratified")
 CONTEXT_COLUMNS = ("dataset", "protocol", "task", "target", "method", "stage", "split")
 REQUIRED = ("model", "fold", "metric", "value")
 
@@ -245,7 +245,7 @@ def compare_models(
     *,
     correction: str = "holm",
     confidence: float = 0.95,
-    baselines: Sequence[str] = BASELINES,
+    baselines: Sequence[str] = REFERENCE_MODELS,
     by: Sequence[str] | None = None,
 ) -> ComparisonResult:
     """Compare every pair of models on paired fold scores.

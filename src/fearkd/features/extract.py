@@ -31,7 +31,7 @@ from .windows import Windowing, get_windowing, make_windows, window_samples
 __all__ = ["extract_features", "subject_features", "trial_features"]
 
 logger = logging.getLogger(__name__)
-BASELINES = ("drop", "subtract")
+BASELINE_POLICIES = ("drop", "subtract")
 BASELINE_MODES = ("subtract", "divide")
 _LABELLED_DATASETS = ("deap", "ascertain")
 _INFO_TRIALS = "trials_with_info_labels"
@@ -295,7 +295,7 @@ def extract_features(
         raise ValueError("'recordings' holds no subject; nothing to extract.")
     recipe = get_preset(preset) if method is None else get_preset(preset, method=method)
     windowing = get_windowing(window, step)
-    _choice(baseline, "baseline", BASELINES)
+    _choice(baseline, "baseline", BASELINE_POLICIES)
     _choice(baseline_mode, "baseline_mode", BASELINE_MODES)
     if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0:
         raise ValueError(f"'n_jobs' must be a non-zero integer (-1 for all cores), got {n_jobs!r}.")

@@ -73,7 +73,7 @@ from .windows import band_window_sums, window_sums
 
 __all__ = [
     "DEFAULT_BANDS",
-    "METHODS",
+    "BAND_POWER_METHODS",
     "FILTER_DESIGNS",
     "check_bands",
     "band_power",
@@ -90,7 +90,7 @@ DEFAULT_BANDS: dict[str, tuple[float, float]] = {
     "high_beta": (16.0, 25.0),
     "gamma": (25.0, 45.0),
 }
-METHODS = ("filter", "welch", "de")
+BAND_POWER_METHODS = ("filter", "welch", "de")
 FILTER_DESIGNS = ("fft", "butter")
 BUTTER_ORDER = 4
 _TOL = 1e-9
@@ -165,10 +165,10 @@ def check_bands(
 
 
 def _check_method(method: str, filter_design: str, log: bool, relative: bool) -> None:
-    if method not in METHODS:
+    if method not in BAND_POWER_METHODS:
         raise ValueError(
-            f"Invalid value for 'method': expected one of {', '.join(map(repr, METHODS))}, "
-            f"got {method!r}."
+            f"Invalid value for 'method': expected one of "
+            f"{', '.join(map(repr, BAND_POWER_METHODS))}, got {method!r}."
         )
     if filter_design not in FILTER_DESIGNS:
         raise ValueError(

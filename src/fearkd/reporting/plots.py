@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from .tables import CI_SUFFIX, PROTOCOL_ORDER, check_results, model_label, target_label
+from .tables import CI_SUFFIX, check_results, model_label, protocol_key, target_label
 
 __all__ = [
     "figure_to_png",
@@ -264,7 +264,7 @@ def plot_protocol_comparison(table: pd.DataFrame, *, title: str | None = None) -
             "'table' compares fewer than two protocols; build it with protocol_comparison() "
             "on results that hold at least two."
         )
-    protocols.sort(key=lambda p: PROTOCOL_ORDER.index(p) if p in PROTOCOL_ORDER else 99)
+    protocols.sort(key=protocol_key)
     models = [str(m) for m in table.index]
     fig = Figure(figsize=(max(6.0, 1.6 * len(models) + 3), 4.4), layout="constrained")
     ax = fig.subplots()

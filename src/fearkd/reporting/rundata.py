@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import FearkdError, FormatError
-from .tables import RESULT_COLUMNS, check_results
+from ..evaluation.results import RESULT_COLUMNS, check_results
 
 __all__ = ["RunData", "load_run", "history_frame", "confusion_sums", "HISTORY_CURVES"]
 

@@ -21,6 +21,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ..evaluation.results import RESULT_COLUMNS, check_results
+from ..evaluation.splitters import PROTOCOLS
+from ..models.baselines import BASELINES
+
 __all__ = [
     "RESULT_COLUMNS",
     "METRIC_COLUMNS",
@@ -39,14 +43,10 @@ __all__ = [
     "format_cell",
     "display_frame",
     "CI_SUFFIX",
+    "protocol_key",
     "model_label",
     "target_label",
 ]
-
-RESULT_COLUMNS = (
-    "dataset", "protocol", "method", "stage", "model", "target", "task", "fold", "seed",
-    "split", "metric", "value", "n_params", "n_train", "n_test", "chance",
-)
 
 #: (column label, split, metric, scale) of the metric columns of every model table.
 METRIC_COLUMNS = (
@@ -59,11 +59,14 @@ METRIC_COLUMNS = (
 )
 
 CI_SUFFIX = " ±"
-PROTOCOL_ORDER = ("subject", "trial", "window", "seed-legacy", "split")
 _MODEL_NAMES = {"cnn": "CNN", "lstm": "LSTM", "gru": "GRU", "mlp": "MLP"}
 _TARGET_NAMES = {"hard": "Hard labels", "soft": "Soft targets", "combined": "Combined loss"}
-_BASELINE_NAMES = {"majority": "Majority baseline", "stratified": "Stratified baseline"}
 _METHOD_NAMES = {"method1": "Method 1", "method2": "Method 2", "scratch": "Scratch"}
+
+
+def protocol_key(protocol: str) -> tuple[int, str]:
+    """Sort key of a protocol: registration order in ``PROTOCOLS``, unknown names last."""
+    return PROTOCOLS.order(str(protocol)), str(protocol)
 
 
 def model_label(model: str) -> str:
@@ -76,45 +79,14 @@ def target_label(target: str) -> str:
     return _TARGET_NAMES.get(str(target), str(target))
 
 
-def check_results(results: object, where: str = "results") -> pd.DataFrame:
-    """Validate a tidy results table and return it with normalised dtypes.
-
-    Raises
-    ------
-    TypeError
-        ``results`` is not a DataFrame.
-    ValueError
-        A column of :data:`RESULT_COLUMNS` is missing.
-    """
-    if not isinstance(results, pd.DataFrame):
-        raise TypeError(
-            f"'{where}' must be a pandas DataFrame (the tidy results table), "
-            f"got {type(results).__name__}."
-        )
-    missing = [c for c in RESULT_COLUMNS if c not in results.columns]
-    if missing:
-        raise ValueError(
-            f"'{where}' lacks column(s) {missing!r}; a tidy results table has columns "
-            f"{list(RESULT_COLUMNS)!r} (see RUNDIR.md)."
-        )
-    df = results.copy()
-    for col in ("dataset", "protocol", "method", "stage", "model", "target", "task", "split",
-                "metric"):
-        df[col] = df[col].astype(str)
-    for col in ("value", "n_params", "n_train", "n_test", "chance"):
-        df[col] = pd.to_numeric(df[col], errors="coerce")
-    return df
-
-
 def result_groups(results: pd.DataFrame) -> list[tuple[str, str]]:
     """The (dataset, protocol) pairs present, datasets in order of appearance."""
     df = check_results(results)
     pairs = df[["dataset", "protocol"]].drop_duplicates()
-    order = {p: i for i, p in enumerate(PROTOCOL_ORDER)}
     ds_order = {d: i for i, d in enumerate(pd.unique(df["dataset"]))}
     return sorted(
         ((d, p) for d, p in pairs.itertuples(index=False)),
-        key=lambda dp: (ds_order[dp[0]], order.get(dp[1], len(order)), dp[1]),
+        key=lambda dp: (ds_order[dp[0]], *protocol_key(dp[1])),
     )
 
 
@@ -216,7 +188,8 @@ def _baseline_rows(df_all: pd.DataFrame, task: str, chance: float) -> pd.DataFra
     rows = []
     base = df_all[(df_all["method"] == "baseline") & (df_all["task"] == task)]
     if len(base):
-        rows.append(_metric_rows(base, "model", _BASELINE_NAMES))
+        labels = {str(m): BASELINES.label(str(m)) for m in pd.unique(base["model"])}
+        rows.append(_metric_rows(base, "model", labels))
     if np.isfinite(chance) and chance > 0:
         record = {c: math.nan for c in _empty_table("").columns}
         # A constant or uniformly random guess: accuracy and balanced accuracy both 1/K.
@@ -403,8 +376,7 @@ def protocol_comparison(results: pd.DataFrame, *, dataset: str | None = None,
     df = check_results(results).loc[df.index]
     sel = df[(df["method"] == method) & (df["stage"] == stage) & (df["split"] == "test")
              & (df["metric"] == metric)]
-    order = {p: i for i, p in enumerate(PROTOCOL_ORDER)}
-    protocols = sorted(pd.unique(sel["protocol"]), key=lambda p: (order.get(p, 99), p))
+    protocols = sorted(pd.unique(sel["protocol"]), key=protocol_key)
     table = pd.DataFrame()
     if len(protocols) >= 2:
         summ = summarize_folds(sel, ["protocol", "model"])

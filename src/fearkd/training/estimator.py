@@ -80,7 +80,7 @@ class FearkdClassifier(ClassifierMixin, BaseEstimator):
         if self.model in available_models():
             return False
         raise ValueError(f"Unknown model {self.model!r}: expected one of "
-                         f"{', '.join(available_models() + BASELINES)}.")
+                         f"{', '.join(available_models() + BASELINES.names())}.")
 
     def fit(self, X, y, groups=None, validation=None):
         """Fit on ``X`` (n_samples, n_features) and labels ``y`` (n_samples,).
