@@ -11,10 +11,8 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
 
-# Re-install whenever the project's metadata, pins or compiled module's sources change (the
-# install builds fearkd.models._kernels in place, see setup.py).
-KERNELS := setup.py $(wildcard src/fearkd/models/_kernels.c src/fearkd/models/_*_body.h)
-$(STAMP): pyproject.toml constraints.txt $(KERNELS) | $(BIN)/python
+# Re-install whenever the project's metadata or pins change (the install is pure Python).
+$(STAMP): pyproject.toml constraints.txt | $(BIN)/python
 	$(BIN)/python -m pip install -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
@@ -29,4 +27,4 @@ bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache build src/fearkd/models/_kernels*.so
+	rm -rf $(VENV) .pytest_cache .ruff_cache build

@@ -1,27 +1,27 @@
-"""Training speed of the fast models against plain PyTorch layers and the machine's ceiling.
+"""Training speed of every registered model and the quick demo's wall time, against a git ref.
 
-For each configuration (model, inputs, batch size) this times whole training epochs of the
-registry's implementation (``cnn``; ``lstm`` and ``gru``, the fused whole-sequence functions)
-and of the plain one (``cnn-plain``; ``lstm-plain``, ``gru-plain``: oneDNN-backed ``nn.LSTM``,
-``nn.GRU``) through the same loop (:func:`fearkd.training.train_epoch`, with ``fit``'s Adam
-from :func:`fearkd.training.make_optimizer`), alternating the two so both see the same machine
-noise, and reports the median epoch time with its spread (min-max).
+The reference is the same figure measured in the same run on another commit (default
+``0c982b3``, the last commit with the compiled CNN/LSTM/GRU layer). The ref is exported with
+``git archive`` into a temporary folder and its compiled module is built in place there
+(``python setup.py build_ext --inplace``), as its users had it; when that fails, or the ref has
+no ``setup.py``, the output says so and the ref is measured as it is.
 
-The ceiling is the float32 matrix-multiply rate measured in the same run (median of 7 timed
-``torch.mm`` of two 2048 x 2048 matrices, ``2 * 2048**3`` FLOP each), right before and right
-after each configuration's timings; the larger of the two is that configuration's reference
-(noise only ever slows the reference down). On these shared machines the ceiling drifted by
-up to 18 % within one run of all configurations (369 then 436 GFLOP/s), so a reference taken
-minutes away from a configuration's timings misstated its share; the share against the
-largest ceiling of the whole run is in the JSON too (``*_share_of_run_max``).
-Work per sample is analytic (forward + backward multiply-adds only, see ``cnn_flops_per_sample`` and
-``rnn_flops_per_sample``): 33.26 MFLOP for the CNN on 176 inputs, 16.16 on 86; 17.57 for
-LSTM(64) and 13.18 for GRU(64) over 176 steps. ``share = samples/s * FLOP/sample / ceiling``.
+Each measurement runs in a fresh subprocess whose ``PYTHONPATH`` points at one tree's ``src``;
+the two trees alternate (old, new, old, new, ...) so both see the same machine noise, and the
+table shows medians. Figures:
+
+* epochs/s of each name of ``fearkd.models.MODELS`` (the current tree's registry; the old tree
+  builds the same name) at batch 32 and 256, on one thread (``torch.set_num_threads(1)``, as a
+  cross-validation unit runs), plus ``cnn`` at batch 256 on two threads. Data: ``--n`` samples x
+  176 features, 4 classes, standard normal; the loop is a plain Adam + cross-entropy loop
+  written here, the same for both trees (one untimed warm-up pass over a few batches, then
+  ``--epochs`` timed epochs);
+* wall time of ``python -m fearkd.cli demo --quick --quiet --out TMP`` in each tree.
 
 Usage::
 
-    python benchmarks/bench_training.py                 # N = 20,000, 3 repeats, 2 threads
-    python benchmarks/bench_training.py --n 4096 --repeats 3 --only cnn176_b256
+    python benchmarks/bench_training.py               # ref 0c982b3, 3,000 samples, 3 rounds
+    python benchmarks/bench_training.py HEAD~3 --quick
 
 The last line of output is one JSON object with stable keys.
 """
@@ -30,135 +30,188 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
+import os
 import resource
+import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
-import numpy as np
-import torch
-
-from fearkd.models import cnn_flops_per_sample, make_model, rnn_flops_per_sample
-from fearkd.training import make_optimizer, train_epoch
-
-CONFIGS = {
-    # key: (fast model, plain model, n_features, batch size)
-    "cnn176_b32": ("cnn", "cnn-plain", 176, 32),
-    "cnn176_b256": ("cnn", "cnn-plain", 176, 256),
-    "cnn86_b256": ("cnn", "cnn-plain", 86, 256),
-    "lstm176_b256": ("lstm", "lstm-plain", 176, 256),
-    "gru176_b256": ("gru", "gru-plain", 176, 256),
-}
-N_OUTPUTS = 4
-MM_SIZE = 2048
+ROOT = Path(__file__).resolve().parents[1]
+N_FEATURES = 176
+N_CLASSES = 4
+BATCHES = (32, 256)
+WARMUP_BATCHES = 3
 
 
-def matmul_ceiling(repeats: int = 7) -> float:
-    """Median FLOP/s of a 2048 x 2048 float32 ``torch.mm``."""
-    gen = torch.Generator().manual_seed(0)
-    a = torch.randn(MM_SIZE, MM_SIZE, generator=gen)
-    b = torch.randn(MM_SIZE, MM_SIZE, generator=gen)
-    torch.mm(a, b)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        torch.mm(a, b)
-        times.append(time.perf_counter() - start)
-    return 2 * MM_SIZE**3 / statistics.median(times)
+def _worker(spec: dict) -> dict:
+    """Time the configurations of ``spec`` in this process (fearkd from PYTHONPATH)."""
+    import numpy as np
+    import torch
+
+    from fearkd.models import available_models, make_model
+
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.normal(size=(spec["n"], N_FEATURES)).astype(np.float32))
+    y = torch.from_numpy(rng.integers(0, N_CLASSES, spec["n"]))
+    known = set(available_models())
+    out = {}
+    for key, name, batch, threads in spec["configs"]:
+        if name not in known:
+            out[key] = None
+            continue
+        torch.set_num_threads(threads)
+        model = make_model(name, N_FEATURES, N_CLASSES, random_state=0)
+        model.train()
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        loss_fn = torch.nn.CrossEntropyLoss()
+        gen = torch.Generator().manual_seed(0)
+
+        def epoch(limit=None, model=model, opt=opt, loss_fn=loss_fn, gen=gen, batch=batch):
+            order = torch.randperm(len(x), generator=gen)
+            for i, start in enumerate(range(0, len(x), batch)):
+                if limit is not None and i >= limit:
+                    break
+                idx = order[start:start + batch]
+                opt.zero_grad(set_to_none=True)
+                loss_fn(model(x[idx]), y[idx]).backward()
+                opt.step()
+
+        epoch(WARMUP_BATCHES)
+        t0 = time.perf_counter()
+        for _ in range(spec["epochs"]):
+            epoch()
+        out[key] = spec["epochs"] / (time.perf_counter() - t0)
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return out
 
 
-def flops_per_sample(name: str, n_features: int) -> int:
-    if name.startswith("cnn"):
-        return cnn_flops_per_sample(n_features, N_OUTPUTS)
-    return rnn_flops_per_sample(n_features, name.split("-")[0])
+def _run_worker(src: Path, spec: dict) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], env=env,
+                          capture_output=True, text=True, check=False)
+    if proc.returncode:
+        raise RuntimeError(f"worker on {src} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def make_runner(name: str, n_features: int, batch_size: int, n: int, seed: int):
-    """A closure that trains one epoch of ``name`` over ``n`` random samples."""
-    model = make_model(name, n_features, N_OUTPUTS, random_state=seed)
-    model.train()
-    optimizer = make_optimizer(model.parameters(), lr=1e-3)  # fit's Adam
-    gen = torch.Generator().manual_seed(seed)
-    X = torch.randn(n, n_features, generator=gen)
-    y = torch.randint(0, N_OUTPUTS, (n,), generator=gen)
-
-    def run(rows: int | None = None) -> float:
-        order = torch.randperm(n, generator=gen)[:rows]
-        start = time.perf_counter()
-        train_epoch(model, optimizer, X, y, batch_size=batch_size, order=order)
-        return time.perf_counter() - start
-
-    return run
+def _run_demo(src: Path, out: Path) -> float | None:
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    shutil.rmtree(out, ignore_errors=True)
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "fearkd.cli", "demo", "--quick", "--quiet",
+                           "--out", str(out)], env=env, capture_output=True, text=True,
+                          check=False, cwd=out.parent)
+    wall = time.perf_counter() - t0
+    if proc.returncode:
+        print(f"demo on {src} failed (exit {proc.returncode}): {proc.stderr.strip()[-500:]}")
+        return None
+    return wall
 
 
-def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=20_000, help="samples per epoch")
-    parser.add_argument("--repeats", type=int, default=3, help="timed epochs per model")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    parser.add_argument("--only", nargs="*", choices=sorted(CONFIGS), help="configurations")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    keys = args.only or list(CONFIGS)
-    results = {}
-    for key in keys:
-        ceiling_before = matmul_ceiling()
-        fast_name, plain_name, n_features, batch = CONFIGS[key]
-        runners = {impl: make_runner(name, n_features, batch, args.n, seed=0)
-                   for impl, name in (("fast", fast_name), ("plain", plain_name))}
-        for run in runners.values():  # warm-up: allocator, thread pool, first-call costs
-            run(rows=min(args.n, 4 * batch))
-        times = {"fast": [], "plain": []}
-        for _ in range(args.repeats):
-            for impl, run in runners.items():
-                times[impl].append(run())
-        ceilings = [ceiling_before, matmul_ceiling()]
-        results[key] = {"times": times, "flop": flops_per_sample(fast_name, n_features),
-                        "batch": batch, "n_features": n_features, "ceilings": ceilings}
-    run_max = max(c for res in results.values() for c in res["ceilings"])
-    print(f"fearkd training benchmark: N={args.n}, {args.repeats} repeats, {args.threads} "
-          f"threads, torch {torch.__version__}, {platform.processor() or platform.machine()}")
-    print("ceiling (2048x2048 float32 mm) around each configuration, GFLOP/s: "
-          + ", ".join(f"{key} {max(res['ceilings']) / 1e9:.1f}" for key, res in results.items())
-          + f"; largest in the run {run_max / 1e9:.1f}")
-    header = (f"{'config':<19}{'impl':<7}{'s/epoch':>9}{'spread':>16}{'samples/s':>11}"
-              f"{'share':>7}{'speed-up':>10}")
-    print(header)
-    print("-" * len(header))
-    summary = {}
-    for key, res in results.items():
-        ceiling = max(res["ceilings"])
-        entry = {"ceiling_gflops": round(ceiling / 1e9, 2),
-                 "ceiling_gflops_before_after": [round(c / 1e9, 2) for c in res["ceilings"]]}
-        for impl in ("fast", "plain"):
-            t = res["times"][impl]
-            med = statistics.median(t)
-            rate = args.n / med
-            entry[f"{impl}_s_per_epoch"] = round(med, 4)
-            entry[f"{impl}_spread"] = [round(min(t), 4), round(max(t), 4)]
-            entry[f"{impl}_samples_per_s"] = round(rate, 1)
-            entry[f"{impl}_share"] = round(rate * res["flop"] / ceiling, 4)
-            entry[f"{impl}_share_of_run_max"] = round(rate * res["flop"] / run_max, 4)
-        entry["speedup_vs_plain"] = round(entry["plain_s_per_epoch"] / entry["fast_s_per_epoch"],
-                                          3)
-        entry["mflop_per_sample"] = round(res["flop"] / 1e6, 2)
-        summary[key] = entry
-        for impl in ("fast", "plain"):
-            lo, hi = entry[f"{impl}_spread"]
-            speed = f"{entry['speedup_vs_plain']:.2f}x" if impl == "fast" else ""
-            print(f"{key:<19}{impl:<7}{entry[f'{impl}_s_per_epoch']:>9.3f}"
-                  f"{f'{lo:.3f}-{hi:.3f}':>16}{entry[f'{impl}_samples_per_s']:>11.0f}"
-                  f"{entry[f'{impl}_share']:>7.3f}{speed:>10}")
-    max_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"peak memory (max RSS): {max_rss_mb:.0f} MiB")
-    record = {"benchmark": "training", "n": args.n, "repeats": args.repeats,
-              "threads": args.threads, "ceiling_gflops": round(run_max / 1e9, 2),
-              "torch": torch.__version__, "numpy": np.__version__,
-              "max_rss_mb": round(max_rss_mb, 1), "results": summary}
-    print(json.dumps(record, sort_keys=True))
-    return record
+def _export(ref: str, dest: Path) -> str:
+    """Export ``ref`` into ``dest`` and build its compiled module in place; say what happened."""
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref], capture_output=True,
+                             check=True)
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
+    if not (dest / "setup.py").exists():
+        return "no setup.py (nothing to build)"
+    proc = subprocess.run([sys.executable, "setup.py", "build_ext", "--inplace"], cwd=dest,
+                          capture_output=True, text=True, check=False)
+    built = sorted(p.name for p in (dest / "src").rglob("*.so"))
+    if proc.returncode or not built:
+        return (f"build_ext FAILED (exit {proc.returncode}), measured without it: "
+                f"{proc.stderr.strip()[-300:]}")
+    return f"built {', '.join(built)}"
+
+
+def _median(values: list) -> float | None:
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def _ratio(new: float | None, old: float | None) -> float | None:
+    return new / old if new is not None and old else None
+
+
+def _fmt(value: float | None, spec: str = ".2f") -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("ref", nargs="?", default="0c982b3", help="git ref to compare with")
+    ap.add_argument("--quick", action="store_true",
+                    help="512 samples, 1 epoch, 2 rounds, one demo each")
+    ap.add_argument("--n", type=int, default=None, help="samples (default 3000; quick 512)")
+    ap.add_argument("--epochs", type=int, default=None, help="timed epochs (default 2)")
+    ap.add_argument("--rounds", type=int, default=None,
+                    help="old/new alternations of the training timings (default 3)")
+    ap.add_argument("--demo-rounds", type=int, default=None, help="default 2; quick 1")
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.worker:
+        print(json.dumps(_worker(json.loads(args.worker))))
+        return 0
+
+    n = args.n or (512 if args.quick else 3000)
+    epochs = args.epochs or (1 if args.quick else 2)
+    rounds = args.rounds or (2 if args.quick else 3)
+    demo_rounds = args.demo_rounds or (1 if args.quick else 2)
+
+    sys.path.insert(0, str(ROOT / "src"))
+    from fearkd.models import MODELS
+
+    configs = [(f"{name}_b{b}_t1", name, b, 1) for name in MODELS.names() for b in BATCHES]
+    configs.append(("cnn_b256_t2", "cnn", 256, 2))
+    spec = {"n": n, "epochs": epochs, "configs": configs}
+    new_src = ROOT / "src"
+
+    with tempfile.TemporaryDirectory(prefix="bench_training_") as tmp:
+        old_tree = Path(tmp) / "old"
+        old_tree.mkdir()
+        build = _export(args.ref, old_tree)
+        print(f"ref {args.ref}: {build}")
+        old_src = old_tree / "src"
+        runs: dict[str, list[dict]] = {"old": [], "new": []}
+        for r in range(rounds):
+            for side, src in (("old", old_src), ("new", new_src)):
+                runs[side].append(_run_worker(src, spec))
+            print(f"training round {r + 1}/{rounds} done", flush=True)
+        demo: dict[str, list] = {"old": [], "new": []}
+        for r in range(demo_rounds):
+            for side, src in (("old", old_src), ("new", new_src)):
+                demo[side].append(_run_demo(src, Path(tmp) / f"demo_{side}_{r}"))
+            print(f"demo round {r + 1}/{demo_rounds} done", flush=True)
+
+    figures = {}
+    print(f"\n{n} samples x {N_FEATURES} features, {N_CLASSES} classes, {epochs} timed "
+          f"epoch(s), median of {rounds} alternating rounds; old = {args.ref}")
+    print(f"{'model':10s} {'batch':>5s} {'threads':>7s} {'new ep/s':>9s} {'old ep/s':>9s} "
+          f"{'new/old':>8s}")
+    for key, name, batch, threads in configs:
+        new = _median([run[key] for run in runs["new"]])
+        old = _median([run[key] for run in runs["old"]])
+        figures[key] = {"new": new, "old": old, "ratio": _ratio(new, old)}
+        print(f"{name:10s} {batch:5d} {threads:7d} {_fmt(new):>9s} {_fmt(old):>9s} "
+              f"{_fmt(_ratio(new, old), '.3f'):>8s}")
+    new_demo, old_demo = _median(demo["new"]), _median(demo["old"])
+    # Wall time: a ratio below 1 means the new tree is faster.
+    figures["demo_quick_s"] = {"new": new_demo, "old": old_demo,
+                               "ratio": _ratio(new_demo, old_demo)}
+    print(f"\nfearkd demo --quick wall time: new {_fmt(new_demo, '.1f')} s, old "
+          f"{_fmt(old_demo, '.1f')} s, new/old {_fmt(_ratio(new_demo, old_demo), '.3f')} "
+          f"(median of {demo_rounds})")
+    peak = {side: max(run["peak_rss_mb"] for run in runs[side]) for side in runs}
+    print(f"peak RSS of a training worker: new {peak['new']:.0f} MB, old {peak['old']:.0f} MB")
+    print(json.dumps({"benchmark": "bench_training", "ref": args.ref, "ref_build": build,
+                      "n": n, "n_features": N_FEATURES, "epochs": epochs, "rounds": rounds,
+                      "figures": figures, "peak_rss_mb": peak}))
+    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(0 if main() else 1)
+    sys.exit(main())

@@ -1,14 +1,18 @@
 """Registry, parameter counts, heads and freezing, FLOP formulas, baselines."""
 
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
+import fearkd
 from fearkd.models import (
     BASELINES,
-    CNN,
-    CNNLSTM,
-    RecurrentNet,
+    FREEZE_POLICIES,
+    MODELS,
+    ModelSpec,
     available_models,
     cnn_flops_per_sample,
     freeze,
@@ -16,47 +20,125 @@ from fearkd.models import (
     make_model,
     parameter_summary,
     parameter_table,
+    register_freeze_policy,
+    register_model,
     replace_head,
     rnn_flops_per_sample,
 )
 from fearkd.models import registry as registry_module
-from fearkd.models.rnn import last_hidden_state, run_recurrent
 
-# One tiny case per registered name; the completeness test keeps this in step with the registry.
-CASES = {
-    "cnn": {}, "cnn-plain": {}, "lstm": {"hidden_size": 4},
-    "lstm-plain": {"hidden_size": 4, "num_layers": 2},
-    "gru": {"hidden_size": 4, "num_layers": 2}, "gru-plain": {"hidden_size": 4},
-    "ann": {}, "dnn150": {}, "dnn300": {}, "cnn-lstm": {"filters": 4, "hidden_size": 3},
-    "cnn-lstm-plain": {"filters": 4, "hidden_size": 3},
+# Small parameters per built-in name, to keep the tests fast; a registered name without an
+# entry here is built with its defaults.
+SMALL = {
+    "lstm": {"hidden_size": 4}, "gru": {"hidden_size": 4, "num_layers": 2},
+    "cnn-lstm": {"filters": 4, "hidden_size": 3},
+}
+
+# State-dict keys of each built-in model (16 features, 4 outputs, default parameters), as the
+# code before the plain-torch rewrite (commit 0c982b3) produced them: checkpoints saved by that
+# code must keep loading.
+_RNN_KEYS = {"head.bias", "head.weight", "rnn.bias_hh_l0", "rnn.bias_ih_l0", "rnn.weight_hh_l0",
+             "rnn.weight_ih_l0"}
+SAVED_KEYS = {
+    "cnn": {f"{layer}.{p}" for layer in ("conv1", "conv2", "conv3", "fc1", "fc2", "head")
+            for p in ("weight", "bias")}
+    | {f"{bn}.{p}" for bn in ("bn1", "bn2")
+       for p in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")},
+    "lstm": _RNN_KEYS,
+    "gru": _RNN_KEYS,
+    "cnn-lstm": _RNN_KEYS | {"conv1.bias", "conv1.weight"},
+    "ann": {"head.bias", "head.weight", "hidden.0.bias", "hidden.0.weight", "hidden.2.bias",
+            "hidden.2.weight"},
+    "dnn150": {"head.bias", "head.weight"} | {f"hidden.{i}.{p}" for i in (0, 2, 4)
+                                              for p in ("weight", "bias")},
+    "dnn300": {"head.bias", "head.weight"} | {f"hidden.{i}.{p}" for i in (0, 2, 4, 6, 8)
+                                              for p in ("weight", "bias")},
 }
 
 
-def test_registry_is_complete_and_documented():
-    assert set(CASES) == set(available_models())
+class TinyNet(torch.nn.Module):
+    """A model from outside the package: plain nn.Module, no trunk_names."""
+
+    def __init__(self, n_features, n_outputs, width=3):
+        super().__init__()
+        self.body = torch.nn.Linear(n_features, width)
+        self.head = torch.nn.Linear(width, n_outputs)
+
+    def forward(self, x):
+        return self.head(self.body(x).relu())
+
+
+class NoHead(torch.nn.Module):
+    def __init__(self, n_features, n_outputs):
+        super().__init__()
+        self.out = torch.nn.Linear(n_features, n_outputs)
+
+
+@pytest.fixture
+def registered():
+    """Names registered by a test, removed afterwards so other tests see the built-ins only."""
+    names = []
+    yield names
+    for name in names:
+        MODELS.unregister(name)
+
+
+def test_builtin_names_are_registered_in_order():
+    assert available_models() == MODELS.names() == (
+        "cnn", "lstm", "gru", "cnn-lstm", "ann", "dnn150", "dnn300")
+    assert set(SAVED_KEYS) == set(MODELS.names())
     doc = registry_module.make_model.__doc__
-    for name in available_models():
-        base = name.removesuffix("-plain")
-        assert f"``{base}``" in doc, name
-        if name != base:
-            assert f"``*{name[len(base):]}``" in doc, name
+    for name in MODELS.names():
+        assert f"``{name}``" in doc, name
+        assert MODELS.entry(name).description, name
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("name", MODELS.names())
 def test_every_model_maps_features_to_logits(name):
-    model = make_model(name, 12, 3, random_state=0, **CASES[name])
+    model = make_model(name, 12, 3, random_state=0, **SMALL.get(name, {}))
     out = model(torch.randn(5, 12))
     assert out.shape == (5, 3)
     assert isinstance(model.head, torch.nn.Linear)
-    assert model.spec.name == name and model.spec.n_features == 12
+    assert model.spec == ModelSpec(name, 12, 3, SMALL.get(name, {}))
+    out.sum().backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+@pytest.mark.parametrize("name", MODELS.names())
+def test_spec_round_trip_rebuilds_the_same_model(name):
+    model = make_model(name, 12, 3, random_state=1, **SMALL.get(name, {}))
+    spec = ModelSpec(**model.spec.to_dict())
+    again = make_model(spec.name, spec.n_features, spec.n_outputs, random_state=1,
+                       **spec.params)
+    assert again.spec == model.spec
+    for (k, a), b in zip(model.state_dict().items(), again.state_dict().values(), strict=True):
+        assert torch.equal(a, b), k
+
+
+@pytest.mark.parametrize("name", MODELS.names())
+def test_state_dict_keys_match_the_compiled_era(name):
+    model = make_model(name, 16, 4, random_state=0)
+    assert set(model.state_dict()) == SAVED_KEYS[name]
+    # A state dict of the same shapes loads strictly (what load_checkpoint does).
+    model.load_state_dict(make_model(name, 16, 4, random_state=1).state_dict(), strict=True)
+
+
+def test_source_uses_public_torch_only():
+    # Issue 17: no compiled extension, custom backward pass or private torch API in the package.
+    src = Path(fearkd.__file__).parent
+    pattern = re.compile(r"autograd\.Function|\bctypes\b|torch\._C\b|ext_modules")
+    hits = [f"{path.relative_to(src)}:{n}" for path in sorted(src.rglob("*.py"))
+            for n, line in enumerate(path.read_text().splitlines(), 1) if pattern.search(line)]
+    assert hits == []
+    assert not [p.name for p in src.rglob("*") if p.suffix in {".c", ".h", ".so", ".pyd"}]
 
 
 @pytest.mark.parametrize(("n_features", "expected"), [(86, 117_076), (176, 166_228)])
 def test_cnn_trainable_parameters_match_reference(n_features, expected):
-    table = parameter_table(["cnn", "cnn-plain"], n_features, 4)
-    assert table["trainable"].tolist() == [expected, expected]
+    table = parameter_table(["cnn"], n_features, 4)
+    assert table["trainable"].tolist() == [expected]
     # Keras counts the two BatchNorms' moving mean and variance: 2 * 2 * 128.
-    assert table["non_trainable"].tolist() == [512, 512]
+    assert table["non_trainable"].tolist() == [512]
     text = parameter_summary(make_model("cnn", n_features, 4))
     assert f"Trainable params: {expected:,}" in text
     assert f"Total params: {expected + 512:,}" in text
@@ -84,9 +166,9 @@ def test_flop_formulas_match_benchmarks_md():
         4 * (1 + 8) * 8 * 2 * 10 * 3 + 4 * (8 + 8) * 8 * 2 * 10 * 3)
 
 
-def test_same_seed_same_weights_and_fast_equals_plain_init():
+def test_same_seed_same_weights():
     a = make_model("cnn", 16, 4, random_state=5)
-    b = make_model("cnn-plain", 16, 4, random_state=5)
+    b = make_model("cnn", 16, 4, random_state=5)
     c = make_model("cnn", 16, 4, random_state=6)
     for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
         assert torch.equal(va, vb), k
@@ -117,6 +199,7 @@ def test_replace_head_keeps_trunk():
     ("all-but-head", {"head"}),
 ])
 def test_freeze_policies(policy, trainable):
+    assert policy in FREEZE_POLICIES
     model = make_model("cnn", 16, 4)
     frozen = freeze(model, policy)
     training = {n.split(".")[0] for n, p in model.named_parameters() if p.requires_grad}
@@ -136,7 +219,8 @@ def test_freeze_trunk_of_recurrent_and_mlp():
 
 
 def test_unknown_model_lists_known_ones():
-    with pytest.raises(ValueError, match=r"Unknown model 'cnnn': expected one of .*cnn, "):
+    with pytest.raises(ValueError, match=r"Invalid value for '\[models\] backbones': expected "
+                                         r"one of 'cnn', 'lstm', .*got 'cnnn'"):
         make_model("cnnn", 10, 2)
 
 
@@ -152,18 +236,17 @@ def test_bad_sizes_and_params():
         make_model("ann", 10.0, 2)
     with pytest.raises(TypeError, match=r"'name' must be a model name"):
         make_model(3, 10, 2)
-    with pytest.raises(ValueError, match=r"Model 'cnn-plain' fixes \['impl'\]"):
-        make_model("cnn-plain", 10, 2, impl="fast")
-    with pytest.raises(ValueError, match=r"Model 'cnn' fixes \['impl'\]"):
-        make_model("cnn", 10, 2, impl="plain")
-    for cls in (CNN, RecurrentNet, CNNLSTM):
-        with pytest.raises(ValueError, match=r"Invalid value for 'impl'"):
-            cls(10, 2, impl="slow")
+    with pytest.raises(ValueError, match=r"Model 'gru' fixes 'cell'; choose the model by name "
+                                         r"\('lstm' or 'gru'\) instead of passing cell='lstm'"):
+        make_model("gru", 10, 2, cell="lstm")
+    with pytest.raises(TypeError, match=r"unexpected keyword argument 'impl'"):
+        make_model("cnn", 10, 2, impl="fast")
     with pytest.raises(ValueError, match=r"'hidden' must be a non-empty sequence"):
         make_model("ann", 10, 2, hidden=())
     with pytest.raises(ValueError, match=r"'hidden_size' must be a positive int, got 0"):
         make_model("lstm", 10, 2, hidden_size=0)
-    with pytest.raises(ValueError, match=r"Invalid value for 'freeze'"):
+    with pytest.raises(ValueError, match=r"Invalid value for '\[methods\] freeze': expected one "
+                                         r"of 'none', 'trunk', 'all-but-head', got 'everything'"):
         freeze(make_model("ann", 4, 2), "everything")
     with pytest.raises(ValueError, match=r"'dropout' must be in \[0, 1\), got 1.5"):
         make_model("cnn", 10, 2, dropout=1.5)
@@ -171,12 +254,6 @@ def test_bad_sizes_and_params():
         make_model("cnn-lstm", 1, 2)
     with pytest.raises(ValueError, match=r"Invalid value for 'cell'"):
         rnn_flops_per_sample(10, "rnn")
-    lstm = make_model("lstm", 5, 2, hidden_size=3)
-    with pytest.raises(ValueError, match=r"supports only 'native', got 'fused'"):
-        run_recurrent(lstm.rnn, torch.randn(5, 2, 1), "fused")
-    with pytest.raises(ValueError, match=r"Invalid value for 'impl': expected one of "
-                                         r"\('fused', 'native'\), got 'loop'"):
-        last_hidden_state(lstm.rnn, torch.randn(5, 2, 1), "loop")
 
 
 @pytest.mark.parametrize("name", BASELINES)
@@ -200,11 +277,55 @@ def test_unknown_baseline():
         make_baseline("tree")
 
 
-def test_recurrent_registry_entries_pick_their_implementation():
-    assert make_model("lstm", 6, 2).impl == "fused"
-    assert make_model("gru", 6, 2).impl == "fused"
-    assert make_model("lstm-plain", 6, 2).impl == "native"
-    assert make_model("gru-plain", 6, 2).impl == "native"
-    # Same parameter names, so a fused model loads a plain model's weights and vice versa.
-    assert make_model("gru", 6, 2).state_dict().keys() == make_model(
-        "gru-plain", 6, 2).state_dict().keys()
+def test_register_model_from_outside(registered):
+    register_model("tiny", TinyNet, defaults={"width": 5}, description="a test model")
+    registered.append("tiny")
+    assert "tiny" in available_models() and MODELS.entry("tiny").description == "a test model"
+    model = make_model("tiny", 6, 2, random_state=0)
+    assert model.body.out_features == 5 and model.spec == ModelSpec("tiny", 6, 2, {})
+    assert make_model("tiny", 6, 2, width=2).body.out_features == 2
+    assert model(torch.randn(4, 6)).shape == (4, 2)
+    assert freeze(model, "all-but-head") == ["body.weight", "body.bias"]
+    # A function builder works too, and overwrite=True replaces the registration.
+    register_model("tiny", lambda n_in, n_out: TinyNet(n_in, n_out, width=1), overwrite=True)
+    assert make_model("tiny", 6, 2).body.out_features == 1
+
+
+def test_register_model_errors(registered):
+    register_model("tiny", TinyNet)
+    registered.append("tiny")
+    with pytest.raises(ValueError, match=r"A model named 'tiny' is already registered; pick "
+                                         r"another name, or pass overwrite=True"):
+        register_model("tiny", TinyNet)
+    with pytest.raises(TypeError, match=r"register_model\('bad', ...\): 'builder' must be a "
+                                        r"class or function"):
+        register_model("bad", "TinyNet")
+    with pytest.raises(TypeError, match=r"'defaults' must be a dict of parameters, got list"):
+        register_model("bad", TinyNet, defaults=["width"])
+    assert "bad" not in MODELS
+    register_model("headless", NoHead)
+    registered.append("headless")
+    with pytest.raises(TypeError, match=r"Model 'headless': its builder returned NoHead without "
+                                        r"an nn.Linear '.head'"):
+        make_model("headless", 4, 2)
+    with pytest.raises(ValueError, match=r"Invalid value for '\[methods\] freeze': model 'tiny' "
+                                         r"names no trunk .*use 'all-but-head' or 'none'"):
+        freeze(make_model("tiny", 4, 2), "trunk")
+
+
+def test_register_freeze_policy():
+    def heads_only(model):
+        return {id(p) for p in model.head.parameters()}
+
+    register_freeze_policy("head-only", heads_only, description="freeze the head")
+    try:
+        assert "head-only" in FREEZE_POLICIES
+        model = make_model("ann", 6, 2)
+        assert freeze(model, "head-only") == ["head.weight", "head.bias"]
+        assert all(p.requires_grad for p in model.hidden.parameters())
+        with pytest.raises(TypeError, match=r"'policy' must be a function model -> set of "
+                                            r"parameter ids, got int"):
+            register_freeze_policy("bad", 3)
+    finally:
+        FREEZE_POLICIES.unregister("head-only")
+    assert FREEZE_POLICIES.names() == ("none", "trunk", "all-but-head")

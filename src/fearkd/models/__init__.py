@@ -1,18 +1,25 @@
-"""Models: one registry (``make_model``), fast layers, classic baselines."""
+"""Models: the model contract, one registry (``make_model``), freeze policies, baselines.
 
+Importing this package imports the model files, which register the built-in names (``cnn``,
+``lstm``, ``gru``, ``cnn-lstm``, ``ann``, ``dnn150``, ``dnn300``) in :data:`MODELS`; a model
+from outside the package joins them through :func:`register_model`.
+"""
+
+from fearkd.models.base import FearkdModule, ModelSpec, keras_init_
 from fearkd.models.baselines import BASELINES, make_baseline
 from fearkd.models.cnn import CNN, cnn_flops_per_sample
 from fearkd.models.hybrid import CNNLSTM
 from fearkd.models.mlp import MLP, MLP_PRESETS
 from fearkd.models.registry import (
     FREEZE_POLICIES,
-    FearkdModule,
-    ModelSpec,
+    MODELS,
     available_models,
     freeze,
     make_model,
     parameter_summary,
     parameter_table,
+    register_freeze_policy,
+    register_model,
     replace_head,
 )
 from fearkd.models.rnn import RecurrentNet, rnn_flops_per_sample
@@ -25,15 +32,19 @@ __all__ = [
     "FearkdModule",
     "MLP",
     "MLP_PRESETS",
+    "MODELS",
     "ModelSpec",
     "RecurrentNet",
     "available_models",
     "cnn_flops_per_sample",
     "freeze",
+    "keras_init_",
     "make_baseline",
     "make_model",
     "parameter_summary",
     "parameter_table",
+    "register_freeze_policy",
+    "register_model",
     "replace_head",
     "rnn_flops_per_sample",
 ]

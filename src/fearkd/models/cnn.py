@@ -1,4 +1,4 @@
-"""The reference's 1-D CNN over the feature vector, fast and plain implementations.
+"""The reference's 1-D CNN over the feature vector (registry name ``cnn``).
 
 Layers (input: the feature vector read as a one-channel sequence of length ``n_features``; the
 reference's Keras model sees it as ``(n_features, 1)``)::
@@ -14,19 +14,15 @@ Keras' defaults (``epsilon=1e-3``, moving-average momentum 0.99, i.e. PyTorch
 ``momentum=0.01``), kernels are Glorot-uniform and biases zero. Trainable parameters: 117,076
 for 86 inputs and 4 outputs, 166,228 for 176 inputs.
 
-``impl="fast"`` (registry name ``cnn``) runs the conv blocks through
-:func:`fearkd.models.layers_cnn.first_block` and :func:`fearkd.models.layers_cnn.next_block`
-(chunked, cache-resident, with pooled buffers between blocks); ``impl="plain"``
-(``cnn-plain``) through ``nn.Conv1d``/``nn.ReLU``/``nn.BatchNorm1d``/``nn.MaxPool1d``. Both
-hold the same parameters under the same names, so state dicts are interchangeable.
+Plain ``torch.nn`` layers (``nn.Conv1d``, ``nn.BatchNorm1d``, ``nn.MaxPool1d``, ``nn.Linear``).
 """
 
 from __future__ import annotations
 
 from torch import Tensor, nn
 
-from fearkd.models.layers_cnn import Link, first_block, next_block
-from fearkd.models.registry import FearkdModule, keras_init_
+from fearkd.models.base import FearkdModule, keras_init_
+from fearkd.models.registry import register_model
 
 __all__ = ["CNN", "cnn_flops_per_sample", "cnn_macs"]
 
@@ -36,7 +32,6 @@ _KERNEL = 3
 _N_POOLS = 3
 BN_EPS = 1e-3
 BN_MOMENTUM = 0.01
-IMPLS = ("fast", "plain")
 
 
 def _pooled_lengths(n_features: int) -> tuple[int, int, int, int]:
@@ -56,25 +51,19 @@ class CNN(FearkdModule):
         Number of logits.
     dropout : float
         Rate of both dropout layers (0.2 in the reference).
-    impl : {"fast", "plain"}
-        Fused channels-last layers or plain ``nn`` layers; same function.
     """
 
     trunk_names = ("conv1", "bn1", "conv2", "bn2", "conv3")
 
-    def __init__(self, n_features: int, n_outputs: int, *, dropout: float = 0.2,
-                 impl: str = "fast") -> None:
+    def __init__(self, n_features: int, n_outputs: int, *, dropout: float = 0.2) -> None:
         super().__init__()
         minimum = 2**_N_POOLS
         if n_features < minimum:
             raise ValueError(f"The CNN pools three times by 2, so 'n_features' must be at least "
                              f"{minimum}, got {n_features!r}; use an MLP ('ann', 'dnn150') for "
                              f"fewer features.")
-        if impl not in IMPLS:
-            raise ValueError(f"Invalid value for 'impl': expected one of {IMPLS}, got {impl!r}.")
         if not 0.0 <= float(dropout) < 1.0:
             raise ValueError(f"'dropout' must be in [0, 1), got {dropout!r}.")
-        self.impl = impl
         c1, c2, c3 = _FILTERS
         self.conv1 = nn.Conv1d(1, c1, _KERNEL, padding=1)
         self.bn1 = nn.BatchNorm1d(c1, eps=BN_EPS, momentum=BN_MOMENTUM)
@@ -103,16 +92,7 @@ class CNN(FearkdModule):
             Flattened in channels-last (Keras) order: position-major, channel-minor.
         """
         batch = x.shape[0]
-        x = x.reshape(batch, -1)
-        if self.impl == "fast":
-            # Each block's output goes to the next block alone: links let them share pooled
-            # buffers for it and for its gradient.
-            one, two = Link(), Link()
-            h = first_block(x, self.conv1, self.bn1, link=one)
-            h = next_block(h, self.conv2, self.bn2, pad_out=True, link_in=one, link_out=two)
-            h = next_block(h, self.conv3, None, pad_out=False, link_in=two)
-            return h.reshape(batch, -1)
-        h = x.unsqueeze(1)
+        h = x.reshape(batch, 1, -1)
         h = self.pool(self.bn1(self.conv1(h).relu()))
         h = self.pool(self.bn2(self.conv2(h).relu()))
         h = self.pool(self.conv3(h).relu())
@@ -150,3 +130,6 @@ def cnn_flops_per_sample(n_features: int, n_outputs: int = 4) -> int:
     """
     macs = cnn_macs(n_features, n_outputs)
     return 6 * sum(macs.values()) - 2 * macs["conv1"]
+
+
+register_model("cnn", CNN, description="the reference's 1-D CNN (3 conv blocks, 3 dense layers)")

@@ -6,23 +6,16 @@ Layers (the reference names the model but does not list its layers; this is our 
     LSTM(hidden_size=64) over the pooled positions (64 inputs per step), last hidden state
     -> Dense(n_outputs)                                      [.head, logits]
 
-``impl="fast"`` (``cnn-lstm``) runs the front-end through the CNN's fused block,
-:func:`fearkd.models.layers_cnn.next_block` (on the zero-padded one-channel input), and the
-LSTM through :func:`fearkd.models.layers_rnn.fused_lstm`; ``impl="plain"``
-(``cnn-lstm-plain``) runs ``nn.Conv1d``/``nn.MaxPool1d`` and ``nn.LSTM`` (oneDNN on CPU). The
-parameters are the same. The fused LSTM is the faster one here too (see :mod:`fearkd.models.rnn`).
+Plain ``nn.Conv1d``, ``nn.MaxPool1d`` and ``nn.LSTM`` layers; registry name ``cnn-lstm``.
 """
 
 from __future__ import annotations
 
 from torch import Tensor, nn
-from torch.nn import functional as F
 
-from fearkd.models.layers_cnn import next_block
-from fearkd.models.registry import FearkdModule, keras_init_
-from fearkd.models.rnn import init_recurrent_, last_hidden_state, run_recurrent
-
-IMPLS = ("fast", "plain")
+from fearkd.models.base import FearkdModule, keras_init_
+from fearkd.models.registry import register_model
+from fearkd.models.rnn import init_recurrent_
 
 __all__ = ["CNNLSTM"]
 
@@ -39,20 +32,16 @@ class CNNLSTM(FearkdModule):
         Convolution channels (= LSTM input size).
     hidden_size : int
         LSTM units.
-    impl : {"fast", "plain"}
     """
 
     trunk_names = ("conv1", "rnn")
 
     def __init__(self, n_features: int, n_outputs: int, *, filters: int = 64,
-                 hidden_size: int = 64, impl: str = "fast") -> None:
+                 hidden_size: int = 64) -> None:
         super().__init__()
         if n_features < 2:
             raise ValueError(f"The CNN-LSTM pools once by 2, so 'n_features' must be at least 2, "
                              f"got {n_features!r}.")
-        if impl not in IMPLS:
-            raise ValueError(f"Invalid value for 'impl': expected one of {IMPLS}, got {impl!r}.")
-        self.impl = impl
         self.conv1 = nn.Conv1d(1, filters, 3, padding=1)
         self.pool = nn.MaxPool1d(2)
         self.rnn = nn.LSTM(filters, hidden_size)
@@ -63,11 +52,10 @@ class CNNLSTM(FearkdModule):
     def forward(self, x: Tensor) -> Tensor:
         """Logits, shape (batch, n_outputs), of ``x``, shape (batch, n_features)."""
         batch = x.shape[0]
-        x = x.reshape(batch, -1)
-        if self.impl == "fast":
-            padded = F.pad(x, (1, 1)).unsqueeze(-1)  # (B, L + 2, 1): 'same' padding, 1 channel
-            h = next_block(padded, self.conv1, None, pad_out=False)  # (B, L // 2, C)
-            return self.head(last_hidden_state(self.rnn, h.transpose(0, 1), "fused"))
-        h = self.pool(self.conv1(x.unsqueeze(1)).relu())  # (B, C, L)
-        hs = run_recurrent(self.rnn, h.permute(2, 0, 1).contiguous(), "native")
+        h = self.pool(self.conv1(x.reshape(batch, 1, -1)).relu())  # (B, C, L // 2)
+        hs, _ = self.rnn(h.permute(2, 0, 1).contiguous())  # time-major: (L // 2, B, hidden_size)
         return self.head(hs[-1])
+
+
+register_model("cnn-lstm", CNNLSTM,
+               description="Conv1d(64) + MaxPool front-end feeding an LSTM(64), -> Dense")

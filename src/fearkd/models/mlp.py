@@ -21,7 +21,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from fearkd.models.registry import FearkdModule, keras_init_
+from fearkd.models.base import FearkdModule, keras_init_
+from fearkd.models.registry import register_model
 
 __all__ = ["MLP", "MLP_PRESETS"]
 
@@ -76,3 +77,8 @@ class MLP(FearkdModule):
     def forward(self, x: Tensor) -> Tensor:
         """Logits, shape (batch, n_outputs), of ``x``, shape (batch, n_features)."""
         return self.head(self.hidden(x.reshape(x.shape[0], -1)))
+
+
+for _name, _hidden in MLP_PRESETS.items():
+    register_model(_name, MLP, defaults={"hidden": _hidden},
+                   description=f"fully connected, hidden layers {'-'.join(map(str, _hidden))}")

@@ -1,11 +1,13 @@
-"""One model contract and one registry.
+"""The model registry, ``make_model``, heads and freeze policies.
 
-Every network is built as ``make_model(name, n_features, n_outputs, **params)``, maps a batch of
-feature vectors ``(batch, n_features)`` to logits ``(batch, n_outputs)``, exposes its output layer
-as ``.head`` (an ``nn.Linear``) and names its feature extractor in ``trunk_names``, and carries
-its :class:`ModelSpec` as ``.spec`` (what a checkpoint stores to rebuild it).
+Every network is built as ``make_model(name, n_features, n_outputs, **params)`` from the
+:data:`MODELS` registry. The model files (``cnn.py``, ``rnn.py``, ``hybrid.py``, ``mlp.py``)
+register their names with :func:`register_model` when :mod:`fearkd.models` is imported; this
+module imports none of them. A model follows the contract of :mod:`fearkd.models.base`: it
+maps ``(batch, n_features)`` to logits ``(batch, n_outputs)``, its output layer is an
+``nn.Linear`` named ``.head``, and it names its feature extractor in ``trunk_names``.
 
-Freezing policies (:func:`freeze`), applied by the trainer before optimisation:
+Freeze policies (:data:`FREEZE_POLICIES`, applied by :func:`freeze` before optimisation):
 
 ``"none"``
     Every parameter trains.
@@ -23,121 +25,95 @@ A frozen BatchNorm layer also stops updating its running statistics and normalis
 
 from __future__ import annotations
 
-import numbers
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
 import torch
 from torch import nn
 
+from fearkd._registry import Registry
+from fearkd.models.base import ModelSpec, check_size, keras_init_
+
 __all__ = [
     "FREEZE_POLICIES",
-    "FearkdModule",
-    "ModelSpec",
+    "MODELS",
     "available_models",
     "freeze",
     "make_model",
     "parameter_summary",
     "parameter_table",
+    "register_freeze_policy",
+    "register_model",
     "replace_head",
 ]
 
-FREEZE_POLICIES = ("none", "trunk", "all-but-head")
+ModelBuilder = Callable[..., nn.Module]
+FreezePolicy = Callable[[nn.Module], set[int]]
+
+MODELS: Registry[ModelBuilder] = Registry("model", "[models] backbones")
+FREEZE_POLICIES: Registry[FreezePolicy] = Registry("freeze policy", "[methods] freeze")
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    """What is needed to rebuild a model: registry name, input and output sizes, parameters."""
-
-    name: str
-    n_features: int
-    n_outputs: int
-    params: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-type form (what a checkpoint stores)."""
-        return {"name": self.name, "n_features": self.n_features, "n_outputs": self.n_outputs,
-                "params": dict(self.params)}
-
-
-class FearkdModule(nn.Module):
-    """Base of the registered networks.
-
-    Subclasses set ``self.head`` (the last ``nn.Linear``) and the class attribute
-    ``trunk_names`` (child modules frozen by the ``"trunk"`` policy).
-    """
-
-    trunk_names: tuple[str, ...] = ()
-    spec: ModelSpec
-
-    def trunk_modules(self) -> list[nn.Module]:
-        """The feature-extractor modules named in ``trunk_names``."""
-        return [getattr(self, name) for name in self.trunk_names]
-
-
-def keras_init_(module: nn.Module) -> None:
-    """Keras defaults: Glorot-uniform kernels and zero biases for every Conv1d and Linear.
+def register_model(name: str, builder: ModelBuilder, *, defaults: dict[str, Any] | None = None,
+                   description: str = "", overwrite: bool = False) -> ModelBuilder:
+    """Make ``name`` a model that ``make_model``, experiment files and the CLI accept.
 
     Parameters
     ----------
-    module : nn.Module
-        Initialised in place.
+    name : str
+        What a user writes (``[models] backbones = ["mynet"]``).
+    builder : callable
+        A :class:`~fearkd.models.base.FearkdModule` subclass or any callable
+        ``builder(n_features, n_outputs, **params) -> nn.Module`` whose module maps
+        ``(batch, n_features)`` to logits ``(batch, n_outputs)`` and has an ``nn.Linear``
+        output layer named ``.head``. A ``trunk_names`` tuple of child-module names on the
+        module enables the ``"trunk"`` freeze policy.
+    defaults : dict, optional
+        Parameters passed to ``builder`` unless the caller gives them.
+    description : str
+        One line for ``--help`` and the docs.
+    overwrite : bool
+        Replace an existing registration of ``name`` instead of raising.
+
+    Returns
+    -------
+    callable
+        ``builder`` itself.
+
+    Raises
+    ------
+    TypeError
+        ``builder`` is not callable or ``defaults`` is not a dict.
+    ValueError
+        ``name`` is registered already and ``overwrite`` is false.
     """
-    for sub in module.modules():
-        if isinstance(sub, nn.Linear | nn.Conv1d):
-            nn.init.xavier_uniform_(sub.weight)
-            if sub.bias is not None:
-                nn.init.zeros_(sub.bias)
-
-
-def _check_size(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"'{name}' must be an int, got {type(value).__name__} {value!r}.")
-    value = int(value)
-    if value < minimum:
-        raise ValueError(f"'{name}' must be at least {minimum}, got {value!r}.")
-    return value
-
-
-def _builders() -> dict[str, tuple[type, dict[str, Any], dict[str, Any]]]:
-    """name -> (class, parameters the name fixes, defaults the caller may override)."""
-    # Imported here: the model modules import FearkdModule from this module.
-    from fearkd.models.cnn import CNN
-    from fearkd.models.hybrid import CNNLSTM
-    from fearkd.models.mlp import MLP, MLP_PRESETS
-    from fearkd.models.rnn import RecurrentNet
-
-    table: dict[str, tuple[type, dict[str, Any], dict[str, Any]]] = {
-        "cnn": (CNN, {"impl": "fast"}, {}),
-        "cnn-plain": (CNN, {"impl": "plain"}, {}),
-        "lstm": (RecurrentNet, {"cell": "lstm", "impl": "fused"}, {}),
-        "lstm-plain": (RecurrentNet, {"cell": "lstm", "impl": "native"}, {}),
-        "gru": (RecurrentNet, {"cell": "gru", "impl": "fused"}, {}),
-        "gru-plain": (RecurrentNet, {"cell": "gru", "impl": "native"}, {}),
-        "cnn-lstm": (CNNLSTM, {"impl": "fast"}, {}),
-        "cnn-lstm-plain": (CNNLSTM, {"impl": "plain"}, {}),
-    }
-    for name, hidden in MLP_PRESETS.items():
-        table[name] = (MLP, {}, {"hidden": hidden})
-    return table
+    if not callable(builder):
+        raise TypeError(f"register_model({name!r}, ...): 'builder' must be a class or function "
+                        f"builder(n_features, n_outputs, **params) -> nn.Module, got "
+                        f"{type(builder).__name__} {builder!r}.")
+    if defaults is not None and not isinstance(defaults, dict):
+        raise TypeError(f"register_model({name!r}, ...): 'defaults' must be a dict of "
+                        f"parameters, got {type(defaults).__name__} {defaults!r}.")
+    return MODELS.register(name, builder, description=description, overwrite=overwrite,
+                           defaults=dict(defaults or {}))
 
 
 def available_models() -> tuple[str, ...]:
-    """Names accepted by :func:`make_model`, sorted."""
-    return tuple(sorted(_builders()))
+    """Names accepted by :func:`make_model`, in registration order."""
+    return MODELS.names()
 
 
 def make_model(name: str, n_features: int, n_outputs: int, *, random_state: int | None = None,
-               **params: Any) -> FearkdModule:
+               **params: Any) -> nn.Module:
     """Build a registered network.
 
     Parameters
     ----------
     name : str
-        One of :func:`available_models` (``cnn``, ``lstm``, ``gru``, ``ann``, ``dnn150``,
-        ``dnn300``, ``cnn-lstm``; ``*-plain`` are the same functions built from plain PyTorch
-        layers, kept for benchmarks and equivalence tests).
+        One of :func:`available_models`: the built-ins ``cnn``, ``lstm``, ``gru``,
+        ``cnn-lstm``, ``ann``, ``dnn150``, ``dnn300``, plus any name given to
+        :func:`register_model`.
     n_features : int
         Length of the input feature vector.
     n_outputs : int
@@ -145,44 +121,43 @@ def make_model(name: str, n_features: int, n_outputs: int, *, random_state: int 
     random_state : int or None
         Seed of the weight initialisation (the global torch generator is left as it was).
     **params
-        Architecture parameters of the model family (see each class).
+        Architecture parameters of the model family (see each class); they override the
+        name's registered defaults.
 
     Returns
     -------
-    FearkdModule
-        Maps ``(batch, n_features)`` float32 to logits ``(batch, n_outputs)``.
+    nn.Module
+        Maps ``(batch, n_features)`` float32 to logits ``(batch, n_outputs)``; has a Linear
+        ``.head`` and its :class:`~fearkd.models.base.ModelSpec` as ``.spec``.
     """
     if not isinstance(name, str):
         raise TypeError(f"'name' must be a model name (str), got {type(name).__name__}.")
-    builders = _builders()
-    if name not in builders:
-        raise ValueError(f"Unknown model {name!r}: expected one of "
-                         f"{', '.join(sorted(builders))}.")
-    n_features = _check_size("n_features", n_features, 1)
-    n_outputs = _check_size("n_outputs", n_outputs, 1)
-    cls, fixed, defaults = builders[name]
-    clash = sorted(set(fixed) & set(params))
-    if clash:
-        raise ValueError(f"Model {name!r} fixes {clash}; choose the model by name instead "
-                         f"(e.g. 'cnn' vs 'cnn-plain').")
-    kwargs = {**defaults, **params, **fixed}
+    entry = MODELS.entry(name)
+    n_features = check_size("n_features", n_features, 1)
+    n_outputs = check_size("n_outputs", n_outputs, 1)
+    kwargs = {**entry.info.get("defaults", {}), **params}
     if random_state is None:
-        model = cls(n_features, n_outputs, **kwargs)
+        model = entry.obj(n_features, n_outputs, **kwargs)
     else:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(random_state))
-            model = cls(n_features, n_outputs, **kwargs)
+            model = entry.obj(n_features, n_outputs, **kwargs)
+    if not isinstance(model, nn.Module) or not isinstance(getattr(model, "head", None),
+                                                          nn.Linear):
+        raise TypeError(f"Model {name!r}: its builder returned {type(model).__name__} without "
+                        f"an nn.Linear '.head'; a registered model must be an nn.Module whose "
+                        f"output layer is an nn.Linear named 'head' (see register_model).")
     model.spec = ModelSpec(name, n_features, n_outputs, dict(params))
     return model
 
 
-def replace_head(model: FearkdModule, n_outputs: int, *,
-                 random_state: int | None = None) -> FearkdModule:
+def replace_head(model: nn.Module, n_outputs: int, *,
+                 random_state: int | None = None) -> nn.Module:
     """Put a fresh output layer with ``n_outputs`` logits on a model's trunk (in place).
 
     Parameters
     ----------
-    model : FearkdModule
+    model : nn.Module
         A model from :func:`make_model`; every other layer keeps its weights.
     n_outputs : int
         Number of classes of the new task.
@@ -191,13 +166,13 @@ def replace_head(model: FearkdModule, n_outputs: int, *,
 
     Returns
     -------
-    FearkdModule
+    nn.Module
         ``model``, with ``.head`` replaced and ``.spec.n_outputs`` updated.
     """
     if not isinstance(getattr(model, "head", None), nn.Linear):
         raise TypeError(f"replace_head needs a model with a Linear '.head', got "
                         f"{type(model).__name__}.")
-    n_outputs = _check_size("n_outputs", n_outputs, 1)
+    n_outputs = check_size("n_outputs", n_outputs, 1)
     old = model.head
     with torch.random.fork_rng(devices=[]):
         if random_state is not None:
@@ -212,29 +187,74 @@ def replace_head(model: FearkdModule, n_outputs: int, *,
     return model
 
 
-def freeze(model: FearkdModule, policy: str) -> list[str]:
-    """Apply a freezing policy (``requires_grad``); see the module docstring.
+def register_freeze_policy(name: str, policy: FreezePolicy, *, description: str = "",
+                           overwrite: bool = False) -> FreezePolicy:
+    """Make ``name`` a value of ``[methods] freeze``.
 
     Parameters
     ----------
-    model : FearkdModule
-    policy : {"none", "trunk", "all-but-head"}
+    name : str
+    policy : callable
+        ``policy(model) -> set of id(parameter)``: the parameters to freeze.
+    description : str
+        One line for ``--help`` and the docs.
+    overwrite : bool
+        Replace an existing registration of ``name`` instead of raising.
+
+    Returns
+    -------
+    callable
+        ``policy`` itself.
+    """
+    if not callable(policy):
+        raise TypeError(f"register_freeze_policy({name!r}, ...): 'policy' must be a function "
+                        f"model -> set of parameter ids, got {type(policy).__name__}.")
+    return FREEZE_POLICIES.register(name, policy, description=description, overwrite=overwrite)
+
+
+def _freeze_none(model: nn.Module) -> set[int]:
+    return set()
+
+
+def _freeze_trunk(model: nn.Module) -> set[int]:
+    names = tuple(getattr(model, "trunk_names", ()) or ())
+    if not names:
+        spec = getattr(model, "spec", None)
+        label = repr(spec.name) if spec is not None else type(model).__name__
+        raise ValueError(f"Invalid value for '[methods] freeze': model {label} names no trunk "
+                         f"(its 'trunk_names' is empty), so 'trunk' cannot apply; use "
+                         f"'all-but-head' or 'none', or give the model a trunk_names tuple.")
+    return {id(p) for n in names for p in getattr(model, n).parameters()}
+
+
+def _freeze_all_but_head(model: nn.Module) -> set[int]:
+    head_ids = {id(p) for p in model.head.parameters()}
+    return {id(p) for p in model.parameters() if id(p) not in head_ids}
+
+
+register_freeze_policy("none", _freeze_none, description="every parameter trains")
+register_freeze_policy("trunk", _freeze_trunk,
+                       description="the feature extractor (trunk_names) is frozen")
+register_freeze_policy("all-but-head", _freeze_all_but_head,
+                       description="only the output layer (.head) trains")
+
+
+def freeze(model: nn.Module, policy: str) -> list[str]:
+    """Apply a freeze policy (``requires_grad``); see the module docstring.
+
+    Parameters
+    ----------
+    model : nn.Module
+        A model from :func:`make_model`.
+    policy : str
+        A name of :data:`FREEZE_POLICIES` (``"none"``, ``"trunk"``, ``"all-but-head"``).
 
     Returns
     -------
     list of str
         Names of the frozen parameters.
     """
-    if policy not in FREEZE_POLICIES:
-        raise ValueError(f"Invalid value for 'freeze': expected one of "
-                         f"{', '.join(repr(p) for p in FREEZE_POLICIES)}, got {policy!r}.")
-    head_ids = {id(p) for p in model.head.parameters()}
-    if policy == "trunk":
-        frozen_ids = {id(p) for m in model.trunk_modules() for p in m.parameters()}
-    elif policy == "all-but-head":
-        frozen_ids = {id(p) for p in model.parameters() if id(p) not in head_ids}
-    else:
-        frozen_ids = set()
+    frozen_ids = FREEZE_POLICIES.get(policy)(model)
     names = []
     for name, param in model.named_parameters():
         param.requires_grad_(id(param) not in frozen_ids)

@@ -26,7 +26,8 @@ from torch import nn
 
 from fearkd._atomic import atomic_open
 from fearkd.errors import CheckpointError
-from fearkd.models.registry import ModelSpec, make_model
+from fearkd.models.base import ModelSpec
+from fearkd.models.registry import make_model
 
 __all__ = ["Checkpoint", "load_checkpoint", "load_weights", "save_checkpoint"]
 
