@@ -23,9 +23,10 @@ from fearkd.experiment import prepare_data
 from fearkd.features.featureset import FeatureSet
 from fearkd.methods import PipelineSettings, run_pipeline
 from fearkd.models import make_model
+from fearkd.training import FitSettings
 from fearkd.training.checkpoint import load_checkpoint
 
-SETTINGS = PipelineSettings(epochs=2, batch_size=32, patience=0)
+SETTINGS = PipelineSettings(fit=FitSettings(epochs=2, batch_size=32, patience=0))
 N_SOURCE = 10  # DEAP valence: 10 classes
 KEYS = ["method", "stage", "model", "target", "task", "split", "metric"]
 REAL_FIT = trainer_mod.fit
@@ -291,7 +292,8 @@ def test_finished_stages_are_loaded_not_retrained(data, base, tmp_path, monkeypa
 def test_gru_backbone_with_method1_soft(data):
     prep, train, test = data
     settings = dataclasses.replace(SETTINGS, methods=("method1",), kd_targets=("soft",),
-                                   epochs=1, model_params={"gru": {"hidden_size": 8}})
+                                   fit=SETTINGS.fit.replace(epochs=1),
+                                   model_params={"gru": {"hidden_size": 8}})
     out = _run(prep.featureset, prep.student_names, train, test, backbone="gru",
                settings=settings)
     df = _frame(out["rows"])
@@ -308,7 +310,7 @@ def test_gru_backbone_with_method1_soft(data):
 
 def test_methods_empty_trains_the_backbone_only(data):
     prep, train, test = data
-    settings = dataclasses.replace(SETTINGS, methods=(), epochs=1)
+    settings = dataclasses.replace(SETTINGS, methods=(), fit=SETTINGS.fit.replace(epochs=1))
     df = _frame(_run(prep.featureset, prep.student_names, train, test, settings=settings)["rows"])
     assert set(zip(df.method, df.task, strict=True)) == {("backbone", "source"),
                                                         ("baseline", "source")}
@@ -324,8 +326,10 @@ def test_settings_from_config():
     s = PipelineSettings.from_config(cfg, progress=True)
     assert (s.methods, s.kd_targets, s.alpha, s.temperature) == (("method2",), ("soft",), 0.25,
                                                                  5.0)
-    assert (s.epochs, s.pretrain_epochs, s.class_weight, s.student_model) == (3, 7, "none", "gru")
-    assert s.model_params == {"gru": {"hidden_size": 8}} and s.progress is True
+    assert (s.fit.epochs, s.fit.pretrain_epochs, s.fit.class_weight, s.student_model) == \
+        (3, 7, "none", "gru")
+    assert s.model_params == {"gru": {"hidden_size": 8}} and s.fit.progress is True
+    assert s.fit == cfg.training.replace(progress=True)
 
 
 def test_student_columns_must_be_teacher_columns(data):
