@@ -5,7 +5,8 @@ import pytest
 import torch
 from sklearn.utils.class_weight import compute_class_weight
 
-from fearkd.errors import LabelError
+from fearkd.config import load_config
+from fearkd.errors import ConfigError, LabelError
 from fearkd.models import make_model
 from fearkd.training import (
     EarlyStopping,
@@ -275,3 +276,25 @@ def test_early_stopping_keeps_the_best_epoch_and_stops_after_patience():
     for epoch, acc in enumerate([0.2, 0.8, 0.5, 0.4, 0.3], 1):
         assert not by_acc.update(epoch, 9.0, acc, model)
     assert by_acc.best_epoch == 2
+
+
+def test_training_table_is_read_into_fit_settings(tmp_path):
+    path = tmp_path / "x.toml"
+    path.write_text("[training]\nepochs = 3\nmonitor = 'val_accuracy'\npatience = 2\n")
+    cfg = load_config(path)
+    assert isinstance(cfg.training, FitSettings)
+    assert cfg.training == FitSettings(epochs=3, monitor="val_accuracy", patience=2)
+    assert cfg.replace(training={"lr": 0.01}).training.lr == 0.01  # round trip through a dict
+    path.write_text("[training]\nmonitor = 'loss'\n")
+    with pytest.raises(ConfigError, match=r"x.toml: Invalid value for '\[training\] monitor': "
+                                          r"expected one of 'val_loss', 'val_accuracy', got "
+                                          r"'loss'"):
+        load_config(path)
+    path.write_text("[training]\npatience = -1\n")
+    with pytest.raises(ConfigError, match=r"x.toml: \[training\] patience must be a "
+                                          r"non-negative int"):
+        load_config(path)
+    path.write_text("[training]\nprogress = 1\n")
+    with pytest.raises(ConfigError, match=r"\[training\] progress: expected true or false, "
+                                          r"got 1"):
+        load_config(path)

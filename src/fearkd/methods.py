@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from .config import ExperimentConfig
 
 __all__ = ["METHODS", "PipelineSettings", "STAGES", "Stage", "backbone", "method1", "method2",
-           "register_method", "run_pipeline", "scratch"]
+           "register_method", "run_pipeline", "scratch", "stage_list"]
 
 #: Values of the results' ``stage`` column, in report order.
 STAGES = ("backbone", "teacher", "student-source", "student", "baseline")
@@ -84,6 +84,10 @@ class PipelineSettings:
         m = cfg.methods
         fit_names = {f.name for f in dataclasses.fields(FitSettings)}
         fit_changes = {k: overrides.pop(k) for k in list(overrides) if k in fit_names}
+        unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise TypeError(f"Unknown pipeline setting(s) {unknown!r}; known: the fields of "
+                            f"PipelineSettings and of FitSettings.")
         training = cfg.training
         if not isinstance(training, FitSettings):  # a [training] table read into another type
             training = FitSettings(**{f.name: getattr(training, f.name)
