@@ -88,15 +88,11 @@ class PipelineSettings:
         if unknown:
             raise TypeError(f"Unknown pipeline setting(s) {unknown!r}; known: the fields of "
                             f"PipelineSettings and of FitSettings.")
-        training = cfg.training
-        if not isinstance(training, FitSettings):  # a [training] table read into another type
-            training = FitSettings(**{f.name: getattr(training, f.name)
-                                      for f in dataclasses.fields(training)})
         values = dict(
             methods=m.run, kd_targets=m.kd_targets, alpha=m.alpha, temperature=m.temperature,
             freeze=m.freeze, baselines=m.baselines, student_model=cfg.models.student,
             model_params={k: dict(v) for k, v in cfg.models.params.items()},
-            fit=training.replace(**fit_changes),
+            fit=cfg.training.replace(**fit_changes),
         )
         values.update(overrides)
         return cls(**values)
