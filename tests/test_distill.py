@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from fearkd.training.distill import DistillationLoss
+from fearkd.training.distill import KD_LOSSES, DistillationLoss, make_kd_loss, register_kd_loss
 
 S = torch.tensor([[2.0, 0.5, -1.0, 0.0], [0.1, 0.2, 0.3, -0.4]])
 T_ = torch.tensor([[1.5, 1.0, -0.5, 0.2], [-1.0, 2.0, 0.0, 0.5]])
@@ -92,3 +92,35 @@ def test_missing_or_mismatched_teacher():
         DistillationLoss("soft")(S, Y)
     with pytest.raises(ValueError, match="must predict the same classes"):
         DistillationLoss("soft")(S, Y, T_[:, :3])
+
+
+# ------------------------------------------------------------------------------ the registry
+def test_registry_holds_the_three_targets_with_the_same_maths():
+    assert KD_LOSSES.names() == ("hard", "soft", "combined")
+    assert [KD_LOSSES.entry(n).info["needs_teacher"] for n in KD_LOSSES] == [False, True, True]
+    w = torch.tensor([1.0, 2.0, 0.5, 1.0])
+    for mode in KD_LOSSES:
+        built = make_kd_loss(mode, alpha=0.3, temperature=2.0, class_weight=w)
+        direct = DistillationLoss(mode, alpha=0.3, temperature=2.0, class_weight=w)
+        # the trainer hands the batch inputs as a fourth argument; logit losses ignore them
+        assert built(S, Y, T_, torch.ones(2, 7)).item() == pytest.approx(
+            direct(S, Y, T_).item(), rel=1e-6)
+    weighted = make_kd_loss("hard", class_weight=w)(S, Y).item()
+    assert weighted == pytest.approx(
+        torch.nn.functional.cross_entropy(S, Y, weight=w).item(), rel=1e-6)
+    assert weighted != pytest.approx(make_kd_loss("hard")(S, Y).item(), rel=1e-3)
+
+
+def test_register_kd_loss_checks_name_and_factory():
+    with pytest.raises(TypeError, match=r"KD loss 'x': 'factory' must be callable, got int"):
+        register_kd_loss("x", 3)
+    with pytest.raises(ValueError, match=r"A KD loss named 'soft' is already registered"):
+        register_kd_loss("soft", lambda **kw: nn.MSELoss())
+    with pytest.raises(ValueError, match=r"Invalid value for '\[methods\] kd_targets': expected "
+                                         r"one of 'hard', 'soft', 'combined', got 'warm'"):
+        make_kd_loss("warm")
+    register_kd_loss("plain", lambda **kw: nn.Identity(), needs_teacher=False)
+    try:
+        assert "plain" in KD_LOSSES and KD_LOSSES.entry("plain").info["needs_teacher"] is False
+    finally:
+        KD_LOSSES.unregister("plain")

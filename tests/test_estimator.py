@@ -108,3 +108,12 @@ def test_errors():
         _clf().fit(bad, y)
     with pytest.raises(ValueError, match=r"'X' has 120 rows but 'y' has 100"):
         _clf().fit(X, y[:100])
+
+
+def test_training_parameters_become_one_fit_settings():
+    clf = FearkdClassifier("ann", epochs=3, batch_size=16, class_weight=None, patience=None)
+    s = clf.fit_settings()
+    assert (s.epochs, s.batch_size, s.class_weight, s.patience) == (3, 16, "none", None)
+    X, y = _data()
+    with pytest.raises(ValueError, match=r"\[training\] epochs must be a positive int, got 0"):
+        FearkdClassifier("ann", epochs=0).fit(X, y)

@@ -21,11 +21,21 @@ from fearkd.evaluation.metrics import METRICS
 from fearkd.evaluation.splitters import make_splitter
 from fearkd.experiment import prepare_data
 from fearkd.features.featureset import FeatureSet
-from fearkd.methods import PipelineSettings, run_pipeline
+from fearkd.methods import (
+    METHODS,
+    PipelineSettings,
+    Stage,
+    method1,
+    method2,
+    register_method,
+    run_pipeline,
+    stage_list,
+)
 from fearkd.models import make_model
+from fearkd.training import KD_LOSSES, FitSettings, make_kd_loss, register_kd_loss
 from fearkd.training.checkpoint import load_checkpoint
 
-SETTINGS = PipelineSettings(epochs=2, batch_size=32, patience=0)
+SETTINGS = PipelineSettings(fit=FitSettings(epochs=2, batch_size=32, patience=0))
 N_SOURCE = 10  # DEAP valence: 10 classes
 KEYS = ["method", "stage", "model", "target", "task", "split", "metric"]
 REAL_FIT = trainer_mod.fit
@@ -291,7 +301,8 @@ def test_finished_stages_are_loaded_not_retrained(data, base, tmp_path, monkeypa
 def test_gru_backbone_with_method1_soft(data):
     prep, train, test = data
     settings = dataclasses.replace(SETTINGS, methods=("method1",), kd_targets=("soft",),
-                                   epochs=1, model_params={"gru": {"hidden_size": 8}})
+                                   fit=SETTINGS.fit.replace(epochs=1),
+                                   model_params={"gru": {"hidden_size": 8}})
     out = _run(prep.featureset, prep.student_names, train, test, backbone="gru",
                settings=settings)
     df = _frame(out["rows"])
@@ -308,7 +319,7 @@ def test_gru_backbone_with_method1_soft(data):
 
 def test_methods_empty_trains_the_backbone_only(data):
     prep, train, test = data
-    settings = dataclasses.replace(SETTINGS, methods=(), epochs=1)
+    settings = dataclasses.replace(SETTINGS, methods=(), fit=SETTINGS.fit.replace(epochs=1))
     df = _frame(_run(prep.featureset, prep.student_names, train, test, settings=settings)["rows"])
     assert set(zip(df.method, df.task, strict=True)) == {("backbone", "source"),
                                                         ("baseline", "source")}
@@ -324,8 +335,10 @@ def test_settings_from_config():
     s = PipelineSettings.from_config(cfg, progress=True)
     assert (s.methods, s.kd_targets, s.alpha, s.temperature) == (("method2",), ("soft",), 0.25,
                                                                  5.0)
-    assert (s.epochs, s.pretrain_epochs, s.class_weight, s.student_model) == (3, 7, "none", "gru")
-    assert s.model_params == {"gru": {"hidden_size": 8}} and s.progress is True
+    assert (s.fit.epochs, s.fit.pretrain_epochs, s.fit.class_weight, s.student_model) == \
+        (3, 7, "none", "gru")
+    assert s.model_params == {"gru": {"hidden_size": 8}} and s.fit.progress is True
+    assert s.fit == cfg.training.replace(progress=True)
 
 
 def test_student_columns_must_be_teacher_columns(data):
@@ -350,3 +363,148 @@ def test_damaged_checkpoint_is_logged(data, base, tmp_path, caplog):
     pd.testing.assert_frame_equal(b[b.method == "backbone"].reset_index(drop=True),
                                   a[a.method == "backbone"].reset_index(drop=True),
                                   check_exact=True)
+
+
+# --------------------------------------------------------------------------- stages as data
+def test_stage_lists_of_the_methods():
+    s = dataclasses.replace(SETTINGS, kd_targets=("hard", "soft"))
+    assert [st.key for st in method1(s)] == ["method1/teacher/-", "method1/student/hard",
+                                             "method1/student/soft"]
+    assert [st.key for st in method2(s)] == ["method2/student-source/hard",
+                                             "method2/student/hard",
+                                             "method2/student-source/soft",
+                                             "method2/student/soft"]
+    teacher, hard, soft = method1(s)
+    assert (teacher.init_from, teacher.scaler, teacher.inputs) == (
+        "backbone/backbone/-", "from:backbone/backbone/-", "teacher")
+    assert (hard.loss, hard.teacher) == (None, None)
+    assert (soft.loss, soft.teacher, soft.inputs) == ("soft", "method1/teacher/-", "student")
+    source, fine = method2(s)[2:]
+    assert (source.teacher, source.task, source.epochs) == ("backbone/backbone/-", "source",
+                                                            "pretrain")
+    assert (fine.init_from, fine.scaler) == (source.key, "from:" + source.key)
+    assert [st.key for st in stage_list(dataclasses.replace(s, methods=("method2", "method1")))]\
+        == ["backbone/backbone/-", *(st.key for st in method1(s)),
+            *(st.key for st in method2(s)), "scratch/student/-"]
+    assert [st.key for st in stage_list(dataclasses.replace(s, methods=()))] == [
+        "backbone/backbone/-"]
+
+
+@pytest.mark.parametrize("name", METHODS.names())
+def test_each_registered_method_runs(data, name):
+    prep, train, test = data
+    settings = dataclasses.replace(SETTINGS, methods=(name,), kd_targets=("soft",),
+                                   scratch=False, fit=SETTINGS.fit.replace(epochs=1))
+    out = _run(prep.featureset, prep.student_names, train, test, settings=settings)
+    keys = {st.key for st in METHODS.get(name)(settings)}
+    assert set(out["histories"]) == keys | {"backbone/backbone/-"}
+    df = _frame(out["rows"])
+    assert set(df.method) == {"backbone", name, "baseline"}
+
+
+@pytest.fixture
+def mse_loss():
+    """A KD loss registered the way a user outside the package would."""
+    calls = []
+
+    class LogitMatching(torch.nn.Module):
+        def __init__(self, alpha, temperature, class_weight):
+            super().__init__()
+            self.class_weight = class_weight
+
+        def forward(self, logits, y, teacher, X=None):
+            calls.append((tuple(logits.shape), tuple(teacher.shape), tuple(X.shape)))
+            return torch.nn.functional.mse_loss(logits, teacher)
+
+    register_kd_loss("logit-mse", LogitMatching, description="MSE between logits")
+    yield calls
+    KD_LOSSES.unregister("logit-mse")
+
+
+def test_a_kd_loss_registered_outside_runs_through_the_pipeline(data, base, mse_loss):
+    prep, train, test = data
+    settings = dataclasses.replace(SETTINGS, methods=("method1",),
+                                   kd_targets=("soft", "logit-mse"))
+    out = _run(prep.featureset, prep.student_names, train, test, settings=settings)
+    df = _frame(out["rows"])
+    assert set(df.loc[df.stage == "student", "target"]) == {"soft", "logit-mse", "-"}
+    # the teacher's logits and the student's batch inputs reached the loss, batch by batch
+    n_s = len(prep.student_names)
+    assert mse_loss and all(s == t and x[1] == n_s for s, t, x in mse_loss)
+    # the stages it shares with the reference run are unchanged by its presence
+    a = _frame(base[0]["rows"])
+    for key in (("method1", "teacher", "-"), ("method1", "student", "soft")):
+        sel = [(d.method == key[0]) & (d.stage == key[1]) & (d.target == key[2]) for d in (a, df)]
+        pd.testing.assert_frame_equal(a[sel[0]].reset_index(drop=True),
+                                      df[sel[1]].reset_index(drop=True), check_exact=True)
+
+
+def test_a_method_registered_outside_runs_through_the_pipeline(data):
+    prep, train, test = data
+
+    def probe(settings):
+        """The backbone with a new fear head, its trunk frozen: a linear probe."""
+        return [Stage("probe", "teacher", task="fear", inputs="teacher",
+                      init_from="backbone/backbone/-", init_seed="init/teacher-head",
+                      freeze="trunk", scaler="from:backbone/backbone/-")]
+
+    register_method("probe", probe, description="linear probe of the backbone")
+    try:
+        settings = dataclasses.replace(SETTINGS, methods=("probe",), scratch=False)
+        out = _run(prep.featureset, prep.student_names, train, test, settings=settings)
+    finally:
+        METHODS.unregister("probe")
+    df = _frame(out["rows"])
+    probe_rows = df[df.method == "probe"]
+    assert set(probe_rows.task) == {"fear"} and set(probe_rows.split) == {"train", "test"}
+    assert probe_rows["n_params"].iloc[0] == sum(
+        p.numel() for p in make_model("cnn", prep.featureset.n_features, 4).parameters())
+    assert "probe/teacher/-" in out["confusion"]
+
+
+def test_unknown_method_and_kd_loss_name_the_key(data):
+    prep, train, test = data
+    with pytest.raises(ValueError, match=r"Invalid value for '\[methods\] run': expected one of "
+                                         r"'method1', 'method2'.*got 'method3'"):
+        _run(prep.featureset, prep.student_names, train, test,
+             settings=dataclasses.replace(SETTINGS, methods=("method3",)))
+    with pytest.raises(ValueError, match=r"Invalid value for '\[methods\] kd_targets': expected "
+                                         r"one of 'hard', 'soft', 'combined'.*got 'sof'"):
+        make_kd_loss("sof")
+
+
+def test_bad_stage_lists_are_refused(data):
+    prep, train, test = data
+    with pytest.raises(ValueError, match=r"Stage 'm/s/-': invalid value for 'task': expected "
+                                         r"one of 'fear', 'source', got 'valence'"):
+        Stage("m", "s", task="valence")
+    with pytest.raises(ValueError, match=r"invalid value for 'scaler': expected 'standard' or "
+                                         r"'from:<stage key>', got 'minmax'"):
+        Stage("m", "s", scaler="minmax")
+    bad = {
+        "orphan": ([Stage("orphan", "s", init_from="nowhere/s/-")],
+                   r"Stage 'orphan/s/-': its init_from stage 'nowhere/s/-' has not run before "
+                   r"it; list that stage earlier"),
+        "twice": ([Stage("twice", "s"), Stage("twice", "s")],
+                  r"Stage key\(s\) \['twice/s/-'\] appear twice in one unit"),
+        "untaught": ([Stage("untaught", "s", loss="soft")],
+                     r"Stage 'untaught/s/-': KD loss 'soft' needs a teacher stage; set "
+                     r"'teacher'"),
+    }
+    for name, (stages, match) in bad.items():
+        register_method(name, lambda settings, stages=stages: list(stages))
+        try:
+            settings = dataclasses.replace(SETTINGS, methods=(name,), scratch=False,
+                                           fit=SETTINGS.fit.replace(epochs=1))
+            with pytest.raises(ValueError, match=match):
+                _run(prep.featureset, prep.student_names, train, test, settings=settings)
+        finally:
+            METHODS.unregister(name)
+
+
+def test_from_config_overrides():
+    cfg = ExperimentConfig()
+    s = PipelineSettings.from_config(cfg, epochs=4, scratch=False)
+    assert (s.fit.epochs, s.scratch, s.fit.batch_size) == (4, False, cfg.training.batch_size)
+    with pytest.raises(TypeError, match=r"Unknown pipeline setting\(s\) \['epoch'\]"):
+        PipelineSettings.from_config(cfg, epoch=1)

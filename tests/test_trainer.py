@@ -5,10 +5,19 @@ import pytest
 import torch
 from sklearn.utils.class_weight import compute_class_weight
 
-from fearkd.errors import LabelError
+from fearkd.config import load_config
+from fearkd.errors import ConfigError, LabelError
 from fearkd.models import make_model
-from fearkd.training import fit, inner_split, make_optimizer, predict_logits, train_epoch
-from fearkd.training.trainer import _class_weights
+from fearkd.training import (
+    EarlyStopping,
+    FitSettings,
+    class_weights,
+    fit,
+    inner_split,
+    make_optimizer,
+    predict_logits,
+    train_epoch,
+)
 
 
 def _data(n=160, n_features=16, n_classes=4, seed=0):
@@ -96,8 +105,9 @@ def test_custom_loss_gets_aligned_targets():
     targets = np.stack([y, -y], 1).astype(np.float32)  # a per-row target carrying the label
     seen = []
 
-    def loss(logits, yb, tb):
-        seen.append(torch.equal(tb[:, 0].long(), yb) and torch.equal(tb[:, 1], -tb[:, 0]))
+    def loss(logits, yb, tb, xb):
+        seen.append(torch.equal(tb[:, 0].long(), yb) and torch.equal(tb[:, 1], -tb[:, 0])
+                    and xb.shape == (len(yb), 16))
         return torch.nn.functional.cross_entropy(logits, yb)
 
     _fit(make_model("ann", 16, 4), X, y, targets=targets, loss=loss, groups=groups)
@@ -128,11 +138,11 @@ def test_all_but_head_trains_only_head():
 
 def test_class_weights_match_sklearn():
     y = np.array([0, 0, 0, 1, 2, 2])
-    ours = _class_weights("balanced", y, 4).numpy()
+    ours = class_weights("balanced", y, 4).numpy()
     ref = compute_class_weight("balanced", classes=np.array([0, 1, 2]), y=y)
     np.testing.assert_allclose(ours[:3], ref, rtol=1e-6)
     assert ours[3] == 0.0
-    np.testing.assert_allclose(_class_weights({1: 3.0}, y, 3).numpy(), [1, 3, 1])
+    np.testing.assert_allclose(class_weights({1: 3.0}, y, 3).numpy(), [1, 3, 1])
     X, yy, _ = _data()
     _fit(make_model("ann", 16, 4), X, yy, class_weight="balanced", epochs=1)
 
@@ -189,15 +199,20 @@ def test_bad_inputs():
         _fit(model, X[:, :15], y)
     with pytest.raises(ValueError, match=r"'targets' has 3 rows but X has 160"):
         _fit(model, X, y, targets=np.zeros((3, 4)))
-    with pytest.raises(ValueError, match=r"'epochs' must be a positive int, got 0"):
+    with pytest.raises(ValueError, match=r"\[training\] epochs must be a positive int, got 0"):
         _fit(model, X, y, epochs=0)
-    with pytest.raises(ValueError, match=r"'val_fraction' must be in \[0, 1\), got 1.0"):
+    with pytest.raises(ValueError, match=r"\[training\] val_fraction must be a number in "
+                                         r"\[0, 1\), got 1.0"):
         _fit(model, X, y, val_fraction=1.0)
-    with pytest.raises(ValueError, match=r"Invalid value for 'monitor'"):
+    with pytest.raises(ValueError, match=r"Invalid value for '\[training\] monitor'"):
         _fit(model, X, y, monitor="loss")
-    with pytest.raises(ValueError, match=r"Invalid value for 'class_weight'"):
+    with pytest.raises(ValueError, match=r"Invalid value for '\[training\] class_weight'"):
         _fit(model, X, y, class_weight="auto")
-    with pytest.raises(ValueError, match=r"'class_weight' names class 9, outside 0..3"):
+    with pytest.raises(TypeError, match=r"Unknown training setting\(s\) \['epoch'\]"):
+        _fit(model, X, y, epoch=3)
+    with pytest.raises(TypeError, match=r"'settings' must be a FitSettings, got dict"):
+        fit(model, X, y, {"epochs": 2})
+    with pytest.raises(ValueError, match=r"class_weight names class 9, outside 0..3"):
         _fit(model, X, y, class_weight={9: 1.0})
     with pytest.raises(ValueError, match=r"Invalid value for 'scaler'"):
         _fit(model, X, y, scaler="minmax")
@@ -209,3 +224,77 @@ def test_bad_inputs():
         _fit(torch.nn.Linear(16, 4), X, y)
     with pytest.raises(ValueError, match=r"'X' must be 2-D"):
         _fit(model, X[0], y)
+
+
+@pytest.mark.parametrize("changes, error, match", [
+    ({"epochs": 0}, ValueError, r"\[training\] epochs must be a positive int, got 0"),
+    ({"batch_size": 2.5}, ValueError, r"\[training\] batch_size must be a positive int, got 2.5"),
+    ({"pretrain_epochs": -1}, ValueError, r"\[training\] pretrain_epochs must be a non-negative"),
+    ({"lr": 0.0}, ValueError, r"\[training\] lr must be a positive number, got 0.0"),
+    ({"weight_decay": -1.0}, ValueError, r"\[training\] weight_decay must be a non-negative"),
+    ({"patience": -2}, ValueError, r"\[training\] patience must be a non-negative int"),
+    ({"class_weight": 3}, TypeError, r"\[training\] class_weight must be 'balanced', 'none'"),
+    ({"num_threads": 0}, ValueError, r"\[training\] num_threads must be a positive int or None"),
+    ({"progress": "yes"}, TypeError, r"\[training\] progress must be true or false"),
+])
+def test_fit_settings_errors_name_the_training_key(changes, error, match):
+    with pytest.raises(error, match=match):
+        FitSettings(**changes)
+
+
+def test_fit_settings_phases_and_defaults():
+    s = FitSettings(epochs=5, pretrain_epochs=0)
+    assert (s.epochs_for("pretrain"), s.epochs_for("finetune")) == (5, 5)
+    assert s.replace(pretrain_epochs=9).epochs_for("pretrain") == 9
+    assert FitSettings(class_weight=None).class_weight == "none"
+    assert FitSettings(class_weight="none").class_weight_policy is None
+    with pytest.raises(ValueError, match=r"expected 'pretrain' or 'finetune', got 'warmup'"):
+        s.epochs_for("warmup")
+
+
+def test_settings_object_and_overrides_train_alike():
+    X, y, groups = _data()
+    a = fit(make_model("ann", 16, 4, random_state=0), X, y,
+            FitSettings(epochs=2, batch_size=32), groups=groups)
+    b = fit(make_model("ann", 16, 4, random_state=0), X, y, groups=groups, epochs=2,
+            batch_size=32)
+    for k, v in a.model.state_dict().items():
+        assert torch.equal(v, b.model.state_dict()[k]), k
+
+
+def test_early_stopping_keeps_the_best_epoch_and_stops_after_patience():
+    model = make_model("ann", 4, 2, random_state=0)
+    stopper = EarlyStopping("val_loss", patience=1)
+    assert not stopper.update(1, 1.0, 0.5, model)
+    with torch.no_grad():
+        model.head.bias.add_(1.0)
+    assert not stopper.update(2, 2.0, 0.9, model)  # worse loss: wait one epoch
+    assert stopper.update(3, 1.5, 0.9, model) and stopper.stopped
+    assert stopper.best_epoch == 1
+    assert not torch.equal(stopper.best_state["head.bias"], model.head.bias)
+    by_acc = EarlyStopping("val_accuracy", patience=None)
+    for epoch, acc in enumerate([0.2, 0.8, 0.5, 0.4, 0.3], 1):
+        assert not by_acc.update(epoch, 9.0, acc, model)
+    assert by_acc.best_epoch == 2
+
+
+def test_training_table_is_read_into_fit_settings(tmp_path):
+    path = tmp_path / "x.toml"
+    path.write_text("[training]\nepochs = 3\nmonitor = 'val_accuracy'\npatience = 2\n")
+    cfg = load_config(path)
+    assert isinstance(cfg.training, FitSettings)
+    assert cfg.training == FitSettings(epochs=3, monitor="val_accuracy", patience=2)
+    assert cfg.replace(training={"lr": 0.01}).training.lr == 0.01  # round trip through a dict
+    path.write_text("[training]\nmonitor = 'loss'\n")
+    with pytest.raises(ConfigError, match=r"x.toml: Invalid value for '\[training\] monitor': "
+                                          r"expected one of 'val_loss', 'val_accuracy', got "
+                                          r"'loss'"):
+        load_config(path)
+    path.write_text("[training]\npatience = -1\n")
+    with pytest.raises(ConfigError, match=r"x.toml: \[training\] patience must be a "
+                                          r"non-negative int"):
+        load_config(path)
+    path.write_text("[training]\nprogress = 1\n")
+    with pytest.raises(ConfigError, match=r"\[training\] progress: expected true or false, "
+                                          r"got 1"):
+        load_config(path)

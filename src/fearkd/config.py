@@ -63,6 +63,7 @@ from pathlib import Path
 
 from ._registry import Registry
 from .errors import ConfigError
+from .training.settings import FitSettings
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -154,17 +155,9 @@ class MethodsConfig:
     baselines: tuple[str, ...] = ("majority", "stratified")
 
 
-@dataclass(frozen=True)
-class TrainingConfig:
-    epochs: int = 30
-    batch_size: int = 256
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    patience: int = 8
-    class_weight: str = "balanced"
-    val_fraction: float = 0.2
-    #: Epochs for pretraining on the source task; 0 means ``epochs``.
-    pretrain_epochs: int = 0
+#: The ``[training]`` table: its keys are the fields of
+#: :class:`~fearkd.training.settings.FitSettings`, which the training loop takes as it is.
+TrainingConfig = FitSettings
 
 
 @dataclass(frozen=True)
@@ -244,6 +237,21 @@ def _type_name(tp) -> str:
 def _coerce(value, tp, where: str):
     """Check ``value`` against the annotation ``tp``; return it in the dataclass's form."""
     origin = typing.get_origin(tp)
+    if origin in (types.UnionType, typing.Union):
+        arms = typing.get_args(tp)
+        if value is None and type(None) in arms:
+            return None
+        errors = []
+        for arm in (a for a in arms if a is not type(None)):
+            try:
+                return _coerce(value, arm, where)
+            except ConfigError as exc:
+                errors.append(exc)
+        raise errors[0]
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}.")
+        return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}.")
@@ -330,7 +338,10 @@ def _build(cls, table: Mapping, section: str, source: str):
         if (section, key) in _POSITIVE and value <= 0:
             raise ConfigError(f"{where}: expected a positive value, got {value!r}.")
         values[key] = value
-    return cls(**values)
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as exc:  # the dataclass's own checks (FitSettings)
+        raise ConfigError(f"{source}: {exc}") from None
 
 
 def _from_dict(data: Mapping, source: str) -> ExperimentConfig:

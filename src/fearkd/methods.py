@@ -1,175 +1,194 @@
 """The reference's Method 1 and Method 2, the from-scratch student and the baselines, per fold.
 
-Given the teacher's FeatureSet, the student's column names and one train/test split,
-:func:`run_pipeline` runs, on the training side only:
+A method is a list of stage descriptions (:class:`fearkd.stages.Stage`); :func:`run_pipeline`
+builds the unit's list and runs each stage in order with :func:`fearkd.stages.run_stage`, on the
+training side only. For the KD targets ``t`` of ``[methods] kd_targets``:
 
-- **backbone**: the backbone (``cnn``, ``lstm``, ``gru``, any registry model) pretrained on the
-  source task (DEAP valence, ASCERTAIN arousal) with the teacher's features on *every* training
-  window, labelled for fear or not;
-- **Method 1** (TL then KD): a copy of the backbone with a new 4-class head fine-tuned on the
-  fear-labelled training windows = the fear **teacher**; then, for each KD target (``hard``,
-  ``soft``, ``combined``), a **student** on the student's columns of the same windows,
-  distilled from the teacher;
-- **Method 2** (KD then TL): for each KD target, the backbone distilled into a student on the
-  *source* task (``student-source``), whose head is then replaced and fine-tuned on fear;
-- **scratch**: the student trained from scratch on fear (the reference's "without KD");
-- **baselines**: majority class and stratified chance, for the fear and the source task.
+- :func:`backbone` (always): ``backbone/backbone/-``, the backbone (``cnn``, ``lstm``,
+  ``gru``, any registry model) pretrained on the source task (DEAP valence, ASCERTAIN arousal)
+  with the teacher's features on *every* training window, labelled for fear or not;
+- :func:`method1` (TL then KD): ``method1/teacher/-``, a copy of the backbone with a new
+  4-class head fine-tuned on the fear-labelled training windows on the backbone's scale = the
+  fear **teacher**; then ``method1/student/<t>``, a **student** on the student's columns of
+  the same windows, distilled from the teacher (``hard``: labels only);
+- :func:`method2` (KD then TL): ``method2/student-source/<t>``, the backbone distilled into a
+  student on the *source* task, then ``method2/student/<t>``, its copy with a new head
+  fine-tuned on fear on its scale;
+- :func:`scratch` (whenever a method runs and ``scratch`` is on): ``scratch/student/-``, the
+  student trained from scratch on fear (the reference's "without KD");
+- **baselines** (``[methods] baselines``, :func:`fearkd.models.baselines.make_baseline`),
+  fitted on the training rows of the fear and the source task.
 
-Every stage is scored on the training rows and on the test rows of its task; scalers, early
-stopping and model selection see training rows only (the inner validation split is grouped by
-trial, or the protocol's own validation rows for ``seed-legacy``). Each stage is seeded from the
-unit's seed and the stage's name alone, and its model and results are checkpointed, so an
-interrupted unit resumes with identical results.
+Methods are looked up in :data:`METHODS`; :func:`register_method` adds one (a function
+``settings -> list[Stage]``) from outside the package. Every stage is scored on the training
+rows and on the test rows of its task; scalers, early stopping and model selection see
+training rows only (the inner validation split is grouped by trial, or the protocol's own
+validation rows for ``seed-legacy``). Each stage is seeded from the unit's seed and its key
+alone, and its model and results are checkpointed, so an interrupted unit resumes with
+identical results.
 """
 
 from __future__ import annotations
 
-import copy
-import json
-import logging
-import time
-import zlib
-from collections.abc import Mapping, Sequence
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ._atomic import dumps, write_atomic
-from .config import ExperimentConfig, MethodsConfig, TrainingConfig
-from .evaluation.metrics import METRICS, fold_metrics
+from ._registry import Registry
 from .labels import FEAR_CLASSES
+from .stages import Fold, Stage, StageContext, _StageStore, metric_rows, run_stage, stage_seed
+from .training.settings import FitSettings
 
-__all__ = ["PipelineSettings", "run_pipeline", "STAGES"]
+if TYPE_CHECKING:
+    from .config import ExperimentConfig
 
-logger = logging.getLogger(__name__)
+__all__ = ["METHODS", "PipelineSettings", "STAGES", "Stage", "backbone", "method1", "method2",
+           "register_method", "run_pipeline", "scratch", "stage_list"]
 
+#: Values of the results' ``stage`` column, in report order.
 STAGES = ("backbone", "teacher", "student-source", "student", "baseline")
+BACKBONE = "backbone/backbone/-"
 
-
-_METHODS, _TRAINING = MethodsConfig(), TrainingConfig()
+#: Methods by the name ``[methods] run`` takes, in report order.
+METHODS: Registry[Callable[[PipelineSettings], list[Stage]]] = Registry("method",
+                                                                         "[methods] run")
 
 
 @dataclass(frozen=True)
 class PipelineSettings:
-    """What a unit trains; built from an :class:`~fearkd.config.ExperimentConfig`."""
+    """What a unit trains; :meth:`from_config` builds it from an experiment file.
 
-    # Defaults: those of the configuration file's [methods] and [training] tables.
-    methods: tuple[str, ...] = _METHODS.run
-    kd_targets: tuple[str, ...] = _METHODS.kd_targets
-    alpha: float = _METHODS.alpha
-    temperature: float = _METHODS.temperature
-    freeze: str = _METHODS.freeze
-    baselines: tuple[str, ...] = _METHODS.baselines
+    Defaults are those of the experiment file's ``[methods]`` table; ``fit`` is its
+    ``[training]`` table.
+    """
+
+    methods: tuple[str, ...] = ("method1", "method2")
+    kd_targets: tuple[str, ...] = ("hard", "soft", "combined")
+    alpha: float = 0.5
+    temperature: float = 3.0
+    freeze: str = "none"
+    baselines: tuple[str, ...] = ("majority", "stratified")
     scratch: bool = True
     student_model: str = ""
     model_params: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
-    epochs: int = _TRAINING.epochs
-    pretrain_epochs: int = _TRAINING.pretrain_epochs
-    batch_size: int = _TRAINING.batch_size
-    lr: float = _TRAINING.lr
-    weight_decay: float = _TRAINING.weight_decay
-    patience: int = _TRAINING.patience
-    class_weight: str = _TRAINING.class_weight
-    val_fraction: float = _TRAINING.val_fraction
-    progress: bool = False
+    fit: FitSettings = field(default_factory=FitSettings)
 
     @classmethod
     def from_config(cls, cfg: ExperimentConfig, **overrides) -> PipelineSettings:
-        m, t = cfg.methods, cfg.training
+        """Settings of an experiment; ``overrides`` by field name, or by a field of
+        :class:`~fearkd.training.FitSettings` (``progress=True``)."""
+        m = cfg.methods
+        fit_names = {f.name for f in dataclasses.fields(FitSettings)}
+        fit_changes = {k: overrides.pop(k) for k in list(overrides) if k in fit_names}
+        unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise TypeError(f"Unknown pipeline setting(s) {unknown!r}; known: the fields of "
+                            f"PipelineSettings and of FitSettings.")
         values = dict(
             methods=m.run, kd_targets=m.kd_targets, alpha=m.alpha, temperature=m.temperature,
             freeze=m.freeze, baselines=m.baselines, student_model=cfg.models.student,
             model_params={k: dict(v) for k, v in cfg.models.params.items()},
-            epochs=t.epochs, pretrain_epochs=t.pretrain_epochs, batch_size=t.batch_size,
-            lr=t.lr, weight_decay=t.weight_decay, patience=t.patience,
-            class_weight=t.class_weight, val_fraction=t.val_fraction,
+            fit=cfg.training.replace(**fit_changes),
         )
         values.update(overrides)
         return cls(**values)
 
 
-def _stage_seed(seed: int, key: str) -> int:
-    """A seed for one stage that depends on the unit's seed and the stage's name only."""
-    return (int(seed) * 1_000_003 + zlib.crc32(key.encode())) % (2**31 - 1)
+def register_method(name: str, stages: Callable[[PipelineSettings], list[Stage]], *,
+                    description: str = "", overwrite: bool = False):
+    """Make ``name`` a value of ``[methods] run``.
+
+    Parameters
+    ----------
+    name : str
+    stages : callable
+        ``stages(settings) -> list[Stage]``, run after the backbone (whose key is
+        ``"backbone/backbone/-"``) in order; a stage may start from, be taught by or reuse the
+        scaler of the backbone or of an earlier stage of its own list.
+    description : str
+    overwrite : bool
+
+    Returns
+    -------
+    callable
+        ``stages``.
+    """
+    if not callable(stages):
+        raise TypeError(f"Method {name!r}: 'stages' must be callable, got "
+                        f"{type(stages).__name__}.")
+    return METHODS.register(name, stages, description=description, overwrite=overwrite)
 
 
-class _StageStore:
-    """Per-stage checkpoints of one unit: ``<key>.json`` (results) + ``<key>.pt`` (model)."""
-
-    def __init__(self, directory: Path | None) -> None:
-        self.directory = directory
-
-    def _paths(self, key: str) -> tuple[Path, Path]:
-        name = key.replace("/", "__")
-        return self.directory / f"{name}.json", self.directory / f"{name}.pt"
-
-    def load(self, key: str):
-        if self.directory is None:
-            return None
-        meta_path, model_path = self._paths(key)
-        if not (meta_path.is_file() and model_path.is_file()):
-            return None
-        from .training.checkpoint import load_checkpoint
-
-        try:
-            checkpoint = load_checkpoint(model_path)
-            meta = json.loads(meta_path.read_text())
-        except Exception as exc:  # a damaged checkpoint is retrained, not trusted
-            logger.warning("Ignoring unreadable checkpoint %s (%s); retraining.", model_path, exc)
-            return None
-        return checkpoint, meta
-
-    def save(self, key: str, model, scaler, meta: dict) -> None:
-        if self.directory is None:
-            return
-        from .training.checkpoint import save_checkpoint
-
-        meta_path, model_path = self._paths(key)
-        save_checkpoint(model_path, model, scaler=scaler)
-        write_atomic(meta_path, dumps(meta))
+def _kd(target: str, teacher: str) -> dict:
+    # "hard" is the trainer's own cross-entropy (class weights from the inner training rows)
+    return {"loss": None, "teacher": None} if target == "hard" else \
+        {"loss": target, "teacher": teacher}
 
 
-def _metric_rows(stage: dict, y_true: dict, pred: dict, proba: dict, n_classes: int) -> tuple:
-    rows, confusion = [], None
-    for split in ("train", "test"):
-        if len(y_true[split]) == 0:
-            continue
-        m = fold_metrics(y_true[split], pred[split], proba[split], labels=range(n_classes))
-        if split == "test":
-            confusion = m["confusion_matrix"]
-        for metric in METRICS:
-            rows.append({**stage, "split": split, "metric": metric, "value": float(m[metric])})
-    return rows, confusion
+def backbone(settings: PipelineSettings) -> list[Stage]:
+    """The backbone pretrained on the source task with the teacher's columns (always runs)."""
+    return [Stage("backbone", "backbone", task="source", inputs="teacher",
+                  init_seed="init/backbone", epochs="pretrain")]
 
 
-class _Fold:
-    """The arrays of one fold, with per-task row selections."""
-
-    def __init__(self, fs, student_names, train_idx, test_idx, val_idx) -> None:
-        meta = fs.metadata
-        self.Xt = np.ascontiguousarray(fs.X)
-        self.Xs = np.ascontiguousarray(fs.select_columns(student_names).X)
-        self.y = {"fear": meta["y_fear"].to_numpy(np.int64),
-                  "source": meta["y_source"].to_numpy(np.int64)}
-        self.groups = (meta["subject"].astype(str) + ":" + meta["trial"].astype(str)).to_numpy()
-        self.train = np.asarray(train_idx, dtype=np.int64)
-        self.test = np.asarray(test_idx, dtype=np.int64)
-        self.val = (np.asarray(val_idx, dtype=np.int64) if val_idx is not None
-                    else np.array([], dtype=np.int64))
-        self.student_names = tuple(student_names)
-        self.teacher_names = tuple(fs.feature_names)
-
-    def rows(self, task: str, split: str) -> np.ndarray:
-        """Rows of ``split`` ('train', 'val', 'test') labelled for ``task``."""
-        idx = getattr(self, split)
-        return idx[self.y[task][idx] >= 0]
+def method1(settings: PipelineSettings) -> list[Stage]:
+    """TL then KD: the fine-tuned backbone is the fear teacher of one student per KD target."""
+    teacher = Stage("method1", "teacher", task="fear", inputs="teacher", init_from=BACKBONE,
+                    init_seed="init/teacher-head", freeze=settings.freeze,
+                    scaler=f"from:{BACKBONE}")
+    students = [Stage("method1", "student", target, task="fear", inputs="student",
+                      model=settings.student_model, init_seed="init/student",
+                      **_kd(target, teacher.key))
+                for target in settings.kd_targets]
+    return [teacher, *students]
 
 
-def _fit_kwargs(s: PipelineSettings, epochs: int) -> dict:
-    return dict(epochs=epochs, batch_size=s.batch_size, lr=s.lr, weight_decay=s.weight_decay,
-                class_weight=None if s.class_weight == "none" else s.class_weight,
-                patience=s.patience, val_fraction=s.val_fraction, progress=s.progress)
+def method2(settings: PipelineSettings) -> list[Stage]:
+    """KD then TL: per KD target, the backbone distilled into a student on the source task,
+    whose head is then replaced and fine-tuned on fear."""
+    stages = []
+    for target in settings.kd_targets:
+        source = Stage("method2", "student-source", target, task="source", inputs="student",
+                       model=settings.student_model, init_seed="init/student",
+                       epochs="pretrain", **_kd(target, BACKBONE))
+        stages += [source, Stage("method2", "student", target, task="fear", inputs="student",
+                                 init_from=source.key, init_seed="init/student-head",
+                                 freeze=settings.freeze, scaler=f"from:{source.key}")]
+    return stages
+
+
+def scratch(settings: PipelineSettings) -> list[Stage]:
+    """The student trained from scratch on fear (the control without KD)."""
+    return [Stage("scratch", "student", task="fear", inputs="student",
+                  model=settings.student_model, init_seed="init/student")]
+
+
+register_method("method1", method1, description="TL then KD: fine-tuned backbone teaches students")
+register_method("method2", method2,
+                description="KD then TL: backbone distilled on the source task, then fine-tuned")
+
+
+def stage_list(settings: PipelineSettings) -> list[Stage]:
+    """Every stage of a unit, in the order they run (the backbone first, then the methods of
+    ``settings.methods`` in :data:`METHODS` order, then the scratch student)."""
+    for name in settings.methods:
+        METHODS.entry(name)
+    stages = backbone(settings)
+    for name in METHODS:
+        if name in settings.methods:
+            stages += METHODS.get(name)(settings)
+    if settings.scratch and settings.methods:
+        stages += scratch(settings)
+    keys = [st.key for st in stages]
+    dup = sorted({k for k in keys if keys.count(k) > 1})
+    if dup:
+        raise ValueError(f"Stage key(s) {dup!r} appear twice in one unit; give each stage of a "
+                         f"method its own (method, name, target).")
+    return stages
 
 
 def run_pipeline(fs, student_names: Sequence[str], train_idx, test_idx, *, val_idx=None,
@@ -207,185 +226,55 @@ def run_pipeline(fs, student_names: Sequence[str], train_idx, test_idx, *, val_i
         ``rows`` (tidy results, see ``RUNDIR.md``), ``histories`` and ``confusion`` keyed
         ``"<method>/<stage>/<target>"``, ``fit_seconds``, ``n_train``, ``n_test``.
     """
-    from .models import make_model, replace_head
-    from .training.distill import DistillationLoss
-    from .training.trainer import _class_weights, fit, predict_logits
-
     s = settings or PipelineSettings()
     unknown = [n for n in student_names if n not in set(fs.feature_names)]
     if unknown:
         raise ValueError(f"Student feature(s) {unknown[:5]!r} are not teacher columns; the "
                          f"student must see a subset of the teacher's columns of the same windows.")
-    fold = _Fold(fs, student_names, train_idx, test_idx, val_idx)
-    n_fear = len(class_names)
-    n_source = int(n_source_classes or (fold.y["source"][fold.train].max() + 1))
-    student_name = s.student_model or backbone
-    params = {k: dict(v) for k, v in s.model_params.items()}
-    store = _StageStore(None if checkpoint_dir is None else Path(checkpoint_dir))
-    out = {"rows": [], "histories": {}, "confusion": {}, "fit_seconds": 0.0,
-           "n_train": int(len(fold.train)), "n_test": int(len(fold.test))}
-
-    def stage(method, stage_name, target, task, X, build, *, teacher=None, scaler="standard",
-              loss=None, freeze="none", epochs=None):
-        """Train (or reload) one stage and score it; returns (model, scaler)."""
-        key = f"{method}/{stage_name}/{target}"
-        cached = store.load(key)
-        if cached is not None:
-            ck, meta = cached
-            model, fitted = ck.model, ck.scaler
-        else:
-            tr = fold.rows(task, "train")
-            y = fold.y[task]
-            targets = None if teacher is None else teacher(tr)
-            validation = None
-            va = fold.rows(task, "val")
-            if len(va):
-                validation = (X[va], y[va]) if teacher is None else (X[va], y[va], teacher(va))
-            model = build()
-            if isinstance(loss, DistillationLoss):
-                # the label term weighs classes like the trainer's default cross-entropy
-                loss.class_weight = _class_weights(
-                    None if s.class_weight == "none" else s.class_weight, y[tr],
-                    model.head.out_features)
-                loss = _kd_loss(loss)
-            start = time.perf_counter()
-            res = fit(model, X[tr], y[tr], targets=targets, loss=loss, groups=fold.groups[tr],
-                      validation=validation, freeze=freeze, scaler=scaler,
-                      random_state=_stage_seed(seed, key),
-                      **_fit_kwargs(s, epochs or s.epochs))
-            seconds = time.perf_counter() - start
-            fitted = res.scaler
-            n_classes = n_fear if task == "fear" else n_source
-            y_true, pred, proba = {}, {}, {}
-            for split in ("train", "test"):
-                rows = fold.rows(task, split)
-                logits = predict_logits(model, X[rows], scaler=fitted)
-                p = _softmax(logits)
-                y_true[split], pred[split], proba[split] = y[rows], p.argmax(1), p
-            n_params = sum(q.numel() for q in model.parameters())
-            info = {"method": method, "stage": stage_name, "model": model.spec.name,
-                    "target": target, "task": task, "n_params": int(n_params),
-                    "n_train": int(len(fold.rows(task, "train"))),
-                    "n_test": int(len(fold.rows(task, "test"))), "chance": 1.0 / n_classes}
-            rows, confusion = _metric_rows(info, y_true, pred, proba, n_classes)
-            hist = res.history
-            meta = {"rows": rows, "seconds": seconds, "best_epoch": int(res.best_epoch),
-                    "history": {c: [float(v) for v in hist[c]] for c in
-                                ("train_loss", "train_accuracy", "val_loss", "val_accuracy")},
-                    "confusion": None if confusion is None else {
-                        "labels": list(range(n_classes)),
-                        "class_names": list(class_names) if task == "fear"
-                        else [str(i) for i in range(n_classes)],
-                        "matrix": confusion, "split": "test"}}
-            store.save(key, model, fitted, meta)
-        out["rows"].extend(meta["rows"])
-        out["histories"][key] = meta["history"]
-        if meta["confusion"] is not None:
-            out["confusion"][key] = meta["confusion"]
-        out["fit_seconds"] += meta["seconds"]
-        return model, fitted
-
-    def logits_of(model, scaler, X):
-        cache = {}
-
-        def teacher(rows):
-            key = rows.tobytes()
-            if key not in cache:
-                cache[key] = predict_logits(model, X[rows], scaler=scaler)
-            return cache[key]
-        return teacher
-
-    pre_epochs = s.pretrain_epochs or s.epochs
-    # The backbone always trains: with no method, a unit is one fold of the backbone comparison.
-    bb, bb_scaler = stage(
-        "backbone", "backbone", "-", "source", fold.Xt,
-        lambda: make_model(backbone, fold.Xt.shape[1], n_source,
-                           random_state=_stage_seed(seed, "init/backbone"),
-                           **params.get(backbone, {})),
-        epochs=pre_epochs)
-    if "method1" in s.methods:
-        # Transfer: a copy of the trunk with a new fear head, fine-tuned on the backbone's scale.
-        teacher, t_scaler = stage(
-            "method1", "teacher", "-", "fear", fold.Xt,
-            lambda: replace_head(copy.deepcopy(bb), n_fear,
-                                 random_state=_stage_seed(seed, "init/teacher-head")),
-            scaler=bb_scaler, freeze=s.freeze)
-        t_logits = logits_of(teacher, t_scaler, fold.Xt)
-        for target in s.kd_targets:
-            stage("method1", "student", target, "fear", fold.Xs,
-                  lambda: make_model(student_name, fold.Xs.shape[1], n_fear,
-                                     random_state=_stage_seed(seed, "init/student"),
-                                     **params.get(student_name, {})),
-                  teacher=None if target == "hard" else t_logits,
-                  loss=None if target == "hard" else DistillationLoss(
-                      target, s.alpha, s.temperature))
-    if "method2" in s.methods:
-        b_logits = logits_of(bb, bb_scaler, fold.Xt)
-        for target in s.kd_targets:
-            student, st_scaler = stage(
-                "method2", "student-source", target, "source", fold.Xs,
-                lambda: make_model(student_name, fold.Xs.shape[1], n_source,
-                                   random_state=_stage_seed(seed, "init/student"),
-                                   **params.get(student_name, {})),
-                teacher=None if target == "hard" else b_logits,
-                loss=None if target == "hard" else DistillationLoss(
-                    target, s.alpha, s.temperature),
-                epochs=pre_epochs)
-            stage("method2", "student", target, "fear", fold.Xs,
-                  lambda student=student: replace_head(
-                      copy.deepcopy(student), n_fear,
-                      random_state=_stage_seed(seed, "init/student-head")),
-                  scaler=st_scaler, freeze=s.freeze)
-    if s.scratch and s.methods:
-        stage("scratch", "student", "-", "fear", fold.Xs,
-              lambda: make_model(student_name, fold.Xs.shape[1], n_fear,
-                                 random_state=_stage_seed(seed, "init/student"),
-                                 **params.get(student_name, {})))
-    out["rows"].extend(_baseline_rows(fold, s.baselines, n_fear, n_source, seed,
-                                      tasks=("fear", "source") if s.methods else ("source",)))
-    return out
+    stages = stage_list(s)
+    fold = Fold(fs, student_names, train_idx, test_idx, val_idx)
+    n_classes = {"fear": len(class_names),
+                 "source": int(n_source_classes or (fold.y["source"][fold.train].max() + 1))}
+    ctx = StageContext(
+        fold=fold, settings=s, backbone=backbone, n_classes=n_classes,
+        class_names=tuple(class_names), seed=seed,
+        store=_StageStore(None if checkpoint_dir is None else Path(checkpoint_dir)),
+        out={"rows": [], "histories": {}, "confusion": {}, "fit_seconds": 0.0,
+             "n_train": int(len(fold.train)), "n_test": int(len(fold.test))})
+    for stage in stages:
+        run_stage(stage, ctx)
+    tasks = ("fear", "source") if s.methods else ("source",)
+    ctx.out["rows"].extend(_baseline_rows(fold, s.baselines, n_classes, seed, tasks))
+    return ctx.out
 
 
-def _kd_loss(kd):
-    """Adapt a DistillationLoss to the trainer's ``loss(logits, y, targets)`` signature."""
-
-    def loss(logits, y, teacher):
-        return kd(logits, y, teacher)
-    return loss
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def _baseline_rows(fold: _Fold, names: Sequence[str], n_fear: int, n_source: int, seed: int,
+def _baseline_rows(fold: Fold, names: Sequence[str], n_classes: dict[str, int], seed: int,
                    tasks: Sequence[str]) -> list[dict]:
-    """Majority-class and stratified-chance rows, fitted on the training rows of each task."""
-    from sklearn.dummy import DummyClassifier
+    """Rows of the baselines, each fitted on the training rows of each task.
 
-    strategies = {"majority": "most_frequent", "stratified": "stratified"}
+    A baseline sees no features (a column of zeros): the majority class and stratified chance
+    are what a model scores without learning anything from the windows.
+    """
+    from .models.baselines import make_baseline
+
     rows = []
     for task in tasks:
-        n_classes = n_fear if task == "fear" else n_source
+        n = n_classes[task]
         tr, te = fold.rows(task, "train"), fold.rows(task, "test")
         if len(tr) == 0 or len(te) == 0:
             continue
         y = fold.y[task]
         for name in names:
-            clf = DummyClassifier(strategy=strategies[name],
-                                  random_state=_stage_seed(seed, f"baseline/{name}/{task}"))
+            clf = make_baseline(name, random_state=stage_seed(seed, f"baseline/{name}/{task}"))
             clf.fit(np.zeros((len(tr), 1)), y[tr])
             y_true, pred, proba = {}, {}, {}
             for split, idx in (("train", tr), ("test", te)):
-                p_known = clf.predict_proba(np.zeros((len(idx), 1)))
-                p = np.zeros((len(idx), n_classes))
-                p[:, clf.classes_] = p_known
+                p = np.zeros((len(idx), n))
+                p[:, clf.classes_] = clf.predict_proba(np.zeros((len(idx), 1)))
                 y_true[split], proba[split] = y[idx], p
                 pred[split] = clf.predict(np.zeros((len(idx), 1)))
             info = {"method": "baseline", "stage": "baseline", "model": name, "target": "-",
                     "task": task, "n_params": 0, "n_train": int(len(tr)), "n_test": int(len(te)),
-                    "chance": 1.0 / n_classes}
-            rows.extend(_metric_rows(info, y_true, pred, proba, n_classes)[0])
+                    "chance": 1.0 / n}
+            rows.extend(metric_rows(info, y_true, pred, proba, n)[0])
     return rows

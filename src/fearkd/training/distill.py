@@ -16,17 +16,27 @@ Loss on **logits** (Hinton et al. 2015), with ``p = softmax(teacher / T)`` and
 
 The ``T**2`` factor keeps the soft term's gradient magnitude comparable across temperatures
 (the reference's notebooks left it out and applied the temperature to probabilities).
+
+The names an experiment file may list in ``[methods] kd_targets`` live in :data:`KD_LOSSES`;
+:func:`register_kd_loss` adds one from outside the package. A factory is called as
+``factory(alpha=..., temperature=..., class_weight=...)`` (``class_weight`` a tensor of shape
+``(n_classes,)`` or None, computed by :func:`fearkd.training.class_weights` on the stage's
+training rows) and returns an ``nn.Module`` whose ``forward(logits, y, teacher_logits, X=None)``
+is a scalar; ``X`` is the batch's inputs, for losses that use them.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["DistillationLoss", "KD_MODES"]
+from fearkd._registry import Registry
+
+__all__ = ["DistillationLoss", "KD_LOSSES", "KD_MODES", "make_kd_loss", "register_kd_loss"]
 
 KD_MODES = ("hard", "soft", "combined")
 
@@ -69,7 +79,8 @@ class DistillationLoss(nn.Module):
         self.class_weight = class_weight
 
     def forward(self, student: torch.Tensor, y: torch.Tensor,
-                teacher: torch.Tensor | None = None) -> torch.Tensor:
+                teacher: torch.Tensor | None = None, X: torch.Tensor | None = None
+                ) -> torch.Tensor:
         """Mean loss over the batch.
 
         Parameters
@@ -80,6 +91,8 @@ class DistillationLoss(nn.Module):
             Labels.
         teacher : tensor, shape (batch, n_classes)
             Teacher logits for the same windows (ignored by ``hard``).
+        X : tensor, shape (batch, n_features), optional
+            The batch's inputs (unused: these losses work on logits only).
         """
         weight = None
         if self.class_weight is not None:
@@ -105,3 +118,62 @@ class DistillationLoss(nn.Module):
 
     def extra_repr(self) -> str:
         return f"mode={self.mode!r}, alpha={self.alpha}, temperature={self.temperature}"
+
+
+#: KD losses by the name ``[methods] kd_targets`` takes, in report order.
+KD_LOSSES: Registry[Callable[..., nn.Module]] = Registry("KD loss", "[methods] kd_targets")
+
+
+def register_kd_loss(name: str, factory: Callable[..., nn.Module], *, description: str = "",
+                     needs_teacher: bool = True, overwrite: bool = False
+                     ) -> Callable[..., nn.Module]:
+    """Make ``name`` a KD target of every method that distils.
+
+    Parameters
+    ----------
+    name : str
+        What ``[methods] kd_targets`` lists.
+    factory : callable
+        ``factory(alpha=float, temperature=float, class_weight=Tensor | None) -> nn.Module``;
+        the module's ``forward(logits, y, teacher_logits, X=None)`` returns a scalar.
+    description : str
+        One line for ``--help`` and the docs.
+    needs_teacher : bool
+        False: the student learns from the labels alone (no teacher logits are computed and
+        ``teacher_logits`` is None).
+    overwrite : bool
+        Replace an existing entry of that name.
+
+    Returns
+    -------
+    callable
+        ``factory``.
+    """
+    if not callable(factory):
+        raise TypeError(f"KD loss {name!r}: 'factory' must be callable, got "
+                        f"{type(factory).__name__}.")
+    return KD_LOSSES.register(name, factory, description=description, overwrite=overwrite,
+                              needs_teacher=bool(needs_teacher))
+
+
+def make_kd_loss(name: str, *, alpha: float = 0.5, temperature: float = 3.0,
+                 class_weight: torch.Tensor | None = None) -> nn.Module:
+    """Build the KD loss registered as ``name`` (an unknown name names ``[methods] kd_targets``)."""
+    return KD_LOSSES.get(name)(alpha=alpha, temperature=temperature, class_weight=class_weight)
+
+
+def _builtin(mode: str) -> Callable[..., nn.Module]:
+    def factory(*, alpha: float = 0.5, temperature: float = 3.0,
+                class_weight: torch.Tensor | None = None) -> nn.Module:
+        return DistillationLoss(mode, alpha=alpha, temperature=temperature,
+                                class_weight=class_weight)
+    factory.__name__ = f"{mode}_loss"
+    return factory
+
+
+register_kd_loss("hard", _builtin("hard"), needs_teacher=False,
+                 description="cross-entropy on the labels, no teacher (the student alone)")
+register_kd_loss("soft", _builtin("soft"),
+                 description="cross-entropy against the teacher's probabilities at temperature T")
+register_kd_loss("combined", _builtin("combined"),
+                 description="alpha * label CE + (1 - alpha) * T^2 * KL(teacher || student)")

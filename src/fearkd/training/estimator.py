@@ -13,6 +13,7 @@ from sklearn.utils.validation import check_is_fitted
 from fearkd.errors import LabelError
 from fearkd.models.baselines import BASELINES, make_baseline
 from fearkd.models.registry import available_models, make_model
+from fearkd.training.settings import FitSettings
 from fearkd.training.trainer import fit, predict_logits, validate_inputs
 
 __all__ = ["FearkdClassifier"]
@@ -30,7 +31,9 @@ class FearkdClassifier(ClassifierMixin, BaseEstimator):
         :data:`fearkd.models.BASELINES` (``svm``, ``knn``, ``rf``, ``lda``, ``majority``,
         ``stratified``).
     epochs, batch_size, lr, weight_decay, class_weight, patience, val_fraction :
-        Training settings of :func:`fearkd.training.fit` (networks only).
+        Training settings (networks only), gathered into one
+        :class:`~fearkd.training.FitSettings` by ``fit`` (see :meth:`fit_settings`);
+        ``class_weight=None`` means no weighting.
     model_params : dict or None
         Architecture parameters for ``make_model`` or estimator parameters for the baseline.
     n_classes : int or None
@@ -123,15 +126,20 @@ class FearkdClassifier(ClassifierMixin, BaseEstimator):
                                      f"are not among the training classes {classes.tolist()}.")
                 y_val = pos
             validation = (X_val, y_val)
-        result = fit(net, X, y_idx, groups=groups, validation=validation, epochs=self.epochs,
-                     batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay,
-                     class_weight=self.class_weight, patience=self.patience,
-                     val_fraction=self.val_fraction, random_state=self.random_state,
-                     device=self.device, progress=self.progress, num_threads=self.num_threads)
+        result = fit(net, X, y_idx, self.fit_settings(), groups=groups, validation=validation,
+                     random_state=self.random_state)
         self.model_ = result.model
         self.scaler_ = result.scaler
         self.history_ = result.history
         return self
+
+    def fit_settings(self) -> FitSettings:
+        """The constructor's training parameters as one :class:`FitSettings` (validated)."""
+        return FitSettings(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
+                           weight_decay=self.weight_decay, class_weight=self.class_weight,
+                           patience=self.patience, val_fraction=self.val_fraction,
+                           device=self.device, num_threads=self.num_threads,
+                           progress=self.progress)
 
     def _check_X(self, X) -> np.ndarray:
         check_is_fitted(self, "model_")

@@ -1,11 +1,14 @@
 """The one training loop: pretraining, fine-tuning and distillation all go through :func:`fit`.
 
+``fit(model, X, y, settings)`` takes one :class:`~fearkd.training.settings.FitSettings` and is
+three parts: data preparation (:func:`fearkd.training.data.prepare_data`), the epochs
+(:func:`train_epoch`, the only batch loop) and model selection (:class:`EarlyStopping`).
 Plug-in points instead of copies of the loop:
 
-* ``loss(logits, y_batch, targets_batch) -> scalar``: any loss; ``targets`` is an optional
-  array aligned with the rows of ``X`` (teacher logits, soft targets...) that is split, shuffled
-  and batched together with ``X`` and ``y``. Default: cross-entropy on logits, with class
-  weights.
+* ``loss(logits, y_batch, targets_batch, X_batch) -> scalar``: any loss (skorch's
+  ``get_loss(y_pred, y_true, X)``); ``targets`` is an optional array aligned with the rows of
+  ``X`` (teacher logits, soft targets...) that is split, shuffled and batched together with
+  ``X`` and ``y``. Default: cross-entropy on logits, with class weights (:func:`class_weights`).
 * ``freeze``: a policy of :func:`fearkd.models.freeze` applied to the model as given, so
   fine-tuning starts from whatever state the caller loaded (``load_state_dict``,
   :func:`fearkd.training.checkpoint.load_checkpoint`, :func:`fearkd.models.replace_head`).
@@ -25,33 +28,28 @@ import contextlib
 import copy
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.model_selection import (
-    GroupShuffleSplit,
-    ShuffleSplit,
-    StratifiedGroupKFold,
-    StratifiedShuffleSplit,
-)
 from sklearn.preprocessing import StandardScaler
 from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from fearkd.errors import LabelError
 from fearkd.models.registry import freeze as apply_freeze
+from fearkd.training.data import FitData, inner_split, prepare_data, validate_inputs
+from fearkd.training.settings import FitSettings
 
-__all__ = ["FitResult", "fit", "inner_split", "make_optimizer", "predict_logits", "resolve_device",
-           "train_epoch", "validate_inputs"]
+__all__ = ["EarlyStopping", "FitResult", "class_weights", "fit", "inner_split", "make_optimizer",
+           "predict_logits", "resolve_device", "train_epoch", "validate_inputs"]
 
 logger = logging.getLogger(__name__)
 
-LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
-MONITORS = ("val_loss", "val_accuracy")
+LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None],
+                  torch.Tensor]
 _EVAL_CHUNK = 4096
 
 
@@ -95,129 +93,45 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return torch.device(device)
 
 
-def validate_inputs(X, y, n_outputs: int | None = None, *, name: str = "X"):
-    """Check a feature matrix and its labels; return them as float32 and int64 arrays.
+def class_weights(policy, y: np.ndarray, n_classes: int) -> torch.Tensor | None:
+    """Per-class weights of the label cross-entropy.
 
     Parameters
     ----------
-    X : array-like, shape (n_samples, n_features)
-    y : array-like of int, shape (n_samples,)
-    n_outputs : int or None
-        When given, labels must lie in ``0 .. n_outputs - 1``.
-    name : str
-        Name of ``X`` in error messages.
-
-    Returns
-    -------
-    X : ndarray of float32, shape (n_samples, n_features)
-    y : ndarray of int64, shape (n_samples,)
-    """
-    X = np.asarray(X)
-    if X.ndim != 2:
-        raise ValueError(f"'{name}' must be 2-D (n_samples, n_features), got shape {X.shape}.")
-    if not np.issubdtype(X.dtype, np.number):
-        raise TypeError(f"'{name}' must be numeric, got dtype {X.dtype}.")
-    X = X.astype(np.float32, copy=False)
-    bad = ~np.isfinite(X)
-    if bad.any():
-        rows = np.unique(np.nonzero(bad)[0])
-        raise ValueError(f"'{name}' contains NaN or Inf in {rows.size} row(s) (first: "
-                         f"{rows[:5].tolist()}); drop or impute them before training.")
-    y = np.asarray(y)
-    if y.ndim != 1:
-        raise ValueError(f"'y' must be 1-D, got shape {y.shape}.")
-    if len(y) != len(X):
-        raise ValueError(f"'{name}' has {len(X)} rows but 'y' has {len(y)}; they must match.")
-    if y.size and not np.issubdtype(y.dtype, np.integer):
-        if np.issubdtype(y.dtype, np.floating) and np.all(np.mod(y, 1) == 0):
-            y = y.astype(np.int64)
-        else:
-            raise TypeError(f"'y' must hold integer class indices, got dtype {y.dtype}.")
-    y = y.astype(np.int64, copy=False)
-    if n_outputs is not None and y.size:
-        outside = np.unique(y[(y < 0) | (y >= n_outputs)])
-        if outside.size:
-            raise LabelError(f"'y' holds labels {outside[:10].tolist()} outside 0..{n_outputs - 1}"
-                             f" (the model has {n_outputs} outputs); map classes to "
-                             f"0..{n_outputs - 1} or build the model with more outputs.")
-    return X, y
-
-
-def inner_split(y: np.ndarray, groups=None, val_fraction: float = 0.2,
-                random_state: int | None = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Inner train/validation split of training rows (for early stopping and model selection).
-
-    Grouped when ``groups`` is given (no group on both sides), stratified by ``y`` when every
-    class has enough members (``StratifiedGroupKFold`` / ``StratifiedShuffleSplit``), else a
-    plain ``GroupShuffleSplit`` / ``ShuffleSplit``.
-
-    Parameters
-    ----------
+    policy : None, "none", "balanced" or dict {class: weight}
+        ``"balanced"``: ``n_samples / (n_present_classes * count)`` for each class present in
+        ``y`` (scikit-learn's rule) and 0 for absent ones; a dict sets some classes' weights
+        (the others weigh 1).
     y : ndarray of int, shape (n_samples,)
-    groups : array-like, shape (n_samples,), optional
-    val_fraction : float in (0, 1)
-    random_state : int or None
+        The training labels the weights are computed from.
+    n_classes : int
 
     Returns
     -------
-    train_index, val_index : ndarray of int
+    Tensor of float32, shape (n_classes,), or None for no weighting.
     """
-    n = len(y)
-    dummy = np.zeros((n, 1))
-    counts = np.bincount(y - y.min()) if n else np.array([])
-    counts = counts[counts > 0]
-    if groups is not None:
-        groups = np.asarray(groups)
-        if len(groups) != n:
-            raise ValueError(f"'groups' has {len(groups)} entries but there are {n} rows.")
-        n_groups = np.unique(groups).size
-        if n_groups < 2:
-            raise ValueError(f"Cannot take a grouped validation split from {n_groups} group: "
-                             f"pass 'validation=(X_val, y_val)' or 'val_fraction=0'.")
-        n_splits = max(2, int(round(1 / val_fraction)))
-        if n_groups >= n_splits and counts.min() >= n_splits:
-            splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True,
-                                            random_state=random_state)
-            train, val = next(splitter.split(dummy, y, groups))
-        else:
-            splitter = GroupShuffleSplit(n_splits=1, test_size=val_fraction,
-                                         random_state=random_state)
-            train, val = next(splitter.split(dummy, y, groups))
-    else:
-        n_val = int(np.ceil(val_fraction * n))
-        if counts.size >= 2 and counts.min() >= 2 and n_val >= counts.size \
-                and n - n_val >= counts.size:
-            splitter = StratifiedShuffleSplit(n_splits=1, test_size=val_fraction,
-                                              random_state=random_state)
-        else:
-            splitter = ShuffleSplit(n_splits=1, test_size=val_fraction,
-                                    random_state=random_state)
-        train, val = next(splitter.split(dummy, y))
-    return np.sort(train), np.sort(val)
-
-
-def _class_weights(class_weight, y: np.ndarray, n_outputs: int) -> torch.Tensor | None:
-    if class_weight is None:
+    if policy is None or (isinstance(policy, str) and policy == "none"):
         return None
-    if isinstance(class_weight, str):
-        if class_weight != "balanced":
-            raise ValueError(f"Invalid value for 'class_weight': expected None, 'balanced' or a "
-                             f"dict {{class: weight}}, got {class_weight!r}.")
-        counts = np.bincount(y, minlength=n_outputs).astype(np.float64)
+    y = np.asarray(y, dtype=np.int64)
+    if isinstance(policy, str):
+        if policy != "balanced":
+            raise ValueError(f"Invalid value for '[training] class_weight': expected one of "
+                             f"'balanced', 'none' or a table {{class: weight}}, got {policy!r}.")
+        counts = np.bincount(y, minlength=n_classes).astype(np.float64)
         present = counts > 0
-        weights = np.zeros(n_outputs)
+        weights = np.zeros(n_classes)
         weights[present] = len(y) / (present.sum() * counts[present])
         return torch.as_tensor(weights, dtype=torch.float32)
-    if isinstance(class_weight, dict):
-        weights = np.ones(n_outputs)
-        for key, value in class_weight.items():
-            if not 0 <= int(key) < n_outputs:
-                raise ValueError(f"'class_weight' names class {key!r}, outside "
-                                 f"0..{n_outputs - 1}.")
+    if isinstance(policy, Mapping):
+        weights = np.ones(n_classes)
+        for key, value in policy.items():
+            if not 0 <= int(key) < n_classes:
+                raise ValueError(f"[training] class_weight names class {key!r}, outside "
+                                 f"0..{n_classes - 1}; name classes of the model's outputs.")
             weights[int(key)] = float(value)
         return torch.as_tensor(weights, dtype=torch.float32)
-    raise TypeError(f"'class_weight' must be None, 'balanced' or a dict, got "
-                    f"{type(class_weight).__name__}.")
+    raise TypeError(f"[training] class_weight must be 'balanced', 'none' or a table "
+                    f"{{class: weight}}, got {type(policy).__name__}.")
 
 
 def _set_train_mode(model: nn.Module) -> None:
@@ -265,8 +179,8 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, X: torch.Ten
     y : Tensor of int64, shape (n,)
     targets : Tensor, shape (n, ...), optional
         Extra per-row targets handed to ``loss``.
-    loss : callable ``(logits, y, targets) -> scalar``, optional
-        Default: unweighted cross-entropy.
+    loss : callable ``(logits, y, targets, X) -> scalar``, optional
+        ``X`` is the batch's (scaled) inputs. Default: unweighted cross-entropy.
     batch_size : int
     order : Tensor of int64, shape (n,), optional
         Row order (a permutation); the rows are gathered once in that order.
@@ -278,7 +192,7 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, X: torch.Ten
     if order is not None:
         X, y = X[order], y[order]
         targets = None if targets is None else targets[order]
-    loss_fn = loss or (lambda logits, yb, tb: F.cross_entropy(logits, yb))
+    loss_fn = loss or (lambda logits, yb, tb, xb=None: F.cross_entropy(logits, yb))
     n = len(X)
     total = torch.zeros((), dtype=torch.float64, device=X.device)
     correct = torch.zeros((), dtype=torch.int64, device=X.device)
@@ -287,7 +201,7 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, X: torch.Ten
         xb, yb = X[start:stop], y[start:stop]
         tb = None if targets is None else targets[start:stop]
         logits = model(xb)
-        value = loss_fn(logits, yb, tb)
+        value = loss_fn(logits, yb, tb, xb)
         optimizer.zero_grad(set_to_none=True)
         value.backward()
         optimizer.step()
@@ -306,7 +220,7 @@ def _evaluate(model, X, y, targets, loss_fn) -> tuple[float, float]:
         sl = slice(start, start + _EVAL_CHUNK)
         logits = model(X[sl])
         tb = None if targets is None else targets[sl]
-        total += float(loss_fn(logits, y[sl], tb)) * len(logits)
+        total += float(loss_fn(logits, y[sl], tb, X[sl])) * len(logits)
         correct += int((logits.argmax(1) == y[sl]).sum())
     return total / len(X), correct / len(X)
 
@@ -322,37 +236,84 @@ def _threads(num_threads: int | None):
         torch.set_num_threads(old)
 
 
-def _check_fit_args(epochs, batch_size, lr, patience, val_fraction, monitor):
-    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-            raise ValueError(f"'{name}' must be a positive int, got {value!r}.")
-    if not float(lr) > 0:
-        raise ValueError(f"'lr' must be positive, got {lr!r}.")
-    if patience is not None and (not isinstance(patience, int | np.integer) or patience < 0):
-        raise ValueError(f"'patience' must be None or a non-negative int, got {patience!r}.")
-    if not 0.0 <= float(val_fraction) < 1.0:
-        raise ValueError(f"'val_fraction' must be in [0, 1), got {val_fraction!r}.")
-    if monitor not in MONITORS:
-        raise ValueError(f"Invalid value for 'monitor': expected one of {MONITORS}, "
-                         f"got {monitor!r}.")
+class EarlyStopping:
+    """Model selection and early stopping on one validation score.
+
+    Parameters
+    ----------
+    monitor : {"val_loss", "val_accuracy"}
+    patience : int or None
+        Epochs without improvement before :meth:`update` says stop; ``None``: never.
+
+    Attributes
+    ----------
+    best_epoch : int
+        The best epoch so far (1-based; 0 before any).
+    best_state : dict or None
+        A copy of the model's ``state_dict`` at ``best_epoch``.
+    stopped : bool
+    """
+
+    def __init__(self, monitor: str = "val_loss", patience: int | None = None) -> None:
+        self.monitor = monitor
+        self.patience = patience
+        self.best_epoch = 0
+        self.best_state: dict | None = None
+        self.best_score: float | None = None
+        self.waited = 0
+        self.stopped = False
+
+    def update(self, epoch: int, val_loss: float, val_accuracy: float, model: nn.Module) -> bool:
+        """Record one epoch's validation scores; return True when training should stop."""
+        score = val_loss if self.monitor == "val_loss" else -val_accuracy
+        if self.best_score is None or score < self.best_score:
+            self.best_score, self.best_epoch, self.waited = score, epoch, 0
+            self.best_state = copy.deepcopy(model.state_dict())
+            return False
+        self.waited += 1
+        if self.patience is not None and self.waited > self.patience:
+            self.stopped = True
+        return self.stopped
 
 
-def _aligned(name: str, arr, n: int) -> np.ndarray | None:
-    if arr is None:
-        return None
-    arr = np.asarray(arr, dtype=np.float32)
-    if len(arr) != n:
-        raise ValueError(f"'{name}' has {len(arr)} rows but X has {n}; they must be aligned "
-                         f"row by row.")
-    return arr
+def _loop(model: nn.Module, data: FitData, loss: LossFn, settings: FitSettings,
+          random_state: int, device: torch.device) -> tuple[list[dict], EarlyStopping]:
+    """The epochs: shuffle, one :func:`train_epoch`, validate, select, maybe stop."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    rng = np.random.default_rng(random_state)
+    devices = [device.index or 0] if device.type == "cuda" else []
+    has_val = data.X_val is not None
+    stopper = EarlyStopping(settings.monitor, settings.patience)
+    rows: list[dict] = []
+    with _threads(settings.num_threads), torch.random.fork_rng(devices=devices):
+        torch.manual_seed(random_state)
+        optimizer = make_optimizer(params, lr=settings.lr, weight_decay=settings.weight_decay)
+        bar = tqdm(range(1, settings.epochs + 1), desc=f"fit {type(model).__name__}",
+                   disable=not settings.progress, leave=False)
+        for epoch in bar:
+            start = time.perf_counter()
+            _set_train_mode(model)
+            order = torch.as_tensor(rng.permutation(len(data.X)), device=device)
+            tr_loss, tr_acc = train_epoch(model, optimizer, data.X, data.y,
+                                          targets=data.targets, loss=loss,
+                                          batch_size=settings.batch_size, order=order)
+            va_loss, va_acc = (_evaluate(model, data.X_val, data.y_val, data.targets_val, loss)
+                               if has_val else (np.nan, np.nan))
+            rows.append({"epoch": epoch, "train_loss": tr_loss, "train_accuracy": tr_acc,
+                         "val_loss": va_loss, "val_accuracy": va_acc,
+                         "seconds": time.perf_counter() - start})
+            bar.set_postfix(loss=f"{tr_loss:.3f}", val_loss=f"{va_loss:.3f}")
+            if not has_val:
+                stopper.best_epoch = epoch
+                continue
+            if stopper.update(epoch, va_loss, va_acc, model):
+                break
+    return rows, stopper
 
 
-def fit(model: nn.Module, X, y, *, targets=None, loss: LossFn | None = None, groups=None,
-        validation=None, epochs: int = 100, batch_size: int = 32, lr: float = 1e-3,
-        weight_decay: float = 0.0, class_weight=None, patience: int | None = 10,
-        val_fraction: float = 0.2, monitor: str = "val_loss", freeze: str = "none",
-        scaler="standard", random_state: int = 0, device=None, progress: bool = True,
-        num_threads: int | None = None) -> FitResult:
+def fit(model: nn.Module, X, y, settings: FitSettings | None = None, *, targets=None,
+        loss: LossFn | None = None, groups=None, validation=None, freeze: str = "none",
+        scaler="standard", random_state: int = 0, **overrides) -> FitResult:
     """Train a model with Adam, early stopping and model selection on validation data.
 
     Parameters
@@ -363,144 +324,72 @@ def fit(model: nn.Module, X, y, *, targets=None, loss: LossFn | None = None, gro
     X : array-like, shape (n_samples, n_features)
     y : array-like of int, shape (n_samples,)
         Class indices in ``0 .. n_outputs - 1``; at least two classes.
+    settings : FitSettings, optional
+        Epochs, batch size, Adam, class weights, early stopping, device (default
+        ``FitSettings()``).
     targets : array-like, shape (n_samples, ...), optional
         Per-row extra targets for ``loss`` (e.g. teacher logits), aligned with ``X``.
-    loss : callable ``(logits, y_batch, targets_batch) -> scalar``, optional
-        Default: cross-entropy on logits with ``class_weight``.
+    loss : callable ``(logits, y_batch, targets_batch, X_batch) -> scalar``, optional
+        ``X_batch`` holds the batch's scaled inputs (a feature-based loss may use them).
+        Default: cross-entropy on logits, weighted by ``settings.class_weight`` computed on
+        the rows that train (after the inner validation split).
     groups : array-like, shape (n_samples,), optional
         Group of each row (e.g. trial key) for the inner validation split.
     validation : tuple or None
         ``(X_val, y_val)`` or ``(X_val, y_val, targets_val)``: an explicit validation set
-        (e.g. the 'seed-legacy' protocol's); ``None``: an inner split of ``val_fraction``.
-    epochs, batch_size, lr, weight_decay : training settings (Adam).
-    class_weight : None, "balanced" or dict {class: weight}
-    patience : int or None
-        Epochs without improvement of ``monitor`` before stopping; ``None``: never stop early.
-    val_fraction : float
-        Share of training rows held out when ``validation`` is None; 0 trains on every row for
-        all epochs and keeps the last weights.
-    monitor : {"val_loss", "val_accuracy"}
-        What model selection and early stopping watch.
+        (e.g. the 'seed-legacy' protocol's); ``None``: an inner split of
+        ``settings.val_fraction``.
     freeze : {"none", "trunk", "all-but-head"}
         See :mod:`fearkd.models.registry`.
     scaler : "standard", None or a fitted StandardScaler
         Fit a new scaler on the training rows, no scaling, or reuse a fitted one.
     random_state : int
         Seeds the split, the batch order and dropout; same seed, same weights (CPU).
-    device : str, torch.device or None
-        ``None``: CUDA when present, else CPU.
-    progress : bool
-        Show a tqdm progress bar over epochs.
-    num_threads : int or None
-        torch CPU threads during training (restored afterwards); None keeps the current.
+    **overrides
+        Fields of :class:`FitSettings` to change for this call (``epochs=2``); an unknown
+        name is a TypeError.
 
     Returns
     -------
     FitResult
     """
-    _check_fit_args(epochs, batch_size, lr, patience, val_fraction, monitor)
+    if settings is None:
+        settings = FitSettings()
+    elif not isinstance(settings, FitSettings):
+        raise TypeError(f"'settings' must be a FitSettings, got {type(settings).__name__}.")
+    settings = settings.replace(**overrides)
     head = getattr(model, "head", None)
     if not isinstance(head, nn.Linear):
         raise TypeError(f"'model' must expose its output layer as a Linear '.head', got "
                         f"{type(model).__name__}.")
     n_outputs = head.out_features
-    X, y = validate_inputs(X, y, n_outputs)
     spec = getattr(model, "spec", None)
-    if spec is not None and X.shape[1] != spec.n_features:
-        raise ValueError(f"'X' has {X.shape[1]} features but the model {spec.name!r} was built "
+    n_in = np.shape(X)[1] if np.ndim(X) == 2 else None
+    if spec is not None and n_in is not None and n_in != spec.n_features:
+        raise ValueError(f"'X' has {n_in} features but the model {spec.name!r} was built "
                          f"for {spec.n_features}.")
-    targets = _aligned("targets", targets, len(X))
-    if validation is not None:
-        if not isinstance(validation, tuple | list) or len(validation) not in (2, 3):
-            raise TypeError("'validation' must be None or a tuple (X_val, y_val[, targets_val]).")
-        X_val, y_val = validate_inputs(validation[0], validation[1], n_outputs, name="X_val")
-        if X_val.shape[1] != X.shape[1]:
-            raise ValueError(f"'X_val' has {X_val.shape[1]} features but 'X' has {X.shape[1]}.")
-        t_val = _aligned("targets_val", validation[2], len(X_val)) if len(validation) == 3 \
-            else None
-        train_idx, val_idx = np.arange(len(X)), np.array([], dtype=np.int64)
-    elif val_fraction > 0:
-        train_idx, val_idx = inner_split(y, groups, val_fraction, random_state)
-        X_val, y_val = X[val_idx], y[val_idx]
-        t_val = None if targets is None else targets[val_idx]
-    else:
-        train_idx, val_idx = np.arange(len(X)), np.array([], dtype=np.int64)
-        X_val = y_val = t_val = None
-    X_tr, y_tr = X[train_idx], y[train_idx]
-    t_tr = None if targets is None else targets[train_idx]
-    present = np.unique(y_tr)
-    if present.size < 2:
-        raise LabelError(f"The training data holds a single class ({present.tolist()}); a "
-                         f"classifier needs at least two. Check the labels and the split.")
-    if isinstance(scaler, str):
-        if scaler != "standard":
-            raise ValueError(f"Invalid value for 'scaler': expected 'standard', None or a fitted "
-                             f"StandardScaler, got {scaler!r}.")
-        scaler = StandardScaler().fit(X_tr)
-    elif scaler is not None and not hasattr(scaler, "mean_"):
-        raise TypeError(f"'scaler' must be 'standard', None or a fitted StandardScaler, got "
-                        f"{scaler!r}.")
-
-    def prepare(a):
-        return a if scaler is None else scaler.transform(a).astype(np.float32)
-
-    dev = resolve_device(device)
-    weights = _class_weights(class_weight, y_tr, n_outputs)
+    dev = resolve_device(settings.device)
+    data = prepare_data(X, y, n_outputs, targets=targets, groups=groups, validation=validation,
+                         scaler=scaler, val_fraction=settings.val_fraction,
+                         random_state=random_state, device=dev)
+    weights = class_weights(settings.class_weight_policy, data.y_train, n_outputs)
     if loss is None:
         w = None if weights is None else weights.to(dev)
 
-        def loss(logits, yb, tb):
+        def loss(logits, yb, tb, xb=None):
             return F.cross_entropy(logits, yb, weight=w)
 
-    def tensor(a, dtype=torch.float32):
-        return None if a is None else torch.as_tensor(a, dtype=dtype, device=dev)
-
-    Xt, yt, tt = tensor(prepare(X_tr)), tensor(y_tr, torch.int64), tensor(t_tr)
-    has_val = X_val is not None and len(X_val) > 0
-    if has_val:
-        Xv, yv, tv = tensor(prepare(X_val)), tensor(y_val, torch.int64), tensor(t_val)
     model.to(dev)
     frozen = apply_freeze(model, freeze)
-    params = [p for p in model.parameters() if p.requires_grad]
-    rng = np.random.default_rng(random_state)
-    devices = [dev.index or 0] if dev.type == "cuda" else []
-    rows, best_state, best_epoch, best_score, waited, stopped = [], None, 0, None, 0, False
-    with _threads(num_threads), torch.random.fork_rng(devices=devices):
-        torch.manual_seed(random_state)
-        optimizer = make_optimizer(params, lr=lr, weight_decay=weight_decay)
-        bar = tqdm(range(1, epochs + 1), desc=f"fit {type(model).__name__}", disable=not progress,
-                   leave=False)
-        for epoch in bar:
-            start = time.perf_counter()
-            _set_train_mode(model)
-            order = torch.as_tensor(rng.permutation(len(Xt)), device=dev)
-            tr_loss, tr_acc = train_epoch(model, optimizer, Xt, yt, targets=tt, loss=loss,
-                                          batch_size=batch_size, order=order)
-            va_loss, va_acc = _evaluate(model, Xv, yv, tv, loss) if has_val else (np.nan, np.nan)
-            rows.append({"epoch": epoch, "train_loss": tr_loss, "train_accuracy": tr_acc,
-                         "val_loss": va_loss, "val_accuracy": va_acc,
-                         "seconds": time.perf_counter() - start})
-            bar.set_postfix(loss=f"{tr_loss:.3f}", val_loss=f"{va_loss:.3f}")
-            if not has_val:
-                best_epoch = epoch
-                continue
-            score = va_loss if monitor == "val_loss" else -va_acc
-            if best_score is None or score < best_score:
-                best_score, best_epoch, waited = score, epoch, 0
-                best_state = copy.deepcopy(model.state_dict())
-            else:
-                waited += 1
-                if patience is not None and waited > patience:
-                    stopped = True
-                    break
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    rows, stopper = _loop(model, data, loss, settings, random_state, dev)
+    if stopper.best_state is not None:
+        model.load_state_dict(stopper.best_state)
     model.eval()
     logger.debug("trained %s for %d epochs, kept epoch %d", type(model).__name__, len(rows),
-                best_epoch)
-    return FitResult(model=model, scaler=scaler, history=pd.DataFrame(rows),
-                     best_epoch=best_epoch, stopped_early=stopped, train_index=train_idx,
-                     val_index=val_idx, frozen=frozen)
+                 stopper.best_epoch)
+    return FitResult(model=model, scaler=data.scaler, history=pd.DataFrame(rows),
+                     best_epoch=stopper.best_epoch, stopped_early=stopper.stopped,
+                     train_index=data.train_index, val_index=data.val_index, frozen=frozen)
 
 
 @torch.no_grad()
