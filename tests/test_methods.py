@@ -508,3 +508,19 @@ def test_from_config_overrides():
     assert (s.fit.epochs, s.scratch, s.fit.batch_size) == (4, False, cfg.training.batch_size)
     with pytest.raises(TypeError, match=r"Unknown pipeline setting\(s\) \['epoch'\]"):
         PipelineSettings.from_config(cfg, epoch=1)
+
+
+def test_feature_baselines_learn_from_the_teacher_columns(data):
+    """``[methods] baselines`` takes every registered baseline; the classic ones see features.
+
+    On the synthetic data the peripheral channels carry the fear signal, so a random forest on
+    the teacher's columns must beat the majority class on the training rows; fitted on a column
+    of zeros (the bug this guards against) it would equal it.
+    """
+    prep, train, test = data
+    s = dataclasses.replace(SETTINGS, methods=(), baselines=("majority", "rf"))
+    out = _run(prep.featureset, prep.student_names, train, test, settings=s)
+    df = _frame(out["rows"])
+    acc = df[(df.metric == "accuracy") & (df.split == "train") & (df.task == "source")]
+    score = acc.set_index("model")["value"]
+    assert score["rf"] > score["majority"] + 0.3

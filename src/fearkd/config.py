@@ -85,15 +85,15 @@ __all__ = [
 
 
 def _kd_losses() -> Collection[str]:
-    from .training import distill
+    from .training.distill import KD_LOSSES
 
-    return getattr(distill, "KD_LOSSES", ("hard", "soft", "combined"))
+    return KD_LOSSES
 
 
 def _methods() -> Collection[str]:
-    from . import methods
+    from .methods import METHODS
 
-    return getattr(methods, "METHODS", ("method1", "method2"))
+    return METHODS
 
 
 def _all_kd_losses() -> tuple[str, ...]:

@@ -252,12 +252,15 @@ def _baseline_rows(fold: Fold, names: Sequence[str], n_classes: dict[str, int], 
                    tasks: Sequence[str]) -> list[dict]:
     """Rows of the baselines, each fitted on the training rows of each task.
 
-    A baseline sees no features (a column of zeros): the majority class and stratified chance
-    are what a model scores without learning anything from the windows.
+    Every baseline sees the teacher's columns of the same windows as the networks (the chance
+    baselines, ``majority`` and ``stratified``, ignore them: they score what a model gets
+    without learning anything from the windows; ``svm``, ``knn``, ``rf`` and ``lda`` are the
+    classic models on the same features).
     """
     from .models.baselines import make_baseline
 
     rows = []
+    X = fold.X["teacher"]
     for task in tasks:
         n = n_classes[task]
         tr, te = fold.rows(task, "train"), fold.rows(task, "test")
@@ -266,13 +269,13 @@ def _baseline_rows(fold: Fold, names: Sequence[str], n_classes: dict[str, int], 
         y = fold.y[task]
         for name in names:
             clf = make_baseline(name, random_state=stage_seed(seed, f"baseline/{name}/{task}"))
-            clf.fit(np.zeros((len(tr), 1)), y[tr])
+            clf.fit(X[tr], y[tr])
             y_true, pred, proba = {}, {}, {}
             for split, idx in (("train", tr), ("test", te)):
                 p = np.zeros((len(idx), n))
-                p[:, clf.classes_] = clf.predict_proba(np.zeros((len(idx), 1)))
+                p[:, clf.classes_] = clf.predict_proba(X[idx])
                 y_true[split], proba[split] = y[idx], p
-                pred[split] = clf.predict(np.zeros((len(idx), 1)))
+                pred[split] = clf.predict(X[idx])
             info = {"method": "baseline", "stage": "baseline", "model": name, "target": "-",
                     "task": task, "n_params": 0, "n_train": int(len(tr)), "n_test": int(len(te)),
                     "chance": 1.0 / n}
