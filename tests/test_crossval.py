@@ -27,7 +27,7 @@ from fearkd.evaluation.crossval import (
     run_units,
     timing_table,
 )
-from fearkd.evaluation.rundir import RunDir
+from fearkd.rundir import RunDir
 from fearkd.experiment import prepare_data, run_experiment
 
 CONFIG = """
@@ -97,7 +97,7 @@ def test_serial_run_writes_every_unit(serial):
     ids = run.unit_ids()
     assert ids == sorted(f"deap__subject__{m}__fold{f}__seed0" for m in ("cnn", "gru")
                          for f in (0, 1))
-    assert list(serial.results.columns) == RESULT_COLUMNS
+    assert list(serial.results.columns) == list(RESULT_COLUMNS)
     for uid in ids:
         unit = run.read_unit(uid)
         assert set(unit) >= {"unit", "rows", "histories", "confusion", "fit_seconds", "n_train",
@@ -297,7 +297,7 @@ def test_write_atomic_leaves_no_partial_file(tmp_path):
 
 
 def test_environment_wall_time_adds_up_over_experiments(tmp_path):
-    from fearkd.evaluation.rundir import RunDir
+    from fearkd.rundir import RunDir
 
     run = RunDir(tmp_path / "run")
     run.start_environment(seeds=[0])

@@ -16,7 +16,7 @@ import fearkd.evaluation.splitters as splitters
 from fearkd.cli import main
 from fearkd.config import load_config
 from fearkd.errors import LeakageError
-from fearkd.evaluation.crossval import RESULT_COLUMNS
+from fearkd.rundir import RESULT_COLUMNS
 from fearkd.evaluation.metrics import METRICS
 from fearkd.experiment import run_experiment
 
@@ -83,7 +83,7 @@ def test_run_writes_the_rundir_contract(cli_run):
     _, out, code, _, _ = cli_run
     assert code == 0
     header = (out / "results.csv").read_text().splitlines()[0]
-    assert header.split(",") == RESULT_COLUMNS
+    assert header.split(",") == list(RESULT_COLUMNS)
     df = pd.read_csv(out / "results.csv")
     # 2 folds x 16 stages (12 trained + 4 baselines) x 2 splits x 5 metrics
     assert len(df) == 2 * 16 * 2 * len(METRICS)

@@ -150,7 +150,7 @@ def _add_info(sub) -> None:
 # ---------------------------------------------------------------------------------- labels
 def _cmd_labels(args) -> int:
     from .datasets.loaders import open_dataset
-    from .label_report import label_recordings
+    from .labels import label_recordings
 
     recordings = open_dataset(args.path)
     trials, report = label_recordings(recordings, args.rules, ambiguous=args.ambiguous,
@@ -388,7 +388,7 @@ def _cmd_cv(args) -> int:
 
 
 def _cmd_compare(args) -> int:
-    from .evaluation.rundir import RunDir
+    from .rundir import RunDir
 
     rundir = Path(args.rundir)
     if not (rundir / "results.csv").is_file():

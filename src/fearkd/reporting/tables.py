@@ -21,6 +21,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ..rundir import RESULT_COLUMNS
+
 __all__ = [
     "RESULT_COLUMNS",
     "METRIC_COLUMNS",
@@ -43,10 +45,6 @@ __all__ = [
     "target_label",
 ]
 
-RESULT_COLUMNS = (
-    "dataset", "protocol", "method", "stage", "model", "target", "task", "fold", "seed",
-    "split", "metric", "value", "n_params", "n_train", "n_test", "chance",
-)
 
 #: (column label, split, metric, scale) of the metric columns of every model table.
 METRIC_COLUMNS = (

@@ -20,12 +20,28 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from .._atomic import dumps, write_atomic
-from ..errors import ConfigError, FearkdError
+from ._atomic import dumps, write_atomic
+from .errors import ConfigError, FearkdError
 
-__all__ = ["RunDir", "environment_info"]
+__all__ = ["RunDir", "environment_info", "RESULT_COLUMNS", "results_to_frame"]
+
+#: Columns of ``results.csv``, in order (docs/RUNDIR.md says what each holds).
+RESULT_COLUMNS = (
+    "dataset", "protocol", "method", "stage", "model", "target", "task", "fold", "seed",
+    "split", "metric", "value", "n_params", "n_train", "n_test", "chance",
+)
+
+
+def results_to_frame(rows: Iterable[dict]) -> pd.DataFrame:
+    """Tidy results with the fixed column order (missing columns filled with NaN)."""
+    df = pd.DataFrame(list(rows))
+    for col in RESULT_COLUMNS:
+        if col not in df.columns:
+            df[col] = np.nan
+    return df[list(RESULT_COLUMNS) + [c for c in df.columns if c not in RESULT_COLUMNS]]
 
 
 def environment_info() -> dict:
@@ -35,7 +51,7 @@ def environment_info() -> dict:
     import sklearn
     import torch
 
-    from .. import __version__
+    from . import __version__
 
     return {
         "python": sys.version.split()[0],
@@ -144,8 +160,6 @@ class RunDir:
 
     def results(self, unit_ids: Iterable[str] | None = None) -> pd.DataFrame:
         """Every row of the given (default: all) finished units, in unit order."""
-        from .crossval import results_to_frame
-
         ids = self.unit_ids() if unit_ids is None else list(unit_ids)
         rows = [row for uid in ids if self.has_unit(uid) for row in self.read_unit(uid)["rows"]]
         return results_to_frame(rows)
