@@ -27,8 +27,8 @@ from fearkd.evaluation.crossval import (
     run_units,
     timing_table,
 )
-from fearkd.rundir import RunDir
 from fearkd.experiment import prepare_data, run_experiment
+from fearkd.rundir import RunDir
 
 CONFIG = """
 name = "crossval-test"

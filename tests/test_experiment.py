@@ -16,9 +16,9 @@ import fearkd.evaluation.splitters as splitters
 from fearkd.cli import main
 from fearkd.config import load_config
 from fearkd.errors import LeakageError
-from fearkd.rundir import RESULT_COLUMNS
 from fearkd.evaluation.metrics import METRICS
 from fearkd.experiment import run_experiment
+from fearkd.rundir import RESULT_COLUMNS
 
 CONFIG = """
 name = "experiment-test"
