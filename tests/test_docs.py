@@ -49,3 +49,13 @@ def test_shipped_configs_validate(path):
     cfg = load_config(path)
     assert isinstance(cfg, ExperimentConfig)
     assert cfg.name != "experiment"
+
+
+def test_rundir_doc_lists_every_result_column_in_order():
+    from fearkd.rundir import RESULT_COLUMNS
+
+    doc = (REPO / "docs" / "RUNDIR.md").read_text(encoding="utf-8")
+    rows = [line.split("|")[1].strip() for line in doc.splitlines()
+            if line.startswith("| `") and "|" in line[1:]]
+    listed = [name.strip(" `") for row in rows for name in row.split(",")]
+    assert listed == list(RESULT_COLUMNS)

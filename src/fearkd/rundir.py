@@ -8,6 +8,8 @@ Layout::
     RUNDIR/units/<unit_id>.json          one per finished unit
     RUNDIR/checkpoints/<unit_id>/...     stage checkpoints of units in progress or done
     RUNDIR/datasets/<dataset>/...        label reports and dataset summaries
+
+``docs/RUNDIR.md`` describes every file and every column of ``results.csv``.
 """
 
 from __future__ import annotations

@@ -93,7 +93,7 @@ def check_results(results: object, where: str = "results") -> pd.DataFrame:
     if missing:
         raise ValueError(
             f"'{where}' lacks column(s) {missing!r}; a tidy results table has columns "
-            f"{list(RESULT_COLUMNS)!r} (see RUNDIR.md)."
+            f"{list(RESULT_COLUMNS)!r} (see docs/RUNDIR.md)."
         )
     df = results.copy()
     for col in ("dataset", "protocol", "method", "stage", "model", "target", "task", "split",
