@@ -1,10 +1,12 @@
 """One experiment from a config: data -> labels -> features -> splits -> units -> results.
 
-:func:`prepare_data` reads the dataset named by the config, labels its trials and extracts the
-teacher's features (cached in the run directory); :func:`run_experiment` builds the splits of
-every protocol and seed, checks them with the leakage guard, runs every unit (resuming a
-previous run in the same directory) and writes ``results.csv`` and ``timing.csv``. The command
-line's ``run``, ``cv`` and ``demo`` are thin layers over these two functions.
+:func:`prepare_data` reads the dataset named by the config and extracts the teacher's features
+(cached in the run directory); each trial is labelled once (:func:`fearkd.labels.label_trials`,
+called by :func:`~fearkd.features.extract.extract_features`) and the windows join its labels.
+:func:`run_experiment` builds the splits of every protocol and seed, checks them with the
+leakage guard, runs every unit (resuming a previous run in the same directory) and writes
+``results.csv`` and ``timing.csv``. The command line's ``run``, ``cv`` and ``demo`` are thin
+layers over these two functions.
 """
 
 from __future__ import annotations
