@@ -25,6 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import ConfigError
+from ..labels import FEAR_CLASSES
 from ..rundir import RESULT_COLUMNS, RunDir
 
 __all__ = ["Unit", "CVData", "make_units", "run_units", "timing_table", "RESULT_COLUMNS",
@@ -72,7 +73,7 @@ class CVData:
     splits: dict
     settings: object  # fearkd.methods.PipelineSettings
     n_source_classes: int
-    class_names: tuple[str, ...] = ("none", "low", "medium", "high")
+    class_names: tuple[str, ...] = FEAR_CLASSES
 
 
 def make_units(dataset: str, plan: Sequence[tuple[str, str, tuple[str, ...]]],
