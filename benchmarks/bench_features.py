@@ -11,7 +11,7 @@ and times on the same arrays, subject by subject:
     (176 features) at the reference windowing (2 s windows every 0.125 s, baseline dropped),
     metadata table included. Band power is the ``filter`` method (brick-wall FFT filter, mean
     of squares per window), computed from each band's FFT bins without filtering the trial
-    (:func:`fearkd.features.windows.band_window_sums`);
+    (:func:`fearkd.features._dirichlet.band_window_sums`);
 (c) ``welch``: ``scipy.signal.welch`` on each window of the 32 EEG channels plus band sums,
     timed on the first ``--welch-trials`` trials of the first subject and extrapolated
     linearly to every window of every subject (printed as such).

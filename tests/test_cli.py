@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 
@@ -101,3 +102,39 @@ def test_features_rejects_an_output_that_is_not_npz(deap_root, tmp_path, capsys)
     assert main(["features", str(deap_root), "--preset", "deap-teacher",
                  "--out", str(tmp_path / "x.csv")]) == 2
     assert "--out must name a .npz file" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------- thin CLI contract
+def test_a_bug_keeps_its_traceback(monkeypatch, tmp_path):
+    """Only user errors become one line; a TypeError or KeyError is a bug and propagates."""
+    import fearkd.cli as cli
+
+    for exc in (TypeError("bug"), KeyError("bug")):
+        def broken(args, exc=exc):
+            raise exc
+
+        monkeypatch.setattr(cli, "_cmd_info", broken)
+        with pytest.raises(type(exc), match="bug"):
+            main(["info", str(tmp_path)])
+
+
+def test_cv_flags_take_registered_names(capsys):
+    from fearkd.evaluation.splitters import PROTOCOLS
+
+    with pytest.raises(SystemExit) as info:
+        main(["cv", "demo", "--out", "x", "--models", "cnn,nope"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert re.search(r"argument --models: expected a comma-separated list of .*'cnn', .*'lstm'"
+                     r".* for --models, got 'cnn,nope'", err)
+    with pytest.raises(SystemExit):
+        main(["cv", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert all(name in out for name in tuple(PROTOCOLS))
+
+
+def test_run_demo_reads_the_shipped_experiment_and_asks_for_data(tmp_path, capsys):
+    assert main(["run", "demo", "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert re.fullmatch(r"fearkd run: error: .*demo\.toml: no dataset path: set \[dataset\] path "
+                        r"or pass --data PATH\.", err), err

@@ -27,40 +27,18 @@ from fearkd.evaluation.crossval import (
     run_units,
     timing_table,
 )
-from fearkd.evaluation.rundir import RunDir
 from fearkd.experiment import prepare_data, run_experiment
-
-CONFIG = """
-name = "crossval-test"
-[dataset]
-kind = "deap"
-[models]
-backbones = ["cnn", "gru"]
-[models.params.gru]
-hidden_size = 8
-[methods]
-run = ["method1"]
-kd_targets = ["soft"]
-[training]
-epochs = 1
-batch_size = 64
-patience = 1
-[evaluation]
-protocol = "subject"
-folds = 2
-seeds = [0]
-"""
+from fearkd.rundir import RunDir
 
 
-def _config(tmp_path: Path) -> Path:
-    path = tmp_path / "experiment.toml"
-    path.write_text(CONFIG)
-    return path
+def _config(write_experiment, folder: Path) -> Path:
+    return write_experiment(folder, name="crossval-test", backbones=["cnn", "gru"],
+                            methods=["method1"], kd_targets=["soft"])
 
 
 @pytest.fixture(scope="module")
-def cfg(tmp_path_factory) -> ExperimentConfig:
-    return load_config(_config(tmp_path_factory.mktemp("cfg")))
+def cfg(tmp_path_factory, write_experiment) -> ExperimentConfig:
+    return load_config(_config(write_experiment, tmp_path_factory.mktemp("cfg")))
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +75,7 @@ def test_serial_run_writes_every_unit(serial):
     ids = run.unit_ids()
     assert ids == sorted(f"deap__subject__{m}__fold{f}__seed0" for m in ("cnn", "gru")
                          for f in (0, 1))
-    assert list(serial.results.columns) == RESULT_COLUMNS
+    assert list(serial.results.columns) == list(RESULT_COLUMNS)
     for uid in ids:
         unit = run.read_unit(uid)
         assert set(unit) >= {"unit", "rows", "histories", "confusion", "fit_seconds", "n_train",
@@ -109,6 +87,7 @@ def test_serial_run_writes_every_unit(serial):
         assert len(list(ckpt.glob("*.pt"))) == len(list(ckpt.glob("*.json"))) == 4
 
 
+@pytest.mark.slow
 def test_joblib_equals_serial_unit_by_unit(cfg, prepared, deap_root, serial, tmp_path):
     res = run_experiment(cfg, tmp_path / "jobs", data_path=deap_root, prepared=prepared,
                          jobs=2, progress=False)
@@ -117,6 +96,7 @@ def test_joblib_equals_serial_unit_by_unit(cfg, prepared, deap_root, serial, tmp
     assert set(res.timing["workers"]) == {2}
 
 
+@pytest.mark.slow
 def test_dask_cluster_equals_serial_unit_by_unit(cfg, prepared, deap_root, serial, tmp_path):
     distributed = pytest.importorskip("distributed")
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
@@ -194,10 +174,12 @@ def _stage_files(ckpt: Path) -> dict:
     return out
 
 
-def test_killed_run_resumes_to_the_uninterrupted_result(deap_root, serial, tmp_path):
+@pytest.mark.slow
+def test_killed_run_resumes_to_the_uninterrupted_result(deap_root, serial, tmp_path,
+                                                       write_experiment):
     """SIGKILL a `fearkd run` between units, run it again: same results.csv as a clean run
     (``serial``: the same configuration run in this process without interruption)."""
-    config = _config(tmp_path)  # 2 models x 2 folds
+    config = _config(write_experiment, tmp_path)  # 2 models x 2 folds
     n_units = 4
     out = tmp_path / "killed"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -297,7 +279,7 @@ def test_write_atomic_leaves_no_partial_file(tmp_path):
 
 
 def test_environment_wall_time_adds_up_over_experiments(tmp_path):
-    from fearkd.evaluation.rundir import RunDir
+    from fearkd.rundir import RunDir
 
     run = RunDir(tmp_path / "run")
     run.start_environment(seeds=[0])

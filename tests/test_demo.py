@@ -4,7 +4,10 @@ import base64
 from html.parser import HTMLParser
 
 import pandas as pd
+import pytest
 
+import fearkd.demo
+import fearkd.training.trainer
 from fearkd.cli import main
 
 
@@ -23,9 +26,27 @@ class _Collect(HTMLParser):
             self.tables.add(a["data-table"])
 
 
-def test_quick_demo_end_to_end(tmp_path, capsys):
+@pytest.fixture
+def fit_calls(monkeypatch):
+    """Count calls of the training loop; the demo's units run in this process (jobs = 1)."""
+    calls = []
+    real_fit, real_config = fearkd.training.trainer.fit, fearkd.demo.demo_config
+
+    def counting_fit(*args, **kwargs):
+        calls.append(1)
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(fearkd.training.trainer, "fit", counting_fit)
+    monkeypatch.setattr(fearkd.demo, "demo_config",
+                        lambda *a: real_config(*a).replace(evaluation={"jobs": 1}))
+    return calls
+
+
+@pytest.mark.slow
+def test_quick_demo_end_to_end(tmp_path, capsys, fit_calls):
     out = tmp_path / "demo"
     assert main(["demo", "--quick", "--out", str(out), "--quiet"]) == 0
+    assert fit_calls, "the demo trained nothing through fearkd.training.trainer.fit"
     printed = capsys.readouterr().out
     assert "fearkd demo: summary" in printed and "report.html" in printed
     results = pd.read_csv(out / "results.csv")
@@ -52,7 +73,9 @@ def test_quick_demo_end_to_end(tmp_path, capsys):
 
     # a second run resumes: nothing is retrained and the results are the same
     before = results.sort_values(list(results.columns[:11])).reset_index(drop=True)
+    fit_calls.clear()
     assert main(["demo", "--quick", "--out", str(out), "--quiet"]) == 0
+    assert fit_calls == [], f"the second run retrained {len(fit_calls)} model(s)"
     again = pd.read_csv(out / "results.csv")
     after = again.sort_values(list(again.columns[:11])).reset_index(drop=True)
     pd.testing.assert_frame_equal(before, after)

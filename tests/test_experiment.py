@@ -16,49 +16,16 @@ import fearkd.evaluation.splitters as splitters
 from fearkd.cli import main
 from fearkd.config import load_config
 from fearkd.errors import LeakageError
-from fearkd.evaluation.crossval import RESULT_COLUMNS
 from fearkd.evaluation.metrics import METRICS
+from fearkd.evaluation.results import RESULT_COLUMNS
 from fearkd.experiment import run_experiment
-
-CONFIG = """
-name = "experiment-test"
-[dataset]
-kind = "{kind}"
-[labels]
-nan_policy = "{nan_policy}"
-[features]
-teacher = "{kind}-teacher"
-student = "{kind}-student"
-[models]
-backbones = ["cnn"]
-[models.params.gru]
-hidden_size = 8
-[methods]
-run = {methods}
-kd_targets = {targets}
-[training]
-epochs = 1
-batch_size = 64
-patience = 1
-[evaluation]
-protocol = "subject"
-folds = 2
-seeds = [{seed}]
-"""
-FULL = dict(methods='["method1", "method2"]', targets='["hard", "soft", "combined"]')
-
-
-def _write(tmp_path, name="experiment.toml", kind="deap", nan_policy="raise", seed=0, **kw):
-    path = tmp_path / name
-    path.write_text(CONFIG.format(kind=kind, nan_policy=nan_policy, seed=seed, **{**FULL, **kw}))
-    return path
 
 
 @pytest.fixture(scope="module")
-def cli_run(deap_root, tmp_path_factory):
+def cli_run(deap_root, tmp_path_factory, write_experiment):
     """`fearkd run` on the full pipeline (Method 1 and 2, three KD targets), 2 folds."""
     tmp = tmp_path_factory.mktemp("cli_run")
-    config = _write(tmp)
+    config = write_experiment(tmp)
     out = tmp / "run"
     stdout, stderr = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
@@ -83,7 +50,7 @@ def test_run_writes_the_rundir_contract(cli_run):
     _, out, code, _, _ = cli_run
     assert code == 0
     header = (out / "results.csv").read_text().splitlines()[0]
-    assert header.split(",") == RESULT_COLUMNS
+    assert header.split(",") == list(RESULT_COLUMNS)
     df = pd.read_csv(out / "results.csv")
     # 2 folds x 16 stages (12 trained + 4 baselines) x 2 splits x 5 metrics
     assert len(df) == 2 * 16 * 2 * len(METRICS)
@@ -133,8 +100,9 @@ def test_same_seed_same_result_other_seed_differs(cli_run, deap_root, tmp_path):
     assert not np.array_equal(a["value"].to_numpy(), b["value"].to_numpy(), equal_nan=True)
 
 
-def test_cv_prints_timing_and_statistics_and_compare_json(deap_root, tmp_path, capsys):
-    config = _write(tmp_path)
+def test_cv_prints_timing_and_statistics_and_compare_json(deap_root, tmp_path, capsys,
+                                                         write_experiment):
+    config = write_experiment(tmp_path)
     out = tmp_path / "cv"
     code = main(["cv", str(config), "--data", str(deap_root), "--out", str(out), "--models",
                  "cnn,gru", "--methods", "backbone", "--folds", "2", "--quiet"])
@@ -177,8 +145,9 @@ class _LeakySplitter:
         yield train, np.empty(0, dtype=np.int64), test
 
 
-def test_a_leaky_split_stops_the_run_before_training(deap_root, tmp_path, monkeypatch):
-    cfg = load_config(_write(tmp_path))
+def test_a_leaky_split_stops_the_run_before_training(deap_root, tmp_path, monkeypatch,
+                                                     write_experiment):
+    cfg = load_config(write_experiment(tmp_path))
     monkeypatch.setattr(splitters, "make_splitter", lambda *a, **k: _LeakySplitter())
     with pytest.raises(LeakageError, match=r"Split violates the 'subject' protocol: 1 "
                                            r"subject\(s\) \(e.g. \['s01'\]\)"):
@@ -187,8 +156,9 @@ def test_a_leaky_split_stops_the_run_before_training(deap_root, tmp_path, monkey
     assert not (tmp_path / "leaky" / "checkpoints").exists()
 
 
-def test_the_splitters_own_guard_also_stops_the_run(deap_root, tmp_path, monkeypatch):
-    cfg = load_config(_write(tmp_path))
+def test_the_splitters_own_guard_also_stops_the_run(deap_root, tmp_path, monkeypatch,
+                                                    write_experiment):
+    cfg = load_config(write_experiment(tmp_path))
 
     def leaky_iter(self, meta):
         yield from _LeakySplitter().split_with_validation(meta)
@@ -199,8 +169,8 @@ def test_the_splitters_own_guard_also_stops_the_run(deap_root, tmp_path, monkeyp
     assert not (tmp_path / "leaky" / "checkpoints").exists()
 
 
-def test_window_protocol_runs_with_a_warning(deap_root, tmp_path, caplog):
-    cfg = load_config(_write(tmp_path))
+def test_window_protocol_runs_with_a_warning(deap_root, tmp_path, caplog, write_experiment):
+    cfg = load_config(write_experiment(tmp_path))
     with caplog.at_level(logging.WARNING):
         res = run_experiment(cfg, tmp_path / "window", data_path=deap_root,
                              protocols=["window"], methods=(), progress=False)
@@ -209,9 +179,9 @@ def test_window_protocol_runs_with_a_warning(deap_root, tmp_path, caplog):
 
 
 # ---------------------------------------------------------------------------- ASCERTAIN
-def test_ascertain_end_to_end(ascertain_root, tmp_path):
-    config = _write(tmp_path, kind="ascertain", nan_policy="unlabelled", methods='["method1"]',
-                    targets='["soft"]')
+def test_ascertain_end_to_end(ascertain_root, tmp_path, write_experiment):
+    config = write_experiment(tmp_path, kind="ascertain", nan_policy="unlabelled",
+                              methods=["method1"], kd_targets=["soft"])
     res = run_experiment(load_config(config), tmp_path / "asc", data_path=ascertain_root,
                          progress=False)
     df = res.results
@@ -224,9 +194,9 @@ def test_ascertain_end_to_end(ascertain_root, tmp_path):
     assert res.data.summary["windows"]["n_fear_labelled"] > 0
 
 
-def test_a_run_that_failed_on_its_data_path_can_be_rerun_with_the_right_one(deap_root, tmp_path,
-                                                                            capsys):
-    config = _write(tmp_path, methods="[]", targets='["hard"]')
+def test_a_run_that_failed_on_its_data_path_can_be_rerun_with_the_right_one(
+        deap_root, tmp_path, capsys, write_experiment):
+    config = write_experiment(tmp_path, methods=[], kd_targets=["hard"])
     out = tmp_path / "run"
     assert main(["run", str(config), "--data", str(tmp_path / "nope"), "--out", str(out),
                  "--quiet"]) == 2

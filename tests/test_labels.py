@@ -20,6 +20,7 @@ from fearkd.labels import (
     SourceTask,
     assign_fear,
     label_report,
+    label_trials,
     load_rules,
     load_source_task,
     parse_interval,
@@ -387,3 +388,55 @@ def test_label_report_bad_input():
         label_report(ok, min_subjects=0)
     with pytest.raises(TypeError, match="'trials' must be a pandas DataFrame"):
         label_report([("a", 0)])
+
+
+# ------------------------------------------------------------------- label_trials (once)
+def _trials():
+    # subject a: trial 0 -> high fear box, trial 1 -> no box; subject b: trial 0 given by a reader
+    return pd.DataFrame({
+        "subject": ["a", "a", "b"], "trial": [0, 1, 0],
+        "valence": [2.0, 5.0, np.nan], "arousal": [8.0, 1.0, np.nan],
+        "dominance": [2.0, 5.0, np.nan],
+        "y_fear": [-1, -1, 1], "y_source": [-1, -1, 7],
+    })
+
+
+def test_label_trials_applies_rules_to_rated_trials_and_keeps_given_ones():
+    labeled = label_trials(_trials(), "deap", "deap", given=[False, False, True])
+    assert labeled.labels["y_fear"].tolist() == [3, -1, 1]
+    assert labeled.labels["y_source"].tolist() == [2, 5, 7]  # DEAP valence: floor of the rating
+    assert labeled.class_names == FEAR_CLASSES and labeled.n_source_classes == 10
+    assert labeled.report.n_unlabelled == 1
+    assert labeled.report.counts.loc["a", "high"] == 1
+    assert labeled.report.counts.loc["b", "low"] == 1
+
+
+def test_label_trials_join_gives_every_window_its_trials_labels():
+    labeled = label_trials(_trials(), "deap", "deap", given=[False, False, True])
+    windows = pd.DataFrame({"subject": ["b", "a", "a", "a", "c"], "trial": [0, 1, 0, 0, 0],
+                            "window": [0, 0, 0, 1, 0], "y_fear": 9, "y_source": 9})
+    joined = labeled.join(windows)
+    assert joined["y_fear"].tolist() == [1, -1, 3, 3, -1]  # c/0 has no label: -1
+    assert joined["y_source"].tolist() == [7, 5, 2, 2, -1]
+    assert joined["window"].tolist() == [0, 0, 0, 1, 0] and windows["y_fear"].eq(9).all()
+
+
+def test_label_trials_without_rules_names_given_classes():
+    trials = pd.DataFrame({"subject": ["a", "b"], "trial": [0, 0], "y_fear": [0, 1]})
+    labeled = label_trials(trials, given=[True, True], classes={"Relax": 0, "Stress": 1})
+    assert labeled.class_names == ("Relax", "Stress")
+    assert labeled.labels["y_fear"].tolist() == [0, 1]
+    assert labeled.n_source_classes == 0
+
+
+def test_label_trials_bad_input():
+    with pytest.raises(TypeError, match=r"'trials' must be a pandas DataFrame, got list"):
+        label_trials([("a", 0)])
+    with pytest.raises(ValueError, match=r"'trials' lacks column\(s\) \['trial'\]"):
+        label_trials(pd.DataFrame({"subject": ["a"]}))
+    twice = pd.DataFrame({"subject": ["a", "a"], "trial": [0, 0]})
+    with pytest.raises(ValueError, match=r"holds a \(subject, trial\) twice"):
+        label_trials(twice)
+    with pytest.raises(ValueError, match=r"'given' must have shape \(3,\) like 'trials', got "
+                                         r"\(2,\)"):
+        label_trials(_trials(), "deap", given=[True, False])

@@ -71,7 +71,7 @@ def _confusion(rng, n_classes, n=40, names=None):
 def write_synthetic_rundir(root: Path, *, datasets=("deap",),
                            methods=("backbone", "method1", "method2", "scratch", "baseline"),
                            legacy=True, folds=3, models=MODELS, optional=True) -> Path:
-    """A run directory following RUNDIR.md: results.csv, units, timing, config, environment."""
+    """A run directory following docs/RUNDIR.md: results.csv, units, timing, config, environment."""
     rng = np.random.default_rng(0)
     root.mkdir(parents=True, exist_ok=True)
     units, all_rows = [], []

@@ -8,6 +8,7 @@ import scipy.signal
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from fearkd.features._dirichlet import band_window_sums, window_grid, window_kernel
 from fearkd.features.spectral import (
     DEFAULT_BANDS,
     BandPower,
@@ -16,13 +17,7 @@ from fearkd.features.spectral import (
     filter_bank,
     sliding_band_power,
 )
-from fearkd.features.windows import (
-    band_window_sums,
-    make_windows,
-    window_grid,
-    window_kernel,
-    window_samples,
-)
+from fearkd.features.windows import make_windows, window_samples
 
 FS = 128.0
 NAMES = list(DEFAULT_BANDS)

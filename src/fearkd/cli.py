@@ -1,8 +1,11 @@
 """The ``fearkd`` command line.
 
 Each subcommand is a small function that parses nothing itself: argparse does that, the
-library does the work, and this module prints. A :class:`~fearkd.errors.FearkdError` (or a
-bad value) prints one line and exits with status 2; ``--debug`` shows the traceback.
+library does the work, and :mod:`fearkd.reporting.text` formats what this module prints. A
+:class:`~fearkd.errors.FearkdError`, a bad value (``ValueError``) or a missing file prints one line
+and exits with status 2 (``--debug`` shows the traceback); any other exception is a bug and is
+not caught. Flags that take a registered name build their ``choices=`` and ``--help`` from the
+registry.
 """
 
 from __future__ import annotations
@@ -34,6 +37,29 @@ def _json_default(value):
 
 def _print_json(data) -> None:
     print(json.dumps(data, indent=2, default=_json_default))
+
+
+def _help(text: str, names) -> str:
+    """``text`` followed by the names (with their descriptions where a registry has them)."""
+    detail = names.help_text() if hasattr(names, "help_text") else ", ".join(names)
+    return f"{text}: {detail}".replace("%", "%%")
+
+
+def _name_list(names, flag: str, extra: tuple[str, ...] = ()):
+    """argparse ``type=`` for a comma-separated list of registered names."""
+    allowed = tuple(names) + extra
+
+    def parse(text: str) -> tuple[str, ...]:
+        items = tuple(x.strip() for x in text.split(",") if x.strip())
+        bad = [x for x in items if x not in allowed]
+        if not items or bad:
+            raise argparse.ArgumentTypeError(
+                f"expected a comma-separated list of {', '.join(map(repr, allowed))} for "
+                f"{flag}, got {text!r}"
+            )
+        return items
+
+    return parse
 
 
 # ----------------------------------------------------------------------------------- synth
@@ -150,7 +176,7 @@ def _add_info(sub) -> None:
 # ---------------------------------------------------------------------------------- labels
 def _cmd_labels(args) -> int:
     from .datasets.loaders import open_dataset
-    from .label_report import label_recordings
+    from .labels import label_recordings
 
     recordings = open_dataset(args.path)
     trials, report = label_recordings(recordings, args.rules, ambiguous=args.ambiguous,
@@ -181,12 +207,18 @@ def _add_labels(sub) -> None:
     p.add_argument("--rules", default=None,
                    help="rule table: 'deap', 'ascertain' or a TOML file (default: the "
                         "dataset's built-in table, or the classes a description file gives)")
-    p.add_argument("--ambiguous", choices=["drop", "first", "error"], default="drop",
-                   help="a trial matching two levels: drop it (default), take the first, or fail")
-    p.add_argument("--nan-policy", choices=["raise", "unlabelled"], default="raise",
-                   help="a NaN rating: fail (default) or leave the trial unlabelled")
+    _add_label_policies(p)
     p.add_argument("--json", action="store_true", help="print one JSON object instead")
     p.set_defaults(func=_cmd_labels)
+
+
+def _add_label_policies(p) -> None:
+    from .labels import AMBIGUOUS_POLICIES, NAN_POLICIES
+
+    p.add_argument("--ambiguous", choices=AMBIGUOUS_POLICIES, default="drop",
+                   help="a trial matching two levels: drop it (default), take the first, or fail")
+    p.add_argument("--nan-policy", choices=NAN_POLICIES, default="raise",
+                   help="a NaN rating: fail (default) or leave the trial unlabelled")
 
 
 # -------------------------------------------------------------------------------- features
@@ -244,11 +276,12 @@ def _add_features(sub) -> None:
                    help="window length in seconds, or a windowing preset name "
                         "('default': 4 s every 2 s; 'seed-legacy': 2 s every 0.125 s)")
     p.add_argument("--step", type=float, default=None, help="step between windows in seconds")
-    p.add_argument("--baseline", choices=["drop", "subtract"], default="drop",
+    from .features.extract import BASELINE_POLICIES
+
+    p.add_argument("--baseline", choices=BASELINE_POLICIES, default="drop",
                    help="drop the pre-stimulus baseline (default) or subtract its band power")
     p.add_argument("--rules", default=None, help="fear rule table (default: the dataset's)")
-    p.add_argument("--ambiguous", choices=["drop", "first", "error"], default="drop")
-    p.add_argument("--nan-policy", choices=["raise", "unlabelled"], default="raise")
+    _add_label_policies(p)
     p.add_argument("--jobs", type=int, default=1, help="subjects processed in parallel")
     p.add_argument("--cache", type=Path, default=None,
                    help="cache folder: a second call with the same inputs is a load")
@@ -290,60 +323,17 @@ def _add_demo(sub) -> None:
 
 
 # ------------------------------------------------------------------------- run / cv / compare
-def _method_tables(results) -> list[str]:
-    """The reference's tables (plain text) for every dataset and protocol of a run."""
-    from .reporting.tables import (
-        backbone_table,
-        finetune_table,
-        format_table,
-        kd_table,
-        method_comparison_table,
-        result_groups,
-    )
-
-    out = []
-    for dataset, protocol in result_groups(results):
-        sel = results[(results["dataset"] == dataset) & (results["protocol"] == protocol)]
-        where = f"{dataset}, protocol {protocol}"
-        methods = set(sel["method"])
-        out.append(format_table(backbone_table(sel), title=f"Backbone ({where})"))
-        if "method1" in methods:
-            out.append(format_table(finetune_table(sel), title=f"Fine-tuned ({where})"))
-        for method, stages in (("method1", ["student"]),
-                               ("method2", ["student-source", "student"])):
-            if method not in methods:
-                continue
-            own = (sel["method"] == method) & sel["stage"].isin(stages)
-            for model in sel.loc[own, "model"].unique():
-                for stage in stages:
-                    table = kd_table(sel, model, method=method, stage=stage)
-                    out.append(format_table(table, title=f"{table.attrs.get('title', '')} "
-                                                         f"({where})"))
-        if methods & {"method1", "method2"}:
-            out.append(format_table(method_comparison_table(sel),
-                                    title=f"Method 1 vs Method 2 ({where})"))
-    return out
-
-
-def _comparison_text(results, metric: str, alpha: float, as_json: bool):
-    from .evaluation.stats import compare_models
-
-    models = results[(results["method"] == "backbone") & (results["split"] == "test")]
-    if models["model"].nunique() < 2:
-        return None
-    comparison = compare_models(models, metric=metric, alpha=alpha)
-    if as_json:
-        return {"metric": metric, "alpha": alpha,
-                "table": comparison.table.to_dict(orient="records"),
-                "sentences": list(comparison.sentences)}
-    return comparison.to_text()
-
-
 def _experiment(args, *, methods=None, protocols=None, folds=None, models=None):
     from .config import load_config
     from .experiment import run_experiment
 
-    cfg = load_config(args.config)
+    if str(args.config) == "demo" and not args.config.exists():
+        from .demo import demo_toml
+
+        with demo_toml() as path:
+            cfg = load_config(path)
+    else:
+        cfg = load_config(args.config)
     return run_experiment(cfg, args.out, data_path=args.data, protocols=protocols,
                           models=models, methods=methods, folds=folds,
                           jobs=getattr(args, "jobs", None),
@@ -353,9 +343,10 @@ def _experiment(args, *, methods=None, protocols=None, folds=None, models=None):
 
 def _cmd_run(args) -> int:
     from .experiment import seconds_text
+    from .reporting.text import method_tables
 
     res = _experiment(args)
-    for text in _method_tables(res.results):
+    for text in method_tables(res.results):
         print(text)
         print()
     print(f"Results: {res.rundir.path / 'results.csv'} ({len(res.results)} rows); "
@@ -366,20 +357,20 @@ def _cmd_run(args) -> int:
 def _cmd_cv(args) -> int:
     from .experiment import seconds_text
     from .reporting.tables import format_table, timing_table
+    from .reporting.text import comparison_text, method_tables
 
-    models = args.models.split(",") if args.models else None
+    models = list(args.models) if args.models else None
     methods = None
     if args.methods is not None:
-        methods = () if args.methods == "backbone" else tuple(args.methods.split(","))
+        methods = tuple(m for m in args.methods if m != "backbone")
     res = _experiment(args, methods=methods, folds=args.folds,
                       protocols=[args.protocol] if args.protocol else None, models=models)
-    for text in _method_tables(res.results):
+    for text in method_tables(res.results):
         print(text)
         print()
     print(format_table(timing_table(res.timing), title="Cross-validation time"))
     for protocol in res.results["protocol"].unique():
-        text = _comparison_text(res.results[res.results["protocol"] == protocol], "accuracy",
-                                0.05, False)
+        text = comparison_text(res.results[res.results["protocol"] == protocol])
         if text:
             print(f"\nModel comparison, protocol {protocol} (test accuracy):\n{text}")
     print(f"\nResults: {res.rundir.path / 'results.csv'}; wall time "
@@ -388,7 +379,8 @@ def _cmd_cv(args) -> int:
 
 
 def _cmd_compare(args) -> int:
-    from .evaluation.rundir import RunDir
+    from .reporting.text import comparison_text
+    from .rundir import RunDir
 
     rundir = Path(args.rundir)
     if not (rundir / "results.csv").is_file():
@@ -398,7 +390,7 @@ def _cmd_compare(args) -> int:
     out = {}
     for protocol in results["protocol"].unique():
         sel = results[results["protocol"] == protocol]
-        out[protocol] = _comparison_text(sel, args.metric, args.alpha, args.json)
+        out[protocol] = comparison_text(sel, args.metric, args.alpha, as_json=args.json)
     if args.json:
         _print_json(out)
         return 0
@@ -410,7 +402,9 @@ def _cmd_compare(args) -> int:
 
 
 def _add_experiment_args(p) -> None:
-    p.add_argument("config", type=Path, help="experiment file (TOML), e.g. configs/demo.toml")
+    p.add_argument("config", type=Path,
+                   help="experiment file (TOML), e.g. configs/deap-method1.toml, or 'demo' "
+                        "for the demo's experiment shipped with fearkd (pass --data)")
     p.add_argument("--data", type=Path, default=None,
                    help="dataset root or description file (overrides [dataset] path)")
     p.add_argument("--out", type=Path, required=True,
@@ -442,13 +436,21 @@ def _add_cv(sub) -> None:
                     "models with paired tests.",
     )
     _add_experiment_args(p)
-    p.add_argument("--protocol", choices=["subject", "trial", "window", "seed-legacy"],
-                   default=None, help="evaluation protocol (default: [evaluation] protocol)")
+    from .evaluation.splitters import PROTOCOLS as protocols
+    from .methods import METHODS as methods
+    from .models.registry import MODELS as models
+
+    p.add_argument("--protocol", choices=tuple(protocols), default=None,
+                   help=_help("evaluation protocol (default: [evaluation] protocol)", protocols))
     p.add_argument("--folds", type=int, default=None, help="number of folds")
-    p.add_argument("--models", default=None, help="comma-separated backbones, e.g. cnn,lstm,gru")
+    p.add_argument("--models", default=None, type=_name_list(models, "--models"),
+                   help=_help("comma-separated backbones (default: [models] backbones)",
+                              models))
     p.add_argument("--methods", default=None,
-                   help="'backbone' for the backbone comparison only, or a comma-separated "
-                        "subset of method1,method2 (default: [methods] run)")
+                   type=_name_list(methods, "--methods", extra=("backbone",)),
+                   help=_help("'backbone' for the backbone comparison only, or a "
+                              "comma-separated subset of the methods (default: [methods] run)",
+                              methods))
     p.set_defaults(func=_cmd_cv)
 
 
@@ -460,9 +462,10 @@ def _add_compare(sub) -> None:
                     "of backbone models of a run, per protocol.",
     )
     p.add_argument("rundir", type=Path, help="run directory of `fearkd cv` or `fearkd run`")
-    p.add_argument("--metric", default="accuracy",
-                   choices=["accuracy", "balanced_accuracy", "macro_f1", "kappa", "log_loss"],
-                   help="metric to compare (default accuracy)")
+    from .evaluation.metrics import METRICS as metrics
+
+    p.add_argument("--metric", default="accuracy", choices=tuple(metrics),
+                   help=_help("metric to compare (default accuracy)", metrics))
     p.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead")
     p.set_defaults(func=_cmd_compare)
@@ -492,6 +495,12 @@ def _add_report(sub) -> None:
 
 
 # ------------------------------------------------------------------------------------ main
+#: What a user can cause and fix: domain failures (FearkdError), a bad value the library
+#: validates (ValueError, per the style guide) and a path that is not there (FileNotFoundError,
+#: raised by the readers and by `compare` for a run directory without results.csv). A TypeError
+#: or KeyError is a bug and keeps its traceback.
+_USER_ERRORS = (FearkdError, ValueError, FileNotFoundError)
+
 _SUBCOMMANDS = [_add_synth, _add_info, _add_labels, _add_features, _add_run, _add_cv,
                _add_compare, _add_report, _add_demo]
 
@@ -519,11 +528,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return int(args.func(args) or 0)
-    except (FearkdError, ValueError, TypeError, FileNotFoundError, KeyError) as exc:
+    except _USER_ERRORS as exc:
         if args.debug:
             raise
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"fearkd {args.command}: error: {message}", file=sys.stderr)
+        print(f"fearkd {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("fearkd: interrupted; finished work is kept and a re-run resumes.", file=sys.stderr)

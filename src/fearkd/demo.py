@@ -20,12 +20,20 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 from .config import ExperimentConfig
 
-__all__ = ["run_demo", "DEMO_SIZES", "demo_config"]
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+__all__ = ["run_demo", "DEMO_SIZES", "DEMO_TOML", "demo_config", "demo_toml"]
 
 logger = logging.getLogger(__name__)
 
@@ -37,18 +45,8 @@ DEMO_SIZES = {
               "ascertain_seconds": 16.0, "epochs": 3, "folds": 2},
 }
 
-#: The demo's experiment settings; ``configs/demo.toml`` holds the same (a test keeps them equal).
-DEMO_SECTIONS = {
-    "models": {"backbones": ["cnn", "lstm", "gru"],
-               "params": {"lstm": {"hidden_size": 32}, "gru": {"hidden_size": 32}}},
-    "methods": {"run": ["method1", "method2"], "kd_targets": ["hard", "soft", "combined"],
-                "alpha": 0.5, "temperature": 3.0, "freeze": "none"},
-    "features": {"window": 4.0, "step": 2.0, "baseline": "drop"},
-    "training": {"epochs": DEMO_SIZES["full"]["epochs"], "batch_size": 64, "lr": 0.002,
-                 "patience": 4},
-    "evaluation": {"protocol": "subject", "folds": DEMO_SIZES["full"]["folds"], "seeds": [0],
-                   "jobs": 2},
-}
+#: The shipped experiment file the demo runs (``fearkd run demo`` reads it too).
+DEMO_TOML = ("configs", "demo.toml")
 
 _PRESETS = {
     "deap": ("deap-teacher", "deap-student", "raise"),
@@ -56,12 +54,30 @@ _PRESETS = {
 }
 
 
+@contextmanager
+def demo_toml() -> Iterator[Path]:
+    """Path of the shipped ``fearkd/configs/demo.toml`` (a real file while the block runs)."""
+    with resources.as_file(resources.files("fearkd").joinpath(*DEMO_TOML)) as path:
+        yield path
+
+
 def demo_config(dataset: str, data: Path, size: dict) -> ExperimentConfig:
-    """The demo's experiment for one dataset: ``configs/demo.toml`` adapted to the data."""
+    """The demo's experiment for one dataset: the shipped ``demo.toml`` adapted to the data.
+
+    Parameters
+    ----------
+    dataset : {"deap", "ascertain"}
+        Picks the feature presets and the NaN policy of the labels.
+    data : path
+        Dataset root.
+    size : dict
+        One of :data:`DEMO_SIZES` (epochs and folds are taken from it).
+    """
     teacher, student, nan_policy = _PRESETS[dataset]
-    sections = {k: dict(v) for k, v in DEMO_SECTIONS.items()}
+    text = resources.files("fearkd").joinpath(*DEMO_TOML).read_text(encoding="utf-8")
+    sections = {k: dict(v) for k, v in tomllib.loads(text).items() if isinstance(v, dict)}
     sections["dataset"] = {"kind": dataset, "path": str(data)}
-    sections["labels"] = {"nan_policy": nan_policy}
+    sections["labels"]["nan_policy"] = nan_policy
     sections["features"].update(teacher=teacher, student=student)
     sections["training"]["epochs"] = size["epochs"]
     sections["evaluation"]["folds"] = size["folds"]

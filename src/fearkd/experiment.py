@@ -1,10 +1,12 @@
 """One experiment from a config: data -> labels -> features -> splits -> units -> results.
 
-:func:`prepare_data` reads the dataset named by the config, labels its trials and extracts the
-teacher's features (cached in the run directory); :func:`run_experiment` builds the splits of
-every protocol and seed, checks them with the leakage guard, runs every unit (resuming a
-previous run in the same directory) and writes ``results.csv`` and ``timing.csv``. The command
-line's ``run``, ``cv`` and ``demo`` are thin layers over these two functions.
+:func:`prepare_data` reads the dataset named by the config and extracts the teacher's features
+(cached in the run directory); each trial is labelled once (:func:`fearkd.labels.label_trials`,
+called by :func:`~fearkd.features.extract.extract_features`) and the windows join its labels.
+:func:`run_experiment` builds the splits of every protocol and seed, checks them with the
+leakage guard, runs every unit (resuming a previous run in the same directory) and writes
+``results.csv`` and ``timing.csv``. The command line's ``run``, ``cv`` and ``demo`` are thin
+layers over these two functions.
 """
 
 from __future__ import annotations
@@ -19,10 +21,10 @@ import pandas as pd
 from .config import ExperimentConfig, config_to_dict
 from .errors import ConfigError
 from .evaluation.crossval import UNIT_THREADS, CVData, make_units, run_units, timing_table
-from .evaluation.rundir import RunDir
-from .label_report import FEAR_CLASSES, LabelReport, class_names_for, label_report
+from .labels import LabelReport
 from .methods import PipelineSettings
 from .recordings import Recordings
+from .rundir import RunDir
 
 __all__ = ["PreparedData", "prepare_data", "run_experiment", "ExperimentResult"]
 
@@ -84,17 +86,16 @@ def prepare_data(cfg: ExperimentConfig, *, data_path=None, cache_dir=None,
     from .datasets.loaders import summarize
     from .features.extract import extract_features
     from .features.presets import get_preset
-    from .labels import assign_fear, load_rules, load_source_task
 
     recordings = _open(cfg, data_path)
     f = cfg.features
     rules, source = _rules(cfg, recordings.dataset, "rules"), _rules(cfg, recordings.dataset,
                                                                       "source")
-    fs = extract_features(
+    fs, labeled = extract_features(
         recordings, f.teacher, window=f.window, step=f.step, baseline=f.baseline,
         method=f.method, rules=rules, source=source, ambiguous=cfg.labels.ambiguous,
         nan_policy=cfg.labels.nan_policy, n_jobs=f.n_jobs, cache_dir=cache_dir,
-        progress=progress,
+        progress=progress, return_labels=True,
     )
     first_subject = recordings.load(recordings.subjects[0])
     first = first_subject.trials[0]
@@ -107,41 +108,24 @@ def prepare_data(cfg: ExperimentConfig, *, data_path=None, cache_dir=None,
             f"columns of the same windows."
         )
     meta = fs.metadata
-    trials = meta.drop_duplicates(["subject", "trial"]).reset_index(drop=True)
-    ambiguous = None
-    class_names = FEAR_CLASSES
-    if rules is not None:
-        table = load_rules(rules)
-        class_names = table.class_names
-        fa = assign_fear(trials, table, ambiguous=cfg.labels.ambiguous,
-                         nan_policy=cfg.labels.nan_policy, return_counts=True)
-        ambiguous = fa.ambiguous
-    else:
-        n = int(max(meta["y_fear"].max(), 0)) + 1
-        class_names = class_names_for(recordings, n)
-    report = label_report(trials, class_names=class_names, ambiguous=ambiguous)
     if (meta["y_fear"] >= 0).sum() == 0:
         raise ConfigError(f"{recordings.dataset}: no window is labelled for fear; check the "
                           f"rule table ({rules!r}) against the ratings (`fearkd labels`).")
-    if source is not None:
-        n_source = load_source_task(source).n_classes
-    else:
-        n_source = int(meta["y_source"].max()) + 1
     # modalities and rates from the first subject (already read above); counts from the windows,
     # so the dataset is not read a second time
     summary = summarize(Recordings(recordings.dataset, [first_subject.subject],
                                    lambda _sid, _report: first_subject, recordings.description))
     summary.pop("trials_per_subject")
     summary["n_subjects"] = int(meta["subject"].nunique())
-    summary["n_trials"] = int(len(trials))
+    summary["n_trials"] = int(len(labeled.labels))
     summary["load_report"] = recordings.report.to_dict()
     summary["windows"] = {"n": int(len(meta)), "n_fear_labelled": int((meta["y_fear"] >= 0).sum()),
                           "n_source_labelled": int((meta["y_source"] >= 0).sum()),
                           "window_s": f.window, "step_s": f.step,
                           "teacher_features": fs.n_features,
                           "student_features": len(student_names)}
-    return PreparedData(recordings.dataset, fs, tuple(student_names), n_source,
-                        tuple(class_names), report, summary)
+    return PreparedData(recordings.dataset, fs, tuple(student_names), labeled.n_source_classes,
+                        labeled.class_names, labeled.report, summary)
 
 
 def _splits(meta: pd.DataFrame, protocol: str, folds: int, seed: int) -> list[tuple]:

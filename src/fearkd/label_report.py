@@ -3,7 +3,8 @@
 A fear class whose trials come from one or two subjects cannot be learned subject-independently:
 a model can recognise the subject instead of the fear. :func:`label_report` counts trials per
 subject and class, keeps the unlabelled and ambiguous counts, and warns (logged and kept in
-:attr:`LabelReport.warnings`) about such classes. Re-exported by :mod:`fearkd.labels`.
+:attr:`LabelReport.warnings`) about such classes. Re-exported by :mod:`fearkd.labels`, which
+applies the rule tables (this module imports nothing of fearkd, so that it can sit below it).
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-__all__ = ["FEAR_CLASSES", "LabelReport", "label_report", "label_recordings", "class_names_for"]
+__all__ = ["FEAR_CLASSES", "LabelReport", "label_report"]
 
 logger = logging.getLogger(__name__)
 
-#: Class names of the fear task, in class-code order.
+#: Class names of the fear task, in class-code order (re-exported by :mod:`fearkd.labels`).
 FEAR_CLASSES = ("none", "low", "medium", "high")
 
 
@@ -139,89 +140,3 @@ def label_report(
         warnings.append(message)
     return LabelReport(counts, int((y < 0).sum()), int(amb.sum()), tuple(warnings))
 
-
-def class_names_for(recordings, n_classes: int) -> tuple[str, ...]:
-    """Names of classes ``0 .. n_classes - 1`` for trials whose readers gave class labels.
-
-    A generic description's ``classes`` mapping (``{"Relax": 0, ...}``) names them (several
-    names of one code joined with "/"); otherwise the fear level names, or the codes.
-    """
-    classes = recordings.description.get("classes")
-    if isinstance(classes, dict) and classes:
-        names: list[list[str]] = [[] for _ in range(n_classes)]
-        for name, code in classes.items():
-            if isinstance(code, int) and 0 <= code < n_classes:
-                names[code].append(str(name))
-        if all(names):
-            return tuple("/".join(v) for v in names)
-    if n_classes <= len(FEAR_CLASSES):
-        return FEAR_CLASSES[:n_classes]
-    return tuple(str(i) for i in range(n_classes))
-
-
-def label_recordings(recordings, rules=None, *, ambiguous: str = "drop",
-                     nan_policy: str = "raise", source=None, min_subjects: int = 3):
-    """Fear and source labels of every trial of a dataset, and their report.
-
-    Reads each subject once (one at a time). Trials that carry ``info["y_fear"]`` (readers that
-    take classes from annotations) keep those labels; otherwise ``rules`` (default: the built-in
-    table named like the dataset) turns ratings into fear levels.
-
-    Parameters
-    ----------
-    recordings : Recordings
-    rules : str, path, mapping or RuleTable, optional
-    ambiguous, nan_policy : str
-        Passed to :func:`fearkd.labels.assign_fear`.
-    source : str, path, mapping or SourceTask, optional
-        Source task; default: the built-in one named like the dataset, if any.
-
-    Returns
-    -------
-    trials : DataFrame, shape (n_trials, ...)
-        ``subject``, ``trial``, every rating, ``y_fear`` and ``y_source`` (``-1`` = none).
-    report : LabelReport
-    """
-    from .labels import BUILTIN_TABLES, assign_fear, load_rules, load_source_task
-
-    rows = []
-    for subject in recordings:
-        for trial in subject:
-            rows.append({"subject": trial.subject, "trial": trial.trial, **trial.ratings,
-                         "_y_fear": trial.info.get("y_fear"),
-                         "_y_source": trial.info.get("y_source")})
-    trials = pd.DataFrame(rows)
-    if trials.empty:
-        raise ValueError(f"{recordings.dataset}: no trials to label (every trial was skipped; "
-                         f"see the load report).")
-    given = trials.pop("_y_fear")
-    given_source = trials.pop("_y_source")
-    ambiguous_mask = None
-    class_names = FEAR_CLASSES
-    if rules is None and given.notna().all():
-        trials["y_fear"] = given.astype(np.int64)
-        class_names = class_names_for(recordings, int(trials["y_fear"].max()) + 1)
-    else:
-        if rules is None:
-            if recordings.dataset not in BUILTIN_TABLES:
-                raise ValueError(
-                    f"Dataset {recordings.dataset!r} has no built-in fear rule table and its "
-                    f"trials carry no class labels; pass rules= (a TOML rule table)."
-                )
-            rules = recordings.dataset
-        table = load_rules(rules)
-        fa = assign_fear(trials, table, ambiguous=ambiguous, nan_policy=nan_policy,
-                         return_counts=True)
-        trials["y_fear"] = fa.labels
-        ambiguous_mask = fa.ambiguous
-        class_names = table.class_names
-    if source is None and given_source.notna().all():
-        trials["y_source"] = given_source.astype(np.int64)
-    elif source is not None or recordings.dataset in BUILTIN_TABLES:
-        task = load_source_task(source if source is not None else recordings.dataset)
-        trials["y_source"] = task.assign(trials, nan_policy="unlabelled")
-    else:
-        trials["y_source"] = -1
-    report = label_report(trials, class_names=class_names, min_subjects=min_subjects,
-                          ambiguous=ambiguous_mask)
-    return trials, report

@@ -37,28 +37,28 @@ rating raises :class:`~fearkd.errors.LabelError` unless ``nan_policy="unlabelled
 becomes a label.
 """
 
+
 from __future__ import annotations
 
 import logging
-import math
-import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from importlib import resources
+from dataclasses import dataclass
 from os import PathLike
-from pathlib import Path
-from types import MappingProxyType
 
 import numpy as np
 import pandas as pd
 
+from ._rules import (
+    BUILTIN_TABLES,
+    Interval,
+    Level,
+    RuleTable,
+    _read_toml,
+    load_rules,
+    parse_interval,
+)
 from .errors import ConfigError, LabelError
 from .label_report import FEAR_CLASSES, LabelReport, label_report
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
 
 __all__ = [
     "FEAR_CLASSES",
@@ -69,286 +69,24 @@ __all__ = [
     "FearAssignment",
     "SourceTask",
     "LabelReport",
+    "LabeledTrials",
     "parse_interval",
     "load_rules",
     "assign_fear",
     "load_source_task",
     "label_report",
+    "label_trials",
+    "label_recordings",
+    "class_names_for",
 ]
 
 logger = logging.getLogger(__name__)
 
-#: Names accepted by :func:`load_rules` and :func:`load_source_task`.
-BUILTIN_TABLES = ("deap", "ascertain")
 AMBIGUOUS_POLICIES = ("drop", "first", "error")
 NAN_POLICIES = ("raise", "unlabelled")
 #: How many offending rows an error message lists.
 _N_EXAMPLES = 5
-_NUMBER = r"[-+]?(?:inf|(?:\d+\.?\d*|\.\d+)(?:e[-+]?\d+)?)"
-_INTERVAL_RE = re.compile(
-    rf"^\s*([\[(])\s*({_NUMBER})\s*,\s*({_NUMBER})\s*([\])])\s*$", re.IGNORECASE
-)
 
-
-def _fmt(x: float) -> str:
-    """Shortest TOML-safe text of a bound (integers without a decimal point)."""
-    if math.isinf(x):
-        return "inf" if x > 0 else "-inf"
-    return str(int(x)) if float(x).is_integer() else repr(float(x))
-
-
-@dataclass(frozen=True)
-class Interval:
-    """An interval of rating values with explicit closedness of each bound."""
-
-    lo: float
-    hi: float
-    lo_closed: bool = True
-    hi_closed: bool = True
-
-    def contains(self, values: np.ndarray) -> np.ndarray:
-        """Boolean mask, same shape as ``values``; NaN is in no interval."""
-        values = np.asarray(values, dtype=float)
-        above = values >= self.lo if self.lo_closed else values > self.lo
-        below = values <= self.hi if self.hi_closed else values < self.hi
-        return above & below
-
-    def __str__(self) -> str:
-        left = "[" if self.lo_closed else "("
-        right = "]" if self.hi_closed else ")"
-        return f"{left}{_fmt(self.lo)}, {_fmt(self.hi)}{right}"
-
-
-def parse_interval(value: object, where: str = "interval") -> Interval:
-    """Read an interval from its string form (``"[5, 7)"``, ``"[7, 9]"``, ``"(0, 1]"``).
-
-    Parameters
-    ----------
-    value : str or Interval
-        The interval as written in a rule table.
-    where : str
-        Names the file and key in error messages.
-
-    Raises
-    ------
-    ConfigError
-        On a malformed, inverted (``min > max``) or empty interval.
-    """
-    if isinstance(value, Interval):
-        interval = value
-    elif isinstance(value, str):
-        match = _INTERVAL_RE.match(value)
-        if match is None:
-            raise ConfigError(
-                f"{where}: invalid interval {value!r}; expected a string like '[5, 7)' or "
-                "'[7, 9]' ('[' / ']' include a bound, '(' / ')' exclude it)."
-            )
-        left, lo, hi, right = match.groups()
-        interval = Interval(float(lo), float(hi), left == "[", right == "]")
-    else:
-        raise ConfigError(
-            f"{where}: expected an interval string like '[5, 7)', got {type(value).__name__} "
-            f"{value!r}."
-        )
-    if math.isnan(interval.lo) or math.isnan(interval.hi):
-        raise ConfigError(f"{where}: interval {interval} has a NaN bound.")
-    if interval.lo > interval.hi:
-        raise ConfigError(
-            f"{where}: inverted interval {interval} (min {_fmt(interval.lo)} > max "
-            f"{_fmt(interval.hi)}); write the smaller bound first."
-        )
-    if interval.lo == interval.hi and not (interval.lo_closed and interval.hi_closed):
-        raise ConfigError(
-            f"{where}: interval {interval} is empty; write '[{_fmt(interval.lo)}, "
-            f"{_fmt(interval.lo)}]' for the single value."
-        )
-    return interval
-
-
-@dataclass(frozen=True)
-class Level:
-    """One row of a rule table: a class name and one interval per constrained rating."""
-
-    name: str
-    ranges: Mapping[str, Interval]
-
-
-@dataclass(frozen=True, eq=False)
-class RuleTable:
-    """Fear levels defined by rating intervals; class ``i`` is ``levels[i]``.
-
-    Build one with :func:`load_rules` or :meth:`from_dict`; write it back with :meth:`save`.
-    """
-
-    name: str
-    levels: tuple[Level, ...]
-    scales: Mapping[str, Interval] = field(default_factory=dict)
-    description: str = ""
-    #: Where the table came from (a path or ``"built-in 'deap'"``), for error messages.
-    source: str = "<dict>"
-
-    @property
-    def class_names(self) -> tuple[str, ...]:
-        return tuple(level.name for level in self.levels)
-
-    @property
-    def n_classes(self) -> int:
-        return len(self.levels)
-
-    @property
-    def ratings(self) -> tuple[str, ...]:
-        """Every rating a level constrains, in first-mention order."""
-        names: dict[str, None] = {}
-        for level in self.levels:
-            names.update(dict.fromkeys(level.ranges))
-        return tuple(names)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, RuleTable):
-            return NotImplemented
-        return self.to_dict() == other.to_dict()
-
-    __hash__ = None  # mutable-looking mappings inside; equality is by content
-
-    @classmethod
-    def from_dict(cls, data: Mapping, source: str = "<dict>") -> RuleTable:
-        """Validate a parsed TOML document (see the module docstring for its layout)."""
-        if not isinstance(data, Mapping):
-            raise TypeError(f"{source}: a rule table must be a mapping, got {type(data).__name__}.")
-        unknown = set(data) - {"name", "description", "scales", "levels", "source_task"}
-        if unknown:
-            raise ConfigError(
-                f"{source}: unknown key(s) {sorted(unknown)!r} in a rule table; expected 'name', "
-                "'description', 'scales', 'levels', 'source_task'."
-            )
-        scales_in = data.get("scales", {})
-        if not isinstance(scales_in, Mapping):
-            raise ConfigError(f"{source}: 'scales' must be a table, got {scales_in!r}.")
-        scales = {
-            str(k): parse_interval(v, f"{source}: scales.{k}") for k, v in scales_in.items()
-        }
-        levels_in = data.get("levels")
-        if not isinstance(levels_in, Sequence) or len(levels_in) < 2:
-            raise ConfigError(
-                f"{source}: a rule table needs at least two [[levels]] entries, got "
-                f"{levels_in!r}."
-            )
-        levels = []
-        for i, entry in enumerate(levels_in):
-            where = f"{source}: levels[{i}]"
-            if not isinstance(entry, Mapping) or set(entry) != {"name", "ranges"}:
-                raise ConfigError(
-                    f"{where}: expected a table with keys 'name' and 'ranges', got {entry!r}."
-                )
-            ranges_in = entry["ranges"]
-            if not isinstance(ranges_in, Mapping) or not ranges_in:
-                raise ConfigError(
-                    f"{where}: 'ranges' must be a non-empty table of rating intervals, got "
-                    f"{ranges_in!r}."
-                )
-            ranges = {}
-            for rating, spec in ranges_in.items():
-                interval = parse_interval(spec, f"{where}.ranges.{rating}")
-                scale = scales.get(rating)
-                if scale is not None and (interval.lo < scale.lo or interval.hi > scale.hi):
-                    raise ConfigError(
-                        f"{where}.ranges.{rating}: interval {interval} lies outside the declared "
-                        f"scale {scale} of {rating!r}."
-                    )
-                ranges[str(rating)] = interval
-            levels.append(Level(str(entry["name"]), MappingProxyType(ranges)))
-        names = [level.name for level in levels]
-        if len(set(names)) != len(names):
-            raise ConfigError(f"{source}: level names must be unique, got {names!r}.")
-        return cls(
-            name=str(data.get("name", Path(source).stem)),
-            levels=tuple(levels),
-            scales=MappingProxyType(scales),
-            description=str(data.get("description", "")),
-            source=source,
-        )
-
-    def to_dict(self) -> dict:
-        """The table as plain data, intervals in their string form (TOML/JSON ready)."""
-        return {
-            "name": self.name,
-            "description": self.description,
-            "scales": {k: str(v) for k, v in self.scales.items()},
-            "levels": [
-                {"name": lv.name, "ranges": {k: str(v) for k, v in lv.ranges.items()}}
-                for lv in self.levels
-            ],
-        }
-
-    def to_toml(self) -> str:
-        """The table as a TOML document that :func:`load_rules` reads back unchanged."""
-        d = self.to_dict()
-        lines = [f"name = {_toml_str(d['name'])}", f"description = {_toml_str(d['description'])}"]
-        if d["scales"]:
-            lines += ["", "[scales]"]
-            lines += [f"{_toml_key(k)} = {_toml_str(v)}" for k, v in d["scales"].items()]
-        for level in d["levels"]:
-            items = level["ranges"].items()
-            ranges = ", ".join(f"{_toml_key(k)} = {_toml_str(v)}" for k, v in items)
-            lines += ["", "[[levels]]", f"name = {_toml_str(level['name'])}"]
-            lines.append(f"ranges = {{ {ranges} }}")
-        return "\n".join(lines) + "\n"
-
-    def save(self, path: str | PathLike) -> Path:
-        """Write :meth:`to_toml` to ``path`` and return it."""
-        path = Path(path)
-        path.write_text(self.to_toml(), encoding="utf-8")
-        return path
-
-
-def _toml_str(s: str) -> str:
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _toml_key(s: str) -> str:
-    return s if re.fullmatch(r"[A-Za-z0-9_-]+", s) else _toml_str(s)
-
-
-def _read_toml(spec: str | PathLike, what: str) -> tuple[dict, str]:
-    """Parse a built-in name or a TOML path; return (document, source description)."""
-    if isinstance(spec, str) and spec in BUILTIN_TABLES:
-        resource = resources.files("fearkd") / "configs" / "rules" / f"{spec}.toml"
-        return tomllib.loads(resource.read_text(encoding="utf-8")), f"built-in {spec!r}"
-    path = Path(spec)
-    if not path.is_file():
-        raise ConfigError(
-            f"Invalid {what} {str(spec)!r}: expected one of {BUILTIN_TABLES!r} or the path of "
-            "a TOML file, and no such file exists."
-        )
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8")), str(path)
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not a valid TOML file ({exc}).") from None
-
-
-def load_rules(spec: str | PathLike | Mapping | RuleTable) -> RuleTable:
-    """Load a fear rule table.
-
-    Parameters
-    ----------
-    spec : {"deap", "ascertain"}, path, mapping or RuleTable
-        A built-in table name, the path of a TOML table, a parsed table, or a table (returned).
-
-    Returns
-    -------
-    RuleTable
-    """
-    if isinstance(spec, RuleTable):
-        return spec
-    if isinstance(spec, Mapping):
-        return RuleTable.from_dict(spec)
-    if not isinstance(spec, (str, PathLike)):
-        raise TypeError(
-            f"'rules' must be 'deap', 'ascertain', a path, a mapping or a RuleTable, got "
-            f"{type(spec).__name__} {spec!r}."
-        )
-    data, source = _read_toml(spec, "rule table")
-    return RuleTable.from_dict(data, source)
 
 
 def _rating_matrix(
@@ -596,3 +334,209 @@ def load_source_task(spec: str | PathLike | Mapping | SourceTask) -> SourceTask:
         )
     data, source = _read_toml(spec, "source task")
     return SourceTask.from_dict(data.get("source_task", data), source)
+
+
+@dataclass(frozen=True, eq=False)
+class LabeledTrials:
+    """One fear and one source label per (subject, trial), and the label report.
+
+    The result of :func:`label_trials`; features join it on (subject, trial) with :meth:`join`,
+    so every window of a trial carries its trial's labels.
+
+    Attributes
+    ----------
+    labels : DataFrame, shape (n_trials, 4)
+        ``subject``, ``trial``, ``y_fear`` and ``y_source`` (``-1`` = unlabelled), int64 labels.
+    report : LabelReport
+        Trials per subject and fear class, unlabelled and ambiguous counts, warnings.
+    class_names : tuple of str
+        Name of fear class ``i`` at position ``i``.
+    n_source_classes : int
+        Classes of the source task (the task's own count when rules define it, else the
+        largest given code + 1; 0 when no trial has one).
+    """
+
+    labels: pd.DataFrame
+    report: LabelReport
+    class_names: tuple[str, ...]
+    n_source_classes: int
+
+    def join(self, metadata: pd.DataFrame) -> pd.DataFrame:
+        """``metadata`` with its ``y_fear``/``y_source`` columns set from the trial labels.
+
+        Parameters
+        ----------
+        metadata : DataFrame, shape (n_windows, ...)
+            Window-level metadata with ``subject`` and ``trial`` columns.
+
+        Returns
+        -------
+        DataFrame, shape (n_windows, ...)
+            A copy, same rows and order; a window of a trial without labels gets ``-1``.
+        """
+        keys = ["subject", "trial"]
+        merged = metadata[keys].merge(self.labels, on=keys, how="left", validate="many_to_one")
+        out = metadata.copy()
+        for column in ("y_fear", "y_source"):
+            out[column] = merged[column].fillna(-1).to_numpy(dtype=np.int64)
+        return out
+
+
+def _names_from_classes(classes: Mapping | None, n_classes: int) -> tuple[str, ...]:
+    if isinstance(classes, Mapping) and classes:
+        names: list[list[str]] = [[] for _ in range(n_classes)]
+        for name, code in classes.items():
+            if isinstance(code, int) and 0 <= code < n_classes:
+                names[code].append(str(name))
+        if all(names):
+            return tuple("/".join(v) for v in names)
+    if n_classes <= len(FEAR_CLASSES):
+        return FEAR_CLASSES[:n_classes]
+    return tuple(str(i) for i in range(n_classes))
+
+
+def class_names_for(recordings, n_classes: int) -> tuple[str, ...]:
+    """Names of classes ``0 .. n_classes - 1`` for trials whose readers gave class labels.
+
+    A generic description's ``classes`` mapping (``{"Relax": 0, ...}``) names them (several
+    names of one code joined with "/"); otherwise the fear level names, or the codes.
+    """
+    return _names_from_classes(recordings.description.get("classes"), n_classes)
+
+
+def label_trials(
+    trials: pd.DataFrame,
+    rules=None,
+    source=None,
+    *,
+    ambiguous: str = "drop",
+    nan_policy: str = "raise",
+    given: np.ndarray | None = None,
+    classes: Mapping | None = None,
+    min_subjects: int = 3,
+) -> LabeledTrials:
+    """Fear and source labels of every trial, and their report: the one place labels are made.
+
+    Trials whose reader gave labels (``given``) keep them; the others get ``rules`` applied to
+    their ratings (:func:`assign_fear`) and the ``source`` task (:meth:`SourceTask.assign`).
+
+    Parameters
+    ----------
+    trials : DataFrame, shape (n_trials, ...)
+        One row per (subject, trial): ``subject``, ``trial``, the ratings, and ``y_fear`` /
+        ``y_source`` holding the reader-given labels of the rows ``given`` marks.
+    rules : str, path, mapping or RuleTable, optional
+        Fear rule table (:func:`load_rules`); None: only reader-given fear labels.
+    source : str, path, mapping or SourceTask, optional
+        Source task (:func:`load_source_task`); None: only reader-given source labels.
+    ambiguous, nan_policy : str
+        Passed to :func:`assign_fear`; ``nan_policy`` also to the source task.
+    given : array-like of bool, shape (n_trials,), optional
+        Rows whose labels the reader gave (default: none).
+    classes : mapping, optional
+        A generic description's ``{"class name": code}``, to name reader-given classes when
+        there is no rule table (:func:`class_names_for`).
+    min_subjects : int
+        Passed to :func:`label_report`.
+
+    Returns
+    -------
+    LabeledTrials
+    """
+    if not isinstance(trials, pd.DataFrame):
+        raise TypeError(f"'trials' must be a pandas DataFrame, got {type(trials).__name__}.")
+    missing = [c for c in ("subject", "trial") if c not in trials.columns]
+    if missing:
+        raise ValueError(f"'trials' lacks column(s) {missing!r}; expected one row per "
+                         f"(subject, trial), got columns {list(trials.columns)!r}.")
+    if trials.duplicated(["subject", "trial"]).any():
+        raise ValueError("'trials' holds a (subject, trial) twice; expected one row per trial "
+                         "(reduce window metadata with drop_duplicates(['subject', 'trial'])).")
+    n = len(trials)
+    given = np.zeros(n, bool) if given is None else np.asarray(given, bool)
+    if given.shape != (n,):
+        raise ValueError(f"'given' must have shape ({n},) like 'trials', got {given.shape}.")
+    trials = trials.reset_index(drop=True)
+    out = {}
+    for column in ("y_fear", "y_source"):
+        values = np.full(n, -1, dtype=np.int64)
+        if column in trials.columns and given.any():
+            values[given] = trials.loc[given, column].to_numpy(dtype=np.int64)
+        out[column] = values
+    rated = trials.loc[~given]
+    ambiguous_mask = np.zeros(n, bool)
+    n_source = int(out["y_source"].max()) + 1 if n else 0
+    if rules is not None:
+        table = load_rules(rules)
+        class_names = table.class_names
+        if len(rated):
+            fa = assign_fear(rated, table, ambiguous=ambiguous, nan_policy=nan_policy,
+                             return_counts=True)
+            out["y_fear"][~given] = fa.labels
+            ambiguous_mask[~given] = fa.ambiguous
+    else:
+        class_names = _names_from_classes(classes, int(max(out["y_fear"].max(), 0)) + 1)
+    if source is not None:
+        task = load_source_task(source)
+        n_source = task.n_classes
+        if len(rated):
+            out["y_source"][~given] = np.asarray(task.assign(rated, nan_policy=nan_policy),
+                                                 dtype=np.int64)
+    labels = pd.DataFrame({"subject": trials["subject"].to_numpy(),
+                           "trial": trials["trial"].to_numpy(), **out})
+    report = label_report(labels, class_names=class_names, min_subjects=min_subjects,
+                          ambiguous=ambiguous_mask)
+    return LabeledTrials(labels, report, tuple(class_names), max(n_source, 0))
+
+
+def label_recordings(recordings, rules=None, *, ambiguous: str = "drop",
+                     nan_policy: str = "raise", source=None, min_subjects: int = 3):
+    """Fear and source labels of every trial of a dataset, and their report (no features).
+
+    Reads each subject once (one at a time) and calls :func:`label_trials`. Trials that carry
+    ``info["y_fear"]`` (readers that take classes from annotations) keep those labels; the
+    others get ``rules`` (default: the built-in table named like the dataset).
+
+    Parameters
+    ----------
+    recordings : Recordings
+    rules : str, path, mapping or RuleTable, optional
+    ambiguous, nan_policy : str
+        Passed to :func:`assign_fear`.
+    source : str, path, mapping or SourceTask, optional
+        Source task; default: the built-in one named like the dataset, if any.
+
+    Returns
+    -------
+    trials : DataFrame, shape (n_trials, ...)
+        ``subject``, ``trial``, every rating, ``y_fear`` and ``y_source`` (``-1`` = none).
+    report : LabelReport
+    """
+    rows = []
+    for subject in recordings:
+        for trial in subject:
+            rows.append({"subject": trial.subject, "trial": trial.trial, **trial.ratings,
+                         "y_fear": trial.info.get("y_fear", -1),
+                         "y_source": trial.info.get("y_source", -1),
+                         "_given": "y_fear" in trial.info})
+    trials = pd.DataFrame(rows)
+    if trials.empty:
+        raise ValueError(f"{recordings.dataset}: no trials to label (every trial was skipped; "
+                         f"see the load report).")
+    given = trials.pop("_given").to_numpy(bool)
+    builtin = recordings.dataset in BUILTIN_TABLES
+    if rules is None and not given.all():
+        if not builtin:
+            raise ValueError(
+                f"Dataset {recordings.dataset!r} has no built-in fear rule table and its "
+                f"trials carry no class labels; pass rules= (a TOML rule table)."
+            )
+        rules = recordings.dataset
+    if source is None and builtin and not given.all():
+        source = recordings.dataset
+    labeled = label_trials(trials, rules, source, ambiguous=ambiguous, nan_policy=nan_policy,
+                           given=given, classes=recordings.description.get("classes"),
+                           min_subjects=min_subjects)
+    trials["y_fear"] = labeled.labels["y_fear"].to_numpy()
+    trials["y_source"] = labeled.labels["y_source"].to_numpy()
+    return trials, labeled.report

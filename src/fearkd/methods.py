@@ -223,7 +223,7 @@ def run_pipeline(fs, student_names: Sequence[str], train_idx, test_idx, *, val_i
     Returns
     -------
     dict
-        ``rows`` (tidy results, see ``RUNDIR.md``), ``histories`` and ``confusion`` keyed
+        ``rows`` (tidy results, see ``docs/RUNDIR.md``), ``histories`` and ``confusion`` keyed
         ``"<method>/<stage>/<target>"``, ``fit_seconds``, ``n_train``, ``n_test``.
     """
     s = settings or PipelineSettings()

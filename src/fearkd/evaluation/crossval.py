@@ -22,11 +22,12 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError
-from .rundir import RunDir
+from ..labels import FEAR_CLASSES
+from ..rundir import RunDir
+from .results import RESULT_COLUMNS
 
 __all__ = ["Unit", "CVData", "make_units", "run_units", "timing_table", "RESULT_COLUMNS",
            "UNIT_THREADS"]
@@ -36,10 +37,6 @@ logger = logging.getLogger(__name__)
 #: torch threads every unit trains on, whatever runs it (see :func:`_run_one`).
 UNIT_THREADS = 1
 
-RESULT_COLUMNS = [
-    "dataset", "protocol", "method", "stage", "model", "target", "task", "fold", "seed",
-    "split", "metric", "value", "n_params", "n_train", "n_test", "chance",
-]
 
 
 @dataclass(frozen=True)
@@ -77,7 +74,7 @@ class CVData:
     splits: dict
     settings: object  # fearkd.methods.PipelineSettings
     n_source_classes: int
-    class_names: tuple[str, ...] = ("none", "low", "medium", "high")
+    class_names: tuple[str, ...] = FEAR_CLASSES
 
 
 def make_units(dataset: str, plan: Sequence[tuple[str, str, tuple[str, ...]]],
@@ -96,7 +93,7 @@ def make_units(dataset: str, plan: Sequence[tuple[str, str, tuple[str, ...]]],
     ]
 
 
-def _run_one(unit: Unit, data: CVData, checkpoint_root: str | None, jobs: int = 1) -> dict:
+def _run_one(unit: Unit, data: CVData, checkpoint_root: str | None) -> dict:
     """Execute one unit (in whatever process it lands in), on one torch thread.
 
     CPU kernels (the CNN's matrix products) sum in an order that depends on the number of
@@ -104,7 +101,7 @@ def _run_one(unit: Unit, data: CVData, checkpoint_root: str | None, jobs: int = 
     on 1 differ in the last bits of their losses. Fixing it at one thread makes serial, joblib
     and Dask runs, and machines with other core counts, agree bit for bit; parallelism comes
     from running units side by side (``jobs``, Dask workers), which also avoids
-    oversubscribing the cores. ``jobs`` is kept for the callers' signature only.
+    oversubscribing the cores.
     """
     import torch
 
@@ -155,7 +152,7 @@ def _execute(units: Sequence[Unit], data: CVData, checkpoint_root: str | None, j
         with Client(scheduler) as client:
             workers = max(1, len(client.scheduler_info().get("workers", {})))
             shared = client.scatter(data, broadcast=True)
-            futures = [client.submit(_run_one, u, shared, checkpoint_root, 1, key=u.id, pure=False)
+            futures = [client.submit(_run_one, u, shared, checkpoint_root, key=u.id, pure=False)
                        for u in units]
             logger.info("Running %d units on %s (%d workers)", len(units), scheduler, workers)
             for future in as_completed(futures):
@@ -165,10 +162,10 @@ def _execute(units: Sequence[Unit], data: CVData, checkpoint_root: str | None, j
         from joblib import Parallel, delayed
 
         parallel = Parallel(n_jobs=jobs, return_as="generator_unordered")
-        yield from parallel(delayed(_run_one)(u, data, checkpoint_root, jobs) for u in units)
+        yield from parallel(delayed(_run_one)(u, data, checkpoint_root) for u in units)
         return
     for unit in units:
-        yield _run_one(unit, data, checkpoint_root, 1)
+        yield _run_one(unit, data, checkpoint_root)
 
 
 def run_units(units: Sequence[Unit], data: CVData, rundir: RunDir, *, jobs: int = 1,
@@ -228,11 +225,3 @@ def timing_table(rundir: RunDir, unit_ids: Iterable[str], workers: int) -> pd.Da
     df["hours"] = df["seconds"] / 3600.0
     return df
 
-
-def results_to_frame(rows: Iterable[dict]) -> pd.DataFrame:
-    """Tidy results with the fixed column order (missing columns filled)."""
-    df = pd.DataFrame(list(rows))
-    for col in RESULT_COLUMNS:
-        if col not in df.columns:
-            df[col] = np.nan
-    return df[RESULT_COLUMNS + [c for c in df.columns if c not in RESULT_COLUMNS]]

@@ -244,8 +244,12 @@ def extract_features(
     n_jobs: int = 1,
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
-) -> FeatureSet:
+    return_labels: bool = False,
+) -> FeatureSet | tuple[FeatureSet, labels.LabeledTrials]:
     """Windows, features and labels of every subject of ``recordings``.
+
+    Labels are made once per trial (:func:`fearkd.labels.label_trials`) and joined to the
+    windows on (subject, trial).
 
     Parameters
     ----------
@@ -279,12 +283,17 @@ def extract_features(
         Folder for the per-subject cache (:mod:`~fearkd.features.cache`); None: no cache.
     progress : bool
         Show a progress bar (tqdm) over subjects.
+    return_labels : bool
+        Also return the per-trial labels and their report.
 
     Returns
     -------
     FeatureSet
         Every window of every trial, labelled or not; ``info`` holds the recipe, windowing,
         baseline settings and fearkd version.
+    LabeledTrials
+        Only with ``return_labels=True``: one label per trial, the label report, the class
+        names and the source task's class count.
     """
     if not isinstance(recordings, Recordings):
         raise TypeError(
@@ -341,13 +350,13 @@ def extract_features(
     info_trials = {(fs.metadata["subject"].iat[0], t) for fs in sets
                    for t in fs.info.get(_INFO_TRIALS, [])}
     features = FeatureSet.concat(sets)
-    _attach_labels(features.metadata, recordings.dataset, info_trials, rules, source,
-                   ambiguous, nan_policy)
+    labeled = _label(features, recordings.dataset, info_trials, rules, source, ambiguous,
+                     nan_policy, recordings.description.get("classes"))
     features.info = {**settings, "dataset": recordings.dataset,
                      "fearkd_version": cache.fearkd_version(),
                      "rules": _describe(rules, recordings.dataset),
                      "source": _describe(source, recordings.dataset)}
-    return features
+    return (features, labeled) if return_labels else features
 
 
 def _describe(spec, dataset: str) -> str | None:
@@ -356,33 +365,21 @@ def _describe(spec, dataset: str) -> str | None:
     return spec if isinstance(spec, str) else repr(spec)
 
 
-def _attach_labels(meta: pd.DataFrame, dataset: str, info_trials: set, rules, source,
-                   ambiguous: str, nan_policy: str) -> None:
-    """Fill y_fear/y_source of trials without reader-given labels, from their ratings."""
+
+def _label(features: FeatureSet, dataset: str, info_trials: set, rules, source,
+           ambiguous: str, nan_policy: str, classes) -> labels.LabeledTrials:
+    """Label every trial once (:func:`fearkd.labels.label_trials`) and join it to the windows."""
     if rules is None and dataset in _LABELLED_DATASETS:
         rules = dataset
     if source is None and dataset in _LABELLED_DATASETS:
         source = dataset
-    if rules is None and source is None:
-        return
-    group = meta.groupby(["subject", "trial"], sort=False).ngroup().to_numpy()
+    meta = features.metadata
     trials = meta.drop_duplicates(["subject", "trial"]).reset_index(drop=True)
-    keys = list(zip(trials["subject"], trials["trial"], strict=True))
-    from_rules = np.array([k not in info_trials for k in keys], dtype=bool)
-    if not from_rules.any():
-        return
-    rated = trials.loc[from_rules]
-    rows = np.flatnonzero(from_rules[group])
-    for column, spec, assign in (
-        ("y_fear", rules, lambda df: labels.assign_fear(df, rules, ambiguous=ambiguous,
-                                                         nan_policy=nan_policy)),
-        ("y_source", source, lambda df: labels.load_source_task(source).assign(
-            df, nan_policy=nan_policy)),
-    ):
-        if spec is None:
-            continue
-        per_trial = np.full(len(trials), -1, dtype=np.int64)
-        per_trial[from_rules] = np.asarray(assign(rated), dtype=np.int64)
-        values = meta[column].to_numpy(copy=True)
-        values[rows] = per_trial[group[rows]]
-        meta[column] = values
+    given = np.array([k in info_trials for k in zip(trials["subject"], trials["trial"],
+                                                    strict=True)], dtype=bool)
+    labeled = labels.label_trials(trials, rules, source, ambiguous=ambiguous,
+                                  nan_policy=nan_policy, given=given, classes=classes)
+    joined = labeled.join(meta)
+    for column in ("y_fear", "y_source"):
+        meta[column] = joined[column].to_numpy()
+    return labeled

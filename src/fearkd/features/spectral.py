@@ -32,7 +32,7 @@ far below the sampling spread of a 2 s theta window's power itself (about 35 %).
 start after the 3 s baseline, so only the last second of each trial sees the largest effect.
 
 How ``filter`` with the FFT design is computed over a trial (``method="filter"``,
-:func:`~fearkd.features.windows.band_window_sums`): the value is exactly the mean over each
+:func:`~fearkd.features._dirichlet.band_window_sums`): the value is exactly the mean over each
 window of ``x_b ** 2``, ``x_b`` the brick-wall-filtered trial, but ``x_b`` is never formed.
 With ``a`` the band's analytic signal (its bins only, doubled except at DC and Nyquist),
 ``x_b = Re(a)`` and ``x_b ** 2 = |a| ** 2 / 2 + Re(a ** 2) / 2``. Shifted to baseband, ``a`` at
@@ -69,7 +69,8 @@ import scipy.signal
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from .windows import band_window_sums, window_sums
+from ._dirichlet import band_window_sums
+from .windows import window_sums
 
 __all__ = [
     "DEFAULT_BANDS",
@@ -421,7 +422,7 @@ def sliding_band_power(
         ``log``/``relative``/``de``: with ``log=True`` subtracting gives a log ratio).
     workspace : dict, optional
         Kernels and buffers reused between calls with the same shapes (pass one dict for all
-        trials of a subject; see :func:`~fearkd.features.windows.band_window_sums`).
+        trials of a subject; see :func:`~fearkd.features._dirichlet.band_window_sums`).
     check_finite : bool
         Refuse NaN/inf samples up front. A caller that checks its outputs instead (a NaN or inf
         sample makes every band of its channel non-finite) may skip this pass over the data.

@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 #: Per-epoch curves a unit's ``histories`` may hold.
 HISTORY_CURVES = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
 
-# When a history key does not name its method, the stage tells it (RUNDIR.md stages).
+# When a history key does not name its method, the stage tells it (docs/RUNDIR.md, checkpoints).
 _STAGE_METHOD = {"backbone": "backbone", "teacher": "method1", "student-source": "method2",
                  "baseline": "baseline"}
 
@@ -37,7 +37,7 @@ class RunData:
     ----------
     path : Path
     results : DataFrame
-        ``results.csv`` (tidy, RUNDIR.md schema).
+        ``results.csv`` (tidy, docs/RUNDIR.md schema).
     units : list of dict
         ``units/*.json`` in file-name order (empty when there are none).
     timing : DataFrame or None

@@ -8,6 +8,8 @@ Layout::
     RUNDIR/units/<unit_id>.json          one per finished unit
     RUNDIR/checkpoints/<unit_id>/...     stage checkpoints of units in progress or done
     RUNDIR/datasets/<dataset>/...        label reports and dataset summaries
+
+``docs/RUNDIR.md`` describes every file and every column of ``results.csv``.
 """
 
 from __future__ import annotations
@@ -22,11 +24,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from .._atomic import dumps, write_atomic
-from ..errors import ConfigError, FearkdError
+from ._atomic import dumps, write_atomic
+from .errors import ConfigError, FearkdError
+from .evaluation.results import results_to_frame
 
 __all__ = ["RunDir", "environment_info"]
-
 
 def environment_info() -> dict:
     """Python, platform, cores and library versions, for the report."""
@@ -35,7 +37,7 @@ def environment_info() -> dict:
     import sklearn
     import torch
 
-    from .. import __version__
+    from . import __version__
 
     return {
         "python": sys.version.split()[0],
@@ -144,8 +146,6 @@ class RunDir:
 
     def results(self, unit_ids: Iterable[str] | None = None) -> pd.DataFrame:
         """Every row of the given (default: all) finished units, in unit order."""
-        from .results import results_to_frame
-
         ids = self.unit_ids() if unit_ids is None else list(unit_ids)
         rows = [row for uid in ids if self.has_unit(uid) for row in self.read_unit(uid)["rows"]]
         return results_to_frame(rows)

@@ -1,0 +1,93 @@
+"""Plain-text result summaries for the command line: the reference's tables and model tests.
+
+The CLI prints what these functions return and formats nothing itself; the same tables appear
+in the HTML/Markdown report (:mod:`fearkd.reporting.document`).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from ..evaluation.stats import compare_models
+from .tables import (
+    backbone_table,
+    finetune_table,
+    format_table,
+    kd_table,
+    method_comparison_table,
+    result_groups,
+)
+
+__all__ = ["method_tables", "comparison_text"]
+
+#: Stages whose KD table is printed, per method, in order.
+_KD_STAGES = (("method1", ("student",)), ("method2", ("student-source", "student")))
+
+
+def method_tables(results: pd.DataFrame) -> list[str]:
+    """The reference's tables, as plain text, for every (dataset, protocol) of a run.
+
+    Parameters
+    ----------
+    results : DataFrame
+        Tidy results of a run (``results.csv``; columns
+        :data:`fearkd.evaluation.results.RESULT_COLUMNS`).
+
+    Returns
+    -------
+    list of str
+        Backbone table, fine-tuned table (Method 1), one KD table per (method, model, stage)
+        and the Method 1 vs Method 2 table, for each (dataset, protocol) in report order.
+    """
+    out = []
+    for dataset, protocol in result_groups(results):
+        sel = results[(results["dataset"] == dataset) & (results["protocol"] == protocol)]
+        where = f"{dataset}, protocol {protocol}"
+        methods = set(sel["method"])
+        out.append(format_table(backbone_table(sel), title=f"Backbone ({where})"))
+        if "method1" in methods:
+            out.append(format_table(finetune_table(sel), title=f"Fine-tuned ({where})"))
+        for method, stages in _KD_STAGES:
+            if method not in methods:
+                continue
+            own = (sel["method"] == method) & sel["stage"].isin(stages)
+            for model in sel.loc[own, "model"].unique():
+                for stage in stages:
+                    table = kd_table(sel, model, method=method, stage=stage)
+                    out.append(format_table(table, title=f"{table.attrs.get('title', '')} "
+                                                         f"({where})"))
+        if methods & {"method1", "method2"}:
+            out.append(format_table(method_comparison_table(sel),
+                                    title=f"Method 1 vs Method 2 ({where})"))
+    return out
+
+
+def comparison_text(results: pd.DataFrame, metric: str = "accuracy", alpha: float = 0.05, *,
+                    as_json: bool = False) -> str | dict | None:
+    """Paired tests between the backbone models of ``results`` (one protocol), as text.
+
+    Parameters
+    ----------
+    results : DataFrame
+        Tidy results of one protocol.
+    metric : str
+        Test-split metric to compare (:data:`fearkd.evaluation.metrics.METRICS`).
+    alpha : float
+        Significance level.
+    as_json : bool
+        Return a JSON-ready dict (metric, alpha, table records, sentences) instead of text.
+
+    Returns
+    -------
+    str, dict or None
+        None when fewer than two backbone models ran.
+    """
+    models = results[(results["method"] == "backbone") & (results["split"] == "test")]
+    if models["model"].nunique() < 2:
+        return None
+    comparison = compare_models(models, metric=metric, alpha=alpha)
+    if as_json:
+        return {"metric": metric, "alpha": alpha,
+                "table": comparison.table.to_dict(orient="records"),
+                "sentences": list(comparison.sentences)}
+    return comparison.to_text()
