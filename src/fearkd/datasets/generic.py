@@ -1,4 +1,4 @@
-"""Read your own continuous recordings (WFDB, EDF/BDF, CSV) labelled by annotated stages.
+"""Read your own continuous recordings (WFDB, EDF/BDF, CSV, Empatica E4) labelled by stages.
 
 :func:`load_generic` reads a **description** (a TOML file or a dict) and returns the same lazy
 :class:`~fearkd.recordings.Recordings` as the DEAP and ASCERTAIN readers. Each subject has one
@@ -16,7 +16,7 @@ share the file; other top-level tables are ignored here. The PhysioNet "Non-EEG"
     root = "../data/noneeg"            # relative to this file; load_generic(root=...) overrides
     subjects = "1-20"                  # "1-20" | "01-20" (zero-padded) | ["1", "7"] | "auto"
     subject_id = "Subject{subject}"    # fearkd subject id; default "{subject}"
-    format = "wfdb"                    # wfdb | edf | bdf | csv; default: from each file's suffix
+    format = "wfdb"                    # wfdb | edf | bdf | csv | e4; default: from the suffix
     align = "auto"                     # auto | start (see "Time alignment")
     records = ["Subject{subject}_AccTempEDA", "Subject{subject}_SpO2HR"]
 
@@ -30,7 +30,7 @@ share the file; other top-level tables are ignored here. The PhysioNet "Non-EEG"
     hr = "hr"
 
     [dataset.labels]
-    from = "annotations"               # annotations | events
+    from = "annotations"               # annotations | events | tags | column
     record = "Subject{subject}_AccTempEDA"   # record the events belong to (default: the first)
     extension = "atr"                  # WFDB annotation file <record>.atr
     field = "aux_note"                 # WFDB: aux_note (default) | symbol
@@ -59,9 +59,46 @@ record has its own); ``labels`` (required); ``kind`` (optional, must be ``"gener
 ``records`` entries are file patterns containing ``{subject}``: for WFDB the record name (with
 or without ``.hea``), for EDF/BDF/CSV the file name (``.edf``/``.bdf``/``.csv`` give the format).
 An entry may be a table ``{file = "...", format = "csv", sfreq = 4.0, time_column = "t",
-sep = ",", channels = {...}}``: ``sfreq`` or ``time_column`` (seconds, uniformly spaced) is
-required for CSV, where every other column is a channel; ``channels`` there replaces the global
-map for that record.
+sep = ",", start = "2020-01-02T10:00:00Z", channels = {...}}``: ``sfreq`` or ``time_column``
+(seconds, uniformly spaced) is required for CSV, where every other column is a channel;
+``start`` (CSV only: a unix time, an ISO string, or a TOML datetime; no zone means UTC) is the
+absolute time of the CSV's first sample, needed for absolute label times; ``channels`` there
+replaces the global map for that record.
+
+``format = "e4"`` (see :mod:`fearkd.datasets.e4`): the pattern names an Empatica E4 **session
+folder** (``"S{subject}"``, holding ``EDA.csv``, ``TEMP.csv``, ``BVP.csv``, ``ACC.csv``,
+``HR.csv``, optional ``IBI.csv`` and ``tags.csv``) or one E4 signal file
+(``"S{subject}/EDA.csv"``). Both start-row variants (unix time, UTC date string) are read. The
+channels are ``EDA``, ``TEMP``, ``BVP``, ``HR`` and ``ACC_x``, ``ACC_y``, ``ACC_z`` (in g), each
+signal placed on the session clock by its own start row (``HR`` starts 10 s late); a signal file
+whose channels are not mapped does not shorten the subject's span. The labels timeline of a
+session starts at its earliest signal. ``IBI.csv`` is not a channel: its beats go to
+``trial.info["beats"]`` (see "Stages and trials"); an ``IBI.csv`` without beats is an error
+(delete it to read the session without beats). Example (an E4 export per subject)::
+
+    [dataset]
+    name = "my-e4-study"
+    root = "exports"
+    subject_id = "S{subject}"
+    records = [{ file = "S{subject}", format = "e4" }]
+
+    [dataset.channels]
+    EDA = "gsr"
+    TEMP = "temp"
+    BVP = "ppg"
+    ACC_x = "acc"
+    ACC_y = "acc"
+    ACC_z = "acc"
+    HR = "hr"
+
+    [dataset.labels]
+    from = "tags"                      # tags.csv of the session folder
+    stages = ["baseline", "stress", "recovery"]
+
+    [dataset.labels.classes]
+    baseline = 0
+    stress = 3
+    recovery = 0
 
 ``channels`` maps a channel name to a modality (one of :data:`~fearkd.recordings.MODALITIES`) or
 to a table ``{modality = "eeg", name = "Fz", scale = 1e6}``: ``name`` renames the channel,
@@ -79,6 +116,29 @@ with columns ``onset`` (seconds from the labels record's first sample), ``label`
 ``exclude``. (Trigger codes on a BDF ``Status`` channel, as in DEAP's original files, are not
 annotations; write them to an events CSV first.)
 
+``time_format`` (``"seconds"``, the default, | ``"unix"`` | ``"iso"``) says how the events
+CSV's ``onset`` is written: seconds from the labels record's first sample, or absolute times
+(POSIX seconds; ISO 8601 strings such as ``2020-01-02T10:00:02Z``, no zone meaning UTC).
+Absolute times are converted with the labels record's start: an E4 file's first row, EDF/BDF
+``meas_date``, a WFDB header with base date *and* time, or a CSV record's ``start`` key. A
+record without one (a CSV without ``start``, a WFDB header without a date) is a one-line
+error; a CSV time column counts seconds on its own clock and does not give an absolute start.
+
+``from = "tags"``: stages between button presses. ``stages`` (required) names them in order;
+the tags are the session's ``tags.csv`` for an E4 labels record, or ``tags = "pattern"`` (one
+absolute time per line, unix or UTC date). Stage ``i`` runs from tag ``i`` to tag ``i + 1``, so
+``n`` tags need ``n - 1`` stage names (or ``n``: the last stage then runs to the end of the
+records); with ``durations = [...]`` (seconds, one per stage) stage ``i`` starts at tag ``i``
+and lasts ``durations[i]``, and ``n`` tags need ``n`` names. Any other count, no tags, or a tag
+outside the session is an error naming the tags file (and line).
+
+``from = "column"``: intervals from a label column of the labels record (a CSV record read at
+its own rate: a per-sample or, as a 1 Hz record, a per-second label). ``column`` (required)
+names it; it is numeric and is not a channel. Consecutive equal values make one stage named by
+the value (``"1"``, ``"2"``; ``"2.5"`` for a non-integer), so ``classes`` and ``exclude`` use
+those names (``exclude = ["0"]`` drops transient stretches); empty (NaN) stretches are no
+stage.
+
 Stages and trials
 -----------------
 Events are sorted by onset. A stage lasts ``duration`` seconds when the event gives one (> 0),
@@ -88,12 +148,16 @@ Each kept stage is one :class:`~fearkd.recordings.Trial`, numbered 1..n in time 
 ``onset = 0``, ``ratings`` from ``labels.ratings`` and ``info``: ``y_fear`` (int), ``y_source``
 (int, when ``source_classes`` is given), ``stage`` (the event name), ``onset_s`` and
 ``duration_s`` (the stage span in seconds from the labels record's first sample), ``event``
-(the event's 1-based index in time order).
+(the event's 1-based index in time order), and, when an E4 record has ``IBI.csv``, ``beats``
+(ndarray, shape (n_beats,): the times of the beats in the stage, seconds from the stage start
+``onset_s``; each beat ends the inter-beat interval ``IBI.csv`` gives for it). Beats are
+irregular, so they are kept as times, not as a sampled :class:`~fearkd.recordings.Signal`.
 
 Time alignment
 --------------
 A record's first sample is placed on the labels record's timeline by its start time (WFDB
-``base_date``/``base_time``, EDF/BDF ``meas_date``, the first value of a CSV time column) when
+``base_date``/``base_time``, EDF/BDF ``meas_date``, an E4 file's first row, a CSV ``start``
+key, the first value of a CSV time column) when
 ``align = "auto"`` and every record of the subject has a start time on the same clock;
 otherwise (or with ``align = "start"``) all records of a subject start together.
 

@@ -80,7 +80,8 @@ def write_e4(root: str | Path, *, n_subjects: int = 3, seconds: float = 600.0,
     -------
     Path
         ``root/description.toml`` (``from = "tags"``; classes: 3 for a stage containing
-        ``"stress"``, else 0; channels EDA, TEMP, BVP, ACC_x/y/z, HR).
+        ``"stress"``, else 0; source classes: 1 for it, else 0; channels EDA, TEMP, BVP,
+        ACC_x/y/z, HR).
     """
     if variant not in _VARIANTS:
         raise ValueError(f"Invalid value for 'variant': expected one of {_VARIANTS!r}, "
@@ -137,6 +138,8 @@ def write_e4(root: str | Path, *, n_subjects: int = 3, seconds: float = 600.0,
         (folder / "tags.csv").write_text(tags + "\n", encoding="utf-8")
     classes = "\n".join(f'"{s}" = {3 if on else 0}' for s, on in zip(stages, stressed,
                                                                        strict=True))
+    source_classes = "\n".join(f'"{s}" = {int(on)}' for s, on in zip(stages, stressed,
+                                                                         strict=True))
     channels = "\n".join(f'{ch} = "{m}"' for ch, m in (
         ("EDA", "gsr"), ("TEMP", "temp"), ("BVP", "ppg"), ("ACC_x", "acc"), ("ACC_y", "acc"),
         ("ACC_z", "acc"), ("HR", "hr")))
@@ -160,5 +163,8 @@ stages = [{stage_list}]
 
 [dataset.labels.classes]
 {classes}
+
+[dataset.labels.source_classes]
+{source_classes}
 """, encoding="utf-8")
     return path
