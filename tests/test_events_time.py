@@ -147,3 +147,19 @@ def test_bad_record_start(tmp_path):
         load_generic(_desc(tmp_path, _csv_record(tmp_path, "yesterday")))
     with pytest.raises(ConfigError, match=r"'dataset\.records\[0\]\.start' is for CSV records"):
         load_generic(_desc(tmp_path, {"file": "w{subject}", "start": START}))
+
+
+def test_tags_file_on_a_csv_record(tmp_path):
+    (tmp_path / "p1_tags.csv").write_text(f"{START + 2}\n2020-01-02 10:00:10\n{START + 20}\n")
+    desc = _desc(tmp_path, _csv_record(tmp_path), **{
+        "from": "tags", "tags": "p{subject}_tags.csv", "stages": ["Relax", "Fear"]})
+    del desc["labels"]["events"]
+    _check_two_stages(load_generic(desc).load("1"))
+    del desc["labels"]["tags"]
+    with pytest.raises(ConfigError, match=r"labels\.from = \"tags\" needs 'dataset\.labels\.tags'"
+                                          r" .* not an E4 session folder"):
+        load_generic(desc).load("1")
+    desc["labels"]["time_format"] = "unix"
+    with pytest.raises(ConfigError, match=r"\[dataset\.labels\] time_format applies to "
+                                          r"labels\.from = \"events\" only"):
+        load_generic(desc)

@@ -230,15 +230,18 @@ def parse_time(value, time_format: str) -> float:
     return number
 
 
-def open_e4(name: str, path: Path) -> tuple[list[OpenRecord], np.ndarray | None, np.ndarray]:
+def open_e4(name: str, path: Path
+            ) -> tuple[list[OpenRecord], np.ndarray | None, np.ndarray | None]:
     """Open an E4 record: a session folder or one E4 signal file.
 
     Returns one :class:`OpenRecord` per signal file (name ``<record>/<EDA>``, clock
     ``"datetime"``, its own start and rate, ACC in g), the session's beat times (POSIX seconds)
-    or None without ``IBI.csv``, and its tags (POSIX seconds, possibly empty).
+    or None without ``IBI.csv``, and its tags (POSIX seconds, possibly empty; None for a single
+    file, which belongs to no session folder).
     """
     from .e4 import ACC_COUNTS_PER_G, E4_CHANNELS, read_e4_session, read_e4_signal
 
+    channels = dict(E4_CHANNELS)
     if path.is_dir():
         session = read_e4_session(path)
         signals, beats, tags = session.signals, session.beats if session.ibi else None, \
@@ -252,13 +255,13 @@ def open_e4(name: str, path: Path) -> tuple[list[OpenRecord], np.ndarray | None,
         if names is None or len(names) != data.shape[1]:
             names = (path.stem,) if data.shape[1] == 1 else tuple(
                 f"{path.stem}_{i}" for i in range(data.shape[1]))
-        signals, beats, tags = {stem: (start, sfreq, data)}, None, np.empty(0)
-        E4_CHANNELS = {**E4_CHANNELS, stem: names}
+        signals, beats, tags = {stem: (start, sfreq, data)}, None, None
+        channels[stem] = names
     records = []
     for stem, (start, sfreq, data) in signals.items():
         sub = path / f"{stem}.csv" if path.is_dir() else path
         rec_name = f"{name}/{stem}" if path.is_dir() else name
-        records.append(OpenRecord(rec_name, sub, "e4", sfreq, data.shape[0], E4_CHANNELS[stem],
+        records.append(OpenRecord(rec_name, sub, "e4", sfreq, data.shape[0], channels[stem],
                                   start, "datetime", np.ascontiguousarray(data.T)))
     return records, beats, tags
 
@@ -634,6 +637,12 @@ def _labels(table, records: tuple[_Record, ...], source: str) -> _Labels:
         raise ConfigError(
             f"{source}: labels.from = \"tags\" needs 'dataset.labels.stages', the stage names "
             f"in tag order, e.g. [\"baseline\", \"stress\", \"recovery\"]."
+        )
+    if time_format != "seconds" and kind != "events":
+        raise ConfigError(
+            f"{source}: [dataset.labels] time_format applies to labels.from = \"events\" only "
+            f"(tags are absolute times, annotations and label columns count samples); remove "
+            f"it or read an events CSV."
         )
     column = table.get("column")
     if kind == "column" and column is None:

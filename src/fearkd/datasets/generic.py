@@ -116,9 +116,10 @@ with columns ``onset`` (seconds from the labels record's first sample), ``label`
 ``exclude``. (Trigger codes on a BDF ``Status`` channel, as in DEAP's original files, are not
 annotations; write them to an events CSV first.)
 
-``time_format`` (``"seconds"``, the default, | ``"unix"`` | ``"iso"``) says how the events
-CSV's ``onset`` is written: seconds from the labels record's first sample, or absolute times
-(POSIX seconds; ISO 8601 strings such as ``2020-01-02T10:00:02Z``, no zone meaning UTC).
+``time_format`` (``"seconds"``, the default, | ``"unix"`` | ``"iso"``; only with
+``from = "events"``) says how the events CSV's ``onset`` is written: seconds from the labels
+record's first sample, or absolute times (POSIX seconds; ISO 8601 strings such as
+``2020-01-02T10:00:02Z``, no zone meaning UTC).
 Absolute times are converted with the labels record's start: an E4 file's first row, EDF/BDF
 ``meas_date``, a WFDB header with base date *and* time, or a CSV record's ``start`` key. A
 record without one (a CSV without ``start``, a WFDB header without a date) is a one-line
@@ -311,7 +312,8 @@ def _open_records(desc: Description, token: str) -> _Opened:
             recs, beats, tags = open_e4(name, path)
             if beats is not None:
                 opened.beats[k] = beats
-            opened.tags[k] = tags
+            if tags is not None:
+                opened.tags[k] = tags
         else:
             opts = {"sfreq": spec.sfreq, "time_column": spec.time_column, "sep": spec.sep,
                     "start": spec.start}
@@ -424,12 +426,11 @@ def _tag_events(desc: Description, token: str, opened: _Opened, ref_i: int):
             raise DatasetNotFoundError(f"{where}: tags file not found; check 'labels.tags'.")
         tags = read_e4_tags(where)
     elif spec in opened.tags:
-        where = ref.path.parent / "tags.csv" if ref.path.parent.is_dir() else ref.path
-        tags = opened.tags[spec]
+        where, tags = ref.path.parent / "tags.csv", opened.tags[spec]
     else:
         raise ConfigError(
             f"{desc.source}: labels.from = \"tags\" needs 'dataset.labels.tags' (a tags file "
-            f"pattern with {{subject}}) when the labels record is not an E4 session."
+            f"pattern with {{subject}}) when the labels record is not an E4 session folder."
         )
     shift = _absolute_start(ref, where, "tags")
     session = [opened.records[i] for i in opened.of(spec)]
