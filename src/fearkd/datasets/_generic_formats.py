@@ -11,7 +11,8 @@ any data is read, then :meth:`OpenRecord.read` returns the samples of the channe
 :func:`read_annotations` and :func:`read_events_csv` return the label events of a record.
 
 Times are seconds. A record's ``start`` is its first sample on a clock named by ``clock``:
-``"datetime"`` (POSIX seconds: WFDB base date and time, EDF/BDF ``meas_date``), ``"time-of-day"``
+``"datetime"`` (POSIX seconds: WFDB base date and time, EDF/BDF ``meas_date``, an E4 file's
+first row, a CSV record's ``start`` key), ``"time-of-day"``
 (WFDB base time without a date) or ``"csv"`` (the first value of a CSV time column); ``None``
 when the file does not say.
 """
@@ -36,12 +37,16 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-__all__ = ["FORMATS", "Description", "Event", "OpenRecord", "open_record", "parse_description",
-           "read_annotations", "read_description", "read_events_csv", "record_file"]
+__all__ = ["FORMATS", "TIME_FORMATS", "Description", "Event", "OpenRecord", "open_e4",
+           "open_record", "parse_description", "parse_time", "read_annotations",
+           "read_description", "read_events_csv", "record_file"]
 
 logger = logging.getLogger(__name__)
 
-FORMATS = ("wfdb", "edf", "bdf", "csv")
+FORMATS = ("wfdb", "edf", "bdf", "csv", "e4")
+
+#: How label times are written: seconds from the labels record's first sample, or absolute.
+TIME_FORMATS = ("seconds", "unix", "iso")
 
 #: What the libraries raise on a file they cannot parse; wrapped into FormatError naming it.
 _READ_ERRORS = (OSError, ValueError, KeyError, IndexError, TypeError, RuntimeError, EOFError,
@@ -109,6 +114,8 @@ class OpenRecord:
                 data = np.asarray(rec.p_signal, dtype=np.float64).T
             elif self.fmt in ("edf", "bdf"):
                 data = self._handle.get_data(picks=channels).astype(np.float64)
+            elif self.fmt == "e4":
+                data = self._handle[[self.ch_names.index(c) for c in channels]]
             else:
                 data = self._handle[channels].to_numpy(dtype=np.float64).T
         except _READ_ERRORS as exc:
@@ -192,6 +199,8 @@ def _open_csv(name: str, path: Path, opts: dict) -> OpenRecord:
         start, clock = float(times[0]), "csv"
         if sfreq is None:
             sfreq = 1.0 / step
+    if opts.get("start") is not None:
+        start, clock = float(opts["start"]), "datetime"
     bad = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
     if bad:
         raise FormatError(
@@ -201,6 +210,60 @@ def _open_csv(name: str, path: Path, opts: dict) -> OpenRecord:
     frame.columns = [str(c) for c in frame.columns]
     return OpenRecord(name, path, "csv", float(sfreq), len(frame), tuple(frame.columns),
                       start, clock, frame)
+
+
+def parse_time(value, time_format: str) -> float:
+    """Seconds of a label time: as is (``seconds``, ``unix``) or POSIX seconds of an ISO string.
+
+    An ISO time without a zone is UTC. Raises ``ValueError`` when ``value`` is not one.
+    """
+    if time_format == "iso":
+        if not isinstance(value, str):
+            raise ValueError(f"not an ISO time: {value!r}")
+        moment = _dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=_dt.timezone.utc)
+        return moment.timestamp()
+    number = float(value)
+    if not np.isfinite(number):
+        raise ValueError(f"not a finite number: {value!r}")
+    return number
+
+
+def open_e4(name: str, path: Path
+            ) -> tuple[list[OpenRecord], np.ndarray | None, np.ndarray | None]:
+    """Open an E4 record: a session folder or one E4 signal file.
+
+    Returns one :class:`OpenRecord` per signal file (name ``<record>/<EDA>``, clock
+    ``"datetime"``, its own start and rate, ACC in g), the session's beat times (POSIX seconds)
+    or None without ``IBI.csv``, and its tags (POSIX seconds, possibly empty; None for a single
+    file, which belongs to no session folder).
+    """
+    from .e4 import ACC_COUNTS_PER_G, E4_CHANNELS, read_e4_session, read_e4_signal
+
+    channels = dict(E4_CHANNELS)
+    if path.is_dir():
+        session = read_e4_session(path)
+        signals, beats, tags = session.signals, session.beats if session.ibi else None, \
+            session.tags
+    else:
+        stem = path.stem.upper()
+        start, sfreq, data = read_e4_signal(path)
+        if stem == "ACC":
+            data = data / ACC_COUNTS_PER_G
+        names = E4_CHANNELS.get(stem)
+        if names is None or len(names) != data.shape[1]:
+            names = (path.stem,) if data.shape[1] == 1 else tuple(
+                f"{path.stem}_{i}" for i in range(data.shape[1]))
+        signals, beats, tags = {stem: (start, sfreq, data)}, None, None
+        channels[stem] = names
+    records = []
+    for stem, (start, sfreq, data) in signals.items():
+        sub = path / f"{stem}.csv" if path.is_dir() else path
+        rec_name = f"{name}/{stem}" if path.is_dir() else name
+        records.append(OpenRecord(rec_name, sub, "e4", sfreq, data.shape[0], channels[stem],
+                                  start, "datetime", np.ascontiguousarray(data.T)))
+    return records, beats, tags
 
 
 def open_record(name: str, path: Path, fmt: str, opts: dict | None = None) -> OpenRecord:
@@ -215,7 +278,8 @@ def open_record(name: str, path: Path, fmt: str, opts: dict | None = None) -> Op
     fmt : str
         One of :data:`FORMATS`.
     opts : dict, optional
-        CSV options: ``sfreq``, ``time_column``, ``sep``.
+        CSV options: ``sfreq``, ``time_column``, ``sep``, ``start`` (POSIX seconds).
+        (E4 records open through :func:`open_e4`.)
     """
     opts = opts or {}
     try:
@@ -273,12 +337,16 @@ def read_annotations(record: OpenRecord, extension: str, label_field: str) -> li
     )
 
 
-def read_events_csv(path: Path) -> list[Event]:
-    """Events from a CSV file with columns ``onset`` (s), ``label`` and optional ``duration``."""
+def read_events_csv(path: Path, time_format: str = "seconds") -> list[Event]:
+    """Events from a CSV file with columns ``onset``, ``label`` and optional ``duration`` (s).
+
+    ``onset`` is read by ``time_format`` (:func:`parse_time`): seconds, or absolute POSIX
+    seconds (``unix``, ``iso``) that the caller shifts to the record's timeline.
+    """
     import pandas as pd
 
     try:
-        frame = pd.read_csv(path, dtype={"label": str}, keep_default_na=False)
+        frame = pd.read_csv(path, dtype={"label": str, "onset": str}, keep_default_na=False)
     except _READ_ERRORS as exc:
         raise FormatError(f"{path}: cannot read the events file ({exc}).") from exc
     missing = [c for c in ("onset", "label") if c not in frame.columns]
@@ -288,27 +356,34 @@ def read_events_csv(path: Path) -> list[Event]:
             f"and needs onset (seconds from the labels record's first sample), label and "
             f"optionally duration."
         )
-    onsets = pd.to_numeric(frame["onset"], errors="coerce").to_numpy(float)
+    onsets = np.full(len(frame), np.nan)
+    for row, value in enumerate(frame["onset"]):
+        try:
+            onsets[row] = parse_time(value, time_format)
+        except ValueError:
+            expected = {"seconds": "seconds from the labels record's first sample",
+                        "unix": "a unix time (POSIX seconds)",
+                        "iso": "an ISO time such as 2020-01-02T10:00:00Z"}[time_format]
+            raise FormatError(
+                f"{path}: row {row + 1} has onset {value!r}; expected {expected} (line "
+                f"{row + 2}; [dataset.labels] time_format = {time_format!r})."
+            ) from None
     if "duration" in frame.columns:
         durations = pd.to_numeric(frame["duration"].replace("", np.nan), errors="coerce")
         durations = durations.to_numpy(float)
     else:
         durations = np.full(len(frame), np.nan)
-    if not np.all(np.isfinite(onsets)):
-        row = int(np.flatnonzero(~np.isfinite(onsets))[0])
-        raise FormatError(
-            f"{path}: row {row + 1} has onset {frame['onset'].iloc[row]!r}; expected seconds."
-        )
     return [Event(str(lab).strip(), float(o), float(d) if np.isfinite(d) and d > 0 else None)
             for lab, o, d in zip(frame["label"], onsets, durations, strict=True)]
 
 
 _DATASET_KEYS = ("name", "root", "subjects", "subject_id", "format", "align", "records",
                  "channels", "labels", "kind", "description")
-_RECORD_KEYS = ("file", "format", "sfreq", "time_column", "sep", "channels")
+_RECORD_KEYS = ("file", "format", "sfreq", "time_column", "sep", "start", "channels")
 _CHANNEL_KEYS = ("modality", "name", "scale")
 _LABEL_KEYS = ("from", "record", "extension", "field", "events", "classes", "source_classes",
-               "exclude", "min_duration", "ratings")
+               "exclude", "min_duration", "ratings", "time_format", "tags", "stages",
+               "durations", "column")
 _SUFFIX_FORMATS = {".edf": "edf", ".bdf": "bdf", ".csv": "csv", ".hea": "wfdb", "": "wfdb"}
 
 
@@ -327,6 +402,7 @@ class _Record:
     time_column: str | None = None
     sep: str = ","
     channels: Mapping[str, _Channel] | None = None
+    start: float | None = None
 
 
 @dataclass(frozen=True)
@@ -341,6 +417,11 @@ class _Labels:
     exclude: tuple[str, ...]
     min_duration: float
     ratings: Mapping[str, Mapping[str, float]]
+    time_format: str = "seconds"
+    tags: str | None = None
+    stages: tuple[str, ...] = ()
+    durations: tuple[float, ...] | None = None
+    column: str | None = None
 
 
 @dataclass(frozen=True)
@@ -465,9 +546,24 @@ def _record(entry, default_fmt: str | None, i: int, source: str) -> _Record:
             f"{source}: CSV record {where} ({pattern!r}) needs 'sfreq' (Hz) or 'time_column'."
         )
     channels = entry.get("channels")
+    start = entry.get("start")
+    if start is not None:
+        if fmt != "csv":
+            raise ConfigError(f"{source}: key '{where}.start' is for CSV records; a {fmt!r} "
+                              f"record has its start time in its header.")
+        if isinstance(start, _dt.datetime):  # a bare TOML datetime
+            start = start.isoformat()
+        try:
+            start = parse_time(start, "iso" if isinstance(start, str) else "unix")
+        except (ValueError, TypeError):
+            raise ConfigError(
+                f"{source}: key '{where}.start' must be a unix time (number) or an ISO time "
+                f"such as \"2020-01-02T10:00:00Z\", got {start!r}."
+            ) from None
     return _Record(pattern, fmt, None if sfreq is None else float(sfreq), time_column,
                    _typed(entry.get("sep", ","), "str", f"{where}.sep", source),
-                   None if channels is None else _channels(channels, f"{where}.channels", source))
+                   None if channels is None else _channels(channels, f"{where}.channels", source),
+                   start)
 
 
 def _class_map(table, key: str, source: str) -> dict[str, int]:
@@ -477,8 +573,15 @@ def _class_map(table, key: str, source: str) -> dict[str, int]:
 
 def _labels(table, records: tuple[_Record, ...], source: str) -> _Labels:
     _keys(_typed(table, "table", "dataset.labels", source), _LABEL_KEYS, "[dataset.labels]", source)
-    kind = _choice(table.get("from", "annotations"), ("annotations", "events"),
+    kind = _choice(table.get("from", "annotations"), ("annotations", "events", "tags", "column"),
                    "dataset.labels.from", source)
+    time_format = table.get("time_format", "seconds")
+    if time_format not in TIME_FORMATS:
+        raise ConfigError(
+            f"{source}: [dataset.labels] time_format must be one of {list(TIME_FORMATS)!r}, got "
+            f"{time_format!r}; \"seconds\" counts from the labels record's first sample, "
+            f"\"unix\" and \"iso\" are absolute times."
+        )
     names = [r.pattern for r in records]
     record = _typed(table.get("record", names[0]), "str", "dataset.labels.record", source)
     if record not in names:
@@ -520,13 +623,44 @@ def _labels(table, records: tuple[_Record, ...], source: str) -> _Labels:
         raise ConfigError(
             f"{source}: key 'dataset.labels.min_duration' must be >= 0 s, got {min_duration!r}."
         )
+    stages = tuple(_typed(table.get("stages", []), "strings", "dataset.labels.stages", source))
+    durations = table.get("durations")
+    if durations is not None:
+        if not isinstance(durations, list) or len(durations) != len(stages):
+            raise ConfigError(
+                f"{source}: key 'dataset.labels.durations' must be a list of {len(stages)} "
+                f"number(s) of seconds, one per stage of 'stages', got {durations!r}."
+            )
+        durations = tuple(_typed(d, "number", "dataset.labels.durations", source)
+                          for d in durations)
+    if kind == "tags" and not stages:
+        raise ConfigError(
+            f"{source}: labels.from = \"tags\" needs 'dataset.labels.stages', the stage names "
+            f"in tag order, e.g. [\"baseline\", \"stress\", \"recovery\"]."
+        )
+    if time_format != "seconds" and kind != "events":
+        raise ConfigError(
+            f"{source}: [dataset.labels] time_format applies to labels.from = \"events\" only "
+            f"(tags are absolute times, annotations and label columns count samples); remove "
+            f"it or read an events CSV."
+        )
+    column = table.get("column")
+    if kind == "column" and column is None:
+        raise ConfigError(
+            f"{source}: labels.from = \"column\" needs 'dataset.labels.column', the label "
+            f"column of the labels record (e.g. \"label\")."
+        )
+    for key, value in (("tags", table.get("tags")), ("column", column)):
+        if value is not None:
+            _typed(value, "str", f"dataset.labels.{key}", source)
     return _Labels(
         kind, record, _typed(table.get("extension", "atr"), "str", "dataset.labels.extension",
                              source),
         _choice(table.get("field", "aux_note"), ("aux_note", "symbol"), "dataset.labels.field",
                 source),
         None if events is None else _typed(events, "str", "dataset.labels.events", source),
-        classes, source_classes, exclude, min_duration, ratings,
+        classes, source_classes, exclude, min_duration, ratings, time_format,
+        table.get("tags"), stages, durations, column,
     )
 
 

@@ -1,4 +1,4 @@
-"""Read your own continuous recordings (WFDB, EDF/BDF, CSV) labelled by annotated stages.
+"""Read your own continuous recordings (WFDB, EDF/BDF, CSV, Empatica E4) labelled by stages.
 
 :func:`load_generic` reads a **description** (a TOML file or a dict) and returns the same lazy
 :class:`~fearkd.recordings.Recordings` as the DEAP and ASCERTAIN readers. Each subject has one
@@ -16,7 +16,7 @@ share the file; other top-level tables are ignored here. The PhysioNet "Non-EEG"
     root = "../data/noneeg"            # relative to this file; load_generic(root=...) overrides
     subjects = "1-20"                  # "1-20" | "01-20" (zero-padded) | ["1", "7"] | "auto"
     subject_id = "Subject{subject}"    # fearkd subject id; default "{subject}"
-    format = "wfdb"                    # wfdb | edf | bdf | csv; default: from each file's suffix
+    format = "wfdb"                    # wfdb | edf | bdf | csv | e4; default: from the suffix
     align = "auto"                     # auto | start (see "Time alignment")
     records = ["Subject{subject}_AccTempEDA", "Subject{subject}_SpO2HR"]
 
@@ -30,7 +30,7 @@ share the file; other top-level tables are ignored here. The PhysioNet "Non-EEG"
     hr = "hr"
 
     [dataset.labels]
-    from = "annotations"               # annotations | events
+    from = "annotations"               # annotations | events | tags | column
     record = "Subject{subject}_AccTempEDA"   # record the events belong to (default: the first)
     extension = "atr"                  # WFDB annotation file <record>.atr
     field = "aux_note"                 # WFDB: aux_note (default) | symbol
@@ -59,9 +59,46 @@ record has its own); ``labels`` (required); ``kind`` (optional, must be ``"gener
 ``records`` entries are file patterns containing ``{subject}``: for WFDB the record name (with
 or without ``.hea``), for EDF/BDF/CSV the file name (``.edf``/``.bdf``/``.csv`` give the format).
 An entry may be a table ``{file = "...", format = "csv", sfreq = 4.0, time_column = "t",
-sep = ",", channels = {...}}``: ``sfreq`` or ``time_column`` (seconds, uniformly spaced) is
-required for CSV, where every other column is a channel; ``channels`` there replaces the global
-map for that record.
+sep = ",", start = "2020-01-02T10:00:00Z", channels = {...}}``: ``sfreq`` or ``time_column``
+(seconds, uniformly spaced) is required for CSV, where every other column is a channel;
+``start`` (CSV only: a unix time, an ISO string, or a TOML datetime; no zone means UTC) is the
+absolute time of the CSV's first sample, needed for absolute label times; ``channels`` there
+replaces the global map for that record.
+
+``format = "e4"`` (see :mod:`fearkd.datasets.e4`): the pattern names an Empatica E4 **session
+folder** (``"S{subject}"``, holding ``EDA.csv``, ``TEMP.csv``, ``BVP.csv``, ``ACC.csv``,
+``HR.csv``, optional ``IBI.csv`` and ``tags.csv``) or one E4 signal file
+(``"S{subject}/EDA.csv"``). Both start-row variants (unix time, UTC date string) are read. The
+channels are ``EDA``, ``TEMP``, ``BVP``, ``HR`` and ``ACC_x``, ``ACC_y``, ``ACC_z`` (in g), each
+signal placed on the session clock by its own start row (``HR`` starts 10 s late); a signal file
+whose channels are not mapped does not shorten the subject's span. The labels timeline of a
+session starts at its earliest signal. ``IBI.csv`` is not a channel: its beats go to
+``trial.info["beats"]`` (see "Stages and trials"); an ``IBI.csv`` without beats is an error
+(delete it to read the session without beats). Example (an E4 export per subject)::
+
+    [dataset]
+    name = "my-e4-study"
+    root = "exports"
+    subject_id = "S{subject}"
+    records = [{ file = "S{subject}", format = "e4" }]
+
+    [dataset.channels]
+    EDA = "gsr"
+    TEMP = "temp"
+    BVP = "ppg"
+    ACC_x = "acc"
+    ACC_y = "acc"
+    ACC_z = "acc"
+    HR = "hr"
+
+    [dataset.labels]
+    from = "tags"                      # tags.csv of the session folder
+    stages = ["baseline", "stress", "recovery"]
+
+    [dataset.labels.classes]
+    baseline = 0
+    stress = 3
+    recovery = 0
 
 ``channels`` maps a channel name to a modality (one of :data:`~fearkd.recordings.MODALITIES`) or
 to a table ``{modality = "eeg", name = "Fz", scale = 1e6}``: ``name`` renames the channel,
@@ -79,6 +116,30 @@ with columns ``onset`` (seconds from the labels record's first sample), ``label`
 ``exclude``. (Trigger codes on a BDF ``Status`` channel, as in DEAP's original files, are not
 annotations; write them to an events CSV first.)
 
+``time_format`` (``"seconds"``, the default, | ``"unix"`` | ``"iso"``; only with
+``from = "events"``) says how the events CSV's ``onset`` is written: seconds from the labels
+record's first sample, or absolute times (POSIX seconds; ISO 8601 strings such as
+``2020-01-02T10:00:02Z``, no zone meaning UTC).
+Absolute times are converted with the labels record's start: an E4 file's first row, EDF/BDF
+``meas_date``, a WFDB header with base date *and* time, or a CSV record's ``start`` key. A
+record without one (a CSV without ``start``, a WFDB header without a date) is a one-line
+error; a CSV time column counts seconds on its own clock and does not give an absolute start.
+
+``from = "tags"``: stages between button presses. ``stages`` (required) names them in order;
+the tags are the session's ``tags.csv`` for an E4 labels record, or ``tags = "pattern"`` (one
+absolute time per line, unix or UTC date). Stage ``i`` runs from tag ``i`` to tag ``i + 1``, so
+``n`` tags need ``n - 1`` stage names (or ``n``: the last stage then runs to the end of the
+records); with ``durations = [...]`` (seconds, one per stage) stage ``i`` starts at tag ``i``
+and lasts ``durations[i]``, and ``n`` tags need ``n`` names. Any other count, no tags, or a tag
+outside the session is an error naming the tags file (and line).
+
+``from = "column"``: intervals from a label column of the labels record (a CSV record read at
+its own rate: a per-sample or, as a 1 Hz record, a per-second label). ``column`` (required)
+names it; it is numeric and is not a channel. Consecutive equal values make one stage named by
+the value (``"1"``, ``"2"``; ``"2.5"`` for a non-integer), so ``classes`` and ``exclude`` use
+those names (``exclude = ["0"]`` drops transient stretches); empty (NaN) stretches are no
+stage.
+
 Stages and trials
 -----------------
 Events are sorted by onset. A stage lasts ``duration`` seconds when the event gives one (> 0),
@@ -88,12 +149,16 @@ Each kept stage is one :class:`~fearkd.recordings.Trial`, numbered 1..n in time 
 ``onset = 0``, ``ratings`` from ``labels.ratings`` and ``info``: ``y_fear`` (int), ``y_source``
 (int, when ``source_classes`` is given), ``stage`` (the event name), ``onset_s`` and
 ``duration_s`` (the stage span in seconds from the labels record's first sample), ``event``
-(the event's 1-based index in time order).
+(the event's 1-based index in time order), and, when an E4 record has ``IBI.csv``, ``beats``
+(ndarray, shape (n_beats,): the times of the beats in the stage, seconds from the stage start
+``onset_s``; each beat ends the inter-beat interval ``IBI.csv`` gives for it). Beats are
+irregular, so they are kept as times, not as a sampled :class:`~fearkd.recordings.Signal`.
 
 Time alignment
 --------------
 A record's first sample is placed on the labels record's timeline by its start time (WFDB
-``base_date``/``base_time``, EDF/BDF ``meas_date``, the first value of a CSV time column) when
+``base_date``/``base_time``, EDF/BDF ``meas_date``, an E4 file's first row, a CSV ``start``
+key, the first value of a CSV time column) when
 ``align = "auto"`` and every record of the subject has a start time on the same clock;
 otherwise (or with ``align = "start"``) all records of a subject start together.
 
@@ -115,6 +180,7 @@ import logging
 import math
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -125,6 +191,7 @@ from ._generic_formats import (
     Description,
     Event,
     OpenRecord,
+    open_e4,
     open_record,
     parse_description,
     read_annotations,
@@ -132,6 +199,7 @@ from ._generic_formats import (
     read_events_csv,
     record_file,
 )
+from .e4 import read_e4_tags
 
 __all__ = ["load_generic"]
 
@@ -177,7 +245,7 @@ def load_generic(description: str | Path | Mapping, *, root: str | Path | None =
     missing = [str(record_file(desc.root, spec.pattern.replace("{subject}", tok), spec.fmt))
                for tok in tokens.values() for spec in desc.records
                if not record_file(desc.root, spec.pattern.replace("{subject}", tok),
-                                  spec.fmt).is_file()]
+                                  spec.fmt).exists()]
     if missing:
         raise DatasetNotFoundError(
             f"{source}: {len(missing)} record file(s) missing under {str(desc.root)!r}, first "
@@ -220,23 +288,48 @@ def _resolve_subjects(desc: Description) -> dict[str, str]:
     return {desc.subject_id.replace("{subject}", t): t for t in tokens}
 
 
-def _open_records(desc: Description, token: str) -> list[OpenRecord]:
-    records = []
-    for spec in desc.records:
+@dataclass
+class _Opened:
+    """A subject's open records; an E4 session gives one record per signal file."""
+
+    records: list[OpenRecord]
+    owners: list[int]  # index into desc.records of each open record
+    beats: dict[int, np.ndarray] = field(default_factory=dict)  # POSIX s, per E4 record spec
+    tags: dict[int, np.ndarray] = field(default_factory=dict)
+
+    def of(self, spec: int) -> list[int]:
+        return [i for i, o in enumerate(self.owners) if o == spec]
+
+
+def _open_records(desc: Description, token: str) -> _Opened:
+    opened = _Opened([], [])
+    for k, spec in enumerate(desc.records):
         name = spec.pattern.replace("{subject}", token)
         path = record_file(desc.root, name, spec.fmt)
-        if not path.is_file():
+        if not path.exists():
             raise DatasetNotFoundError(f"{path}: record {name!r} not found.")
-        opts = {"sfreq": spec.sfreq, "time_column": spec.time_column, "sep": spec.sep}
-        records.append(open_record(name, path, spec.fmt, opts))
-    return records
+        if spec.fmt == "e4":
+            recs, beats, tags = open_e4(name, path)
+            if beats is not None:
+                opened.beats[k] = beats
+            if tags is not None:
+                opened.tags[k] = tags
+        else:
+            opts = {"sfreq": spec.sfreq, "time_column": spec.time_column, "sep": spec.sep,
+                    "start": spec.start}
+            recs = [open_record(name, path, spec.fmt, opts)]
+        opened.records += recs
+        opened.owners += [k] * len(recs)
+    return opened
 
 
-def _channel_plan(desc: Description, records: list[OpenRecord]) -> dict[str, list]:
+def _channel_plan(desc: Description, opened: _Opened) -> dict[str, list]:
     """modality -> [(record index, file channel, output name, scale)], checked against files."""
     plan: dict[str, list] = {}
     where: dict[str, int] = {}
-    for i, (spec, rec) in enumerate(zip(desc.records, records, strict=True)):
+    records = opened.records
+    specs = [desc.records[o] for o in opened.owners]
+    for i, (spec, rec) in enumerate(zip(specs, records, strict=True)):
         own = spec.channels is not None
         chans = spec.channels if own else desc.channels
         for ch, cs in chans.items():
@@ -257,7 +350,7 @@ def _channel_plan(desc: Description, records: list[OpenRecord]) -> dict[str, lis
     absent = [ch for ch in desc.channels if ch not in where
               and any(s.channels is None for s in desc.records)]
     if absent:
-        have = {r.name: list(r.ch_names) for r, s in zip(records, desc.records, strict=True)
+        have = {r.name: list(r.ch_names) for r, s in zip(records, specs, strict=True)
                 if s.channels is None}
         raise UnknownChannelError(
             f"{desc.source}: channel(s) {absent!r} of [dataset.channels] are in no record; the "
@@ -304,15 +397,117 @@ def _common_span(records: list[OpenRecord], offsets: list[float]) -> tuple[float
     return start, end
 
 
-def _read_events(desc: Description, token: str, ref: OpenRecord) -> list[Event]:
+def _labels_ref(desc: Description, opened: _Opened) -> int:
+    """Open record whose first sample is t = 0 of the labels: an E4 session's earliest signal."""
+    idx = opened.of(desc.record_names.index(desc.labels.record))
+    return min(idx, key=lambda i: opened.records[i].start or 0.0)
+
+
+def _absolute_start(ref: OpenRecord, where, what: str) -> float:
+    """Start of ``ref`` in POSIX seconds, for label times given as absolute times."""
+    if ref.clock != "datetime" or ref.start is None:
+        raise FormatError(
+            f"{where}: {what} are absolute times, but record {ref.name!r} ({ref.path}) has no "
+            f"absolute start time; give a CSV record 'start = \"2020-01-02T10:00:00Z\"' (or a "
+            f"unix time), use EDF/BDF with a measurement date or WFDB with a base date and "
+            f"time, or write seconds from the first sample (time_format = \"seconds\")."
+        )
+    return ref.start
+
+
+def _tag_events(desc: Description, token: str, opened: _Opened, ref_i: int):
+    """Stages between consecutive tags (or lasting ``durations``), on the labels timeline."""
     lab = desc.labels
-    if lab.kind == "annotations":
-        events, where = read_annotations(ref, lab.extension, lab.field), ref.path
+    ref = opened.records[ref_i]
+    spec = opened.owners[ref_i]
+    if lab.tags is not None:
+        where = desc.root / lab.tags.replace("{subject}", token)
+        if not where.is_file():
+            raise DatasetNotFoundError(f"{where}: tags file not found; check 'labels.tags'.")
+        tags = read_e4_tags(where)
+    elif spec in opened.tags:
+        where, tags = ref.path.parent / "tags.csv", opened.tags[spec]
     else:
+        raise ConfigError(
+            f"{desc.source}: labels.from = \"tags\" needs 'dataset.labels.tags' (a tags file "
+            f"pattern with {{subject}}) when the labels record is not an E4 session folder."
+        )
+    shift = _absolute_start(ref, where, "tags")
+    session = [opened.records[i] for i in opened.of(spec)]
+    first = min(r.start for r in session) - shift
+    last = max(r.start + r.duration for r in session) - shift
+    for line, tag in enumerate(tags, 1):
+        if not first <= tag - shift <= last:
+            raise FormatError(
+                f"{where}: line {line}: tag {tag:.3f} is {tag - shift:.1f} s from the session "
+                f"start, outside the session ({first:.1f} to {last:.1f} s); remove the tag or "
+                f"fix the clock that wrote it."
+            )
+    stages, n = lab.stages, len(tags)
+    need = (f"{n} stage name(s), one per tag" if lab.durations is not None else
+            f"{max(n - 1, 1)} stage name(s) (stage i runs from tag i to tag i+1; {n} to let the "
+            f"last one run to the end of the records)")
+    fits = len(stages) == n if lab.durations is not None else n - 1 <= len(stages) <= n
+    if n == 0 or not fits:
+        raise FormatError(
+            f"{where}: {n} tag(s) need {need}, but [dataset.labels] stages has {len(stages)}: "
+            f"{list(stages)!r}; fix 'stages' (or 'durations') or the tags."
+        )
+    events = []
+    for i, name in enumerate(stages):
+        onset = tags[i] - shift
+        if lab.durations is not None:
+            duration = lab.durations[i]
+        else:
+            duration = tags[i + 1] - tags[i] if i + 1 < n else None
+        events.append(Event(name, float(onset), duration))
+    return events, where
+
+
+def _column_events(desc: Description, ref: OpenRecord) -> list[Event]:
+    """Runs of equal values in the labels record's label column; NaN runs are no stage."""
+    column = desc.labels.column
+    if column not in ref.ch_names:
+        raise FormatError(
+            f"{ref.path}: no label column {column!r}; columns are {list(ref.ch_names)!r}. Fix "
+            f"'dataset.labels.column' or 'dataset.labels.record'."
+        )
+    values = ref.read([column])[0]
+    change = np.flatnonzero(~((values[1:] == values[:-1])
+                              | (np.isnan(values[1:]) & np.isnan(values[:-1])))) + 1
+    bounds = np.concatenate([[0], change, [len(values)]])
+    events = []
+    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+        v = values[a]
+        if np.isnan(v):
+            continue
+        name = str(int(v)) if float(v).is_integer() else repr(float(v))
+        events.append(Event(name, a / ref.sfreq, (b - a) / ref.sfreq))
+    return events
+
+
+def _read_events(desc: Description, token: str, opened: _Opened, ref_i: int) -> list[Event]:
+    lab = desc.labels
+    ref = opened.records[ref_i]
+    if lab.kind == "annotations":
+        if ref.fmt == "e4":
+            raise ConfigError(
+                f"{desc.source}: labels record {lab.record!r} is an E4 session, which has no "
+                f"annotations; set labels.from = \"tags\" (tags.csv) or \"events\"."
+            )
+        events, where = read_annotations(ref, lab.extension, lab.field), ref.path
+    elif lab.kind == "events":
         where = desc.root / lab.events.replace("{subject}", token)
         if not where.is_file():
             raise DatasetNotFoundError(f"{where}: events file not found; check 'labels.events'.")
-        events = read_events_csv(where)
+        events = read_events_csv(where, lab.time_format)
+        if lab.time_format != "seconds":
+            shift = _absolute_start(ref, where, f"events (time_format = {lab.time_format!r})")
+            events = [replace(ev, onset=ev.onset - shift) for ev in events]
+    elif lab.kind == "tags":
+        events, where = _tag_events(desc, token, opened, ref_i)
+    else:
+        events, where = _column_events(desc, ref), ref.path
     tol = 1.0 / ref.sfreq
     for ev in events:
         end = ev.onset + (ev.duration or 0.0)
@@ -343,13 +538,17 @@ def _load_subject(desc: Description, tokens: Mapping[str, str], subject: str,
                   report: LoadReport) -> Subject:
     """Read one subject: every record, its stages, one trial per kept stage."""
     token = tokens[subject]
-    records = _open_records(desc, token)
-    ref = desc.record_names.index(desc.labels.record)
-    plan = _channel_plan(desc, records)
+    opened = _open_records(desc, token)
+    records = opened.records
+    ref = _labels_ref(desc, opened)
+    plan = _channel_plan(desc, opened)
     offsets = _offsets(desc, records, ref)
-    start, end = _common_span(records, offsets)
-    events = _read_events(desc, token, records[ref])
     used = sorted({i for entries in plan.values() for (i, *_) in entries})
+    # an E4 signal file nobody asked for (HR starts 10 s late) does not shorten the span
+    spanned = [i for i, r in enumerate(records) if r.fmt != "e4" or i in used or i == ref]
+    start, end = _common_span([records[i] for i in spanned], [offsets[i] for i in spanned])
+    events = _read_events(desc, token, opened, ref)
+    beats = _beats(opened, offsets)
     wanted = {i: [ch for entries in plan.values() for (j, ch, _, _) in entries if j == i]
               for i in used}
     data = {i: dict(zip(wanted[i], records[i].read(wanted[i]), strict=True)) for i in used}
@@ -377,9 +576,20 @@ def _load_subject(desc: Description, tokens: Mapping[str, str], subject: str,
                 "duration_s": t1 - t0, "event": k + 1}
         if lab.source_classes is not None:
             info["y_source"] = int(lab.source_classes.get(ev.label, -1))
+        if beats is not None:
+            info["beats"] = beats[(beats >= t0) & (beats < t1)] - t0
         trials.append(Trial(desc.name, subject, len(trials) + 1, signals,
                             ratings=lab.ratings.get(ev.label, {}), onset=0.0, info=info))
     return Subject(desc.name, subject, tuple(trials))
+
+
+def _beats(opened: _Opened, offsets: list[float]) -> np.ndarray | None:
+    """Beat times of the (first) E4 record with IBI.csv, seconds on the labels timeline."""
+    for spec, beats in opened.beats.items():
+        i = opened.of(spec)[0]
+        rec = opened.records[i]
+        return beats - rec.start + offsets[i]
+    return None
 
 
 def _crop_stage(plan, records, offsets, data, t0: float, t1: float) -> dict[str, Signal] | None:
