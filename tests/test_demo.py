@@ -1,6 +1,8 @@
 """`fearkd demo --quick` end to end: data, features, CV, methods, protocols, report."""
 
 import base64
+import contextlib
+import io
 from html.parser import HTMLParser
 
 import pandas as pd
@@ -26,9 +28,13 @@ class _Collect(HTMLParser):
             self.tables.add(a["data-table"])
 
 
-@pytest.fixture
-def fit_calls(monkeypatch):
-    """Count calls of the training loop; the demo's units run in this process (jobs = 1)."""
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    """One quick demo, shared by the tests below, with every ``fit`` call counted.
+
+    The demo's units run in this process (jobs = 1) so that the calls can be counted. Both
+    tests carry the same ``xdist_group``, so that they run on one pytest worker and share it.
+    """
     calls = []
     real_fit, real_config = fearkd.training.trainer.fit, fearkd.demo.demo_config
 
@@ -36,18 +42,24 @@ def fit_calls(monkeypatch):
         calls.append(1)
         return real_fit(*args, **kwargs)
 
-    monkeypatch.setattr(fearkd.training.trainer, "fit", counting_fit)
-    monkeypatch.setattr(fearkd.demo, "demo_config",
-                        lambda *a: real_config(*a).replace(evaluation={"jobs": 1}))
-    return calls
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(fearkd.training.trainer, "fit", counting_fit)
+        mp.setattr(fearkd.demo, "demo_config",
+                   lambda *a: real_config(*a).replace(evaluation={"jobs": 1}))
+        out = tmp_path_factory.mktemp("demo") / "demo"
+        capture = io.StringIO()
+        with contextlib.redirect_stdout(capture):
+            rc = main(["demo", "--quick", "--out", str(out), "--quiet"])
+        yield {"rc": rc, "out": out, "printed": capture.getvalue(), "calls": calls}
 
 
 @pytest.mark.slow
-def test_quick_demo_end_to_end(tmp_path, capsys, fit_calls):
-    out = tmp_path / "demo"
-    assert main(["demo", "--quick", "--out", str(out), "--quiet"]) == 0
-    assert fit_calls, "the demo trained nothing through fearkd.training.trainer.fit"
-    printed = capsys.readouterr().out
+@pytest.mark.xdist_group("demo")
+def test_quick_demo_end_to_end(demo_run):
+    out = demo_run["out"]
+    assert demo_run["rc"] == 0
+    assert demo_run["calls"], "the demo trained nothing through fearkd.training.trainer.fit"
+    printed = demo_run["printed"]
     assert "fearkd demo: summary" in printed and "report.html" in printed
     results = pd.read_csv(out / "results.csv")
     assert set(results["dataset"]) == {"deap", "ascertain"}
@@ -71,11 +83,18 @@ def test_quick_demo_end_to_end(tmp_path, capsys, fit_calls):
         assert base64.b64decode(src.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "report.md").is_file()
 
-    # a second run resumes: nothing is retrained and the results are the same
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("demo")
+def test_a_second_demo_run_resumes_and_retrains_nothing(demo_run):
+    out, calls = demo_run["out"], demo_run["calls"]
+    assert demo_run["rc"] == 0 and calls
+    results = pd.read_csv(out / "results.csv")
     before = results.sort_values(list(results.columns[:11])).reset_index(drop=True)
-    fit_calls.clear()
-    assert main(["demo", "--quick", "--out", str(out), "--quiet"]) == 0
-    assert fit_calls == [], f"the second run retrained {len(fit_calls)} model(s)"
+    calls.clear()
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["demo", "--quick", "--out", str(out), "--quiet"]) == 0
+    assert calls == [], f"the second run retrained {len(calls)} model(s)"
     again = pd.read_csv(out / "results.csv")
     after = again.sort_values(list(again.columns[:11])).reset_index(drop=True)
     pd.testing.assert_frame_equal(before, after)
