@@ -519,7 +519,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _load_plugins(argv: list[str]) -> None:
+    """Import plug-ins before the parser is built, so that ``choices=`` list their names.
+
+    ``FEARKD_PLUGINS`` names plug-ins for every command; an experiment file on the command line
+    names its own (its top-level ``plugins`` key, read again when the file is loaded).
+    """
+    from .config import _plugins, tomllib
+    from .plugins import plugins_from_env
+
+    plugins_from_env()
+    for arg in argv:
+        path = Path(arg)
+        if arg.endswith(".toml") and path.is_file():
+            try:
+                data = tomllib.loads(path.read_text(encoding="utf-8"))
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError):
+                continue  # reported with its file name when the command loads it
+            if "plugins" in data:
+                _plugins(data["plugins"], str(path))
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        _load_plugins(argv)
+    except FearkdError as exc:
+        print(f"fearkd: error: {exc}", file=sys.stderr)
+        return 2
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

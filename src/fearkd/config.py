@@ -181,6 +181,9 @@ class ExperimentConfig:
     methods: MethodsConfig = field(default_factory=MethodsConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    #: Plug-in modules imported before validation (:mod:`fearkd.plugins`); ``.py`` paths are
+    #: stored absolute.
+    plugins: tuple[str, ...] = ()
     source: str = ""
 
     def replace(self, **sections: Mapping[str, object]) -> ExperimentConfig:
@@ -344,13 +347,26 @@ def _build(cls, table: Mapping, section: str, source: str):
         raise ConfigError(f"{source}: {exc}") from None
 
 
+def _plugins(value: object, source: str) -> tuple[str, ...]:
+    """Resolve and import the file's plug-ins, so that the names they register validate."""
+    from .plugins import load_plugins, resolve_plugin
+
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{source}: plugins: expected a list of module names or .py paths, "
+                          f"got {value!r}.")
+    base = Path(source).parent if Path(source).is_file() else Path.cwd()
+    resolved = tuple(resolve_plugin(v, base) for v in value)
+    load_plugins(resolved, where=source)
+    return resolved
+
+
 def _from_dict(data: Mapping, source: str) -> ExperimentConfig:
     sections = {
         "dataset": DatasetConfig, "labels": LabelsConfig, "features": FeaturesConfig,
         "models": ModelsConfig, "methods": MethodsConfig, "training": TrainingConfig,
         "evaluation": EvaluationConfig,
     }
-    top = {"name"} | set(sections) | {"source"}
+    top = {"name", "plugins"} | set(sections) | {"source"}
     unknown = sorted(set(data) - top)
     if unknown:
         raise ConfigError(
@@ -366,6 +382,8 @@ def _from_dict(data: Mapping, source: str) -> ExperimentConfig:
         data = {**data, "dataset": {**{k: ds[k] for k in own if k in ds}, "options": options}}
     if "name" in data:
         kwargs["name"] = _coerce(data["name"], str, f"{source}: name")
+    if "plugins" in data:
+        kwargs["plugins"] = _plugins(data["plugins"], source)
     for key, cls in sections.items():
         if key in data:
             kwargs[key] = _build(cls, data[key], key, source)

@@ -129,12 +129,13 @@ def prepare_data(cfg: ExperimentConfig, *, data_path=None, cache_dir=None,
 
 
 def _splits(meta: pd.DataFrame, protocol: str, folds: int, seed: int) -> list[tuple]:
-    from .evaluation.splitters import check_split, make_splitter
+    from .evaluation.splitters import PROTOCOLS, check_split, iter_splits, make_splitter
 
     splitter = make_splitter(protocol, n_splits=folds, random_state=seed)
+    guarded = PROTOCOLS.entry(protocol).info.get("group", "none") != "none"
     out = []
-    for train, val, test in splitter.split_with_validation(meta):
-        if protocol in ("subject", "trial"):
+    for train, val, test in iter_splits(splitter, meta):
+        if guarded:
             # The runner's own guard, whatever produced the split: a subject (trial) on both
             # sides raises LeakageError here, before any unit trains. The leaky protocols only
             # log, which their splitters already did.
@@ -221,7 +222,7 @@ def run_experiment(cfg: ExperimentConfig, rundir: str | Path, *, data_path=None,
             splits[(protocol, seed)] = _splits(meta, protocol, folds, seed)
             n_folds[(protocol, seed)] = len(splits[(protocol, seed)])
     cv = CVData(data.featureset, data.student_names, splits, settings, data.n_source_classes,
-                data.class_names)
+                data.class_names, plugins=cfg.plugins)
     units = make_units(data.dataset, plan, n_folds, ev.seeds)
     run_units(units, cv, run, jobs=jobs, scheduler=scheduler, progress=progress)
     results = run.results()

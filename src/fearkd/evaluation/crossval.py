@@ -75,6 +75,9 @@ class CVData:
     settings: object  # fearkd.methods.PipelineSettings
     n_source_classes: int
     class_names: tuple[str, ...] = FEAR_CLASSES
+    #: Plug-in modules (:mod:`fearkd.plugins`) each worker imports before running a unit, so
+    #: that the names they register exist in every process.
+    plugins: tuple[str, ...] = ()
 
 
 def make_units(dataset: str, plan: Sequence[tuple[str, str, tuple[str, ...]]],
@@ -106,7 +109,9 @@ def _run_one(unit: Unit, data: CVData, checkpoint_root: str | None) -> dict:
     import torch
 
     from .. import methods
+    from ..plugins import load_plugins
 
+    load_plugins(data.plugins, where="plugins")
     old_threads = torch.get_num_threads()
     torch.set_num_threads(UNIT_THREADS)
     try:

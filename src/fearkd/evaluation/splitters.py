@@ -43,6 +43,8 @@ __all__ = [
     "WindowSplitter",
     "LegacySplitter",
     "make_splitter",
+    "iter_splits",
+    "MetadataSplitter",
 ]
 
 logger = logging.getLogger(__name__)
@@ -250,8 +252,15 @@ def _check_n_splits(n_splits, allow_loso: bool = False) -> None:
         raise ValueError(f"'n_splits' must be an integer >= 2{extra}, got {n_splits!r}.")
 
 
-class _MetadataSplitter:
-    """Common sklearn-style interface: ``split(metadata)``, ``get_n_splits(metadata)``."""
+class MetadataSplitter:
+    """Base of the splitters: ``split(metadata)``, ``split_with_validation(metadata)``.
+
+    A protocol registered from outside (:func:`register_protocol`) may subclass it and define
+    ``_iter(metadata)`` yielding positional ``(train, val, test)`` arrays (``val`` empty unless
+    the protocol has its own validation rows) and a ``protocol`` name: every split then passes
+    :func:`check_split`. Any object with a scikit-learn style ``split(metadata)`` works too
+    (see :func:`iter_splits`).
+    """
 
     protocol = ""
     _columns: tuple[str, ...] = ("subject", "trial", "t_start", "t_stop")
@@ -276,7 +285,7 @@ class _MetadataSplitter:
         return f"{type(self).__name__}({args})"
 
 
-class _GroupSplitter(_MetadataSplitter):
+class _GroupSplitter(MetadataSplitter):
     """k folds over groups, stratified on the target when that fills every fold."""
 
     def __init__(self, n_splits=5, random_state=None, target: str = "y_fear"):
@@ -377,7 +386,7 @@ class TrialSplitter(_GroupSplitter):
         return _trial_codes(metadata)
 
 
-class WindowSplitter(_MetadataSplitter):
+class WindowSplitter(MetadataSplitter):
     """Random k-fold over windows. Leaks between overlapping windows; logs a warning."""
 
     protocol = "window"
@@ -406,7 +415,7 @@ class WindowSplitter(_MetadataSplitter):
             yield train, empty, test
 
 
-class LegacySplitter(_MetadataSplitter):
+class LegacySplitter(MetadataSplitter):
     """The reference's every-``every``-th-window split, with validation indices.
 
     Fold 0 is the reference's split exactly: per subject, windows in time order, the 5th, 10th,
@@ -472,7 +481,7 @@ def register_protocol(name: str, factory: Callable, *, description: str = "",
     factory : callable
         ``factory(n_splits, random_state, target) -> splitter``; the splitter has
         ``split(metadata)`` yielding positional ``(train_idx, test_idx)`` (subclass
-        ``_MetadataSplitter`` to get the leakage guard and ``split_with_validation``).
+        ``MetadataSplitter`` to get the leakage guard and ``split_with_validation``).
     description : str
         One line for ``--help`` and the docs.
     group : {"subject", "trial", "none"}
@@ -498,12 +507,26 @@ def register_protocol(name: str, factory: Callable, *, description: str = "",
                               group=group, leaky=bool(leaky))
 
 
+def iter_splits(splitter, metadata: pd.DataFrame) -> Iterator[tuple]:
+    """``(train, val, test)`` positional arrays of any splitter ``make_splitter`` returns.
+
+    Splitters without ``split_with_validation`` (a plain scikit-learn style ``split``) get an
+    empty validation part; the caller checks the splits with :func:`check_split`.
+    """
+    if hasattr(splitter, "split_with_validation"):
+        yield from splitter.split_with_validation(metadata)
+        return
+    empty = np.array([], dtype=np.int64)
+    for train, test in splitter.split(metadata):
+        yield np.sort(np.asarray(train)), empty, np.sort(np.asarray(test))
+
+
 def make_splitter(
     protocol: str = "subject",
     n_splits: int | str = 5,
     random_state=None,
     target: str = "y_fear",
-) -> _MetadataSplitter:
+) -> MetadataSplitter:
     """Build the splitter of an evaluation protocol.
 
     Parameters
