@@ -20,7 +20,6 @@ from fearkd.config import load_config
 from fearkd.datasets.loaders import READERS
 from fearkd.errors import ConfigError
 from fearkd.evaluation.splitters import PROTOCOLS
-from fearkd.methods import METHODS
 from fearkd.models.registry import MODELS
 from fearkd.training.distill import KD_LOSSES
 
