@@ -7,6 +7,7 @@ piece registered from outside the package (``register_model``, ``register_reader
 accepted everywhere a built-in one is.
 
 Entries keep their registration order: that order is the report's order.
+``docs/ARCHITECTURE.md`` lists the registries and shows how to add to each.
 """
 
 from __future__ import annotations
