@@ -23,6 +23,8 @@ from fearkd.models.registry import (
     replace_head,
 )
 from fearkd.models.rnn import RecurrentNet, rnn_flops_per_sample
+from fearkd.models.stacks import RecurrentStack
+from fearkd.models.teacher import TeacherCNN
 
 __all__ = [
     "BASELINES",
@@ -35,6 +37,8 @@ __all__ = [
     "MODELS",
     "ModelSpec",
     "RecurrentNet",
+    "RecurrentStack",
+    "TeacherCNN",
     "available_models",
     "cnn_flops_per_sample",
     "freeze",

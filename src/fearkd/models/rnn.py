@@ -17,10 +17,13 @@ GRU and Keras' ``reset_after=True`` GRU both have two and count the same.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
-from fearkd.models.base import FearkdModule, keras_init_
+from fearkd.models.base import FearkdModule, check_size, keras_init_
 from fearkd.models.registry import register_model
 
 __all__ = ["RecurrentNet", "init_recurrent_", "rnn_flops_per_sample"]
@@ -57,12 +60,15 @@ class RecurrentNet(FearkdModule):
         Units per recurrent layer (64 in the reference).
     num_layers : int
         Stacked recurrent layers.
+    token_size : int
+        Features per step: the vector is cut into ``ceil(n_features / token_size)`` tokens
+        (the last zero-padded); 1 reads one feature per step.
     """
 
     trunk_names = ("rnn",)
 
     def __init__(self, n_features: int, n_outputs: int, *, cell: str = "lstm",
-                 hidden_size: int = 64, num_layers: int = 1) -> None:
+                 hidden_size: int = 64, num_layers: int = 1, token_size: int = 8) -> None:
         super().__init__()
         if cell not in CELLS:
             raise ValueError(f"Invalid value for 'cell': expected one of {tuple(CELLS)}, "
@@ -71,14 +77,21 @@ class RecurrentNet(FearkdModule):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"'{name}' must be a positive int, got {value!r}.")
         self.cell = cell
-        self.rnn = CELLS[cell][0](1, hidden_size, num_layers)
+        self.token_size = check_size("token_size", token_size, 1)
+        self.n_steps = math.ceil(n_features / self.token_size)
+        self.rnn = CELLS[cell][0](self.token_size, hidden_size, num_layers)
         self.head = nn.Linear(hidden_size, n_outputs)
         keras_init_(self)
         init_recurrent_(self.rnn)
 
     def forward(self, x: Tensor) -> Tensor:
         """Logits, shape (batch, n_outputs), of ``x``, shape (batch, n_features)."""
-        seq = x.reshape(x.shape[0], -1).t().unsqueeze(-1)  # (steps, batch, 1), time-major
+        x = x.reshape(x.shape[0], -1)
+        pad = self.n_steps * self.token_size - x.shape[1]
+        if pad:
+            x = F.pad(x, (0, pad))
+        # (steps, batch, token_size), time-major
+        seq = x.reshape(x.shape[0], self.n_steps, self.token_size).transpose(0, 1)
         return self.head(self.rnn(seq)[0][-1])
 
 
