@@ -1,7 +1,8 @@
 """Models: the model contract, one registry (``make_model``), freeze policies, baselines.
 
 Importing this package imports the model files, which register the built-in names (``cnn``,
-``lstm``, ``gru``, ``cnn-lstm``, ``ann``, ``dnn150``, ``dnn300``) in :data:`MODELS`; a model
+``lstm``, ``gru``, ``cnn-lstm``, ``ann``, ``dnn150``, ``dnn300``, ``bilstm``, ``bigru``,
+``cnn-teacher``) in :data:`MODELS`; a model
 from outside the package joins them through :func:`register_model`.
 """
 

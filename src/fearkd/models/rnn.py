@@ -1,6 +1,11 @@
-"""The reference's recurrent backbones: LSTM and GRU over the feature vector as a sequence.
+"""Single-width recurrent backbones: ``lstm`` and ``gru`` over the feature vector as a sequence.
 
-Each feature is one time step with one input dimension (``n_features`` steps); ``num_layers``
+These are not the seed's networks (its notebooks stack BiLSTM(128) -> LSTM(128) -> LSTM(32)
+and BiGRU(128) -> GRU(256) -> GRU(32): registry names ``bilstm`` and ``bigru``, in
+:mod:`fearkd.models.stacks`); they are small recurrent baselines. The feature vector is cut into
+tokens of ``token_size`` consecutive features (default 8, the last zero-padded), one token per
+time step (``ceil(n_features / token_size)`` steps; ``token_size=1`` reads one feature per
+step, as the checkpoints written before this parameter existed); ``num_layers``
 stacked recurrent layers of ``hidden_size`` units (64 by default) run from a zero state, and the
 last layer's hidden state after the last step goes through the output layer ``.head``
 (``Dense(n_outputs)``, logits). Initialisation follows Keras: Glorot-uniform input kernels,
@@ -57,7 +62,7 @@ class RecurrentNet(FearkdModule):
         Number of logits.
     cell : {"lstm", "gru"}
     hidden_size : int
-        Units per recurrent layer (64 in the reference).
+        Units per recurrent layer (64 by default).
     num_layers : int
         Stacked recurrent layers.
     token_size : int
@@ -131,6 +136,6 @@ def rnn_flops_per_sample(n_features: int, cell: str = "lstm", hidden_size: int =
 
 
 register_model("lstm", _recurrent_builder("lstm"),
-               description="LSTM(64) over the features as a sequence, last state -> Dense")
+               description="LSTM(64) over 8-feature tokens, last state -> Dense")
 register_model("gru", _recurrent_builder("gru"),
-               description="GRU(64) over the features as a sequence, last state -> Dense")
+               description="GRU(64) over 8-feature tokens, last state -> Dense")
