@@ -100,7 +100,8 @@ def test_registry_holds_the_three_targets_with_the_same_maths():
     assert [KD_LOSSES.entry(n).info["needs_teacher"] for n in KD_LOSSES] == [False, True, True]
     w = torch.tensor([1.0, 2.0, 0.5, 1.0])
     for mode in KD_LOSSES:
-        built = make_kd_loss(mode, alpha=0.3, temperature=2.0, class_weight=w)
+        built = make_kd_loss(mode, alpha=0.3, temperature=2.0, soft_temperature=2.0,
+                             class_weight=w)
         direct = DistillationLoss(mode, alpha=0.3, temperature=2.0, class_weight=w)
         # the trainer hands the batch inputs as a fourth argument; logit losses ignore them
         assert built(S, Y, T_, torch.ones(2, 7)).item() == pytest.approx(
@@ -124,3 +125,56 @@ def test_register_kd_loss_checks_name_and_factory():
         assert "plain" in KD_LOSSES and KD_LOSSES.entry("plain").info["needs_teacher"] is False
     finally:
         KD_LOSSES.unregister("plain")
+
+
+# --------------------------------------------------- seed targets: soft at T = 1, one weighting
+W = torch.tensor([1.0, 2.0, 0.5, 1.0])
+
+
+def _hand_weighted(mode, alpha, temp, w):
+    """Every term a weighted mean with row weight w[y_i], written out with Python floats."""
+    num = {"ce": 0.0, "soft": 0.0, "kl": 0.0}
+    den = 0.0
+    for s, t, y in zip(S.tolist(), T_.tolist(), Y.tolist(), strict=True):
+        wi = w[y]
+        p, q = _softmax(t, temp), _softmax(s, temp)
+        num["ce"] += wi * -math.log(_softmax(s)[y])
+        num["soft"] += wi * -sum(pi * math.log(qi) for pi, qi in zip(p, q, strict=True))
+        num["kl"] += wi * sum(pi * (math.log(pi) - math.log(qi)) for pi, qi in zip(p, q,
+                                                                                  strict=True))
+        den += wi
+    if mode == "hard":
+        return num["ce"] / den
+    if mode == "soft":
+        return num["soft"] / den
+    return alpha * num["ce"] / den + (1 - alpha) * temp**2 * num["kl"] / den
+
+
+@pytest.mark.parametrize("mode", ["hard", "soft", "combined"])
+def test_every_target_weighs_rows_by_their_label_class(mode):
+    w = W.tolist()
+    loss = DistillationLoss(mode, alpha=0.3, temperature=2.0, class_weight=W)(S, Y, T_)
+    assert loss.item() == pytest.approx(_hand_weighted(mode, 0.3, 2.0, w), rel=1e-5)
+    # the weighting changes the value (rows 0 and 2 weigh 1 and 0.5)
+    assert loss.item() != pytest.approx(_hand(mode, 0.3, 2.0), rel=1e-3)
+    assert DistillationLoss(mode, class_weight=W).class_weighting == \
+        "label-class weight on every term"
+    assert DistillationLoss(mode).class_weighting == "none"
+
+
+def test_soft_reads_soft_temperature_and_combined_reads_temperature():
+    assert KD_LOSSES.entry("soft").info["temperature_key"] == "soft_temperature"
+    assert KD_LOSSES.entry("combined").info["temperature_key"] == "temperature"
+    soft = make_kd_loss("soft", temperature=3.0)  # soft_temperature defaults to 1.0
+    combined = make_kd_loss("combined", alpha=0.5, temperature=3.0)
+    assert (soft.temperature, combined.temperature) == (1.0, 3.0)
+    # at T = 1 the soft target is CE against the teacher's plain predictions
+    assert soft(S, Y, T_).item() == pytest.approx(_hand("soft", 0.5, 1.0), rel=1e-5)
+    assert make_kd_loss("soft", soft_temperature=4.0)(S, Y, T_).item() == pytest.approx(
+        _hand("soft", 0.5, 4.0), rel=1e-5)
+
+
+def test_register_kd_loss_refuses_an_unknown_temperature_key():
+    with pytest.raises(ValueError, match=r"KD loss 'x': 'temperature_key' must be one of "
+                                         r"\('temperature', 'soft_temperature'\), got 'T'"):
+        register_kd_loss("x", lambda **kw: nn.Identity(), temperature_key="T")

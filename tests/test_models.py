@@ -32,7 +32,11 @@ from fearkd.models import registry as registry_module
 SMALL = {
     "lstm": {"hidden_size": 4}, "gru": {"hidden_size": 4, "num_layers": 2},
     "cnn-lstm": {"filters": 4, "hidden_size": 3},
+    "bilstm": {"token_size": 4}, "bigru": {"token_size": 4},
 }
+
+# Models that need more inputs than the 12-16 of the shape tests (five poolings by 2).
+MIN_FEATURES = {"cnn-teacher": 32}
 
 # State-dict keys of each built-in model (16 features, 4 outputs, default parameters), as the
 # code before the plain-torch rewrite (commit 0c982b3) produced them: checkpoints saved by that
@@ -53,6 +57,16 @@ SAVED_KEYS = {
                                               for p in ("weight", "bias")},
     "dnn300": {"head.bias", "head.weight"} | {f"hidden.{i}.{p}" for i in (0, 2, 4, 6, 8)
                                               for p in ("weight", "bias")},
+    "cnn-teacher": {f"convs.{i}.{p}" for i in range(5) for p in ("weight", "bias")}
+    | {f"norms.{i}.{p}" for i in range(4)
+       for p in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")}
+    | {f"dense.{i}.{p}" for i in (0, 3, 6) for p in ("weight", "bias")}
+    | {"head.weight", "head.bias"},
+    **{name: {f"rnns.{i}.{p}_l0{r}" for i in range(3) for r in ("", "_reverse")[: 2 if i == 0
+                                                                             else 1]
+              for p in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
+       | {f"dense.{i}.{p}" for i in (0, 2, 4) for p in ("weight", "bias")}
+       | {"head.weight", "head.bias"} for name in ("bilstm", "bigru")},
 }
 
 
@@ -85,7 +99,8 @@ def registered():
 
 def test_builtin_names_are_registered_in_order():
     assert available_models() == MODELS.names() == (
-        "cnn", "lstm", "gru", "cnn-lstm", "ann", "dnn150", "dnn300")
+        "cnn", "lstm", "gru", "cnn-lstm", "ann", "dnn150", "dnn300", "bilstm", "bigru",
+        "cnn-teacher")
     assert set(SAVED_KEYS) == set(MODELS.names())
     doc = registry_module.make_model.__doc__
     for name in MODELS.names():
@@ -95,18 +110,20 @@ def test_builtin_names_are_registered_in_order():
 
 @pytest.mark.parametrize("name", MODELS.names())
 def test_every_model_maps_features_to_logits(name):
-    model = make_model(name, 12, 3, random_state=0, **SMALL.get(name, {}))
-    out = model(torch.randn(5, 12))
+    n = MIN_FEATURES.get(name, 12)
+    model = make_model(name, n, 3, random_state=0, **SMALL.get(name, {}))
+    out = model(torch.randn(5, n))
     assert out.shape == (5, 3)
     assert isinstance(model.head, torch.nn.Linear)
-    assert model.spec == ModelSpec(name, 12, 3, SMALL.get(name, {}))
+    assert model.spec == ModelSpec(name, n, 3, SMALL.get(name, {}))
     out.sum().backward()
     assert all(p.grad is not None for p in model.parameters())
 
 
 @pytest.mark.parametrize("name", MODELS.names())
 def test_spec_round_trip_rebuilds_the_same_model(name):
-    model = make_model(name, 12, 3, random_state=1, **SMALL.get(name, {}))
+    model = make_model(name, MIN_FEATURES.get(name, 12), 3, random_state=1,
+                       **SMALL.get(name, {}))
     spec = ModelSpec(**model.spec.to_dict())
     again = make_model(spec.name, spec.n_features, spec.n_outputs, random_state=1,
                        **spec.params)
@@ -117,10 +134,11 @@ def test_spec_round_trip_rebuilds_the_same_model(name):
 
 @pytest.mark.parametrize("name", MODELS.names())
 def test_state_dict_keys_match_the_compiled_era(name):
-    model = make_model(name, 16, 4, random_state=0)
+    n = MIN_FEATURES.get(name, 16)
+    model = make_model(name, n, 4, random_state=0)
     assert set(model.state_dict()) == SAVED_KEYS[name]
     # A state dict of the same shapes loads strictly (what load_checkpoint does).
-    model.load_state_dict(make_model(name, 16, 4, random_state=1).state_dict(), strict=True)
+    model.load_state_dict(make_model(name, n, 4, random_state=1).state_dict(), strict=True)
 
 
 def test_source_uses_public_torch_only():
@@ -329,3 +347,44 @@ def test_register_freeze_policy():
     finally:
         FREEZE_POLICIES.unregister("head-only")
     assert FREEZE_POLICIES.names() == ("none", "trunk", "all-but-head")
+
+
+# ------------------------------------------------- the seed's architectures against Keras' counts
+def _keras_lstm(d, u):
+    return 4 * (d * u + u * u + u)  # one bias vector
+
+
+def _keras_gru(d, u):
+    return 3 * (d * u + u * u + 2 * u)  # reset_after=True: two bias vectors, as PyTorch
+
+
+def _dense(*sizes):
+    return sum(a * b + b for a, b in zip(sizes, sizes[1:], strict=False))
+
+
+def test_cnn_teacher_has_exactly_the_seeds_198362_parameters():
+    table = parameter_table(["cnn-teacher"], 176, 10).iloc[0]
+    assert (table.total, table.trainable, table.non_trainable) == (198_362, 197_338, 1_024)
+    # by layer: 5 convs (k=3), 4 BatchNorms of 128 (4 numbers per channel), 5 x 64 flattened
+    convs = (3 * 1 * 128 + 128) + 3 * (3 * 128 * 128 + 128) + (3 * 128 * 64 + 64)
+    assert convs + 4 * 128 * 4 + _dense(5 * 64, 64, 32, 16, 10) == 198_362
+    with pytest.raises(ValueError, match=r"'cnn-teacher' pools five times by 2, so it needs at "
+                                         r"least 32 features, got 31"):
+        make_model("cnn-teacher", 31, 4)
+
+
+@pytest.mark.parametrize("name,cell,layers", [
+    ("bilstm", "lstm", [(1, 128, 2), (256, 128, 1), (128, 32, 1)]),
+    ("bigru", "gru", [(1, 128, 2), (256, 256, 1), (256, 32, 1)]),
+])
+def test_recurrent_stacks_match_the_notebooks_keras_counts(name, cell, layers):
+    # token_size=1 is the notebooks' reading (one feature per step)
+    model = make_model(name, 176, 10, token_size=1)
+    torch_count = int(parameter_table({name: model}, 176, 10).iloc[0].total)
+    keras_rnn = _keras_lstm if cell == "lstm" else _keras_gru
+    keras = sum(n * keras_rnn(d, u) for d, u, n in layers) + _dense(32, 32, 16, 16, 10)
+    # PyTorch's LSTM has a second bias vector (4 * units per direction); its GRU counts as Keras'
+    extra = sum(n * 4 * u for _, u, n in layers) if cell == "lstm" else 0
+    assert torch_count == keras + extra
+    assert (keras, torch_count) == {"bilstm": (352_874, 354_538),
+                                    "bigru": (525_226, 525_226)}[name]

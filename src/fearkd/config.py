@@ -31,7 +31,8 @@ naming the key and the file. Example (``configs/demo.toml`` is a complete one)::
     run = ["method1", "method2"]
     kd_targets = ["hard", "soft", "combined"]
     alpha = 0.5
-    temperature = 3.0
+    temperature = 3.0             # T of the 'combined' KD target
+    soft_temperature = 1.0        # T of the 'soft' KD target (1: the teacher's predictions)
     freeze = "none"               # none | trunk | all-but-head
     baselines = ["majority", "stratified"]  # any of fearkd.models.baselines.BASELINES
 
@@ -150,7 +151,10 @@ class MethodsConfig:
     #: KD losses to distil with; default every registered one.
     kd_targets: tuple[str, ...] = field(default_factory=_all_kd_losses)
     alpha: float = 0.5
+    #: T of the ``combined`` KD target.
     temperature: float = 3.0
+    #: T of the ``soft`` KD target (1.0: the teacher's plain predictions, as the seed).
+    soft_temperature: float = 1.0
     freeze: str = "none"
     baselines: tuple[str, ...] = ("majority", "stratified")
 
@@ -229,7 +233,8 @@ _OPTIONAL_NAMES = {("models", "student")}
 _POSITIVE = {
     ("features", "window"), ("features", "step"), ("training", "epochs"),
     ("training", "batch_size"), ("training", "lr"), ("methods", "temperature"),
-    ("evaluation", "folds"), ("evaluation", "jobs"), ("features", "n_jobs"),
+    ("methods", "soft_temperature"), ("evaluation", "folds"), ("evaluation", "jobs"),
+    ("features", "n_jobs"),
 }
 
 

@@ -70,6 +70,7 @@ class PipelineSettings:
     kd_targets: tuple[str, ...] = ("hard", "soft", "combined")
     alpha: float = 0.5
     temperature: float = 3.0
+    soft_temperature: float = 1.0
     freeze: str = "none"
     baselines: tuple[str, ...] = ("majority", "stratified")
     scratch: bool = True
@@ -90,6 +91,7 @@ class PipelineSettings:
                             f"PipelineSettings and of FitSettings.")
         values = dict(
             methods=m.run, kd_targets=m.kd_targets, alpha=m.alpha, temperature=m.temperature,
+            soft_temperature=m.soft_temperature,
             freeze=m.freeze, baselines=m.baselines, student_model=cfg.models.student,
             model_params={k: dict(v) for k, v in cfg.models.params.items()},
             fit=cfg.training.replace(**fit_changes),

@@ -257,11 +257,12 @@ def _train(stage: Stage, ctx: StageContext):
                                  f"stage; set 'teacher' to an earlier stage's key.")
             ctx.earlier(stage, stage.teacher, "teacher stage")
             teacher = stage.teacher
-        # the label term weighs classes like the trainer's default cross-entropy
+        # every target's terms weigh classes like the trainer's default cross-entropy
+        # (distill.CLASS_WEIGHTING; the loss's .class_weighting says what it applied)
         weights = trainer.class_weights(s.fit.class_weight_policy, y[tr],
                                         model.head.out_features)
         loss = make_kd_loss(stage.loss, alpha=s.alpha, temperature=s.temperature,
-                            class_weight=weights)
+                            soft_temperature=s.soft_temperature, class_weight=weights)
     targets = None if teacher is None else ctx.teacher_logits(teacher, tr)
     validation = None
     if len(va):

@@ -1,7 +1,8 @@
 """Models: the model contract, one registry (``make_model``), freeze policies, baselines.
 
 Importing this package imports the model files, which register the built-in names (``cnn``,
-``lstm``, ``gru``, ``cnn-lstm``, ``ann``, ``dnn150``, ``dnn300``) in :data:`MODELS`; a model
+``lstm``, ``gru``, ``cnn-lstm``, ``ann``, ``dnn150``, ``dnn300``, ``bilstm``, ``bigru``,
+``cnn-teacher``) in :data:`MODELS`; a model
 from outside the package joins them through :func:`register_model`.
 """
 
@@ -23,6 +24,8 @@ from fearkd.models.registry import (
     replace_head,
 )
 from fearkd.models.rnn import RecurrentNet, rnn_flops_per_sample
+from fearkd.models.stacks import RecurrentStack
+from fearkd.models.teacher import TeacherCNN
 
 __all__ = [
     "BASELINES",
@@ -35,6 +38,8 @@ __all__ = [
     "MODELS",
     "ModelSpec",
     "RecurrentNet",
+    "RecurrentStack",
+    "TeacherCNN",
     "available_models",
     "cnn_flops_per_sample",
     "freeze",

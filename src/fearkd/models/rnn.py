@@ -1,6 +1,11 @@
-"""The reference's recurrent backbones: LSTM and GRU over the feature vector as a sequence.
+"""Single-width recurrent backbones: ``lstm`` and ``gru`` over the feature vector as a sequence.
 
-Each feature is one time step with one input dimension (``n_features`` steps); ``num_layers``
+These are not the seed's networks (its notebooks stack BiLSTM(128) -> LSTM(128) -> LSTM(32)
+and BiGRU(128) -> GRU(256) -> GRU(32): registry names ``bilstm`` and ``bigru``, in
+:mod:`fearkd.models.stacks`); they are small recurrent baselines. The feature vector is cut into
+tokens of ``token_size`` consecutive features (default 8, the last zero-padded), one token per
+time step (``ceil(n_features / token_size)`` steps; ``token_size=1`` reads one feature per
+step, as the checkpoints written before this parameter existed); ``num_layers``
 stacked recurrent layers of ``hidden_size`` units (64 by default) run from a zero state, and the
 last layer's hidden state after the last step goes through the output layer ``.head``
 (``Dense(n_outputs)``, logits). Initialisation follows Keras: Glorot-uniform input kernels,
@@ -17,10 +22,13 @@ GRU and Keras' ``reset_after=True`` GRU both have two and count the same.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
-from fearkd.models.base import FearkdModule, keras_init_
+from fearkd.models.base import FearkdModule, check_size, keras_init_
 from fearkd.models.registry import register_model
 
 __all__ = ["RecurrentNet", "init_recurrent_", "rnn_flops_per_sample"]
@@ -54,15 +62,18 @@ class RecurrentNet(FearkdModule):
         Number of logits.
     cell : {"lstm", "gru"}
     hidden_size : int
-        Units per recurrent layer (64 in the reference).
+        Units per recurrent layer (64 by default).
     num_layers : int
         Stacked recurrent layers.
+    token_size : int
+        Features per step: the vector is cut into ``ceil(n_features / token_size)`` tokens
+        (the last zero-padded); 1 reads one feature per step.
     """
 
     trunk_names = ("rnn",)
 
     def __init__(self, n_features: int, n_outputs: int, *, cell: str = "lstm",
-                 hidden_size: int = 64, num_layers: int = 1) -> None:
+                 hidden_size: int = 64, num_layers: int = 1, token_size: int = 8) -> None:
         super().__init__()
         if cell not in CELLS:
             raise ValueError(f"Invalid value for 'cell': expected one of {tuple(CELLS)}, "
@@ -71,14 +82,21 @@ class RecurrentNet(FearkdModule):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"'{name}' must be a positive int, got {value!r}.")
         self.cell = cell
-        self.rnn = CELLS[cell][0](1, hidden_size, num_layers)
+        self.token_size = check_size("token_size", token_size, 1)
+        self.n_steps = math.ceil(n_features / self.token_size)
+        self.rnn = CELLS[cell][0](self.token_size, hidden_size, num_layers)
         self.head = nn.Linear(hidden_size, n_outputs)
         keras_init_(self)
         init_recurrent_(self.rnn)
 
     def forward(self, x: Tensor) -> Tensor:
         """Logits, shape (batch, n_outputs), of ``x``, shape (batch, n_features)."""
-        seq = x.reshape(x.shape[0], -1).t().unsqueeze(-1)  # (steps, batch, 1), time-major
+        x = x.reshape(x.shape[0], -1)
+        pad = self.n_steps * self.token_size - x.shape[1]
+        if pad:
+            x = F.pad(x, (0, pad))
+        # (steps, batch, token_size), time-major
+        seq = x.reshape(x.shape[0], self.n_steps, self.token_size).transpose(0, 1)
         return self.head(self.rnn(seq)[0][-1])
 
 
@@ -118,6 +136,6 @@ def rnn_flops_per_sample(n_features: int, cell: str = "lstm", hidden_size: int =
 
 
 register_model("lstm", _recurrent_builder("lstm"),
-               description="LSTM(64) over the features as a sequence, last state -> Dense")
+               description="LSTM(64) over 8-feature tokens, last state -> Dense")
 register_model("gru", _recurrent_builder("gru"),
-               description="GRU(64) over the features as a sequence, last state -> Dense")
+               description="GRU(64) over 8-feature tokens, last state -> Dense")
