@@ -231,3 +231,44 @@ def test_sigkilled_parent_leaves_no_workers_and_no_writes(tiny, tmp_path):
     first = snapshot()
     time.sleep(2.0)
     assert snapshot() == first
+
+
+# ------------------------------------------------------------------------ item 7: messages
+def test_experiment_file_given_to_info(tiny, tmp_path, capsys):
+    cfg = _experiment(tmp_path, tiny / "d")
+    assert main(["info", str(cfg)]) == 2
+    err = _err(capsys)
+    assert "is an experiment file" in err and "fearkd run" in err and "[dataset] path" in err
+
+
+def test_nan_sample_usable_from_the_cli(tmp_path, capsys):
+    import pickle
+
+    root = write_deap(tmp_path / "d", n_subjects=1, n_trials=3, seconds=4.0, seed=0)
+    f = root / "data_preprocessed_python" / "s01.dat"
+    payload = pickle.loads(f.read_bytes(), encoding="latin1")
+    payload["data"][1, 0, 5] = float("nan")
+    f.write_bytes(pickle.dumps(payload, protocol=2))
+    assert main(["info", str(root)]) == 2
+    capsys.readouterr()
+    assert main(["info", str(root), "--nan-samples", "drop-trial"]) == 0
+    assert "skipped subject s01 trial" in capsys.readouterr().out
+
+
+def test_hostile_checkpoint_refusal_gives_no_unsafe_advice(tmp_path):
+    import pickle
+
+    from fearkd.errors import CheckpointError
+    from fearkd.training.checkpoint import load_checkpoint
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'marker'}",))
+
+    path = tmp_path / "stage.pt"
+    path.write_bytes(pickle.dumps({"x": Evil()}))
+    with pytest.raises(CheckpointError) as exc:
+        load_checkpoint(path)
+    text = str(exc.value)
+    assert "weights_only" not in text and "refused" in text and "nothing in it ran" in text
+    assert not (tmp_path / "marker").exists()

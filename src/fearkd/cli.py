@@ -208,7 +208,8 @@ def _refuse_experiment_file(path: Path, command: str) -> None:
         return  # the reader says what is wrong with it
     ds = data.get("dataset")
     own = {"evaluation", "models", "methods", "training", "features", "labels"}
-    if isinstance(ds, dict) and (own & set(data) or "kind" in ds and ds.get("kind") != "generic"):
+    kind = ds.get("kind", "deap" if own & set(data) else "generic") if isinstance(ds, dict) else ""
+    if isinstance(ds, dict) and kind != "generic":  # a generic experiment file is readable
         where = ds.get("path") or "(no path set)"
         raise ValueError(
             f"{str(path)!r} is an experiment file, not a dataset: run it with `fearkd run "
