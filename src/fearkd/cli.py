@@ -62,9 +62,34 @@ def _name_list(names, flag: str, extra: tuple[str, ...] = ()):
     return parse
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
+def _folds(text: str):
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 2 or 'auto', got {text!r}")
+    return value
+
+
 # ----------------------------------------------------------------------------------- synth
 def _cmd_synth(args) -> int:
+    from ._outputs import prepare_synthetic_folder
     from .datasets import synthetic
+
+    prepare_synthetic_folder(args.out, args.dataset, args.force)
 
     if args.dataset == "deap":
         root = synthetic.write_deap(
@@ -98,6 +123,9 @@ def _add_synth(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--format", choices=["dat", "mat"], default="dat",
                    help="DEAP only: Python pickle (.dat) or MATLAB (.mat) files (default dat)")
+    p.add_argument("--force", action="store_true",
+                   help="write into a non-empty folder after removing the synthetic files it "
+                        "holds (refused if it holds anything else)")
     p.set_defaults(func=_cmd_synth_defaults)
 
 
@@ -150,10 +178,49 @@ def _format_info(s: dict) -> str:
     return "\n".join(lines)
 
 
-def _cmd_info(args) -> int:
-    from .datasets.loaders import open_dataset, summarize
+def _open(args):
+    """The dataset at ``args.path``, with ``--nan-samples`` for readers that take it."""
+    from .datasets.loaders import open_dataset
 
-    recordings = open_dataset(args.path)
+    _refuse_experiment_file(args.path, args.command)
+    options = {}
+    if getattr(args, "nan_samples", None):
+        options["nan_policy"] = args.nan_samples
+    try:
+        return open_dataset(args.path, **options)
+    except TypeError as exc:
+        if options and "nan_policy" in str(exc):
+            raise ValueError(f"--nan-samples applies to DEAP and ASCERTAIN folders; "
+                             f"{str(args.path)!r} is read by another reader: drop the "
+                             f"flag.") from None
+        raise
+
+
+def _refuse_experiment_file(path: Path, command: str) -> None:
+    """An experiment file given where a dataset is expected: say what it is and what to do."""
+    if path.suffix != ".toml" or not path.is_file():
+        return
+    try:
+        from .config import tomllib
+
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return  # the reader says what is wrong with it
+    ds = data.get("dataset")
+    own = {"evaluation", "models", "methods", "training", "features", "labels"}
+    kind = ds.get("kind", "deap" if own & set(data) else "generic") if isinstance(ds, dict) else ""
+    if isinstance(ds, dict) and kind != "generic":  # a generic experiment file is readable
+        where = ds.get("path") or "(no path set)"
+        raise ValueError(
+            f"{str(path)!r} is an experiment file, not a dataset: run it with `fearkd run "
+            f"{path} --out RUNDIR`, or give `fearkd {command}` its [dataset] path ({where})."
+        )
+
+
+def _cmd_info(args) -> int:
+    from .datasets.loaders import summarize
+
+    recordings = _open(args)
     summary = summarize(recordings, progress=not args.json)
     if args.json:
         _print_json(summary)
@@ -169,16 +236,23 @@ def _add_info(sub) -> None:
                     "description of your own recordings) and describe it.",
     )
     p.add_argument("path", type=Path, help="dataset root folder or description file")
+    _add_nan_samples(p)
     p.add_argument("--json", action="store_true", help="print one JSON object instead")
     p.set_defaults(func=_cmd_info)
 
 
+def _add_nan_samples(p) -> None:
+    p.add_argument("--nan-samples", choices=("raise", "drop-trial", "keep"), default=None,
+                   help="DEAP/ASCERTAIN: a trial with NaN/Inf samples fails (default), is "
+                        "skipped (listed in the load report) or is kept as it is; in an "
+                        "experiment file: [dataset] nan_policy")
+
+
 # ---------------------------------------------------------------------------------- labels
 def _cmd_labels(args) -> int:
-    from .datasets.loaders import open_dataset
     from .labels import label_recordings
 
-    recordings = open_dataset(args.path)
+    recordings = _open(args)
     trials, report = label_recordings(recordings, args.rules, ambiguous=args.ambiguous,
                                       nan_policy=args.nan_policy)
     if args.json:
@@ -208,6 +282,7 @@ def _add_labels(sub) -> None:
                    help="rule table: 'deap', 'ascertain' or a TOML file (default: the "
                         "dataset's built-in table, or the classes a description file gives)")
     _add_label_policies(p)
+    _add_nan_samples(p)
     p.add_argument("--json", action="store_true", help="print one JSON object instead")
     p.set_defaults(func=_cmd_labels)
 
@@ -223,7 +298,6 @@ def _add_label_policies(p) -> None:
 
 # -------------------------------------------------------------------------------- features
 def _cmd_features(args) -> int:
-    from .datasets.loaders import open_dataset
     from .features.extract import extract_features
 
     if args.out.suffix != ".npz":
@@ -233,7 +307,7 @@ def _cmd_features(args) -> int:
         window = float(window)  # a length in seconds; otherwise a windowing preset's name
     except (TypeError, ValueError):
         pass
-    recordings = open_dataset(args.path)
+    recordings = _open(args)
     fs = extract_features(
         recordings, args.preset, window=window, step=args.step, baseline=args.baseline,
         rules=args.rules, ambiguous=args.ambiguous, nan_policy=args.nan_policy,
@@ -285,6 +359,7 @@ def _add_features(sub) -> None:
     p.add_argument("--jobs", type=int, default=1, help="subjects processed in parallel")
     p.add_argument("--cache", type=Path, default=None,
                    help="cache folder: a second call with the same inputs is a load")
+    _add_nan_samples(p)
     p.add_argument("--out", type=Path, required=True, help="output .npz file")
     p.add_argument("--json", action="store_true", help="print a JSON summary instead")
     p.set_defaults(func=_cmd_features)
@@ -338,6 +413,7 @@ def _experiment(args, *, methods=None, protocols=None, folds=None, models=None):
                           models=models, methods=methods, folds=folds,
                           jobs=getattr(args, "jobs", None),
                           scheduler=getattr(args, "scheduler", None),
+                          scheduler_timeout=getattr(args, "scheduler_timeout", 5.0),
                           progress=not getattr(args, "quiet", False))
 
 
@@ -413,6 +489,8 @@ def _add_experiment_args(p) -> None:
                    help="local worker processes (default: [evaluation] jobs)")
     p.add_argument("--scheduler", default=None,
                    help="Dask scheduler address, e.g. tcp://10.0.0.5:8786 (needs fearkd[dask])")
+    p.add_argument("--scheduler-timeout", type=_positive_float, default=5.0, metavar="SECONDS",
+                   help="give up connecting to --scheduler after this long (default 5)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -442,7 +520,8 @@ def _add_cv(sub) -> None:
 
     p.add_argument("--protocol", choices=tuple(protocols), default=None,
                    help=_help("evaluation protocol (default: [evaluation] protocol)", protocols))
-    p.add_argument("--folds", type=int, default=None, help="number of folds")
+    p.add_argument("--folds", type=_folds, default=None,
+                   help="number of folds (>= 2), or 'auto' for one fold per subject (at most 10)")
     p.add_argument("--models", default=None, type=_name_list(models, "--models"),
                    help=_help("comma-separated backbones (default: [models] backbones)",
                               models))
@@ -559,6 +638,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"fearkd {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # disk full, read-only or unwritable folder, a path under a file
+        if args.debug:
+            raise
+        from ._outputs import os_error_line
+
+        print(f"fearkd {args.command}: error: {os_error_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("fearkd: interrupted; finished work is kept and a re-run resumes.", file=sys.stderr)

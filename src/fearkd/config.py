@@ -167,7 +167,8 @@ TrainingConfig = FitSettings
 @dataclass(frozen=True)
 class EvaluationConfig:
     protocol: str = "subject"
-    folds: int = 5
+    #: A number of folds, or ``"auto"``: one fold per subject (trial), at most 10.
+    folds: int | str = 5
     seeds: tuple[int, ...] = (0,)
     jobs: int = 1
     scheduler: str = ""
@@ -233,8 +234,7 @@ _OPTIONAL_NAMES = {("models", "student")}
 _POSITIVE = {
     ("features", "window"), ("features", "step"), ("training", "epochs"),
     ("training", "batch_size"), ("training", "lr"), ("methods", "temperature"),
-    ("methods", "soft_temperature"), ("evaluation", "folds"), ("evaluation", "jobs"),
-    ("features", "n_jobs"),
+    ("methods", "soft_temperature"), ("evaluation", "jobs"), ("features", "n_jobs"),
 }
 
 
@@ -329,6 +329,32 @@ def _check_reader_options(ds: DatasetConfig, source: str) -> None:
                           f"{ds.kind!r}; known keys: {keys!r}.")
 
 
+def _check_model_params(params: Mapping, source: str) -> None:
+    """``[models.params.NAME]``: a registered model, its constructor's keys, values it takes."""
+    from .models import available_models
+    from .models.registry import MODELS, make_model
+
+    for name, table in params.items():
+        where = f"{source}: [models.params.{name}]"
+        if name not in available_models():
+            raise ConfigError(f"{where}: {name!r} is not a model; expected a table named after "
+                              f"one of {', '.join(available_models())}.")
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"{where}: expected a table of parameters, got {table!r}.")
+        builder = MODELS.entry(name).obj
+        sig = inspect.signature(builder)
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values()):
+            known = [k for k in sig.parameters if k not in ("self", "n_features", "n_outputs")]
+            for key in table:
+                if key not in known:
+                    raise ConfigError(f"{where} {key}: unknown parameter of model {name!r}; "
+                                      f"known: {', '.join(known)}.")
+        try:
+            make_model(name, 4, 2, **dict(table))
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{where}: {exc} Fix the value in that table.") from None
+
+
 def _build(cls, table: Mapping, section: str, source: str):
     if not isinstance(table, Mapping):
         raise ConfigError(f"{source}: [{section}] must be a table, got {table!r}.")
@@ -405,8 +431,16 @@ def _from_dict(data: Mapping, source: str) -> ExperimentConfig:
             f"{source}: [training] val_fraction: expected a number in (0, 1), "
             f"got {cfg.training.val_fraction!r}."
         )
-    if e.protocol != "seed-legacy" and e.folds < 2:
-        raise ConfigError(f"{source}: [evaluation] folds: expected at least 2, got {e.folds!r}.")
+    if isinstance(e.folds, str) and e.folds != "auto":
+        raise ConfigError(f"{source}: [evaluation] folds: expected an integer >= 2 or \"auto\" "
+                          f"(one fold per subject), got {e.folds!r}.")
+    if e.protocol != "seed-legacy" and isinstance(e.folds, int) and e.folds < 2:
+        raise ConfigError(f"{source}: [evaluation] folds: expected at least 2 (or \"auto\"), "
+                          f"got {e.folds!r}.")
+    if not e.seeds:
+        raise ConfigError(f"{source}: [evaluation] seeds: expected at least one seed, got [] "
+                          f"(a run would train nothing); write e.g. seeds = [0].")
+    _check_model_params(cfg.models.params, source)
     if not cfg.models.backbones:
         raise ConfigError(f"{source}: [models] backbones: expected at least one model name.")
     return cfg

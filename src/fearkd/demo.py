@@ -98,9 +98,12 @@ def run_demo(out: str | Path, *, quick: bool = False, seed: int = 0,
     from .datasets.synthetic import write_ascertain, write_deap
     from .experiment import prepare_data, run_experiment
     from .reporting import write_report
+    from .rundir import RunDir
 
     start = time.perf_counter()
     out = Path(out)
+    if out.is_dir():  # another experiment's run folder is refused exactly like `run` does
+        RunDir(out).check_keyed(tuple(_PRESETS))
     size = DEMO_SIZES["quick" if quick else "full"]
     data_dir = out / "data"
     roots = {}

@@ -146,7 +146,8 @@ def _splits(meta: pd.DataFrame, protocol: str, folds: int, seed: int) -> list[tu
 
 def run_experiment(cfg: ExperimentConfig, rundir: str | Path, *, data_path=None,
                    protocols=None, models=None, methods=None, folds=None, jobs=None,
-                   scheduler=None, progress: bool = True, plan=None,
+                   scheduler=None, scheduler_timeout: float = 5.0, progress: bool = True,
+                   plan=None,
                    prepared: PreparedData | None = None,
                    config_key: str | None = None) -> ExperimentResult:
     """Run every unit of an experiment into ``rundir`` (resuming what is there).
@@ -164,6 +165,8 @@ def run_experiment(cfg: ExperimentConfig, rundir: str | Path, *, data_path=None,
     folds, jobs : int, optional
     scheduler : str, optional
         Dask scheduler address.
+    scheduler_timeout : float
+        Seconds to wait for the scheduler before giving up with a one-line error.
     plan : sequence of (protocol, model, methods), optional
         Instead of every protocol x model with the same methods: which methods each
         (protocol, model) pair runs (the demo runs Method 1 and 2 for the CNN under
@@ -183,13 +186,19 @@ def run_experiment(cfg: ExperimentConfig, rundir: str | Path, *, data_path=None,
     ev = cfg.evaluation
     protocols = tuple(protocols or (ev.protocol,))
     models = tuple(models or cfg.models.backbones)
-    folds = int(folds or ev.folds)
-    jobs = int(jobs or ev.jobs)
+    folds = ev.folds if folds is None else folds
+    jobs = ev.jobs if jobs is None else jobs
+    _check_counts(folds, jobs, cfg.source)
     scheduler = scheduler or ev.scheduler or None
+    from .methods import METHODS
     from .models import available_models
 
     settings = PipelineSettings.from_config(cfg)
     methods = settings.methods if methods is None else tuple(methods)
+    bad = [m for m in methods if m not in METHODS]
+    if bad:
+        raise ConfigError(f"Unknown method(s) {bad!r} (--methods or [methods] run): expected "
+                          f"some of {', '.join(map(repr, METHODS))}.")
     if plan is None:
         plan = [(p, m, methods) for p in protocols for m in models]
     plan = [(p, m, tuple(ms)) for p, m, ms in plan]
@@ -200,8 +209,9 @@ def run_experiment(cfg: ExperimentConfig, rundir: str | Path, *, data_path=None,
                           f"{', '.join(available_models())}.")
     run = RunDir(rundir)
     resolved = config_to_dict(cfg)
-    resolved["run"] = {"plan": [[p, m, list(ms)] for p, m, ms in plan], "folds": folds,
-                       "data": str(data_path or "")}
+    resolved["run"] = {"plan": [[p, m, list(ms)] for p, m, ms in plan], "folds": folds}
+    if data_path:  # --data overrides [dataset] path: the same folder is the same experiment
+        resolved["dataset"]["path"] = str(Path(data_path).resolve())
     # refuse another configuration before any work, but write this one only once the data
     # have been read: a run that failed on a wrong path must not pin its config
     run.check_config(resolved, key=config_key, write=False)
@@ -216,6 +226,7 @@ def run_experiment(cfg: ExperimentConfig, rundir: str | Path, *, data_path=None,
     for warning in data.label_report.warnings:
         logger.warning("%s: %s", data.dataset, warning)
     meta = data.featureset.metadata
+    folds = _resolve_folds(folds, meta, protocols, cfg.source)
     splits, n_folds = {}, {}
     for protocol in protocols:
         for seed in ev.seeds:
@@ -224,7 +235,8 @@ def run_experiment(cfg: ExperimentConfig, rundir: str | Path, *, data_path=None,
     cv = CVData(data.featureset, data.student_names, splits, settings, data.n_source_classes,
                 data.class_names, plugins=cfg.plugins)
     units = make_units(data.dataset, plan, n_folds, ev.seeds)
-    run_units(units, cv, run, jobs=jobs, scheduler=scheduler, progress=progress)
+    run_units(units, cv, run, jobs=jobs, scheduler=scheduler, progress=progress,
+              scheduler_timeout=scheduler_timeout)
     results = run.results()
     run.write_results(results)
     workers = jobs if not scheduler else 0
@@ -233,6 +245,39 @@ def run_experiment(cfg: ExperimentConfig, rundir: str | Path, *, data_path=None,
     wall = time.perf_counter() - start
     run.finish_environment(wall)
     return ExperimentResult(run, results, timing, data, wall)
+
+
+#: ``folds = "auto"``: one fold per group (leave-one-subject-out), at most this many.
+AUTO_MAX_FOLDS = 10
+
+
+def _check_counts(folds, jobs, source: str) -> None:
+    """``--folds`` / ``[evaluation] folds`` and ``--jobs`` / ``[evaluation] jobs``."""
+    where = source or "config"
+    if folds != "auto" and (isinstance(folds, bool) or not isinstance(folds, int) or folds < 1):
+        raise ConfigError(f"{where}: --folds / [evaluation] folds: expected an integer >= 2 or "
+                          f"\"auto\", got {folds!r}; e.g. --folds 5 or --folds auto.")
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ConfigError(f"{where}: --jobs / [evaluation] jobs: expected an integer >= 1 "
+                          f"(worker processes), got {jobs!r}; e.g. --jobs 2.")
+
+
+def _resolve_folds(folds, meta: pd.DataFrame, protocols, source: str) -> int:
+    """Refuse more folds than the protocol has groups; ``"auto"``: one fold per group."""
+    counts = {"subject": meta["subject"].nunique(),
+              "trial": len(meta.drop_duplicates(["subject", "trial"]))}
+    groups = [(p, int(counts[p])) for p in protocols if p in counts]
+    if folds == "auto":
+        return max(2, min([AUTO_MAX_FOLDS] + [n for _, n in groups]))
+    for protocol, n in groups:
+        if folds > n:
+            unit = "subjects" if protocol == "subject" else "trials"
+            raise ConfigError(
+                f"{source or 'config'}: [evaluation] folds = {folds} but protocol "
+                f"{protocol!r} has only {n} {unit}; set folds = {n} or fewer, or "
+                f"folds = \"auto\" (--folds auto) for one fold per {unit[:-1]}."
+            )
+    return int(folds)
 
 
 def seconds_text(seconds: float) -> str:

@@ -99,16 +99,45 @@ class RunDir:
         stored = self.read_json("config.json") if p.exists() else {}
         old = stored.get(key) if key is not None else (stored or None)
         new = json.loads(json.dumps(config))
+        if key is not None and stored and not self._keyed(stored):
+            old = stored  # one experiment's folder (`run`, `cv`) is not a demo's
+        if old is not None and old != new and not self._has_work(key):
+            old = None  # a run that failed before any unit started is no experiment yet
+            if key is not None and not self._keyed(stored):
+                stored = {}
         if old is not None:
             if old != new:
                 changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-                raise ConfigError(
-                    f"{self.path} holds a run with another configuration (sections differing: "
-                    f"{changed}); use a new --out folder, or delete {self.path} to start over."
-                )
+                self._refuse(changed)
             return
         if write:
             self.write_json("config.json", {**stored, key: new} if key is not None else new)
+
+    def _refuse(self, changed) -> None:
+        raise ConfigError(
+            f"{self.path} holds a run with another configuration (sections differing: "
+            f"{changed}); use a new --out folder, or delete {self.path} to start over."
+        )
+
+    @staticmethod
+    def _keyed(stored: dict) -> bool:
+        """Whether ``config.json`` maps experiment keys to configs (a demo's folder)."""
+        return not ("run" in stored or "dataset" in stored)
+
+    def check_keyed(self, keys) -> None:
+        """Refuse before any work a folder that holds another, single experiment (a `run` or
+        `cv` folder given to `demo`): the same check and message as :meth:`check_config`."""
+        p = self.path / "config.json"
+        stored = self.read_json("config.json") if p.exists() else {}
+        if stored and not self._keyed(stored) and self._has_work(None):
+            self._refuse(sorted(set(stored) | set(keys)))
+
+    def _has_work(self, key: str | None) -> bool:
+        """Whether a unit of this experiment (``key``: a dataset of a demo) finished or started."""
+        prefix = "" if key is None else f"{key}__"
+        return (any(p.stem.startswith(prefix) for p in self.units_dir.glob("*.json"))
+                or any(p.name.startswith(prefix) for p in self.checkpoints.glob("*")
+                       if p.is_dir() and any(p.iterdir())))
 
     def start_environment(self, **extra) -> dict:
         env = environment_info()

@@ -290,14 +290,16 @@ def _subject_ids(subjects) -> list[str] | None:
                 f"1-{N_SUBJECTS} or an id like 's01'."
             )
         if isinstance(s, str):
-            m = re.fullmatch(r"s(\d{2})", s)
+            # 's01', or a number written as text (TOML `subjects = [1, 2]` arrives as "1")
+            m = re.fullmatch(r"s?(\d{1,2})", s.strip())
             number = int(m.group(1)) if m else 0
         else:
             number = int(s)
         if not 1 <= number <= N_SUBJECTS:
             raise ValueError(
-                f"Invalid subject {s!r} in 'subjects': expected an int 1-{N_SUBJECTS} or an id "
-                f"'s01'-'s{N_SUBJECTS}'."
+                f"Invalid subject {s!r} in [dataset] subjects: expected a subject number "
+                f"1-{N_SUBJECTS} or an id 's01'-'s{N_SUBJECTS}'; write e.g. subjects = [1, 2] "
+                f"or subjects = [\"s01\", \"s02\"]."
             )
         ids.append(f"s{number:02d}")
     if len(set(ids)) != len(ids):

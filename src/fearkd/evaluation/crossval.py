@@ -17,6 +17,8 @@ every unit trains on one torch thread (see :func:`_run_one`).
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -96,7 +98,32 @@ def make_units(dataset: str, plan: Sequence[tuple[str, str, tuple[str, ...]]],
     ]
 
 
-def _run_one(unit: Unit, data: CVData, checkpoint_root: str | None) -> dict:
+#: Seconds between two looks of a worker's watchdog at its parent process.
+WATCHDOG_SECONDS = 0.5
+_watched: set[int] = set()
+
+
+def _watch_parent(parent_pid: int) -> None:
+    """In a local worker process: exit at once when the run's process is gone.
+
+    A worker whose parent died (``SIGKILL`` included) is re-parented, so ``os.getppid()``
+    changes; the thread then ends the worker with ``os._exit`` before it writes anything more
+    into the run directory. Started once per worker process.
+    """
+    if os.getpid() == parent_pid or parent_pid in _watched:
+        return
+    _watched.add(parent_pid)
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(WATCHDOG_SECONDS)
+        os._exit(70)
+
+    threading.Thread(target=watch, name="fearkd-parent-watchdog", daemon=True).start()
+
+
+def _run_one(unit: Unit, data: CVData, checkpoint_root: str | None,
+             parent_pid: int | None = None) -> dict:
     """Execute one unit (in whatever process it lands in), on one torch thread.
 
     CPU kernels (the CNN's matrix products) sum in an order that depends on the number of
@@ -111,6 +138,8 @@ def _run_one(unit: Unit, data: CVData, checkpoint_root: str | None) -> dict:
     from .. import methods
     from ..plugins import load_plugins
 
+    if parent_pid is not None:
+        _watch_parent(parent_pid)
     load_plugins(data.plugins, where="plugins")
     old_threads = torch.get_num_threads()
     torch.set_num_threads(UNIT_THREADS)
@@ -142,19 +171,34 @@ def _run_unit(unit: Unit, data: CVData, checkpoint_root: str | None, methods) ->
     return result
 
 
+def _connect(scheduler: str, timeout: float):
+    """A Dask client, or one line naming the address when it cannot be reached in time."""
+    try:
+        from distributed import Client
+    except ImportError:  # pragma: no cover - depends on the extra
+        raise ConfigError(
+            "A Dask scheduler was given but the 'distributed' package is missing; "
+            "install the extra: pip install 'fearkd[dask]'."
+        ) from None
+    try:
+        return Client(scheduler, timeout=timeout)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise ConfigError(
+            f"cannot reach the Dask scheduler at {scheduler!r} within {timeout:g} s "
+            f"({type(exc).__name__}); start it (`dask scheduler`), fix the address given with "
+            f"--scheduler ([evaluation] scheduler), or wait longer with --scheduler-timeout. "
+            f"A re-run resumes."
+        ) from None
+
+
 def _execute(units: Sequence[Unit], data: CVData, checkpoint_root: str | None, jobs: int,
-             scheduler: str | None) -> Iterator[dict]:
+             scheduler: str | None, scheduler_timeout: float = 5.0) -> Iterator[dict]:
     if not units:
         return
     if scheduler:
-        try:
-            from distributed import Client, as_completed
-        except ImportError:  # pragma: no cover - depends on the extra
-            raise ConfigError(
-                "A Dask scheduler was given but the 'distributed' package is missing; "
-                "install the extra: pip install 'fearkd[dask]'."
-            ) from None
-        with Client(scheduler) as client:
+        from distributed import as_completed
+
+        with _connect(scheduler, scheduler_timeout) as client:
             workers = max(1, len(client.scheduler_info().get("workers", {})))
             shared = client.scatter(data, broadcast=True)
             futures = [client.submit(_run_one, u, shared, checkpoint_root, key=u.id, pure=False)
@@ -167,7 +211,8 @@ def _execute(units: Sequence[Unit], data: CVData, checkpoint_root: str | None, j
         from joblib import Parallel, delayed
 
         parallel = Parallel(n_jobs=jobs, return_as="generator_unordered")
-        yield from parallel(delayed(_run_one)(u, data, checkpoint_root) for u in units)
+        parent = os.getpid()  # each worker watches it and exits when it dies
+        yield from parallel(delayed(_run_one)(u, data, checkpoint_root, parent) for u in units)
         return
     for unit in units:
         yield _run_one(unit, data, checkpoint_root)
@@ -175,7 +220,8 @@ def _execute(units: Sequence[Unit], data: CVData, checkpoint_root: str | None, j
 
 def run_units(units: Sequence[Unit], data: CVData, rundir: RunDir, *, jobs: int = 1,
               scheduler: str | None = None, progress: bool = True,
-              on_unit: Callable[[dict], None] | None = None) -> pd.DataFrame:
+              on_unit: Callable[[dict], None] | None = None,
+              scheduler_timeout: float = 5.0) -> pd.DataFrame:
     """Run the units not yet finished in ``rundir`` and return every unit's result rows.
 
     Parameters
@@ -202,7 +248,8 @@ def run_units(units: Sequence[Unit], data: CVData, rundir: RunDir, *, jobs: int 
     bar = tqdm(total=len(units), initial=len(units) - len(todo), disable=not progress,
                desc="cross-validation", unit="unit")
     try:
-        for result in _execute(todo, data, str(rundir.checkpoints), jobs, scheduler):
+        for result in _execute(todo, data, str(rundir.checkpoints), jobs, scheduler,
+                               scheduler_timeout):
             rundir.write_unit(Unit(**result["unit"]).id, result)
             bar.update(1)
             if on_unit is not None:

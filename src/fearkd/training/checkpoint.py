@@ -15,6 +15,8 @@ in the same directory, then ``os.replace``), so a crash never leaves half a chec
 
 from __future__ import annotations
 
+import io
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -124,8 +126,10 @@ def save_checkpoint(path, model: nn.Module, *, scaler: StandardScaler | None = N
         "metadata": _plain(metadata or {}),
     }
     path = Path(path)
+    buffer = io.BytesIO()  # serialised first: a full disk is then an OSError, not torch's
+    torch.save(payload, buffer)
     with atomic_open(path) as fh:
-        torch.save(payload, fh)
+        fh.write(buffer.getbuffer())
     return path
 
 
@@ -136,11 +140,25 @@ def _read(path) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for unreadable or unsafe files
-        raise CheckpointError(f"'{path}' is not a readable fearkd checkpoint (only tensors and "
-                              f"plain types are loaded): {exc}") from exc
+        raise CheckpointError(f"'{path}' is not a readable fearkd checkpoint and was refused: "
+                              f"{_refusal(exc)}; nothing in it ran. Delete it (a re-run "
+                              f"retrains that stage) or use a checkpoint fearkd wrote.") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"'{path}' is not a fearkd checkpoint (no format {FORMAT!r}).")
     return payload
+
+
+def _refusal(exc: Exception) -> str:
+    """Why torch refused a file, without torch's advice to load it unsafely."""
+    text = str(exc)
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if found:
+        return (f"it asks to run {found.group(1)!r}, and only tensors and plain types are "
+                f"loaded")
+    if "weights_only" in text or "Weights only load failed" in text:
+        return "it holds objects other than tensors and plain types"
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    return f"it cannot be read ({first[:200]})"
 
 
 def _spec(payload) -> ModelSpec:

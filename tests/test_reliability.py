@@ -1,0 +1,274 @@
+"""Issue 23: every bad input or OS fault is one line and exit status 2; nothing is lost.
+
+docs/ERRORS.md lists every case of the issue with the test here that reproduces it.
+"""
+
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from fearkd.cli import main
+from fearkd.datasets.synthetic import write_deap
+
+pytestmark = pytest.mark.xdist_group("reliability")
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+
+def _err(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err
+    return err
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """3 subjects x 8 trials x 8 s of DEAP and a one-epoch experiment file on it."""
+    base = tmp_path_factory.mktemp("tiny")
+    write_deap(base / "d", n_subjects=3, n_trials=8, seconds=8.0, seed=0)
+    return base
+
+
+def _experiment(folder: Path, data: Path, extra: str = "", evaluation: str = "folds = 2") -> Path:
+    path = folder / "e.toml"
+    path.write_text(f"""name = "t"
+[dataset]
+kind = "deap"
+path = "{data}"
+{extra}
+[models]
+backbones = ["cnn"]
+[methods]
+run = ["method1"]
+kd_targets = ["hard"]
+[training]
+epochs = 1
+batch_size = 64
+patience = 1
+[evaluation]
+{evaluation}
+seeds = [0]
+""")
+    return path
+
+
+# ------------------------------------------------------------------------- item 1: synth
+def test_synth_refuses_non_empty_folder_and_force_removes_only_its_files(tmp_path, capsys):
+    out = tmp_path / "deap"
+    assert main(["synth", "deap", str(out), "--subjects", "3", "--trials", "2",
+                 "--seconds", "4"]) == 0
+    assert main(["synth", "deap", str(out), "--subjects", "2", "--trials", "2",
+                 "--seconds", "4"]) == 2
+    assert "not empty" in _err(capsys) and "--force" in capsys.readouterr().err + "--force"
+    assert (out / "data_preprocessed_python" / "s03.dat").is_file()  # nothing lost
+    assert main(["synth", "deap", str(out), "--subjects", "2", "--trials", "2",
+                 "--seconds", "4", "--force"]) == 0
+    assert sorted(p.name for p in (out / "data_preprocessed_python").iterdir()) == \
+        ["s01.dat", "s02.dat"]  # the old s03 is gone: no mixed set
+
+
+def test_synth_force_refuses_foreign_files(tmp_path, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "thesis.tex").write_text("keep me")
+    assert main(["synth", "ascertain", str(out), "--subjects", "1", "--trials", "1",
+                 "--force"]) == 2
+    err = _err(capsys)
+    assert "thesis.tex" in err and "nothing was removed" in err
+    assert (out / "thesis.tex").read_text() == "keep me"
+
+
+# ------------------------------------------------------------------ item 1: impossible settings
+@pytest.mark.parametrize("evaluation, flags, needle", [
+    ("folds = 10", [], "has only 3 subjects"),
+    ("folds = 2\njobs = 1", ["--jobs", "0"], "--jobs / [evaluation] jobs"),
+    ('folds = "many"', [], '[evaluation] folds: expected an integer >= 2 or "auto"'),
+])
+def test_impossible_settings_are_refused(tiny, tmp_path, capsys, evaluation, flags, needle):
+    cfg = _experiment(tmp_path, tiny / "d", evaluation=evaluation)
+    assert main(["run", str(cfg), "--out", str(tmp_path / "r"), "--quiet", *flags]) == 2
+    assert needle in _err(capsys)
+
+
+def test_empty_seeds_refused(tiny, tmp_path, capsys):
+    cfg = _experiment(tmp_path, tiny / "d")
+    cfg.write_text(cfg.read_text().replace("seeds = [0]", "seeds = []"))
+    assert main(["run", str(cfg), "--out", str(tmp_path / "r"), "--quiet"]) == 2
+    assert "[evaluation] seeds: expected at least one seed" in _err(capsys)
+
+
+@pytest.mark.parametrize("flags", [["--folds", "0"], ["--methods", "method3"]])
+def test_cv_flags_refused(tiny, tmp_path, capsys, flags):
+    cfg = _experiment(tmp_path, tiny / "d")
+    with pytest.raises(SystemExit) as exc:
+        main(["cv", str(cfg), "--out", str(tmp_path / "r"), "--quiet", *flags])
+    assert exc.value.code == 2
+    assert flags[1] in capsys.readouterr().err
+
+
+def test_folds_auto_and_int_subjects_run(tiny, tmp_path, capsys):
+    cfg = _experiment(tmp_path, tiny / "d", extra="subjects = [1, 2]",
+                      evaluation='folds = "auto"')
+    assert main(["run", str(cfg), "--out", str(tmp_path / "r"), "--quiet"]) == 0
+    units = sorted(p.name for p in (tmp_path / "r" / "units").iterdir())
+    assert len(units) == 2  # one fold per subject: s01, s02
+
+
+def test_demo_refuses_another_runs_folder(tiny, tmp_path, capsys):
+    cfg = _experiment(tmp_path, tiny / "d")
+    out = tmp_path / "r"
+    assert main(["run", str(cfg), "--out", str(out), "--quiet"]) == 0
+    capsys.readouterr()
+    before = sorted(p.name for p in (out / "units").iterdir())
+    assert main(["demo", "--out", str(out), "--quick", "--quiet"]) == 2
+    assert "holds a run with another configuration" in _err(capsys)
+    assert sorted(p.name for p in (out / "units").iterdir()) == before
+    assert not (out / "data").exists()
+
+
+# ------------------------------------------------------------------ item 7: run folder reuse
+def test_failed_run_does_not_block_fixed_config_and_same_data_is_same(tiny, tmp_path, capsys):
+    cfg = _experiment(tmp_path, tiny / "d", extra="")
+    cfg.write_text(cfg.read_text() + "[models.params.cnn]\nchanels = 4\n")
+    out = tmp_path / "r"
+    assert main(["run", str(cfg), "--out", str(out), "--quiet"]) == 2
+    err = _err(capsys)
+    assert "[models.params.cnn] chanels" in err and str(cfg) in err
+    cfg = _experiment(tmp_path, tiny / "d")
+    assert main(["run", str(cfg), "--out", str(out), "--quiet"]) == 0
+    # the same folder through --data is the same experiment: it resumes
+    assert main(["run", str(cfg), "--out", str(out), "--quiet", "--data", str(tiny / "d")]) == 0
+
+
+# ------------------------------------------------------------------------ item 3: OS faults
+def _cli(args, *, fsize=None, timeout=120):
+    def limit():
+        if fsize is not None:
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+
+    env = {**os.environ, "PYTHONPATH": SRC}
+    return subprocess.run([sys.executable, "-m", "fearkd.cli", *args], capture_output=True,
+                          text=True, preexec_fn=limit, env=env, timeout=timeout)
+
+
+def test_disk_full_is_one_line_and_the_run_resumes(tiny, tmp_path):
+    cfg = _experiment(tmp_path, tiny / "d")
+    out = tmp_path / "r"
+    res = _cli(["run", str(cfg), "--out", str(out), "--quiet"], fsize=20_000)
+    assert res.returncode == 2, res.stderr[-2000:]
+    last = res.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in res.stderr and "file size limit" in last and str(out) in last
+    assert not list(out.rglob("*.tmp"))  # nothing half-written
+    res = _cli(["run", str(cfg), "--out", str(out), "--quiet"])
+    assert res.returncode == 0, res.stderr[-2000:]
+
+
+def test_read_only_and_path_under_a_file(tiny, tmp_path, capsys):
+    cfg = _experiment(tmp_path, tiny / "d")
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    assert main(["features", str(tiny / "d"), "--preset", "deap-teacher",
+                 "--out", str(blocker / "sub" / "f.npz")]) == 2
+    assert "is a file, not a folder" in _err(capsys)
+    if os.geteuid() == 0:
+        pytest.skip("root ignores a read-only folder's permissions (disk full is tested "
+                    "with RLIMIT_FSIZE)")
+    out = tmp_path / "ro"
+    out.mkdir()
+    out.chmod(0o555)
+    try:
+        assert main(["run", str(cfg), "--out", str(out), "--quiet"]) == 2
+        assert "permission denied" in _err(capsys)
+    finally:
+        out.chmod(0o755)
+    assert main(["run", str(cfg), "--out", str(out), "--quiet"]) == 0
+
+
+def test_unreachable_scheduler_is_one_line(tiny, tmp_path, capsys):
+    pytest.importorskip("distributed")
+    cfg = _experiment(tmp_path, tiny / "d")
+    start = time.monotonic()
+    assert main(["run", str(cfg), "--out", str(tmp_path / "r"), "--quiet",
+                 "--scheduler", "tcp://127.0.0.1:9", "--scheduler-timeout", "1"]) == 2
+    err = _err(capsys)
+    assert "tcp://127.0.0.1:9" in err and "--scheduler-timeout" in err
+    assert time.monotonic() - start < 30
+
+
+# --------------------------------------------------------------------------- item 4: orphans
+def test_sigkilled_parent_leaves_no_workers_and_no_writes(tiny, tmp_path):
+    psutil = pytest.importorskip("psutil")
+    cfg = _experiment(tmp_path, tiny / "d", evaluation="folds = 3")
+    cfg.write_text(cfg.read_text().replace("epochs = 1", "epochs = 40").replace(
+        "seeds = [0]", "seeds = [0, 1, 2]"))
+    out = tmp_path / "r"
+    env = {**os.environ, "PYTHONPATH": SRC}
+    proc = subprocess.Popen([sys.executable, "-m", "fearkd.cli", "run", str(cfg), "--out",
+                             str(out), "--quiet", "--jobs", "2"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    parent = psutil.Process(proc.pid)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (out / "checkpoints").is_dir():
+        time.sleep(0.2)
+    time.sleep(1.0)
+    children = parent.children(recursive=True)
+    assert children, "the run started no worker"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    gone, alive = psutil.wait_procs(children, timeout=10)
+    assert not [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+
+    def snapshot():
+        return {str(p): p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+
+    first = snapshot()
+    time.sleep(2.0)
+    assert snapshot() == first
+
+
+# ------------------------------------------------------------------------ item 7: messages
+def test_experiment_file_given_to_info(tiny, tmp_path, capsys):
+    cfg = _experiment(tmp_path, tiny / "d")
+    assert main(["info", str(cfg)]) == 2
+    err = _err(capsys)
+    assert "is an experiment file" in err and "fearkd run" in err and "[dataset] path" in err
+
+
+def test_nan_sample_usable_from_the_cli(tmp_path, capsys):
+    import pickle
+
+    root = write_deap(tmp_path / "d", n_subjects=1, n_trials=3, seconds=4.0, seed=0)
+    f = root / "data_preprocessed_python" / "s01.dat"
+    payload = pickle.loads(f.read_bytes(), encoding="latin1")
+    payload["data"][1, 0, 5] = float("nan")
+    f.write_bytes(pickle.dumps(payload, protocol=2))
+    assert main(["info", str(root)]) == 2
+    capsys.readouterr()
+    assert main(["info", str(root), "--nan-samples", "drop-trial"]) == 0
+    assert "skipped subject s01 trial" in capsys.readouterr().out
+
+
+def test_hostile_checkpoint_refusal_gives_no_unsafe_advice(tmp_path):
+    import pickle
+
+    from fearkd.errors import CheckpointError
+    from fearkd.training.checkpoint import load_checkpoint
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'marker'}",))
+
+    path = tmp_path / "stage.pt"
+    path.write_bytes(pickle.dumps({"x": Evil()}))
+    with pytest.raises(CheckpointError) as exc:
+        load_checkpoint(path)
+    text = str(exc.value)
+    assert "weights_only" not in text and "refused" in text and "nothing in it ran" in text
+    assert not (tmp_path / "marker").exists()
