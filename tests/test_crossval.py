@@ -263,8 +263,14 @@ def test_keyed_configs_share_one_rundir(tmp_path):
     run.check_config({"a": 2}, key="ascertain")
     run.check_config({"a": 1}, key="deap")  # same: accepted
     assert run.read_json("config.json") == {"deap": {"a": 1}, "ascertain": {"a": 2}}
+    # no unit of "deap" started yet: a changed config is no other experiment, it replaces it
+    run.check_config({"a": 3}, key="deap")
+    assert run.read_json("config.json") == {"deap": {"a": 3}, "ascertain": {"a": 2}}
+    run.units_dir.mkdir(parents=True, exist_ok=True)
+    (run.units_dir / "deap__subject__cnn__fold0__seed0.json").write_text("{}")
     with pytest.raises(ConfigError, match=r"sections differing: \['a'\]"):
-        run.check_config({"a": 3}, key="deap")
+        run.check_config({"a": 1}, key="deap")
+    run.check_config({"a": 5}, key="ascertain")  # the other key has no work: replaced
 
 
 def test_write_atomic_leaves_no_partial_file(tmp_path):
