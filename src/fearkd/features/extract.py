@@ -34,7 +34,7 @@ __all__ = ["extract_features", "subject_features", "trial_features"]
 logger = logging.getLogger(__name__)
 BASELINE_POLICIES = ("drop", "subtract")
 BASELINE_MODES = ("subtract", "divide")
-_LABELLED_DATASETS = ("deap", "ascertain")
+_LABELLED_DATASETS = ("deap", "ascertain", "wesad")
 _INFO_TRIALS = "trials_with_info_labels"
 
 
