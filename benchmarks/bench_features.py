@@ -23,9 +23,17 @@ timed), the load average, and ends with one JSON line. Everything runs on one th
 reference is NumPy's single-threaded FFT and ours uses ``scipy.fft`` with its default of one
 worker (printed as ``fft_workers``).
 
+Physiology section (``--physio-hours``, 0 to skip; ``--physio-only`` skips the DEAP part): one
+trial of synthetic 4-channel Empatica E4 data (EDA 4 Hz, BVP 64 Hz, TEMP 4 Hz, ACC 32 Hz x 3)
+per hour, timed through ``subject_features`` with the ``wrist`` preset (NeuroKit2 features,
+4 s windows every 2 s), against running NeuroKit2's processing once on the whole record
+(``nk.eda_process`` on the EDA interpolated to 32 Hz, ``nk.ppg_process`` on the BVP). Prints
+seconds per hour of data for both and their ratio (target <= 1.5), also in the JSON line.
+
 Usage::
 
     .venv/bin/python benchmarks/bench_features.py --subjects 2 --repeats 3
+    .venv/bin/python benchmarks/bench_features.py --physio-only --physio-hours 1
 """
 
 from __future__ import annotations
@@ -127,13 +135,74 @@ def peak_rss_mb() -> float:
     return kb / 1024.0 if sys.platform != "darwin" else kb / 2**20
 
 
+def make_e4(hours: float, seed: int) -> Subject:
+    """One trial of synthetic E4 wrist data (pulses, SCRs, drifts), ``hours`` long."""
+    rng = np.random.default_rng(seed)
+    secs = hours * 3600.0
+
+    def t(rate):
+        return np.arange(int(secs * rate)) / rate
+
+    tb, te = t(64.0), t(4.0)
+    hr = 70 + 5 * np.sin(2 * np.pi * tb / 300)
+    bvp = np.exp(-0.5 * ((np.cumsum(hr / 60 / 64.0) % 1 - 0.5) / 0.12) ** 2) * 50
+    k = np.arange(0, 15, 0.25)
+    scr = np.convolve((rng.random(te.size) < 0.02) * 0.5, np.exp(-k / 4) - np.exp(-k / 0.75))
+    sig = {
+        "gsr": Signal((2 + scr[: te.size] + 0.001 * te)[None], 4.0, ("EDA",), "gsr"),
+        "ppg": Signal((bvp + rng.normal(0, 1, tb.size))[None], 64.0, ("BVP",), "ppg"),
+        "temp": Signal((32 + 0.0001 * te)[None] + rng.normal(0, 0.01, te.size), 4.0, ("TEMP",),
+                       "temp"),
+        "acc": Signal(rng.normal([[1.0], [0], [0]], 0.05, (3, int(secs * 32))), 32.0,
+                      ("ACC_x", "ACC_y", "ACC_z"), "acc"),
+    }
+    return Subject("e4", "e1", (Trial("e4", "e1", 1, sig),))
+
+
+def physio_section(hours: float, repeats: int, seed: int) -> dict:
+    """Seconds per hour of E4 data: ours (wrist preset) and NeuroKit2 once on the record."""
+    import logging
+
+    import neurokit2 as nk
+
+    logging.getLogger("fearkd").setLevel(logging.ERROR)
+    subject = make_e4(hours, seed)
+    trial = subject.trials[0]
+    eda, bvp = trial.signals["gsr"].data[0], trial.signals["ppg"].data[0]
+    windowing = get_windowing(4.0, 2.0)
+    ours, ref = [], []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fs = subject_features(subject, get_preset("wrist"), windowing)
+        ours.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        up = np.interp(np.arange(eda.size * 8) / 32.0, np.arange(eda.size) / 4.0, eda)
+        nk.eda_process(up, sampling_rate=32)
+        nk.ppg_process(bvp, sampling_rate=64)
+        ref.append(time.perf_counter() - t0)
+    o, r = statistics.median(ours) / hours, statistics.median(ref) / hours
+    out = {"physio_hours": hours, "physio_windows": len(fs), "physio_features": fs.n_features,
+           "physio_ours_s_per_hour": round(o, 3), "physio_nk_once_s_per_hour": round(r, 3),
+           "physio_ratio_to_nk_once": round(o / r, 2)}
+    print(f"physiology (wrist preset, {fs.n_features} features, {len(fs)} windows of 4 s every "
+          f"2 s): {o:.3f} s per hour of E4 data; NeuroKit2 once on the record: {r:.3f} s per "
+          f"hour; ratio {o / r:.2f} (target <= 1.5)")
+    return out
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subjects", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--welch-trials", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--physio-hours", type=float, default=1.0)
+    parser.add_argument("--physio-only", action="store_true")
     args = parser.parse_args(argv)
+    if args.physio_only:
+        result = physio_section(args.physio_hours, args.repeats, args.seed)
+        print(json.dumps(result))
+        return result
     if args.subjects < 1 or args.repeats < 1 or args.welch_trials < 1:
         parser.error("--subjects, --repeats and --welch-trials must be >= 1")
 
@@ -192,6 +261,8 @@ def main(argv=None) -> dict:
         "python": platform.python_version(),
         "numpy": np.__version__,
     }
+    if args.physio_hours > 0:
+        result.update(physio_section(args.physio_hours, args.repeats, args.seed))
     print(f"windows: {n_windows_total} ({len(starts)} per trial), features: {n_features}")
     print(f"rfft reference (whole trials): {rfft_s:.3f} s "
           f"[{rfft_tot.min():.3f}, {rfft_tot.max():.3f}] over {args.repeats} repeats")

@@ -130,8 +130,8 @@ def test_outside_baseline_builds_and_fits(nearest_baseline):
 
 def test_unregistered_names_are_gone(tmp_path):
     with pytest.raises(ConfigError, match=r"exp\.toml: Invalid value for '\[dataset\] kind': "
-                                          r"expected one of 'deap', 'ascertain', 'generic', "
-                                          r"got 'tiny'\."):
+                                          r"expected one of 'deap', 'ascertain', 'wesad', "
+                                          r"'generic', got 'tiny'\."):
         load_config(_write(tmp_path, "[dataset]\nkind = 'tiny'\n"))
     with pytest.raises(ConfigError, match=r"Invalid value for '\[evaluation\] protocol': "
                                           r"expected one of .*got 'halves'"):
@@ -145,9 +145,9 @@ def test_unregistered_names_are_gone(tmp_path):
     (lambda: make_baseline("tree"),
      r"Invalid value for 'baseline': expected one of 'svm', 'knn', 'rf', 'lda', 'majority', "
      r"'stratified', got 'tree'\."),
-    (lambda: open_dataset(".", kind="wesad"),
-     r"Invalid value for 'kind': expected one of 'deap', 'ascertain', 'generic', "
-     r"got 'wesad'\."),
+    (lambda: open_dataset(".", kind="swell"),
+     r"Invalid value for 'kind': expected one of 'deap', 'ascertain', 'wesad', 'generic', "
+     r"got 'swell'\."),
     (lambda: register_protocol("x", lambda *a: None, group="session"),
      r"register_protocol\('x'\): invalid value for 'group': expected one of 'subject', "
      r"'trial', 'none', got 'session'"),

@@ -27,7 +27,7 @@ except ModuleNotFoundError:  # Python 3.10
 __all__ = ["BUILTIN_TABLES", "Interval", "Level", "RuleTable", "parse_interval", "load_rules"]
 
 #: Names accepted by :func:`load_rules` and :func:`fearkd.labels.load_source_task`.
-BUILTIN_TABLES = ("deap", "ascertain")
+BUILTIN_TABLES = ("deap", "ascertain", "wesad")
 
 _NUMBER = r"[-+]?(?:inf|(?:\d+\.?\d*|\.\d+)(?:e[-+]?\d+)?)"
 _INTERVAL_RE = re.compile(

@@ -21,6 +21,7 @@ from ..recordings import MODALITIES, Recordings
 from .ascertain import load_ascertain
 from .deap import load_deap
 from .generic import load_generic
+from .wesad import load_wesad
 
 __all__ = [
     "READERS",
@@ -221,6 +222,12 @@ register_reader(
     layout="ASCERTAIN_Raw/EEGData/Movie_P01/EEG_Clip1.mat ... and "
            "ASCERTAIN_Features/Dt_SelfReports.mat",
     rules="ascertain", source="ascertain", description="ASCERTAIN raw release",
+)
+register_reader(
+    "wesad", load=load_wesad,
+    detect=lambda p: p.is_dir() and any(p.glob("S*/S*_quest.csv")),
+    layout="S2/S2.pkl and S2/S2_quest.csv ...", rules="wesad", source="wesad",
+    description="WESAD (RespiBAN chest + E4 wrist pickles, quest self-reports)",
 )
 register_reader(
     "generic", load=_load_generic, detect=_detect_generic,

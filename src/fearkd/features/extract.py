@@ -24,6 +24,7 @@ from ..recordings import Recordings, Subject, Trial
 from . import cache
 from .featureset import FeatureSet
 from .physio import sliding_descriptors, sliding_stats
+from .physio_nk import trial_physio
 from .presets import Plan, Recipe, get_preset
 from .spectral import sliding_band_power
 from .windows import Windowing, get_windowing, make_windows, window_samples
@@ -33,7 +34,7 @@ __all__ = ["extract_features", "subject_features", "trial_features"]
 logger = logging.getLogger(__name__)
 BASELINE_POLICIES = ("drop", "subtract")
 BASELINE_MODES = ("subtract", "divide")
-_LABELLED_DATASETS = ("deap", "ascertain")
+_LABELLED_DATASETS = ("deap", "ascertain", "wesad")
 _INFO_TRIALS = "trials_with_info_labels"
 
 
@@ -79,7 +80,8 @@ def trial_features(
     """
     recipe = plan.recipe
     modality = {n: m for m in trial.modalities for n in trial.signals[m].ch_names}
-    used = {modality[c] for c in (*plan.eeg, *plan.peripheral)} | set(plan.descriptor_modalities)
+    used = ({modality[c] for c in (*plan.eeg, *plan.peripheral)}
+            | set(plan.descriptor_modalities) | set(plan.physio_modalities))
     signals = [trial.signals[m] for m in trial.modalities if m in used]
     n_times: dict[float, int] = {}
     for sig in signals:
@@ -129,6 +131,10 @@ def trial_features(
         starts, n = window_samples(t_start, windowing.length, sig.sfreq)
         blocks.append(sliding_descriptors(sig.data, sig.sfreq, m, starts, n,
                                           scr_prominence=recipe.scr_prominence))
+    if plan.physio_modalities:
+        n_physio = len(plan.feature_names) - sum(b.shape[1] for b in blocks)
+        blocks.append(trial_physio(trial, plan.physio_modalities, t_start, windowing.length,
+                                   plan.feature_names[len(plan.feature_names) - n_physio:]))
     X = np.concatenate(blocks, axis=1).astype(np.float32)
     if X.shape[1] != len(plan.feature_names):
         raise RuntimeError(
@@ -170,7 +176,7 @@ def subject_features(
     names = None
     workspace: dict = {}
     for k, trial in enumerate(subject.trials):
-        plan = recipe.plan(trial)
+        plan = recipe.plan(trial, windowing.length)
         if names is None:
             names = plan.feature_names
         elif plan.feature_names != names:
@@ -350,6 +356,8 @@ def extract_features(
     info_trials = {(fs.metadata["subject"].iat[0], t) for fs in sets
                    for t in fs.info.get(_INFO_TRIALS, [])}
     features = FeatureSet.concat(sets)
+    if recipe.physio != ():
+        features = drop_constant(features, recipe.name)
     labeled = _label(features, recordings.dataset, info_trials, rules, source, ambiguous,
                      nan_policy, recordings.description.get("classes"))
     features.info = {**settings, "dataset": recordings.dataset,
@@ -357,6 +365,25 @@ def extract_features(
                      "rules": _describe(rules, recordings.dataset),
                      "source": _describe(source, recordings.dataset)}
     return (features, labeled) if return_labels else features
+
+
+def drop_constant(features: FeatureSet, name: str) -> FeatureSet:
+    """Drop the columns that are constant over every window, with one warning naming them.
+
+    A constant column (a feature every window gives the same value, e.g. no SCR anywhere)
+    carries no information and makes a per-subject z-score divide by zero.
+    """
+    X = features.X
+    constant = np.all(X == X[:1], axis=0)
+    if not constant.any():
+        return features
+    dropped = [n for n, c in zip(features.feature_names, constant, strict=True) if c]
+    logger.warning("Feature recipe %r: %d feature(s) constant over all %d windows, dropped: %s",
+                   name, len(dropped), len(X), dropped)
+    if constant.all():
+        raise ValueError(f"Feature recipe {name!r}: every feature is constant over the "
+                         f"{len(X)} windows ({dropped!r}); check the signals or the window.")
+    return features.select_columns([n for n in features.feature_names if n not in dropped])
 
 
 def _describe(spec, dataset: str) -> str | None:

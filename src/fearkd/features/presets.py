@@ -27,6 +27,11 @@ Presets
     var), plus the descriptors of :mod:`fearkd.features.physio` chosen by modality (EDA slope
     and SCRs per minute, heart-rate change and slope, temperature slope, accelerometer
     magnitude mean and variance).
+``physio``, ``eda``, ``bvp``, ``eda-bvp``, ``wrist``, ``chest``
+    NeuroKit2 features by modality (:mod:`~fearkd.features.physio_nk`): every supported
+    modality present; EDA; BVP (+ IBI beats); EDA + BVP; the E4 wrist set (EDA, BVP, TEMP,
+    ACC); the RespiBAN chest set (ECG, EDA, Resp, Temp, ACC). Each is a subset by name of
+    ``physio`` on the same data (teacher/student pairs).
 ``peripheral-eda``
     The channel named ``EDA`` alone (PhysioNet's wrist set): mean, var, EDA slope and SCRs per
     minute = **4**; its columns are a subset of ``peripheral``'s (the one-sensor student).
@@ -47,6 +52,7 @@ from dataclasses import asdict, dataclass, field, replace
 from ..errors import UnknownChannelError
 from ..recordings import Trial
 from .physio import DEFAULT_SCR_PROMINENCE, DESCRIPTORS, STATS, descriptor_names
+from .physio_nk import NK_MODALITIES, physio_names
 from .spectral import DEFAULT_BANDS, Bands, _check_method, check_bands
 
 __all__ = [
@@ -99,6 +105,10 @@ class Recipe:
         Band-power settings (see :mod:`~fearkd.features.spectral`).
     scr_prominence : float
         Minimum SCR prominence for the ``scr_per_min`` descriptor.
+    physio : tuple of str or None
+        Modalities with NeuroKit2 features (:mod:`~fearkd.features.physio_nk`), by modality
+        name (``"gsr"``, ``"ppg"``, ...); None for every supported modality of the data; those a
+        trial lacks give no column. Not combined with ``descriptors``.
     dataset : str or None
         Dataset the recipe is written for (used in error messages).
     description : str
@@ -116,11 +126,12 @@ class Recipe:
     relative: bool = False
     nperseg: int | None = None
     scr_prominence: float = DEFAULT_SCR_PROMINENCE
+    physio: tuple[str, ...] | None = ()
     dataset: str | None = None
     description: str = ""
 
     def __post_init__(self) -> None:
-        for attr in ("eeg", "peripheral"):
+        for attr in ("eeg", "peripheral", "physio"):
             value = getattr(self, attr)
             if value is not None:
                 if isinstance(value, str):
@@ -130,6 +141,13 @@ class Recipe:
                     )
                 object.__setattr__(self, attr, tuple(str(v) for v in value))
         object.__setattr__(self, "bands", check_bands(self.bands))
+        unknown = sorted(set(self.physio or ()) - set(NK_MODALITIES))
+        if unknown:
+            raise ValueError(f"Recipe {self.name!r}: no physiology features for modality "
+                             f"{unknown!r}; expected some of {list(NK_MODALITIES)!r}.")
+        if self.descriptors and self.physio != ():
+            raise ValueError(f"Recipe {self.name!r}: 'descriptors' and 'physio' overlap (both "
+                             f"give slopes and SCRs); use one of them.")
         _check_method(self.method, self.filter_design, self.log, self.relative)
 
     def replace(self, **changes) -> Recipe:
@@ -140,13 +158,16 @@ class Recipe:
         """JSON-able settings (used in cache keys and stored with the features)."""
         d = asdict(self)
         d["bands"] = [list(b) for b in self.bands]
-        for attr in ("eeg", "peripheral"):
+        for attr in ("eeg", "peripheral", "physio"):
             if d[attr] is not None:
                 d[attr] = list(d[attr])
         return d
 
-    def plan(self, trial: Trial) -> Plan:
+    def plan(self, trial: Trial, window: float | None = None) -> Plan:
         """Resolve the recipe's channels on a trial and check them and the bands.
+
+        ``window`` (s) leaves out the physiology features such windows cannot support
+        (:func:`~fearkd.features.physio_nk.supported_features`).
 
         Raises
         ------
@@ -188,8 +209,11 @@ class Recipe:
         modalities = tuple(
             m for m in trial.modalities if m in DESCRIPTORS and m in chosen
         ) if self.descriptors else ()
+        physio = tuple(m for m in (NK_MODALITIES if self.physio is None else self.physio)
+                       if m in trial.signals)
+        names = _feature_names(self, trial, modality, eeg, peripheral, modalities)
         return Plan(self, tuple(eeg), tuple(peripheral), modalities,
-                    _feature_names(self, trial, modality, eeg, peripheral, modalities))
+                    names + tuple(physio_names(trial, physio, window)), physio)
 
 
 def _feature_names(recipe, trial, modality, eeg, peripheral, modalities) -> tuple[str, ...]:
@@ -209,6 +233,7 @@ class Plan:
     peripheral: tuple[str, ...]
     descriptor_modalities: tuple[str, ...]
     feature_names: tuple[str, ...]
+    physio_modalities: tuple[str, ...] = ()
 
 
 PRESETS: dict[str, Recipe] = {}
@@ -283,4 +308,32 @@ register_preset(Recipe(
     "peripheral-eda", eeg=(), peripheral=("EDA",), descriptors=True,
     description="The 'EDA' channel alone x (mean, var) + EDA slope and SCRs per minute = 4 "
                 "(a student for one cheap sensor; a subset of 'peripheral')",
+))
+
+# NeuroKit2 physiology features by modality (fearkd.features.physio_nk); each a subset, by name,
+# of ``physio`` on the same data, so any two nest as a teacher/student pair.
+register_preset(Recipe(
+    "physio", eeg=(), physio=None,
+    description="NeuroKit2 features of every supported modality present (EDA, BVP/ECG, "
+                "respiration, temperature, accelerometer)",
+))
+register_preset(Recipe(
+    "eda", eeg=(), physio=("gsr",),
+    description="EDA alone: tonic level and slope, SCR count, amplitude and rise time",
+))
+register_preset(Recipe(
+    "bvp", eeg=(), physio=("ppg",),
+    description="BVP alone (and IBI beats when present): heart rate and HRV",
+))
+register_preset(Recipe(
+    "eda-bvp", eeg=(), physio=("gsr", "ppg"),
+    description="EDA + BVP NeuroKit2 features (a wrist student)",
+))
+register_preset(Recipe(
+    "wrist", eeg=(), physio=("gsr", "ppg", "temp", "acc"),
+    description="Empatica E4 wrist: EDA, BVP/IBI, temperature slope, acceleration magnitude",
+))
+register_preset(Recipe(
+    "chest", eeg=(), physio=("ecg", "gsr", "resp", "temp", "acc"),
+    description="RespiBAN chest (WESAD): ECG HRV, EDA, respiration, temperature, acceleration",
 ))
