@@ -142,3 +142,34 @@ def test_frontal_alpha_asymmetry_falls_with_fear(tmp_path):
     per_level = asymmetry_by_level(tmp_path)
     assert np.all(np.diff(per_level) < 0)
     assert per_level[0] - per_level[3] > 0.4
+
+
+@pytest.mark.parametrize(
+    ("kw", "exc", "match"),
+    [
+        ({"privileged": 1.5}, ValueError,
+         r"^Invalid value for 'privileged' \(--privileged\): expected 0\.\.1 \(.*\), got 1\.5\.$"),
+        ({"shared": -0.1}, ValueError, r"'shared' \(--shared\): expected 0\.\.1 .*got -0\.1\.$"),
+        ({"subject_shift": 6}, ValueError,
+         r"'subject_shift' \(--subject-shift\): expected 0\.\.5 .*got 6\.0\.$"),
+        ({"privileged": "all"}, TypeError,
+         r"'privileged' \(--privileged\) must be a number, got str 'all'\.$"),
+        ({"shared": True}, TypeError, r"'shared' \(--shared\) must be a number, got bool"),
+    ],
+)
+def test_knob_validation(tmp_path, kw, exc, match):
+    with pytest.raises(exc, match=match):
+        write_deap(tmp_path, n_subjects=1, n_trials=2, seconds=3.5, **kw)
+
+
+def test_cli_knobs(tmp_path, capsys):
+    assert main(["synth", "deap", str(tmp_path / "d"), "--subjects", "1", "--trials", "8",
+                 "--seconds", "3.5", "--fear-share", "0.25", "--privileged", "1",
+                 "--shared", "0", "--subject-shift", "0"]) == 0
+    frac, _ = fear_fraction(tmp_path / "e", 0.25, 8)
+    assert frac == 0.25
+    assert main(["synth", "deap", str(tmp_path / "d"), "--privileged", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "'privileged' (--privileged): expected 0..1" in err
+    assert main(["synth", "ascertain", str(tmp_path / "a"), "--shared", "0"]) == 2
+    assert "--shared applies to DEAP only" in capsys.readouterr().err
