@@ -22,8 +22,22 @@ Valence sets **frontal alpha asymmetry**: alpha amplitude over left frontal site
 F7, FC5, FC1) scales by ``exp(-k_v * valence)``, over right ones (Fp2, AF4, F4, F8, FC6, FC2)
 by ``exp(+k_v * valence)``, so ``log(alpha F4 / alpha F3)`` rises with valence. Arousal raises
 **beta and gamma** amplitude by ``exp(k_a * arousal)`` (gamma 1.3x) and lowers alpha slightly.
+Arousal also raises **frontal theta** (log amplitude ``THETA_AROUSAL`` = 0.4 per unit, x the
+frontal weight). Strength: one fear level (one box step) moves the state by about -0.5 in
+valence and +0.5 in arousal, so the planted F4-vs-F3 alpha log-amplitude ratio falls by
+``k_valence_alpha`` (0.3-0.55) per level; in log band power (8-12 Hz, 4 s windows, background
+included) the measured ``log alpha(F4) - log alpha(F3)`` is 0.42, 0.05, 0.01, -0.21 for none,
+low, medium, high (about -0.21 per level; seed 0, 6 subjects x 16 trials,
+``tests/test_synthetic_knobs.py::asymmetry_by_level``).
 Residual blinks (0.2 x vEOG, weighted Fp > AF > F > FC) reach frontal channels; the montage is
 re-referenced to the common average, as in DEAP.
+
+*Fear and source patterns* (DEAP writer's ``shared`` knob). The fear correlates (alpha
+asymmetry, theta, beta/gamma, skin conductance, heart and breathing rate, temperature,
+trapezius EMG, blink rate) follow the state passed as ``state``; the source-task pattern
+(zygomaticus EMG by valence, alpha desynchronisation by arousal) follows ``source_state``.
+With both equal (the default) the model is the one above. The ``privileged`` knob scales the
+EEG log-gains of chosen channels (``effect_scale``).
 
 *Peripheral signals.* Heart: PPG (or ECG with P-QRS-T waves) at ``hr_base + hr_gain *
 arousal`` bpm (55-85 at rest, +4-10 per unit arousal) with slow heart-rate variability

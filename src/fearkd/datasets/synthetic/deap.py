@@ -12,6 +12,13 @@ four fear trials); the other trials are drawn uniformly over the rest of the 1..
 every box). Liking follows valence with noise; familiarity (CSV only) is an integer 1-5, blank
 for participants 2, 15 and 23 as in the real file. Ratings have two decimals.
 
+Knobs (:func:`write_deap`, ``fearkd synth deap``): ``fear_share`` (label sparsity),
+``privileged`` (the EEG fear signal removed from the student's 14 EPOC channels, so only the
+teacher's other channels carry it), ``shared`` (overlap of the source-task and fear latents)
+and ``subject_shift`` (per-subject offsets and gains). Defaults reproduce the earlier data
+kind: every EEG channel carries the correlates, one latent drives both tasks, the spread of
+``_subjects._PROFILE_RANGES``. Measured known answers: ``tests/test_synthetic_knobs.py``.
+
 Every subject draws from its own generator ``default_rng([seed, subject_number])``: a subject's
 files do not depend on how many subjects are written, and the same seed gives byte-identical
 files.
