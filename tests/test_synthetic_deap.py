@@ -98,8 +98,10 @@ def test_ratings_fill_every_fear_box_and_the_rest(tmp_path):
         ({"seconds": "5"}, TypeError, r"'seconds' must be a number, got str"),
         ({"seed": -1}, ValueError, r"'seed': expected 0\.\."),
         ({"fmt": "hdf5"}, ValueError, r"'fmt': expected 'dat', 'mat' or 'both', got 'hdf5'"),
-        ({"fear_share": 1.5}, ValueError, r"'fear_share': expected 0\.\.1, got 1\.5"),
-        ({"fear_share": "half"}, TypeError, r"'fear_share' must be a number, got str"),
+        ({"fear_share": 1.5}, ValueError,
+         r"'fear_share' \(--fear-share\): expected 0\.\.1 \(.*\), got 1\.5\.$"),
+        ({"fear_share": "half"}, TypeError,
+         r"'fear_share' \(--fear-share\) must be a number, got str"),
         ({"ratings_csv": 1}, TypeError, r"'ratings_csv' must be True or False, got 1"),
     ],
 )

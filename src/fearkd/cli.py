@@ -92,9 +92,10 @@ def _cmd_synth(args) -> int:
     prepare_synthetic_folder(args.out, args.dataset, args.force)
 
     if args.dataset == "deap":
+        knobs = {k: getattr(args, k) for k in _DEAP_KNOBS if getattr(args, k) is not None}
         root = synthetic.write_deap(
             args.out, n_subjects=args.subjects, n_trials=args.trials, seconds=args.seconds,
-            seed=args.seed, fmt=args.format,
+            seed=args.seed, fmt=args.format, **knobs,
         )
     else:
         root = synthetic.write_ascertain(
@@ -126,7 +127,23 @@ def _add_synth(sub) -> None:
     p.add_argument("--force", action="store_true",
                    help="write into a non-empty folder after removing the synthetic files it "
                         "holds (refused if it holds anything else)")
+    p.add_argument("--fear-share", type=float, default=None,
+                   help="DEAP only: share of each subject's trials rated inside a fear box, "
+                        "0..1 (default 0.5; real DEAP about 0.1)")
+    p.add_argument("--privileged", type=float, default=None,
+                   help="DEAP only: share of the EEG fear signal removed from the 14 EPOC "
+                        "channels of the deap-student-eeg preset, 0..1 (default 0)")
+    p.add_argument("--shared", type=float, default=None,
+                   help="DEAP only: overlap of the source-task (valence) latent and the fear "
+                        "latent, 0..1 (default 1: one latent drives both)")
+    p.add_argument("--subject-shift", type=float, default=None,
+                   help="DEAP only: size of per-subject offsets and gains on every channel, "
+                        "0..5 (default 1; 0 = none)")
     p.set_defaults(func=_cmd_synth_defaults)
+
+
+#: write_deap keywords set by `fearkd synth deap` flags (None = the writer's default).
+_DEAP_KNOBS = ("fear_share", "privileged", "shared", "subject_shift")
 
 
 def _cmd_synth_defaults(args) -> int:
@@ -136,6 +153,12 @@ def _cmd_synth_defaults(args) -> int:
         args.seconds = 63.0 if args.dataset == "deap" else 60.0
     if args.dataset == "ascertain" and args.format != "dat":
         raise ValueError("--format applies to DEAP only; ASCERTAIN is always MATLAB .mat files.")
+    if args.dataset == "ascertain":
+        for k in _DEAP_KNOBS:
+            if getattr(args, k) is not None:
+                flag = "--" + k.replace("_", "-")
+                raise ValueError(f"{flag} applies to DEAP only; drop it or write "
+                                 f"`fearkd synth deap ... {flag} X`.")
     return _cmd_synth(args)
 
 

@@ -17,6 +17,10 @@ Presets
     The 14 channels of the Emotiv EPOC layout (AF3 F7 F3 FC5 T7 P7 O1 O2 P8 T8 FC6 F4 F8 AF4)
     x 5 bands + the same 8 x 2 = 70 + 16 = **86**. Its columns are a subset, by name, of the
     teacher's, computed on the same windows with the same arithmetic.
+``deap-student-eeg``
+    The same 14 EPOC channels x 5 bands and no peripheral channel = **70**: the student that
+    lacks the privileged channels (``fearkd synth deap --privileged``); a subset of the
+    teacher's columns.
 ``ascertain-teacher``
     EEG1..EEG8 x (theta, alpha, low beta) + accX, accY, accZ, GSR, ECG_L, ECG_R x (mean, var)
     = 24 + 12 = **36**.
@@ -336,4 +340,9 @@ register_preset(Recipe(
 register_preset(Recipe(
     "chest", eeg=(), physio=("ecg", "gsr", "resp", "temp", "acc"),
     description="RespiBAN chest (WESAD): ECG HRV, EDA, respiration, temperature, acceleration",
+))
+register_preset(Recipe(
+    "deap-student-eeg", eeg=EPOC_CHANNELS, peripheral=(), dataset="deap",
+    description="DEAP: 14 Emotiv EPOC EEG x 5 bands = 70, no peripheral channels (the student "
+                "without the privileged channels of `fearkd synth deap --privileged`)",
 ))

@@ -22,8 +22,22 @@ Valence sets **frontal alpha asymmetry**: alpha amplitude over left frontal site
 F7, FC5, FC1) scales by ``exp(-k_v * valence)``, over right ones (Fp2, AF4, F4, F8, FC6, FC2)
 by ``exp(+k_v * valence)``, so ``log(alpha F4 / alpha F3)`` rises with valence. Arousal raises
 **beta and gamma** amplitude by ``exp(k_a * arousal)`` (gamma 1.3x) and lowers alpha slightly.
+Arousal also raises **frontal theta** (log amplitude ``THETA_AROUSAL`` = 0.4 per unit, x the
+frontal weight). Strength: one fear level (one box step) moves the state by about -0.5 in
+valence and +0.5 in arousal, so the planted F4-vs-F3 alpha log-amplitude ratio falls by
+``k_valence_alpha`` (0.3-0.55) per level; in log band power (8-12 Hz, 4 s windows, background
+included) the measured ``log alpha(F4) - log alpha(F3)`` is 0.42, 0.05, 0.01, -0.21 for none,
+low, medium, high (about -0.21 per level; seed 0, 6 subjects x 16 trials,
+``tests/test_synthetic_knobs.py::asymmetry_by_level``).
 Residual blinks (0.2 x vEOG, weighted Fp > AF > F > FC) reach frontal channels; the montage is
 re-referenced to the common average, as in DEAP.
+
+*Fear and source patterns* (DEAP writer's ``shared`` knob). The fear correlates (alpha
+asymmetry, theta, beta/gamma, skin conductance, heart and breathing rate, temperature,
+trapezius EMG, blink rate) follow the state passed as ``state``; the source-task pattern
+(zygomaticus EMG by valence, alpha desynchronisation by arousal) follows ``source_state``.
+With both equal (the default) the model is the one above. The ``privileged`` knob scales the
+EEG log-gains of chosen channels (``effect_scale``).
 
 *Peripheral signals.* Heart: PPG (or ECG with P-QRS-T waves) at ``hr_base + hr_gain *
 arousal`` bpm (55-85 at rest, +4-10 per unit arousal) with slow heart-rate variability
@@ -73,6 +87,14 @@ EFFECT_TAU = 1.5
 EEG_BACKGROUND_UV = 12.0
 #: Share of the vEOG blink amplitude left in frontal EEG after DEAP's EOG cleaning.
 BLINK_RESIDUAL = 0.2
+#: Factor on the subject's ``k_valence_alpha`` (frontal alpha log-amplitude per unit valence).
+FAA_GAIN = 1.0
+#: Frontal theta log-amplitude per unit arousal (x the channel's frontal weight).
+THETA_AROUSAL = 0.4
+#: Factor on the subject's ``k_arousal_fast`` (beta log-amplitude per unit arousal).
+FAST_AROUSAL = 1.0
+#: Alpha log-amplitude lost per unit arousal, every channel (the source-task pattern).
+ALPHA_DESYNC = 0.15
 
 
 def _spectral_noise(
@@ -422,7 +444,8 @@ def _eeg_topography(ch_names: Sequence[str]):
 def affective_eeg(
     rng: np.random.Generator, state: np.ndarray, profile: SubjectProfile, ch_names: Sequence[str],
     n_times: int, sfreq: float, *, onset: float = 0.0, blinks: np.ndarray | None = None,
-    car: bool = True
+    car: bool = True, source_state: np.ndarray | None = None,
+    effect_scale: np.ndarray | None = None
 ) -> np.ndarray:
     """EEG whose band powers follow the affective state (see the module docstring).
 
@@ -431,7 +454,8 @@ def affective_eeg(
     rng, n_times, sfreq
         As in *Conventions*; bands above 0.45 * sfreq are left out.
     state : ndarray, shape (n_trials, 3)
-        Normalised valence, arousal, dominance (from :func:`latent_state`).
+        Normalised valence, arousal, dominance (from :func:`latent_state`) driving the fear
+        correlates: frontal alpha asymmetry (valence), frontal theta and beta/gamma (arousal).
     profile : SubjectProfile
         The subject; ``profile.eeg_gain`` needs at least ``len(ch_names)`` entries.
     ch_names : sequence of str
@@ -443,43 +467,50 @@ def affective_eeg(
         vEOG blink signal (µV); its residual is added to frontal channels.
     car : bool
         Re-reference to the common average.
+    source_state : ndarray, shape (n_trials, 3), optional
+        State driving the source-task pattern (alpha desynchronisation by arousal); default
+        ``state``.
+    effect_scale : ndarray, shape (n_chans,), optional
+        Per-channel factor on every affective log-gain (0 removes the channel's affective
+        effects; default 1 everywhere).
 
     Returns
     -------
     ndarray, shape (n_trials, n_chans, n_times); EEG in µV.
     """
     state = np.asarray(state, dtype=float)
+    source = state if source_state is None else np.asarray(source_state, dtype=float)
     n, n_ch = state.shape[0], len(ch_names)
+    scale = np.ones(n_ch) if effect_scale is None else np.asarray(effect_scale, dtype=float)
     side, frontal, posterior, blink_w = _eeg_topography(ch_names)
     env = onset_ramp(n_times, sfreq, onset)
     top = 0.45 * sfreq
     valence, arousal = state[:, 0], state[:, 1]
+    zero = np.zeros(n_ch)
 
     eeg = pink_noise(rng, n_ch, n_times, sfreq, n_epochs=n, band=(4.0, min(45.0, top)))
     eeg *= EEG_BACKGROUND_UV
-    # (amplitude, band, per-channel topography, per-channel log-gain per unit of the
-    # driving state, driver, extra log-gain per trial)
+    # (amplitude, band, per-channel topography, log-gains per channel: (k, driver) pairs)
     af = profile.alpha_freq
     ones = np.ones(n_ch)
+    k_fast = FAST_AROUSAL * profile.k_arousal_fast * ones
     comps = [
-        (profile.theta_amp, (4.0, 7.0), ones, None, None),
-        # valence sets frontal asymmetry; arousal desynchronises alpha everywhere
+        (profile.theta_amp, (4.0, 7.0), ones, [(THETA_AROUSAL * frontal, arousal)]),
+        # valence sets frontal asymmetry; arousal (source pattern) desynchronises alpha
         (profile.alpha_amp, (af - 1.5, af + 1.5), posterior,
-         side * frontal * profile.k_valence_alpha, (valence, -0.15 * arousal)),
-        (profile.beta_amp, (13.0, 30.0), ones, profile.k_arousal_fast * ones, (arousal, 0.0)),
-        (profile.gamma_amp, (30.0, 45.0), ones, 1.3 * profile.k_arousal_fast * ones,
-         (arousal, 0.0)),
+         [(FAA_GAIN * side * frontal * profile.k_valence_alpha, valence),
+          (-ALPHA_DESYNC * ones, source[:, 1])]),
+        (profile.beta_amp, (13.0, 30.0), ones, [(k_fast, arousal)]),
+        (profile.gamma_amp, (30.0, 45.0), ones, [(1.3 * k_fast, arousal)]),
     ]
-    for amp, (lo, hi), topo, k, drivers in comps:
+    for amp, (lo, hi), topo, effects in comps:
         if lo >= top:
             continue
         x = band_oscillation(rng, n_ch, n_times, sfreq, (lo, min(hi, top)), n_epochs=n)
         # trial-to-trial fluctuation unrelated to the state (sd 0.15 in log amplitude)
         x *= (amp * topo)[None, :, None] * np.exp(0.15 * rng.standard_normal((n, n_ch, 1)))
-        if k is not None:
-            driver, extra = drivers
-            log_gain = k[None, :] * driver[:, None] + np.asarray(extra).reshape(-1, 1)
-            x *= np.exp(log_gain[:, :, None] * env)
+        log_gain = sum((k * scale)[None, :] * d[:, None] for k, d in effects) + zero
+        x *= np.exp(log_gain[:, :, None] * env)
         eeg += x
         del x
     eeg *= profile.eeg_gain[None, :n_ch, None]

@@ -26,6 +26,13 @@ _PROFILE_RANGES = {
     "temp_base": (29.0, 33.0), "temp_arousal": (-0.4, -0.1),
 }
 
+#: Resting levels (offsets of every channel's features) that ``subject_profile(shift=...)``
+#: scales; the effect sizes (``k_*``, ``*_gain``, ``temp_arousal``) and ``alpha_freq`` are not.
+SHIFTED = (
+    "alpha_amp", "theta_amp", "beta_amp", "gamma_amp", "blink_rate", "blink_amp", "hr_base",
+    "resp_base", "scl_base", "scr_rate", "scr_amp", "emg_base", "temg_base", "temp_base",
+)
+
 
 @dataclass(frozen=True)
 class SubjectProfile:
@@ -87,7 +94,9 @@ class SubjectProfile:
     rating_scale: np.ndarray
 
 
-def subject_profile(rng: np.random.Generator, *, n_eeg: int = 32) -> SubjectProfile:
+def subject_profile(
+    rng: np.random.Generator, *, n_eeg: int = 32, shift: float = 1.0
+) -> SubjectProfile:
     """Draw one subject's physiological constants and rating habits.
 
     Parameters
@@ -96,17 +105,29 @@ def subject_profile(rng: np.random.Generator, *, n_eeg: int = 32) -> SubjectProf
         Source of randomness (one generator per subject gives reproducible subjects).
     n_eeg : int
         Number of EEG channels that get a gain.
+    shift : float
+        Size of the between-subject offsets and gains (>= 0). The resting levels in
+        ``SHIFTED`` move from the geometric centre ``c`` of their range to ``c * (x / c) **
+        shift`` for a draw ``x``; the EEG and sensor log-gains and the sensor offsets are
+        multiplied by ``shift``. 1 gives the ranges of ``_PROFILE_RANGES``; 0 gives every subject
+        the same levels, gains and offsets (effect sizes and rating habits still vary). The
+        draws themselves do not depend on ``shift``.
 
     Returns
     -------
     SubjectProfile
     """
-    eeg_gain = np.exp(0.25 * rng.standard_normal() + 0.15 * rng.standard_normal(n_eeg))
+    eeg_gain = np.exp(shift * (0.25 * rng.standard_normal() + 0.15 * rng.standard_normal(n_eeg)))
     scalars = {k: float(rng.uniform(lo, hi)) for k, (lo, hi) in _PROFILE_RANGES.items()}
+    if shift != 1.0:
+        for k in SHIFTED:
+            lo, hi = _PROFILE_RANGES[k]
+            centre = np.sqrt(lo * hi)
+            scalars[k] = float(centre * (scalars[k] / centre) ** shift)
     return SubjectProfile(
         eeg_gain=eeg_gain, **scalars,
-        sensor_gain=np.exp(0.3 * rng.standard_normal(4)),
-        sensor_offset=rng.normal(0.0, 1.0, 4),
+        sensor_gain=np.exp(shift * 0.3 * rng.standard_normal(4)),
+        sensor_offset=shift * rng.normal(0.0, 1.0, 4),
         rating_bias=rng.normal(0.0, 0.15, 3),
         rating_scale=rng.uniform(0.7, 1.2, 3),
     )

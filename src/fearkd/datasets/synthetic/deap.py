@@ -12,6 +12,13 @@ four fear trials); the other trials are drawn uniformly over the rest of the 1..
 every box). Liking follows valence with noise; familiarity (CSV only) is an integer 1-5, blank
 for participants 2, 15 and 23 as in the real file. Ratings have two decimals.
 
+Knobs (:func:`write_deap`, ``fearkd synth deap``): ``fear_share`` (label sparsity),
+``privileged`` (the EEG fear signal removed from the student's 14 EPOC channels, so only the
+teacher's other channels carry it), ``shared`` (overlap of the source-task and fear latents)
+and ``subject_shift`` (per-subject offsets and gains). Defaults reproduce the earlier data
+kind: every EEG channel carries the correlates, one latent drives both tasks, the spread of
+``_subjects._PROFILE_RANGES``. Measured known answers: ``tests/test_synthetic_knobs.py``.
+
 Every subject draws from its own generator ``default_rng([seed, subject_number])``: a subject's
 files do not depend on how many subjects are written, and the same seed gives byte-identical
 files.
@@ -33,7 +40,7 @@ from ..._atomic import atomic_open
 from ..deap import CHANNELS, EEG_CHANNELS, N_SUBJECTS, N_TIMES, N_TRIALS, ONSET, SFREQ
 from . import _physio as phy
 
-__all__ = ["FEAR_BOXES", "write_dat_file", "write_deap"]
+__all__ = ["FEAR_BOXES", "STUDENT_EEG", "write_dat_file", "write_deap"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +51,12 @@ FEAR_BOXES = {
     "medium": ((3.0, 5.0), (5.0, 7.0), (3.0, 5.0)),
     "high": ((1.0, 3.0), (7.0, 9.0), (1.0, 3.0)),
 }
+#: The student's EEG channels (Emotiv EPOC; the ``deap-student-eeg`` feature preset).
+STUDENT_EEG = (
+    "AF3", "F7", "F3", "FC5", "T7", "P7", "O1", "O2", "P8", "T8", "FC6", "F4", "F8", "AF4",
+)
+#: Largest ``subject_shift``: beyond it resting levels leave any physiological range.
+MAX_SUBJECT_SHIFT = 5.0
 #: Participants whose familiarity is blank in the real participant_ratings.csv.
 _BLANK_FAMILIARITY = (2, 15, 23)
 #: Trials simulated at once: bounds the writer's memory at about 120 MB at full length.
@@ -167,11 +180,19 @@ def _draw_ratings(rng: np.random.Generator, n_trials: int, n_fear: int, first_bo
 
 
 # ---------------------------------------------------------------- signals
-def _simulate(rng, profile: phy.SubjectProfile, state: np.ndarray, n_times: int) -> np.ndarray:
-    """The 40 DEAP channels, shape (n_trials, 40, n_times), for the given latent states."""
+def _simulate(rng, profile: phy.SubjectProfile, state: np.ndarray, n_times: int,
+              effect_scale: np.ndarray) -> np.ndarray:
+    """The 40 DEAP channels, shape (n_trials, 40, n_times).
+
+    ``state``, shape (n_trials, 2, 3): per trial the state driving the fear pattern (index 0)
+    and the source-task pattern (index 1); ``effect_scale``, shape (32,): factor on the EEG
+    channels' affective effects.
+    """
     n, sf = state.shape[0], SFREQ
     env = phy.onset_ramp(n_times, sf, ONSET)[None, :]
-    valence, arousal = state[:, 0:1], state[:, 1:2]
+    fear_state, source_state = state[:, 0], state[:, 1]
+    arousal = fear_state[:, 1:2]
+    valence = source_state[:, 0:1]
     gain, offset = profile.sensor_gain, profile.sensor_offset
     out = np.empty((n, len(CHANNELS), n_times))
 
@@ -179,7 +200,8 @@ def _simulate(rng, profile: phy.SubjectProfile, state: np.ndarray, n_times: int)
         rng, n_times, sf, profile.blink_rate * np.exp(0.2 * arousal * env), n_epochs=n
     )
     out[:, :32] = phy.affective_eeg(
-        rng, state, profile, EEG_CHANNELS, n_times, sf, onset=ONSET, blinks=blinks
+        rng, fear_state, profile, EEG_CHANNELS, n_times, sf, onset=ONSET, blinks=blinks,
+        source_state=source_state, effect_scale=effect_scale,
     )
     eog = gain[3] * np.stack([
         phy.saccade_steps(rng, n_times, sf, 40.0, 120.0, n_epochs=n),
@@ -190,7 +212,7 @@ def _simulate(rng, profile: phy.SubjectProfile, state: np.ndarray, n_times: int)
     emg[:, 0] *= profile.emg_base * np.exp(profile.k_valence_emg * valence * env)
     emg[:, 1] *= profile.temg_base * np.exp(profile.k_arousal_emg * arousal * env)
     out[:, 34:36] = emg
-    conductance = phy.skin_conductance(rng, state[:, 1], profile, n_times, sf, onset=ONSET)
+    conductance = phy.skin_conductance(rng, fear_state[:, 1], profile, n_times, sf, onset=ONSET)
     out[:, 36] = 1e6 / (gain[2] * conductance)  # skin resistance in Ohm
     resp_rate = profile.resp_base + profile.resp_gain * arousal * env
     out[:, 37] = 800.0 * gain[0] * phy.respiration_wave(rng, n_times, sf, resp_rate, n_epochs=n)
@@ -205,9 +227,9 @@ def _simulate(rng, profile: phy.SubjectProfile, state: np.ndarray, n_times: int)
     return out
 
 
-def _subject_chunks(rng, profile, state, n_times) -> Iterator[np.ndarray]:
+def _subject_chunks(rng, profile, state, n_times, effect_scale) -> Iterator[np.ndarray]:
     for start in range(0, state.shape[0], _CHUNK):
-        yield _simulate(rng, profile, state[start : start + _CHUNK], n_times)
+        yield _simulate(rng, profile, state[start : start + _CHUNK], n_times, effect_scale)
 
 
 # ---------------------------------------------------------------- public writer
@@ -222,6 +244,35 @@ def _check_int(value, name: str, lo: int, hi: int) -> int:
     return int(value)
 
 
+def _check_real(value, name: str, lo: float, hi: float | None, meaning: str) -> float:
+    flag = "--" + name.replace("_", "-")
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(
+            f"'{name}' ({flag}) must be a number, got {type(value).__name__} {value!r}."
+        )
+    value = float(value)
+    if not (lo <= value and (hi is None or value <= hi)):
+        rng_txt = f"{lo:g}..{hi:g}" if hi is not None else f">= {lo:g}"
+        raise ValueError(
+            f"Invalid value for '{name}' ({flag}): expected {rng_txt} ({meaning}), got {value!r}."
+        )
+    return value
+
+
+def _driving_states(rng, rated: np.ndarray, which: np.ndarray, shared: float) -> np.ndarray:
+    """Per trial the states driving the fear pattern and the source pattern, (n, 2, 3).
+
+    Fear-box trials express their rated state in the fear pattern, the other trials in the
+    source pattern; the other pattern gets ``shared * rated + sqrt(1 - shared**2) * other``
+    with ``other`` an independent state uniform in -1..1.
+    """
+    other = rng.uniform(-1.0, 1.0, rated.shape)
+    mixed = shared * rated + np.sqrt(1.0 - shared**2) * other
+    fear = np.where(which[:, None] >= 0, rated, mixed)
+    source = np.where(which[:, None] >= 0, mixed, rated)
+    return np.stack([fear, source], axis=1)
+
+
 def write_deap(
     root: str | os.PathLike,
     *,
@@ -231,6 +282,9 @@ def write_deap(
     seed: int = 0,
     fmt: str = "dat",
     fear_share: float = 0.5,
+    privileged: float = 0.0,
+    shared: float = 1.0,
+    subject_shift: float = 1.0,
     ratings_csv: bool = True,
 ) -> Path:
     """Write a synthetic DEAP dataset in the real release's layout.
@@ -250,7 +304,24 @@ def write_deap(
     fmt : {"dat", "mat", "both"}
         Python pickles, MATLAB files or both.
     fear_share : float
-        Share of each subject's trials drawn inside a fear box (0-1).
+        Share of each subject's trials rated inside a fear box (0-1; default 0.5). Real DEAP
+        keeps about 0.1 (124 of 1,280); 0.1-0.2 with 40 trials gives the low-fear-data regime
+        of 1-2 trials per fear level per subject.
+    privileged : float
+        Share of the EEG fear signal removed from the 14 student channels
+        (:data:`STUDENT_EEG`, the ``deap-student-eeg`` preset): their affective log-gains are
+        multiplied by ``1 - privileged`` (0-1; default 0, every channel carries it). The other
+        18 EEG channels and the peripheral channels keep theirs in full.
+    shared : float
+        Overlap of the source-task latent and the fear latent (0-1; default 1): a fear-box
+        trial's physiology expresses its rated state in the fear pattern, any other trial's
+        in the source pattern, and the other pattern gets ``shared * rated + sqrt(1 -
+        shared**2) * independent``. 1: one latent drives both (a source-task model transfers
+        to fear); 0: independent.
+    subject_shift : float
+        Size of the per-subject offsets and gains on every channel (0-5; default 1, 0 = every
+        subject the same levels; see :func:`~fearkd.datasets.synthetic._subjects.
+        subject_profile`).
     ratings_csv : bool
         Also write ``metadata_csv/participant_ratings.csv``.
 
@@ -274,22 +345,30 @@ def write_deap(
         )
     if fmt not in ("dat", "mat", "both"):
         raise ValueError(f"Invalid value for 'fmt': expected 'dat', 'mat' or 'both', got {fmt!r}.")
-    if isinstance(fear_share, bool) or not isinstance(fear_share, numbers.Real):
-        raise TypeError(f"'fear_share' must be a number, got {type(fear_share).__name__}.")
-    if not 0.0 <= float(fear_share) <= 1.0:
-        raise ValueError(f"Invalid value for 'fear_share': expected 0..1, got {fear_share!r}.")
+    fear_share = _check_real(fear_share, "fear_share", 0.0, 1.0,
+                             "the share of trials rated inside a fear box")
+    privileged = _check_real(privileged, "privileged", 0.0, 1.0,
+                             "0 = student channels carry the EEG fear signal, 1 = they do not")
+    shared = _check_real(shared, "shared", 0.0, 1.0,
+                         "0 = source task and fear independent, 1 = one latent")
+    subject_shift = _check_real(subject_shift, "subject_shift", 0.0, MAX_SUBJECT_SHIFT,
+                                "0 = no per-subject offsets, 1 = the default spread")
     if not isinstance(ratings_csv, bool):
         raise TypeError(f"'ratings_csv' must be True or False, got {ratings_csv!r}.")
 
     root = Path(root)
-    n_fear = int(round(float(fear_share) * n_trials))
+    n_fear = int(round(fear_share * n_trials))
+    effect_scale = np.where(np.isin(EEG_CHANNELS, STUDENT_EEG), 1.0 - privileged, 1.0)
     csv_rows = []
     for number in range(1, n_subjects + 1):
         rng = np.random.default_rng([seed, number])
-        profile = phy.subject_profile(rng, n_eeg=len(EEG_CHANNELS))
-        labels, _ = _draw_ratings(rng, n_trials, n_fear, first_box=number - 1)
-        state = phy.latent_state(rng, labels[:, :3], profile)
-        _write_subject(root, f"s{number:02d}", fmt, labels, rng, profile, state, n_times)
+        profile = phy.subject_profile(rng, n_eeg=len(EEG_CHANNELS), shift=subject_shift)
+        labels, which = _draw_ratings(rng, n_trials, n_fear, first_box=number - 1)
+        rated = phy.latent_state(rng, labels[:, :3], profile)
+        # A separate stream: the default (shared = 1) signals stay those of earlier versions.
+        state = _driving_states(np.random.default_rng([seed, number, 1]), rated, which, shared)
+        _write_subject(root, f"s{number:02d}", fmt, labels, rng, profile, state, n_times,
+                       effect_scale)
         csv_rows.extend(_csv_rows(rng, number, labels))
         logger.info("synthetic DEAP: wrote subject %d/%d", number, n_subjects)
     if ratings_csv:
@@ -297,9 +376,9 @@ def write_deap(
     return root
 
 
-def _write_subject(root, sid, fmt, labels, rng, profile, state, n_times) -> None:
+def _write_subject(root, sid, fmt, labels, rng, profile, state, n_times, effect_scale) -> None:
     shape = (labels.shape[0], len(CHANNELS), n_times)
-    chunks = _subject_chunks(rng, profile, state, n_times)
+    chunks = _subject_chunks(rng, profile, state, n_times, effect_scale)
     if fmt == "dat":
         folder = root / "data_preprocessed_python"
         folder.mkdir(parents=True, exist_ok=True)
