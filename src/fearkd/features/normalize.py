@@ -48,7 +48,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from ..errors import ConfigError
 
 __all__ = ["NORMALIZE_MODES", "SubjectNormalizer", "calibration_mask", "check_normalize",
-           "parse_normalize", "subject_standardize"]
+           "normalize_sentence", "parse_normalize", "subject_standardize"]
 
 logger = logging.getLogger(__name__)
 
@@ -141,7 +141,8 @@ def calibration_mask(metadata: pd.DataFrame, calibration: str | float,
                                                                    t1=("t1", "max"))
         span["offset"] = (span["t1"] - span["t0"]).groupby(level=0).cumsum() \
             - (span["t1"] - span["t0"])
-        joined = frame.join(span[["t0", "offset"]], on=["subject", "trial"], rsuffix="_trial")
+        span = span.rename(columns={"t0": "t0_trial"})[["t0_trial", "offset"]]
+        joined = frame.join(span, on=["subject", "trial"])
         end = joined["offset"] + joined["t1"] - joined["t0_trial"]
         mask = (end <= calibration + 1e-9).to_numpy()
         what = f"the first {calibration:g} s of"
@@ -163,6 +164,24 @@ def calibration_mask(metadata: pd.DataFrame, calibration: str | float,
             f"recording{stages}; expected every subject to have one: choose a stage every "
             f"subject has, a longer part, or normalize = \"subject\".")
     return mask
+
+
+def normalize_sentence(value: str) -> str:
+    """One sentence for reports: which normalisation ran, and whether it is transductive."""
+    mode, calibration = parse_normalize(value)
+    if mode == "subject":
+        return ("Features were standardised per subject on each subject's own windows "
+                "(normalize = \"subject\", labels unused); for test subjects this is "
+                "transductive: their unlabelled test windows set their own scaling.")
+    if mode == "calibration":
+        part = (f"the first {calibration:g} s" if isinstance(calibration, float)
+                else f"the stage {calibration!r}")
+        return (f"Features were standardised per subject on {part} of each subject's own "
+                f"recording only (normalize = \"{value}\"), as a deployed monitor can.")
+    if mode == "global":
+        return ("Features were standardised by one scaler fitted on each fold's training rows "
+                "(normalize = \"global\").")
+    return "Features were not normalised per subject (normalize = \"none\")."
 
 
 def check_normalize(value: str, metadata: pd.DataFrame, window: float | None) -> None:
