@@ -97,7 +97,8 @@ def test_familiarity_blank_for_participant_2_is_nan(root):
 def test_subject_selection(root):
     assert load_deap(root, subjects=[3, "s01"]).subjects == ("s03", "s01")
     assert load_deap(root, subjects=2).subjects == ("s02",)
-    with pytest.raises(ValueError, match=r"Invalid subject 33 in \[dataset\] subjects: expected a subject number 1-32"):
+    with pytest.raises(ValueError, match=r"Invalid subject 33 in \[dataset\] subjects: "
+                                         r"expected a subject number 1-32"):
         load_deap(root, subjects=[33])
     with pytest.raises(ValueError, match=r"Invalid subject 'S1'"):
         load_deap(root, subjects=["S1"])

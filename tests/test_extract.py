@@ -297,3 +297,53 @@ def test_empty_and_inconsistent_subjects():
                                          r"the subject's first trial's 2"):
         extract_features(Recordings("x", ["A"], _changing_subject), Recipe("p", peripheral=None),
                          window=2.0, progress=False)
+
+
+def test_log_transform_per_feature_family(tmp_path):
+    """log=True: band power and variance logged with the stated floor, means untouched; the
+    recipe records it and the cache keeps logged and raw features apart."""
+    from fearkd.features.presets import VAR_LOG_FLOOR
+    from fearkd.features.spectral import LOG_FLOOR
+
+    rec = deap_like(subjects=("s01",))
+    raw = extract_features(rec, "deap-student", log=False, cache_dir=tmp_path, progress=False)
+    logged = extract_features(rec, "deap-student", log=True, cache_dir=tmp_path, progress=False)
+    assert len(list(tmp_path.iterdir())) == 2  # two cache entries, not one
+    assert raw.feature_names == logged.feature_names
+    names = np.array(raw.feature_names)
+    power = np.array([n.startswith("eeg:") for n in names])
+    var, mean = np.char.endswith(names, ":var"), np.char.endswith(names, ":mean")
+    assert power.sum() == 70 and var.sum() == 8 and mean.sum() == 8
+    np.testing.assert_allclose(logged.X[:, power], np.log(raw.X[:, power]), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(logged.X[:, var], np.log(raw.X[:, var]), rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(logged.X[:, mean], raw.X[:, mean])
+    assert logged.info["recipe"]["log"] and logged.info["recipe"]["log_variance"]
+    assert not raw.info["recipe"]["log_variance"]
+    # the floor: a flat channel's zero variance and power give log(1e-12), not -inf
+    flat = Recordings("deap", ("s01",), partial(_flat_subject))
+    fs = extract_features(flat, "deap-student", log=True, progress=False)
+    col = fs.feature_names.index("gsr:GSR:var")
+    np.testing.assert_allclose(fs.X[:, col], np.log(VAR_LOG_FLOOR), rtol=1e-6)
+    col = fs.feature_names.index("eeg:AF3:alpha")
+    np.testing.assert_allclose(fs.X[:, col], np.log(LOG_FLOOR), rtol=1e-6)
+    # differential entropy is already a log: only the variance is logged
+    de = extract_features(rec, "deap-student", method="de", log=True, progress=False)
+    assert not de.info["recipe"]["log"] and de.info["recipe"]["log_variance"]
+
+
+def _flat_subject(subject, report):
+    sub = _deap_subject(subject, report, seconds=12.0)
+    trials = []
+    for tr in sub.trials:
+        signals = dict(tr.signals)
+        eeg = signals["eeg"]
+        data = eeg.data.copy()
+        data[EEG_AF3] = 0.0
+        signals["eeg"] = Signal(data, eeg.sfreq, eeg.ch_names, "eeg")
+        gsr = signals["gsr"]
+        signals["gsr"] = Signal(np.full_like(gsr.data, 4.0), gsr.sfreq, gsr.ch_names, "gsr")
+        trials.append(Trial("deap", subject, tr.trial, signals, tr.ratings, onset=tr.onset))
+    return Subject("deap", subject, tuple(trials))
+
+
+EEG_AF3 = DEAP_EEG.index("AF3")

@@ -149,6 +149,12 @@ def test_every_fit_sees_training_rows_of_its_task_only(data, base):
     meta = fs.metadata
     y_fear, y_src = meta["y_fear"].to_numpy(), meta["y_source"].to_numpy()
     fear_rows, src_rows = train[y_fear[train] >= 0], train[y_src[train] >= 0]
+    # the default normalize = "subject": each subject z-scored on its own windows of the fold
+    # (an independent computation: pandas, float64)
+    frame = pd.DataFrame(fs.X.astype(np.float64))
+    zs = frame.groupby(meta["subject"].to_numpy()).transform(
+        lambda c: (c - c.mean()) / c.std(ddof=0)).to_numpy()
+    fs = FeatureSet(zs.astype(np.float32), fs.feature_names, meta)
     Xs = fs.select_columns(prep.student_names).X
     expected = {
         (fs.n_features, N_SOURCE): (fs.X[src_rows], y_src[src_rows]),  # backbone
@@ -160,7 +166,7 @@ def test_every_fit_sees_training_rows_of_its_task_only(data, base):
     assert len(calls) == 12
     for call in calls:
         X_exp, y_exp = expected[(call["X"].shape[1], call["n_out"])]
-        np.testing.assert_array_equal(call["X"], X_exp)
+        np.testing.assert_allclose(call["X"], X_exp, rtol=1e-4, atol=1e-4)
         np.testing.assert_array_equal(call["y"], y_exp)
         assert call["validation"] is None  # no test row for early stopping
         assert (call["y"] >= 0).all()
@@ -169,15 +175,19 @@ def test_every_fit_sees_training_rows_of_its_task_only(data, base):
 
 def test_unlabelled_windows_pretrain_only(data, base):
     """Poisoning the fear-unlabelled training windows changes the backbone, its teacher and the
-    distilled students, but not the students that never see them or the teacher."""
+    distilled students, but not the students that never see them or the teacher.
+
+    Under ``normalize = "global"``: a per-subject normalisation uses every window of a subject,
+    labelled or not, by design."""
     prep, train, test = data
-    out_a, _, _ = base
     fs = prep.featureset
     y_fear = fs.metadata["y_fear"].to_numpy()
     unlabelled = train[y_fear[train] < 0]
     assert len(unlabelled) > 0
+    settings = dataclasses.replace(SETTINGS, normalize="global")
+    out_a = _run(fs, prep.student_names, train, test, settings=settings)
     out_c = _run(_poisoned(fs, unlabelled, seed=2, labels=False), prep.student_names, train,
-                 test)
+                 test, settings=settings)
     a, c = _frame(out_a["rows"]), _frame(out_c["rows"])
 
     def part(df, method, stage, target):

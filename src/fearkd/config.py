@@ -23,6 +23,8 @@ naming the key and the file. Example (``configs/demo.toml`` is a complete one)::
     window = 4.0                  # seconds
     step = 2.0                    # seconds
     baseline = "drop"             # drop | subtract
+    log = true                    # log (with a floor) of band power and variance features
+    normalize = "subject"         # none | subject | global | calibration:<stage> | calibration:<N>s
 
     [models]
     backbones = ["cnn", "lstm", "gru"]  # registered models (fearkd.models.available_models())
@@ -127,6 +129,14 @@ class LabelsConfig:
 
 @dataclass(frozen=True)
 class FeaturesConfig:
+    """``[features]``: presets, windowing, transforms and the per-subject normalisation.
+
+    ``log``: natural log (with a floor) of band power and variance features (see
+    :mod:`fearkd.features.presets`). ``normalize``: ``"none"``, ``"subject"``, ``"global"``,
+    ``"calibration:<stage>"`` or ``"calibration:<N>s"``, fitted inside each fold (see
+    :mod:`fearkd.features.normalize`).
+    """
+
     teacher: str = "deap-teacher"
     student: str = "deap-student"
     window: float = 4.0
@@ -134,6 +144,8 @@ class FeaturesConfig:
     baseline: str = "drop"
     method: str = "filter"
     n_jobs: int = 1
+    log: bool = True
+    normalize: str = "subject"
 
 
 @dataclass(frozen=True)
@@ -422,6 +434,12 @@ def _from_dict(data: Mapping, source: str) -> ExperimentConfig:
     _check_names(cfg, source)
     _check_reader_options(cfg.dataset, source)
     m, e = cfg.methods, cfg.evaluation
+    from .features.normalize import parse_normalize
+
+    try:
+        parse_normalize(cfg.features.normalize)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
     if not 0.0 <= m.alpha <= 1.0:
         raise ConfigError(
             f"{source}: [methods] alpha: expected a number in [0, 1], got {m.alpha!r}."

@@ -93,7 +93,7 @@ def prepare_data(cfg: ExperimentConfig, *, data_path=None, cache_dir=None,
                                                                       "source")
     fs, labeled = extract_features(
         recordings, f.teacher, window=f.window, step=f.step, baseline=f.baseline,
-        method=f.method, rules=rules, source=source, ambiguous=cfg.labels.ambiguous,
+        method=f.method, log=f.log, rules=rules, source=source, ambiguous=cfg.labels.ambiguous,
         nan_policy=cfg.labels.nan_policy, n_jobs=f.n_jobs, cache_dir=cache_dir,
         progress=progress, return_labels=True,
     )
@@ -227,6 +227,13 @@ def run_experiment(cfg: ExperimentConfig, rundir: str | Path, *, data_path=None,
         logger.warning("%s: %s", data.dataset, warning)
     meta = data.featureset.metadata
     folds = _resolve_folds(folds, meta, protocols, cfg.source)
+    from .features.normalize import check_normalize
+
+    try:
+        # a calibration part every subject has, before any unit trains
+        check_normalize(cfg.features.normalize, meta, cfg.features.window)
+    except ConfigError as exc:
+        raise ConfigError(f"{cfg.source or 'config'}: {exc}") from None
     splits, n_folds = {}, {}
     for protocol in protocols:
         for seed in ev.seeds:

@@ -77,6 +77,10 @@ class PipelineSettings:
     student_model: str = ""
     model_params: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
     fit: FitSettings = field(default_factory=FitSettings)
+    #: ``[features] normalize``, fitted per fold (:class:`fearkd.stages.Fold`).
+    normalize: str = "subject"
+    #: What inner validation keeps apart: ``"subject"`` under the subject protocol.
+    inner_groups: str = "trial"
 
     @classmethod
     def from_config(cls, cfg: ExperimentConfig, **overrides) -> PipelineSettings:
@@ -94,7 +98,7 @@ class PipelineSettings:
             soft_temperature=m.soft_temperature,
             freeze=m.freeze, baselines=m.baselines, student_model=cfg.models.student,
             model_params={k: dict(v) for k, v in cfg.models.params.items()},
-            fit=cfg.training.replace(**fit_changes),
+            fit=cfg.training.replace(**fit_changes), normalize=cfg.features.normalize,
         )
         values.update(overrides)
         return cls(**values)
@@ -210,7 +214,7 @@ def run_pipeline(fs, student_names: Sequence[str], train_idx, test_idx, *, val_i
         Row positions of the fold's training and test windows.
     val_idx : array of int, optional
         The protocol's own validation rows (``seed-legacy``); otherwise early stopping uses an
-        inner split of the training rows grouped by trial.
+        inner split of the training rows grouped by ``settings.inner_groups``.
     backbone : str
         Registry name of the backbone (and of the student unless ``settings.student_model``).
     settings : PipelineSettings
@@ -234,7 +238,8 @@ def run_pipeline(fs, student_names: Sequence[str], train_idx, test_idx, *, val_i
         raise ValueError(f"Student feature(s) {unknown[:5]!r} are not teacher columns; the "
                          f"student must see a subset of the teacher's columns of the same windows.")
     stages = stage_list(s)
-    fold = Fold(fs, student_names, train_idx, test_idx, val_idx)
+    fold = Fold(fs, student_names, train_idx, test_idx, val_idx, normalize=s.normalize,
+                inner_groups=s.inner_groups)
     n_classes = {"fear": len(class_names),
                  "source": int(n_source_classes or (fold.y["source"][fold.train].max() + 1))}
     ctx = StageContext(

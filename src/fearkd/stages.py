@@ -39,6 +39,9 @@ logger = logging.getLogger(__name__)
 TASKS = ("fear", "source")
 INPUTS = ("teacher", "student")
 EPOCHS = ("pretrain", "finetune")
+INNER_GROUPS = ("trial", "subject")
+#: Fewest training subjects for a subject-grouped inner validation split.
+MIN_SUBJECT_GROUPS = 3
 
 
 def stage_seed(seed: int, key: str) -> int:
@@ -160,24 +163,82 @@ def metric_rows(stage: dict, y_true: dict, pred: dict, proba: dict, n_classes: i
 
 
 class Fold:
-    """The arrays of one fold, with per-task row selections."""
+    """The arrays of one fold, with per-task row selections.
 
-    def __init__(self, fs, student_names, train_idx, test_idx, val_idx) -> None:
+    Parameters
+    ----------
+    fs : FeatureSet
+        Teacher features of every window.
+    student_names : sequence of str
+    train_idx, test_idx, val_idx : array of int
+    normalize : str
+        ``[features] normalize`` (:mod:`fearkd.features.normalize`): the per-subject step is
+        fitted here, on this fold's rows only (train, validation and test rows of each subject,
+        features only, never labels), before any model's own scaler.
+    inner_groups : {"trial", "subject"}
+        What the inner validation split (early stopping, model selection) keeps apart;
+        ``"subject"`` falls back to trials when a task's training rows hold fewer than
+        :data:`MIN_SUBJECT_GROUPS` subjects (logged once per task).
+    """
+
+    def __init__(self, fs, student_names, train_idx, test_idx, val_idx, *,
+                 normalize: str = "global", inner_groups: str = "trial") -> None:
+        if inner_groups not in INNER_GROUPS:
+            raise ValueError(f"Invalid value for 'inner_groups': expected one of "
+                             f"{', '.join(map(repr, INNER_GROUPS))}, got {inner_groups!r}.")
         meta = fs.metadata
-        self.X = {"teacher": np.ascontiguousarray(fs.X),
-                  "student": np.ascontiguousarray(fs.select_columns(student_names).X)}
-        self.y = {"fear": meta["y_fear"].to_numpy(np.int64),
-                  "source": meta["y_source"].to_numpy(np.int64)}
-        self.groups = (meta["subject"].astype(str) + ":" + meta["trial"].astype(str)).to_numpy()
         self.train = np.asarray(train_idx, dtype=np.int64)
         self.test = np.asarray(test_idx, dtype=np.int64)
         self.val = (np.asarray(val_idx, dtype=np.int64) if val_idx is not None
                     else np.array([], dtype=np.int64))
+        X = _normalized(fs, normalize, np.concatenate([self.train, self.val, self.test]))
+        cols = [fs.feature_names.index(n) for n in student_names]
+        self.X = {"teacher": np.ascontiguousarray(X),
+                  "student": np.ascontiguousarray(X[:, cols])}
+        self.y = {"fear": meta["y_fear"].to_numpy(np.int64),
+                  "source": meta["y_source"].to_numpy(np.int64)}
+        self.subjects = meta["subject"].astype(str).to_numpy()
+        self.groups = (meta["subject"].astype(str) + ":" + meta["trial"].astype(str)).to_numpy()
+        self.normalize = normalize
+        self.inner_groups = inner_groups
+        self._told: set[str] = set()
 
     def rows(self, task: str, split: str) -> np.ndarray:
         """Rows of ``split`` ('train', 'val', 'test') labelled for ``task``."""
         idx = getattr(self, split)
         return idx[self.y[task][idx] >= 0]
+
+    def groups_for(self, task: str, rows: np.ndarray) -> np.ndarray:
+        """Inner-validation groups of training ``rows`` of ``task`` (subject or subject:trial)."""
+        if self.inner_groups == "subject":
+            n = np.unique(self.subjects[rows]).size
+            if n >= MIN_SUBJECT_GROUPS:
+                return self.subjects[rows]
+            if task not in self._told:
+                self._told.add(task)
+                logger.info("Inner validation of the %s task grouped by trial, not subject: "
+                            "its training rows hold %d subject(s) (fewer than %d).", task, n,
+                            MIN_SUBJECT_GROUPS)
+        return self.groups[rows]
+
+
+def _normalized(fs, normalize: str, rows: np.ndarray) -> np.ndarray:
+    """``fs.X`` with the per-subject step of ``normalize`` fitted on ``rows`` and applied to
+    them (other rows are left as they are: no stage reads them)."""
+    from .features.normalize import calibration_mask, parse_normalize, subject_standardize
+
+    mode, calibration = parse_normalize(normalize)
+    if mode in ("none", "global") or len(rows) == 0:
+        return fs.X
+    meta = fs.metadata.iloc[rows]
+    fit_mask = None
+    if mode == "calibration":
+        window = fs.info.get("windowing", {}).get("length")
+        fit_mask = calibration_mask(meta, calibration, window, value=normalize)
+    X = fs.X.copy()
+    X[rows] = subject_standardize(fs.X[rows], meta["subject"].astype(str).to_numpy(), fit_mask,
+                                  fs.feature_names)
+    return X
 
 
 @dataclass
@@ -273,7 +334,8 @@ def _train(stage: Stage, ctx: StageContext):
         scaler = ctx.earlier(stage, stage.scaler[len("from:"):], "scaler stage")[1]
     start = time.perf_counter()
     res = trainer.fit(model, X[tr], y[tr], settings=s.fit, targets=targets, loss=loss,
-                      groups=fold.groups[tr], validation=validation, freeze=stage.freeze,
+                      groups=fold.groups_for(stage.task, tr), validation=validation,
+                      freeze=stage.freeze,
                       scaler=scaler, random_state=stage_seed(ctx.seed, stage.key),
                       epochs=s.fit.epochs_for(stage.epochs))
     seconds = time.perf_counter() - start

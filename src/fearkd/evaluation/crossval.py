@@ -152,8 +152,14 @@ def _run_one(unit: Unit, data: CVData, checkpoint_root: str | None,
 def _run_unit(unit: Unit, data: CVData, checkpoint_root: str | None, methods) -> dict:
     import dataclasses
 
+    from .splitters import PROTOCOLS
+
+    # under a subject-wise protocol, model selection must not see windows of a training
+    # subject on both sides of the inner split either
+    grouped = PROTOCOLS.entry(unit.protocol).info.get("group")
     settings = dataclasses.replace(data.settings, methods=unit.methods,
-                                   scratch=bool(unit.methods) and data.settings.scratch)
+                                   scratch=bool(unit.methods) and data.settings.scratch,
+                                   inner_groups="subject" if grouped == "subject" else "trial")
     train, val, test = data.splits[(unit.protocol, unit.seed)][unit.fold]
     ckpt = None if checkpoint_root is None else Path(checkpoint_root) / unit.id
     start = time.perf_counter()

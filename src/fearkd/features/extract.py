@@ -25,7 +25,7 @@ from . import cache
 from .featureset import FeatureSet
 from .physio import sliding_descriptors, sliding_stats
 from .physio_nk import trial_physio
-from .presets import Plan, Recipe, get_preset
+from .presets import VAR_LOG_FLOOR, Plan, Recipe, get_preset
 from .spectral import sliding_band_power
 from .windows import Windowing, get_windowing, make_windows, window_samples
 
@@ -124,6 +124,8 @@ def trial_features(
             rows = np.stack(rows)
             starts, n = window_samples(t_start, windowing.length, sfreq)
             stats = sliding_stats(rows, starts, n)
+            if recipe.log_variance:
+                stats[..., 1] = np.log(np.maximum(stats[..., 1], VAR_LOG_FLOOR))
             by_name.update({c: stats[:, i] for i, c in enumerate(chans)})
         blocks.append(np.concatenate([by_name[c] for c in plan.peripheral], axis=1))
     for m in plan.descriptor_modalities:
@@ -169,10 +171,11 @@ def subject_features(
 
     ``y_fear``/``y_source`` are the trial's ``info["y_fear"]``/``info["y_source"]`` where a
     reader gave them and -1 elsewhere; :func:`extract_features` fills in the rest from ratings.
+    When the reader names stages (``info["stage"]``) the metadata also has a ``stage`` column.
     """
     xs, t0s, t1s, trial_ids, info_trials = [], [], [], [], []
     ratings: dict[str, list] = {}
-    y_fear, y_source = [], []
+    y_fear, y_source, stages = [], [], []
     names = None
     workspace: dict = {}
     for k, trial in enumerate(subject.trials):
@@ -198,6 +201,7 @@ def subject_features(
             ratings.setdefault(key, [np.nan] * k)
         for key in ratings:
             ratings[key].append(float(trial.ratings.get(key, np.nan)))
+        stages.append(str(trial.info.get("stage", "")))
         y_fear.append(int(trial.info["y_fear"]) if has_info else -1)
         y_source.append(int(trial.info.get("y_source", -1)) if has_info else -1)
     if names is None:
@@ -215,6 +219,9 @@ def subject_features(
         "y_fear": np.repeat(np.asarray(y_fear, dtype=np.int64), counts),
         "y_source": np.repeat(np.asarray(y_source, dtype=np.int64), counts),
     })
+    if any(stages):
+        # named stages (generic reader): what `normalize = "calibration:<stage>"` selects
+        metadata["stage"] = np.repeat(np.asarray(stages, dtype=str), counts)
     return FeatureSet(np.concatenate(xs), names, metadata, {_INFO_TRIALS: info_trials})
 
 
@@ -243,6 +250,7 @@ def extract_features(
     baseline: str = "drop",
     baseline_mode: str = "subtract",
     method: str | None = None,
+    log: bool | None = None,
     rules=None,
     source=None,
     ambiguous: str = "drop",
@@ -275,6 +283,9 @@ def extract_features(
         How the baseline's value is removed.
     method : {"filter", "welch", "de"}, optional
         Overrides the recipe's band-power method.
+    log : bool, optional
+        Log band power and variance features with a floor (:meth:`Recipe.with_log`, families
+        in :mod:`~fearkd.features.presets`); None keeps the recipe's own settings.
     rules : str, path, mapping or RuleTable, optional
         Fear rule table for :func:`fearkd.labels.assign_fear`; default the dataset's built-in
         table for ``deap``/``ascertain``, none otherwise (``y_fear = -1`` unless a reader put
@@ -309,6 +320,8 @@ def extract_features(
     if len(recordings) == 0:
         raise ValueError("'recordings' holds no subject; nothing to extract.")
     recipe = get_preset(preset) if method is None else get_preset(preset, method=method)
+    if log is not None:
+        recipe = recipe.with_log(log)
     windowing = get_windowing(window, step)
     _choice(baseline, "baseline", BASELINE_POLICIES)
     _choice(baseline_mode, "baseline_mode", BASELINE_MODES)

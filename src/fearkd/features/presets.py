@@ -40,6 +40,24 @@ Presets
     The channel named ``EDA`` alone (PhysioNet's wrist set): mean, var, EDA slope and SCRs per
     minute = **4**; its columns are a subset of ``peripheral``'s (the one-sensor student).
 
+Log transform (``[features] log = true``, the default; :meth:`Recipe.with_log`)
+---------------------------------------------------------------------------------
+Power and variance are positive and right-skewed over orders of magnitude; their logarithm is
+close to Gaussian, which linear models and networks need. Per feature family:
+
+- **band power** (``eeg:<ch>:<band>``): ``log(max(power, 1e-12))``
+  (:data:`~fearkd.features.spectral.LOG_FLOOR`, in the EEG's unit squared), taken before a
+  pre-stimulus baseline correction (``baseline = "subtract"`` then gives a log ratio).
+  ``method = "de"`` (differential entropy) is already a logarithm and is left as it is.
+- **variance** (``<modality>:<ch>:var``): ``log(max(var, 1e-12))`` (:data:`VAR_LOG_FLOOR`, in
+  the channel's unit squared).
+- **means** (``<modality>:<ch>:mean``) and the **physiological descriptors** (slopes, rates,
+  which can be negative or zero) are not logged.
+
+A flat channel therefore gives the floor's logarithm (about -27.6), not ``-inf``. Feature
+names do not change; the recipe records the transform (``log``, ``log_variance``), so the
+feature cache keeps logged and raw features apart.
+
 How the ASCERTAIN presets differ from the reference's "52 features". The reference counts
 8 EEG x 5 bands + 3 accelerometer axes x 2 + GSR x 2 + 2 ECG x 2 = 52. ASCERTAIN's EEG is
 sampled at **32 Hz** (Nyquist 16 Hz): high beta (16-25 Hz) and gamma (25-45 Hz) cannot exist
@@ -59,6 +77,9 @@ from .physio import DEFAULT_SCR_PROMINENCE, DESCRIPTORS, STATS, descriptor_names
 from .physio_nk import NK_MODALITIES, physio_names
 from .spectral import DEFAULT_BANDS, Bands, _check_method, check_bands
 
+#: Floor under a variance feature before its log (``log_variance``), in the unit squared.
+VAR_LOG_FLOOR = 1e-12
+
 __all__ = [
     "DEAP_EEG",
     "DEAP_PERIPHERAL",
@@ -66,6 +87,7 @@ __all__ = [
     "ASCERTAIN_EEG",
     "Recipe",
     "Plan",
+    "VAR_LOG_FLOOR",
     "PRESETS",
     "get_preset",
     "list_presets",
@@ -106,7 +128,10 @@ class Recipe:
     descriptors : bool
         Add the physiological descriptors of :mod:`~fearkd.features.physio`.
     method, filter_design, log, relative, nperseg
-        Band-power settings (see :mod:`~fearkd.features.spectral`).
+        Band-power settings (see :mod:`~fearkd.features.spectral`); ``log`` takes the log of
+        ``max(power, LOG_FLOOR)``.
+    log_variance : bool
+        Take ``log(max(var, VAR_LOG_FLOOR))`` of the peripheral ``var`` features.
     scr_prominence : float
         Minimum SCR prominence for the ``scr_per_min`` descriptor.
     physio : tuple of str or None
@@ -129,6 +154,7 @@ class Recipe:
     log: bool = False
     relative: bool = False
     nperseg: int | None = None
+    log_variance: bool = False
     scr_prominence: float = DEFAULT_SCR_PROMINENCE
     physio: tuple[str, ...] | None = ()
     dataset: str | None = None
@@ -157,6 +183,11 @@ class Recipe:
     def replace(self, **changes) -> Recipe:
         """A copy with some settings changed (``recipe.replace(method="welch")``)."""
         return replace(self, **changes)
+
+    def with_log(self, log: bool = True) -> Recipe:
+        """A copy whose band power (unless ``method="de"``, already a log) and variance
+        features are logged (``log=True``) or not (``log=False``)."""
+        return replace(self, log=bool(log) and self.method != "de", log_variance=bool(log))
 
     def to_dict(self) -> dict:
         """JSON-able settings (used in cache keys and stored with the features)."""

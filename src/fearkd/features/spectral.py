@@ -54,7 +54,9 @@ trials of AR(1) noise, a 1/f-like spectrum). Outputs are float64, stored as floa
 FeatureSet.
 
 Post-processing: ``relative=True`` divides each band's power by the sum over the given bands;
-``log=True`` takes the natural logarithm (after ``relative``). Neither applies to ``de``, which
+``log=True`` takes the natural logarithm of ``max(power, LOG_FLOOR)`` (after ``relative``;
+``LOG_FLOOR = 1e-12``, in the signal's unit squared, so a flat channel gives a finite
+value). Neither applies to ``de``, which
 is already a logarithm.
 """
 
@@ -95,6 +97,8 @@ BAND_POWER_METHODS = ("filter", "welch", "de")
 FILTER_DESIGNS = ("fft", "butter")
 BUTTER_ORDER = 4
 _TOL = 1e-9
+#: Floor under band power before ``log=True`` (a flat channel's zero power stays finite).
+LOG_FLOOR = 1e-12
 # NumPy >= 2 transforms float32 natively and writes into a given output array.
 _NUMPY_FFT_OUT = int(np.__version__.split(".")[0]) >= 2
 Bands = tuple[tuple[str, float, float], ...]
@@ -215,7 +219,7 @@ def _finish(raw: np.ndarray, method: str, log: bool, relative: bool) -> np.ndarr
         if relative:
             out = out / out.sum(axis=-1, keepdims=True)
         if log:
-            out = np.log(out)
+            out = np.log(np.maximum(out, LOG_FLOOR))
     return out
 
 

@@ -175,6 +175,11 @@ def _dataset_section(run: RunData) -> Section | None:
             sizes.attrs["marked_rows"] = []
             sec.blocks.append(TableBlock(slug("windows", ds), f"{ds.upper()} · windows per fold",
                                          sizes))
+        norm = ((_dataset_config(run.config, ds) or {}).get("features") or {}).get("normalize")
+        if norm:
+            from ..features.normalize import normalize_sentence
+
+            sec.blocks.append(TextBlock(f"{ds.upper()}: {normalize_sentence(norm)}"))
         rep = run.label_reports.get(ds)
         if rep:
             sec.blocks += _label_blocks(ds, rep)
