@@ -233,6 +233,16 @@ def build_bundle(model, *, feature_names, class_names, mean=None, scale=None,
                  "output": "probabilities", "opset": 17},
     }
     if spec is not None:
+        # what the graph computes, whatever else the caller's recipe says
+        manifest["recipe"] = {**manifest["recipe"], "method": "periodogram",
+                              "bands": [list(b) for b in spec.bands], "log": spec.log,
+                              "relative": spec.relative}
+        if not manifest["channels"]:
+            manifest["channels"] = [
+                {"name": c, "modality": "eeg" if i < spec.n_eeg else "misc",
+                 "unit": "as recorded", "sfreq": spec.sfreq,
+                 "features": "band_power" if i < spec.n_eeg else "mean_var"}
+                for i, c in enumerate(spec.channels)]
         manifest["sfreq"] = spec.sfreq
         manifest["n_samples"] = spec.n_samples
     manifest.update(extra or {})

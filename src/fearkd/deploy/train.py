@@ -27,7 +27,7 @@ from ..errors import ConfigError
 from .bundle import Bundle, build_bundle
 from .graph import WindowSpec
 
-__all__ = ["train_final", "student_keys", "describe_channels"]
+__all__ = ["train_final", "deploy_config", "student_keys", "describe_channels"]
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +92,17 @@ def _window_spec(plan, channels, window_s: float, baseline: str) -> tuple[Window
                       int(round(window_s * sfreq)), r.bands, r.log, r.relative), ""
 
 
+def deploy_config(cfg: ExperimentConfig) -> ExperimentConfig:
+    """``cfg`` with per-window band power (``periodogram``) when the student has EEG."""
+    from ..features.presets import get_preset
+
+    if get_preset(cfg.features.student).eeg != () and cfg.features.method != "periodogram":
+        logger.info("Band power per window ('periodogram') instead of %r: a deployed graph "
+                    "sees one window at a time.", cfg.features.method)
+        cfg = cfg.replace(features={"method": "periodogram"})
+    return cfg
+
+
 def fingerprint(fs) -> str:
     """SHA-256 of the training features and their (subject, trial, window, label) rows."""
     h = hashlib.sha256(np.ascontiguousarray(fs.X).tobytes())
@@ -129,11 +140,7 @@ def train_final(cfg: ExperimentConfig, *, student: str | None = None, data_path=
     from ..methods import PipelineSettings, stage_list
     from ..stages import Fold, StageContext, run_stage
 
-    student_preset = get_preset(cfg.features.student)
-    if student_preset.eeg != () and cfg.features.method != "periodogram":
-        logger.info("Band power per window ('periodogram') instead of %r: a deployed graph "
-                    "sees one window at a time.", cfg.features.method)
-        cfg = cfg.replace(features={"method": "periodogram"})
+    cfg = deploy_config(cfg)
     settings = PipelineSettings.from_config(cfg, progress=progress)
     stages = stage_list(settings)
     keys = student_keys(settings)

@@ -329,7 +329,6 @@ def band_power(
     x, sfreq = _check_signal(x, sfreq)
     _check_method(method, filter_design, log, relative)
     bands = check_bands(bands, sfreq)
-    n = x.shape[-1]
     if method == "welch":
         raw = _welch_power(x, sfreq, bands, nperseg)
     elif method == "periodogram" or (method == "filter" and filter_design == "fft"):
