@@ -11,4 +11,13 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
-__all__ = ["__version__"]
+
+
+def load_bundle(path):
+    """Read a model bundle (see :func:`fearkd.deploy.bundle.load_bundle`)."""
+    from .deploy.bundle import load_bundle as _load
+
+    return _load(path)
+
+
+__all__ = ["__version__", "load_bundle"]

@@ -596,6 +596,25 @@ def _add_report(sub) -> None:
     p.set_defaults(func=_cmd_report)
 
 
+# ------------------------------------------------------------------ train / predict / export
+def _add_train(sub) -> None:
+    from .deploy.commands import add_train
+
+    add_train(sub)
+
+
+def _add_predict(sub) -> None:
+    from .deploy.commands import add_predict
+
+    add_predict(sub)
+
+
+def _add_export(sub) -> None:
+    from .deploy.commands import add_export
+
+    add_export(sub)
+
+
 # ------------------------------------------------------------------------------------ main
 #: What a user can cause and fix: domain failures (FearkdError), a bad value the library
 #: validates (ValueError, per the style guide) and a path that is not there (FileNotFoundError,
@@ -604,7 +623,7 @@ def _add_report(sub) -> None:
 _USER_ERRORS = (FearkdError, ValueError, FileNotFoundError)
 
 _SUBCOMMANDS = [_add_synth, _add_info, _add_labels, _add_features, _add_run, _add_cv,
-               _add_compare, _add_report, _add_demo]
+               _add_compare, _add_report, _add_demo, _add_train, _add_predict, _add_export]
 
 
 def build_parser() -> argparse.ArgumentParser:

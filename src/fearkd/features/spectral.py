@@ -14,6 +14,12 @@ Methods (``method=``):
     ``scipy.signal.welch`` per window (Hann segments of ``nperseg`` samples, default 2 s or the
     window if shorter, 50 % overlap, each segment's mean removed), the density summed over the
     bins in ``[lo, hi)`` times the bin width.
+``periodogram``
+    Each window on its own: the mean of squares of the window after an ideal (brick-wall)
+    band-pass, computed by Parseval from the window's real DFT (bins in ``[lo, hi)``, doubled
+    except DC and Nyquist, over ``n ** 2``), with no detrending or taper. Unlike ``filter`` it
+    needs no samples outside the window, so a single-window ONNX graph (:mod:`fearkd.deploy`)
+    computes the same value: the deployable recipes use it.
 ``de``
     Differential entropy of the band-filtered signal, assumed Gaussian:
     ``0.5 * log(2 * pi * e * var)`` with ``var`` the variance (ddof=0) over the window.
@@ -93,7 +99,7 @@ DEFAULT_BANDS: dict[str, tuple[float, float]] = {
     "high_beta": (16.0, 25.0),
     "gamma": (25.0, 45.0),
 }
-BAND_POWER_METHODS = ("filter", "welch", "de")
+BAND_POWER_METHODS = ("filter", "welch", "de", "periodogram")
 FILTER_DESIGNS = ("fft", "butter")
 BUTTER_ORDER = 4
 _TOL = 1e-9
@@ -311,9 +317,9 @@ def band_power(
         Sampling rate in Hz.
     bands : mapping or sequence, optional
         Named bands (see :func:`check_bands`); default :data:`DEFAULT_BANDS`.
-    method : {"filter", "welch", "de"}
+    method : {"filter", "welch", "de", "periodogram"}
     filter_design : {"fft", "butter"}
-        Filter of the ``filter`` and ``de`` methods.
+        Filter of the ``filter`` and ``de`` methods (``periodogram`` is always the FFT one).
     log, relative : bool
         Natural log of the power; power relative to the sum over the bands.
     nperseg : int, optional
@@ -327,26 +333,30 @@ def band_power(
     x, sfreq = _check_signal(x, sfreq)
     _check_method(method, filter_design, log, relative)
     bands = check_bands(bands, sfreq)
-    n = x.shape[-1]
     if method == "welch":
         raw = _welch_power(x, sfreq, bands, nperseg)
-    elif method == "filter" and filter_design == "fft":
-        # The mean of squares of the brick-wall-filtered segment, by Parseval: no inverse FFT.
-        spec = np.fft.rfft(np.asarray(x, dtype=np.float64), axis=-1)
-        power = spec.real**2 + spec.imag**2
-        weight = np.full(power.shape[-1], 2.0)
-        weight[0] = 1.0
-        if n % 2 == 0:
-            weight[-1] = 1.0
-        power *= weight / float(n) ** 2
-        slices = _bins_or_raise(bands, n, sfreq, "segment")
-        raw = np.stack([power[..., sl].sum(axis=-1) for sl in slices], axis=-1)
+    elif method == "periodogram" or (method == "filter" and filter_design == "fft"):
+        raw = _parseval_power(x, sfreq, bands)
     else:
         y = filter_bank(np.asarray(x, dtype=np.float64), sfreq, bands,
                         filter_design=filter_design).astype(np.float64)
         stat = np.var if method == "de" else _mean_square
         raw = np.moveaxis(stat(y, axis=-1), 0, -1)
     return _finish(raw, method, log, relative)
+
+
+def _parseval_power(x: np.ndarray, sfreq: float, bands: Bands) -> np.ndarray:
+    """Mean of squares of each brick-wall-filtered segment, by Parseval: no inverse FFT."""
+    n = x.shape[-1]
+    spec = np.fft.rfft(np.asarray(x, dtype=np.float64), axis=-1)
+    power = spec.real**2 + spec.imag**2
+    weight = np.full(power.shape[-1], 2.0)
+    weight[0] = 1.0
+    if n % 2 == 0:
+        weight[-1] = 1.0
+    power *= weight / float(n) ** 2
+    slices = _bins_or_raise(bands, n, sfreq, "segment")
+    return np.stack([power[..., sl].sum(axis=-1) for sl in slices], axis=-1)
 
 
 def _mean_square(y: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -417,7 +427,7 @@ def sliding_band_power(
         Samples per window.
     bands, method, filter_design, log, relative, nperseg
         As in :func:`band_power`; ``filter`` and ``de`` filter the whole trial before windowing,
-        ``welch`` works on each window.
+        ``welch`` and ``periodogram`` work on each window.
     baseline_samples : int
         If > 0, the features of the segment ``[0, baseline_samples)`` are computed the same way
         and removed from every window's (``baseline_mode``).
@@ -455,7 +465,12 @@ def sliding_band_power(
             f"{int(starts.max())} run past the trial's {x.shape[-1]} samples."
         )
     base = None
-    if method == "welch":
+    if method == "periodogram":
+        win = np.lib.stride_tricks.sliding_window_view(x, n_samples, axis=-1)[:, starts]
+        raw = np.moveaxis(_parseval_power(win, sfreq, bands), 0, 1)
+        if baseline_samples:
+            base = _parseval_power(x[:, :baseline_samples], sfreq, bands)
+    elif method == "welch":
         win = np.lib.stride_tricks.sliding_window_view(x, n_samples, axis=-1)[:, starts]
         raw = np.moveaxis(_welch_power(win, sfreq, bands, nperseg), 0, 1)
         if baseline_samples:

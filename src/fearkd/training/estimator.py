@@ -166,3 +166,63 @@ class FearkdClassifier(ClassifierMixin, BaseEstimator):
         """Predicted labels, shape (n_samples,)."""
         proba = self.predict_proba(X)
         return self.classes_[np.argmax(proba, axis=1)]
+
+    def save_bundle(self, path, *, feature_names=None, class_names=None):
+        """Write the fitted network as a bundle whose input is features (``input_kind =
+        "features"``; see ``docs/BUNDLE.md``).
+
+        Parameters
+        ----------
+        path : str or Path
+        feature_names : sequence of str, optional
+            Names of the ``n_features_in_`` columns (default ``x0, x1, ...``).
+        class_names : sequence of str, optional
+            Default the ``classes_`` as strings.
+
+        Returns
+        -------
+        Path
+        """
+        from fearkd.deploy.bundle import build_bundle
+
+        check_is_fitted(self, "model_")
+        if not isinstance(self.model_, torch.nn.Module):
+            raise TypeError(f"Only networks can be bundled; {self.model!r} is a scikit-learn "
+                            f"baseline.")
+        names = [f"x{i}" for i in range(self.n_features_in_)] if feature_names is None \
+            else [str(n) for n in feature_names]
+        if len(names) != self.n_features_in_:
+            raise ValueError(f"'feature_names' has {len(names)} names for "
+                             f"{self.n_features_in_} features.")
+        scaler = self.scaler_
+        bundle = build_bundle(
+            self.model_, feature_names=names,
+            class_names=[str(c) for c in (self.classes_ if class_names is None
+                                          else class_names)],
+            mean=None if scaler is None else scaler.mean_,
+            scale=None if scaler is None else scaler.scale_,
+            extra={"estimator": {"model": self.model, "classes": self.classes_.tolist()}})
+        return bundle.save(path)
+
+    @classmethod
+    def load_bundle(cls, path) -> FearkdClassifier:
+        """A fitted classifier from a bundle (its scaler and network; features in)."""
+        from sklearn.preprocessing import StandardScaler
+
+        from fearkd.deploy.bundle import load_bundle
+
+        b = load_bundle(path)
+        m = b.manifest
+        est = cls(m["model"]["name"], model_params=dict(m["model"]["params"]))
+        est.classes_ = np.asarray(m.get("estimator", {}).get("classes",
+                                                             list(range(len(b.class_names)))))
+        est.n_features_in_ = len(b.feature_names)
+        est.model_ = b.model
+        scaler = StandardScaler()
+        scaler.mean_, scaler.scale_ = b.mean.copy(), b.scale.copy()
+        scaler.var_ = b.scale ** 2
+        scaler.n_features_in_ = est.n_features_in_
+        scaler.n_samples_seen_ = 0
+        est.scaler_ = scaler
+        est.history_ = pd.DataFrame()
+        return est

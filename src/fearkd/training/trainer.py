@@ -415,7 +415,7 @@ def predict_logits(model: nn.Module, X, *, scaler: StandardScaler | None = None,
         raise ValueError(f"'X' must be 2-D (n_samples, n_features), got shape {X.shape}.")
     if not np.isfinite(X).all():
         raise ValueError("'X' contains NaN or Inf; drop or impute them before predicting.")
-    if scaler is not None:
+    if scaler is not None and len(X):  # no rows (a final model has no test side)
         X = scaler.transform(X).astype(np.float32)
     dev = resolve_device(device)
     model.to(dev).eval()

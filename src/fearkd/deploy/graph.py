@@ -1,0 +1,214 @@
+"""Features inside the model: raw samples of one window -> class probabilities, in NumPy and ONNX.
+
+A deployable recipe (:class:`WindowSpec`) computes, from the samples of **one window** only:
+
+- band power of each EEG channel by the ``periodogram`` method of
+  :mod:`fearkd.features.spectral` (the window's DFT, bins in ``[lo, hi)`` doubled except DC and
+  Nyquist, over ``n ** 2``; then ``relative``, then ``log``, as the recipe says);
+- mean and variance (ddof=0) of each peripheral channel.
+
+:func:`window_features` is the NumPy path (it calls :func:`fearkd.features.spectral.band_power`,
+the arithmetic feature extraction uses for ``method="periodogram"``); :class:`FeatureGraph` is
+the same arithmetic as plain ``torch.nn`` operations: the DFT is a matmul with a precomputed
+cosine/sine basis restricted to the bins the bands use, the band sums a matmul with a 0/1
+matrix. Features are computed in float64 and rounded to float32 (as a
+:class:`~fearkd.features.featureset.FeatureSet` stores them); the normaliser
+``(x - norm_mean) / norm_scale`` and the network run in float32, and a softmax gives the
+probabilities. :func:`export_onnx` writes the module with ``torch.onnx.export``; the normaliser's
+parameters are the graph initialisers named ``norm_mean`` and ``norm_scale`` (per-user
+calibration replaces them), the input is ``samples`` (raw bundles) or ``features``, the output
+``probabilities``. Recipes whose features cannot be graph nodes (physiological descriptors)
+export the network from features instead (``input_kind = "features"``).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..features.spectral import _band_bins, band_power
+
+__all__ = ["WindowSpec", "window_features", "FeatureGraph", "export_onnx", "NORM_MEAN",
+           "NORM_SCALE", "INPUT_SAMPLES", "INPUT_FEATURES", "OUTPUT"]
+
+logger = logging.getLogger(__name__)
+
+NORM_MEAN = "norm_mean"
+NORM_SCALE = "norm_scale"
+INPUT_SAMPLES = "samples"
+INPUT_FEATURES = "features"
+OUTPUT = "probabilities"
+OPSET = 17
+
+
+@dataclass(frozen=True)
+class WindowSpec:
+    """What the graph computes from one window of raw samples.
+
+    Parameters
+    ----------
+    channels : tuple of str
+        Input rows, in order: the EEG channels, then the peripheral channels.
+    n_eeg : int
+        The first ``n_eeg`` channels get band power, the others mean and variance.
+    sfreq : float
+        Sampling rate every channel must have, Hz.
+    n_samples : int
+        Samples per window (``round(window_s * sfreq)``).
+    bands : tuple of (name, low, high)
+    log, relative : bool
+        Post-processing of band power (relative first, then log).
+    """
+
+    channels: tuple[str, ...]
+    n_eeg: int
+    sfreq: float
+    n_samples: int
+    bands: tuple[tuple[str, float, float], ...]
+    log: bool = False
+    relative: bool = False
+
+    @property
+    def n_features(self) -> int:
+        return self.n_eeg * len(self.bands) + 2 * (len(self.channels) - self.n_eeg)
+
+
+def window_features(x: np.ndarray, spec: WindowSpec) -> np.ndarray:
+    """Features of windows of raw samples (the NumPy path).
+
+    Parameters
+    ----------
+    x : ndarray, shape (n_windows, n_channels, n_samples)
+        Raw samples, channels in ``spec.channels`` order.
+    spec : WindowSpec
+
+    Returns
+    -------
+    ndarray of float32, shape (n_windows, n_features)
+        Channel-major band powers, then (mean, var) of each peripheral channel.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    expected = (len(spec.channels), spec.n_samples)
+    if x.ndim != 3 or x.shape[1:] != expected:
+        raise ValueError(f"'window_array' must have shape (n_windows, {expected[0]}, "
+                         f"{expected[1]}) (windows, channels {list(spec.channels)[:4]}..., "
+                         f"samples at {spec.sfreq:g} Hz), got {x.shape}.")
+    if not np.isfinite(x).all():
+        raise ValueError("'window_array' holds NaN or inf samples; a window needs every sample.")
+    blocks = []
+    if spec.n_eeg:
+        power = band_power(x[:, :spec.n_eeg], spec.sfreq, spec.bands, method="periodogram",
+                           log=spec.log, relative=spec.relative)
+        blocks.append(power.reshape(len(x), -1))
+    if spec.n_eeg < len(spec.channels):
+        p = x[:, spec.n_eeg:]
+        blocks.append(np.stack([p.mean(-1), p.var(-1)], axis=-1).reshape(len(x), -1))
+    return np.concatenate(blocks, axis=1).astype(np.float32)
+
+
+class FeatureGraph(nn.Module):
+    """Raw samples (or features) -> features -> normaliser -> network -> probabilities.
+
+    Parameters
+    ----------
+    model : nn.Module
+        A fearkd network (logits out).
+    mean, scale : ndarray, shape (n_features,)
+        The scaler's parameters (identity when the model was trained unscaled).
+    spec : WindowSpec or None
+        None: the module's input is the features themselves.
+    """
+
+    def __init__(self, model: nn.Module, mean: np.ndarray, scale: np.ndarray,
+                 spec: WindowSpec | None = None) -> None:
+        super().__init__()
+        self.spec = spec
+        self.model = model
+        self.register_buffer(NORM_MEAN, torch.as_tensor(np.asarray(mean, np.float32)))
+        self.register_buffer(NORM_SCALE, torch.as_tensor(np.asarray(scale, np.float32)))
+        if spec is not None and spec.n_eeg:
+            n = spec.n_samples
+            slices = [_band_bins(lo, hi, n, spec.sfreq) for _, lo, hi in spec.bands]
+            bins = sorted({k for sl in slices for k in range(sl.start, sl.stop)})
+            t = np.arange(n, dtype=np.float64)[:, None]
+            k = np.asarray(bins, dtype=np.float64)[None, :]
+            phase = 2.0 * math.pi * np.mod(t * k, n) / n
+            weight = np.where((k == 0) | ((n % 2 == 0) & (k == n // 2)), 1.0, 2.0) / float(n) ** 2
+            member = np.zeros((len(bins), len(slices)))
+            for j, sl in enumerate(slices):
+                for i, b in enumerate(bins):
+                    member[i, j] = weight[0, i] if sl.start <= b < sl.stop else 0.0
+            self.register_buffer("dft_cos", torch.as_tensor(np.cos(phase)))
+            self.register_buffer("dft_sin", torch.as_tensor(np.sin(phase)))
+            self.register_buffer("band_sum", torch.as_tensor(member))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """(batch, channels, samples) float32 -> (batch, n_features) float32."""
+        spec = self.spec
+        x = x.to(torch.float64)
+        blocks = []
+        if spec.n_eeg:
+            e = x[:, :spec.n_eeg]
+            power = (e @ self.dft_cos) ** 2 + (e @ self.dft_sin) ** 2
+            power = power @ self.band_sum
+            if spec.relative:
+                power = power / power.sum(dim=-1, keepdim=True)
+            if spec.log:
+                power = torch.log(power)
+            blocks.append(power.reshape(x.shape[0], -1))
+        if spec.n_eeg < len(spec.channels):
+            p = x[:, spec.n_eeg:]
+            mean = p.mean(dim=-1)
+            var = ((p - mean.unsqueeze(-1)) ** 2).mean(dim=-1)
+            blocks.append(torch.stack([mean, var], dim=-1).reshape(x.shape[0], -1))
+        return torch.cat(blocks, dim=1).to(torch.float32)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Probabilities, shape (batch, n_classes)."""
+        f = self.features(x) if self.spec is not None else x
+        z = (f - getattr(self, NORM_MEAN)) / getattr(self, NORM_SCALE)
+        return torch.softmax(self.model(z), dim=-1)
+
+
+def export_onnx(graph: FeatureGraph) -> bytes:
+    """The ONNX model (bytes) of a :class:`FeatureGraph`, batch size dynamic.
+
+    Raises
+    ------
+    RuntimeError
+        The exported graph uses an operator outside the standard ONNX domain.
+    """
+    import onnx
+
+    graph = graph.eval()
+    spec = graph.spec
+    if spec is None:
+        name = INPUT_FEATURES
+        example = torch.zeros(2, getattr(graph, NORM_MEAN).shape[0])
+    else:
+        name = INPUT_SAMPLES
+        example = torch.zeros(2, len(spec.channels), spec.n_samples)
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # the TorchScript exporter: offline, deterministic and fast for these small graphs
+        torch.onnx.export(graph, (example,), buf, input_names=[name], output_names=[OUTPUT],
+                          dynamic_axes={name: {0: "batch"}, OUTPUT: {0: "batch"}},
+                          opset_version=OPSET, dynamo=False, do_constant_folding=False)
+    proto = onnx.load_from_string(buf.getvalue())
+    custom = sorted({n.domain for n in proto.graph.node if n.domain not in ("", "ai.onnx")})
+    if custom:
+        raise RuntimeError(f"The exported graph uses custom operator domains {custom}.")
+    names = {i.name for i in proto.graph.initializer}
+    for wanted in (NORM_MEAN, NORM_SCALE):
+        if wanted not in names:
+            raise RuntimeError(f"The exported graph lost its initialiser {wanted!r}.")
+    onnx.checker.check_model(proto)
+    return proto.SerializeToString()
