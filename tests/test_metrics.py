@@ -13,11 +13,11 @@ from fearkd.evaluation.metrics import (
     brier_score,
     chance_level,
     expected_calibration_error,
-    macro_f1_from_confusion,
-    prior_log_loss,
     fold_metrics,
+    macro_f1_from_confusion,
     majority_baseline,
     majority_class,
+    prior_log_loss,
 )
 
 # 8 test windows, 4 classes; class 3 absent from the fold (neither true nor predicted).
