@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -144,3 +146,20 @@ def test_contrast_specs_cover_each_target():
     names = [n for n, _, _ in contrast_specs(["soft", "combined"])]
     assert "Method 1 KD (combined) vs scratch student" in names
     assert "mis-paired KD vs KD (soft)" in names
+
+
+def test_cli_compare_by_stage_and_bad_dimension(tmp_path, capsys):
+    from fearkd.cli import main
+    from fearkd.evaluation.results import RESULT_COLUMNS
+
+    df = _results(FULL).assign(task="fear", chance=0.25, n_params=1)
+    df[list(RESULT_COLUMNS)].to_csv(tmp_path / "results.csv", index=False)
+    (tmp_path / "units").mkdir()
+    rows = df[list(RESULT_COLUMNS)].to_dict(orient="records")
+    (tmp_path / "units" / "u.json").write_text(json.dumps({"rows": rows}))
+    assert main(["compare", str(tmp_path), "--by", "stage"]) == 0
+    out = capsys.readouterr().out
+    assert "TL teacher vs teacher from scratch" in out and "95 % CI" in out
+    assert main(["compare", str(tmp_path), "--by", "normalize"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--by normalize" in err
