@@ -194,7 +194,7 @@ def test_unlabelled_windows_pretrain_only(data, base):
         sel = df[(df.method == method) & (df.stage == stage) & (df.target == target)]
         return sel.reset_index(drop=True)
 
-    for method, stage, target in [("method1", "student", "hard"), ("scratch", "student", "-")]:
+    for method, stage, target in [("scratch", "student", "-")]:
         pd.testing.assert_frame_equal(part(a, method, stage, target),
                                       part(c, method, stage, target), check_exact=True)
     fear_base = (a.method == "baseline") & (a.task == "fear")
@@ -220,12 +220,14 @@ def test_rows_hold_every_stage_of_both_methods(data, base):
     prep, _, _ = data
     df = _frame(base[0]["rows"])
     stages = set(map(tuple, df[["method", "stage", "model", "target", "task"]].to_numpy()))
-    kd = [("method1", "student", "cnn", t, "fear") for t in ("hard", "soft", "combined")]
+    # "hard" under method1 is the scratch student, trained once
+    kd = [("method1", "student", "cnn", t, "fear") for t in ("soft", "combined")]
     kd += [("method2", st, "cnn", t, task) for t in ("hard", "soft", "combined")
            for st, task in (("student-source", "source"), ("student", "fear"))]
     expected = {("backbone", "backbone", "cnn", "-", "source"),
                 ("method1", "teacher", "cnn", "-", "fear"),
-                ("scratch", "student", "cnn", "-", "fear"), *kd}
+                ("scratch", "student", "cnn", "-", "fear"),
+                ("scratch", "teacher", "cnn", "-", "fear"), *kd}
     expected |= {("baseline", "baseline", b, "-", task) for b in ("majority", "stratified")
                  for task in ("fear", "source")}
     assert stages == expected
@@ -253,10 +255,12 @@ def test_n_params_are_those_of_the_built_models(data, base):
     assert params["backbone", "backbone", "-"] == count(n_t, N_SOURCE)
     assert params["method1", "teacher", "-"] == count(n_t, 4) == 166_228
     for target in ("hard", "soft", "combined"):
-        assert params["method1", "student", target] == count(n_s, 4) == 117_076
+        if target != "hard":
+            assert params["method1", "student", target] == count(n_s, 4) == 117_076
         assert params["method2", "student-source", target] == count(n_s, N_SOURCE)
         assert params["method2", "student", target] == count(n_s, 4)
     assert params["scratch", "student", "-"] == count(n_s, 4)
+    assert params["scratch", "teacher", "-"] == count(n_t, 4)
     assert params["baseline", "baseline", "-"] == 0
 
 
@@ -273,6 +277,12 @@ def test_baselines_match_a_hand_count(data, base):
         assert value["train"] == pytest.approx(counts[majority] / len(ytr))
         assert value["test"] == pytest.approx(np.mean(yte == majority))
         assert set(sel["n_test"]) == {len(yte)}
+        # log loss of the prior probabilities (not of one-hot guesses): hand computation
+        n = 4 if task == "fear" else N_SOURCE
+        freq = np.bincount(ytr, minlength=n) / len(ytr)
+        loss = df[(df.model == "majority") & (df.task == task) & (df.metric == "log_loss")]
+        assert loss.set_index("split")["value"]["train"] == pytest.approx(
+            -np.sum(freq[freq > 0] * np.log(freq[freq > 0])), rel=1e-6)
 
 
 # ------------------------------------------------------------------------------ checkpoints
@@ -377,9 +387,20 @@ def test_damaged_checkpoint_is_logged(data, base, tmp_path, caplog):
 
 # --------------------------------------------------------------------------- stages as data
 def test_stage_lists_of_the_methods():
-    s = dataclasses.replace(SETTINGS, kd_targets=("hard", "soft"))
+    s = dataclasses.replace(SETTINGS, kd_targets=("hard", "soft"), scratch=False)
     assert [st.key for st in method1(s)] == ["method1/teacher/-", "method1/student/hard",
                                              "method1/student/soft"]
+    # with the scratch control on, "hard" is the scratch student: trained once
+    on = dataclasses.replace(s, scratch=True, methods=("method1",))
+    assert [st.key for st in method1(on)] == ["method1/teacher/-", "method1/student/soft"]
+    assert [st.key for st in stage_list(on)] == [
+        "backbone/backbone/-", "method1/teacher/-", "method1/student/soft",
+        "scratch/teacher/-", "scratch/student/-"]
+    scratch_teacher = stage_list(on)[3]
+    assert (scratch_teacher.inputs, scratch_teacher.init_from, scratch_teacher.model) == (
+        "teacher", None, "")
+    assert [st.key for st in stage_list(dataclasses.replace(on, methods=("method2",)))][-1:] \
+        == ["scratch/student/-"]
     assert [st.key for st in method2(s)] == ["method2/student-source/hard",
                                              "method2/student/hard",
                                              "method2/student-source/soft",
@@ -393,9 +414,10 @@ def test_stage_lists_of_the_methods():
     assert (source.teacher, source.task, source.epochs) == ("backbone/backbone/-", "source",
                                                             "pretrain")
     assert (fine.init_from, fine.scaler) == (source.key, "from:" + source.key)
-    assert [st.key for st in stage_list(dataclasses.replace(s, methods=("method2", "method1")))]\
-        == ["backbone/backbone/-", *(st.key for st in method1(s)),
-            *(st.key for st in method2(s)), "scratch/student/-"]
+    both = dataclasses.replace(s, methods=("method2", "method1"), scratch=True)
+    assert [st.key for st in stage_list(both)] \
+        == ["backbone/backbone/-", *(st.key for st in method1(both)),
+            *(st.key for st in method2(both)), "scratch/teacher/-", "scratch/student/-"]
     assert [st.key for st in stage_list(dataclasses.replace(s, methods=()))] == [
         "backbone/backbone/-"]
 

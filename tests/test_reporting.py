@@ -217,7 +217,8 @@ def _decode_png(src: str) -> np.ndarray:
 
 # -------------------------------------------------------------------------------- report
 EXPECTED_SECTIONS = ["datasets", "backbone", "finetune", "kd", "method-comparison", "baselines",
-                     "protocol-comparison", "timing", "ttests", "fold-scores", "histories",
+                     "protocol-comparison", "timing", "contrasts", "ttests", "fold-scores",
+                     "histories",
                      "confusion", "environment", "config"]
 
 
@@ -505,3 +506,73 @@ def test_protocol_paragraph_uses_the_datasets_own_windowing():
     assert "1/2 of its samples" in _overlap_sentence(_dataset_config(keyed, "deap"))
     plain = {"features": {"window": 2.0, "step": 0.125}}
     assert "15/16" in _overlap_sentence(_dataset_config(plain, "deap"))
+
+
+# ------------------------------------------------------------------- issue 19 report defects
+def test_curve_mean_carries_a_stopped_fold_at_its_last_value():
+    from fearkd.reporting.plots import mean_curve
+
+    hist = pd.DataFrame({"fold": [0, 0, 0, 1, 1], "seed": 0, "epoch": [1, 2, 3, 1, 2],
+                         "val_loss": [1.0, 0.8, 0.6, 2.0, 1.5]})
+    mean = mean_curve(hist, "val_loss")
+    # epoch 3: fold 1 stopped at 1.5 -> (0.6 + 1.5) / 2, not 0.6
+    assert mean.loc[3] == pytest.approx((0.6 + 1.5) / 2)
+    assert mean.loc[1] == pytest.approx(1.5)
+
+
+def test_kd_loss_axis_is_not_labelled_cross_entropy():
+    from fearkd.reporting.plots import loss_label, plot_history
+
+    assert "cross-entropy" in loss_label("-") and "cross-entropy" in loss_label("hard")
+    assert "KD" in loss_label("soft") and "KD" in loss_label("combined")
+    hist = pd.DataFrame({"method": "method1", "stage": "student", "model": "cnn",
+                         "target": "combined", "fold": [0, 0, 1], "seed": 0,
+                         "epoch": [1, 2, 1], "train_loss": [1.0, 0.9, 1.1],
+                         "train_accuracy": [0.3, 0.4, 0.3], "val_loss": [1.2, 1.1, 1.3],
+                         "val_accuracy": [0.3, 0.3, 0.2]})
+    fig = plot_history(hist)
+    labels = [ax.get_ylabel() for ax in fig.axes]
+    assert not any("cross-entropy" in lab for lab in labels)
+    assert any("KD" in lab for lab in labels)
+    # the best epoch (lowest val loss) is marked on each fold's line
+    markers = [ln for ax in fig.axes for ln in ax.get_lines() if ln.get_marker() == "v"]
+    assert markers
+
+
+def test_tables_scroll_inside_their_container():
+    from fearkd.reporting.html import _CSS
+
+    assert ".tablewrap{overflow-x:auto;max-width:100%}" in _CSS
+    assert "main,section,figure{min-width:0;max-width:100%}" in _CSS
+
+
+def test_every_table_sits_in_a_scrolling_wrapper(full_report):
+    _, paths, _ = full_report
+    html = paths["html"].read_text(encoding="utf-8")
+    assert html.count("<table") == html.count('<div class="tablewrap"><table')
+
+
+def test_method1_only_has_no_method_comparison_and_says_what_did_not_run(tmp_path):
+    rundir = write_synthetic_rundir(tmp_path / "m1", methods=("backbone", "method1", "scratch",
+                                                              "baseline"), legacy=False,
+                                    optional=False)
+    paths = write_report(rundir, formats=("html",))
+    parser = ReportParser()
+    html = paths["html"].read_text(encoding="utf-8")
+    parser.feed(html)
+    assert "method-comparison" not in parser.sections
+    assert "contrasts" in parser.sections
+    assert "Method 2 KD (soft) vs scratch student: not run" in html
+    from fearkd.reporting.text import PLUS_MINUS_LEGEND, method_tables
+
+    texts = method_tables(load_run(rundir).results)
+    assert not any("Method 1 vs Method 2" in t for t in texts)
+    assert texts[-1] == PLUS_MINUS_LEGEND
+
+
+def test_seed_legacy_rows_are_marked_leaky(full_rundir):
+    from fearkd.reporting.text import method_tables
+
+    texts = method_tables(load_run(full_rundir).results)
+    legacy = [t for t in texts if "seed-legacy" in t]
+    assert legacy and all("LEAKY" in t for t in legacy)

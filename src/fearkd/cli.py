@@ -478,7 +478,7 @@ def _cmd_cv(args) -> int:
 
 
 def _cmd_compare(args) -> int:
-    from .reporting.text import comparison_text
+    from .reporting.text import by_text, comparison_text, contrast_text
     from .rundir import RunDir
 
     rundir = Path(args.rundir)
@@ -486,16 +486,30 @@ def _cmd_compare(args) -> int:
         raise FileNotFoundError(f"No results in {str(rundir)!r}: results.csv is missing; run "
                                 f"`fearkd run` or `fearkd cv` first.")
     results = RunDir(rundir).results()
+    if args.by is not None:
+        out = by_text(results, args.by, args.metric, args.alpha, as_json=args.json)
+        if args.json:
+            _print_json(out)
+        else:
+            print(out)
+        return 0
     out = {}
     for protocol in results["protocol"].unique():
         sel = results[results["protocol"] == protocol]
-        out[protocol] = comparison_text(sel, args.metric, args.alpha, as_json=args.json)
+        models = comparison_text(sel, args.metric, args.alpha, as_json=args.json)
+        contrasts = contrast_text(sel, args.metric, args.alpha, as_json=args.json)
+        out[protocol] = (models, contrasts)
     if args.json:
-        _print_json(out)
+        _print_json({p: {**(m or {"metric": args.metric, "alpha": args.alpha}),
+                         **({"contrasts": c} if c else {})} for p, (m, c) in out.items()})
         return 0
-    for protocol, text in out.items():
+    for protocol, (models, contrasts) in out.items():
         print(f"Protocol {protocol} ({args.metric}, alpha {args.alpha}):")
-        print(text or "  fewer than two backbone models: nothing to compare.")
+        print(models or "  fewer than two backbone models: no backbone comparison "
+                        "(fearkd cv --models cnn,lstm runs several).")
+        if contrasts:
+            print()
+            print(contrasts)
         print()
     return 0
 
@@ -557,12 +571,23 @@ def _add_cv(sub) -> None:
 
 
 def _add_compare(sub) -> None:
+    from .evaluation.contrasts import DIMENSIONS as dimensions
+
     p = sub.add_parser(
-        "compare", help="statistics comparing the backbone models of a run",
-        description="Paired t-test, Nadeau-Bengio corrected t-test, Wilcoxon test with Holm "
-                    "correction, mean difference with 95 % CI and Cohen's d_z for every pair "
-                    "of backbone models of a run, per protocol.",
+        "compare", help="paired statistics of a run: backbones and the method's named contrasts",
+        description="Paired statistics on the fold scores of a run, per protocol. By default: "
+                    "every pair of backbone models (paired t-test, Nadeau-Bengio corrected "
+                    "t-test, Wilcoxon, Holm, mean difference with 95 % CI, Cohen's d_z) and "
+                    "the method's named contrasts (TL teacher vs teacher from scratch, each KD "
+                    "target vs the scratch student, Method 1 vs Method 2, mis-paired KD), "
+                    "paired on (fold, seed), Holm-adjusted across the family, with a sentence "
+                    "on power when the pairs are too few for p < alpha. --by compares the "
+                    "levels of one result column with every other column fixed.",
     )
+    p.add_argument("--by", default=None, choices=dimensions,
+                   help="compare along this result column: 'stage' = the named contrasts; "
+                        "'method', 'target', 'model', 'normalize' pair that column's values "
+                        "(default: backbones and named contrasts)")
     p.add_argument("rundir", type=Path, help="run directory of `fearkd cv` or `fearkd run`")
     from .evaluation.metrics import METRICS as metrics
 

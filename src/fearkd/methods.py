@@ -10,12 +10,17 @@ training side only. For the KD targets ``t`` of ``[methods] kd_targets``:
 - :func:`method1` (TL then KD): ``method1/teacher/-``, a copy of the backbone with a new
   4-class head fine-tuned on the fear-labelled training windows on the backbone's scale = the
   fear **teacher**; then ``method1/student/<t>``, a **student** on the student's columns of
-  the same windows, distilled from the teacher (``hard``: labels only);
+  the same windows, distilled from the teacher. ``hard`` (labels only, no KD) is the scratch
+  student: with ``scratch`` on it is trained once, as ``scratch/student/-``, and reported as
+  "hard labels (= scratch student, no KD)";
 - :func:`method2` (KD then TL): ``method2/student-source/<t>``, the backbone distilled into a
   student on the *source* task, then ``method2/student/<t>``, its copy with a new head
   fine-tuned on fear on its scale;
 - :func:`scratch` (whenever a method runs and ``scratch`` is on): ``scratch/student/-``, the
-  student trained from scratch on fear (the reference's "without KD");
+  student trained from scratch on fear (the reference's "without KD"), and, whenever
+  ``method1`` runs, ``scratch/teacher/-``: the backbone's architecture on the teacher's columns,
+  randomly initialised and trained on fear directly (the control of the TL effect on the
+  teacher at the same input width);
 - **baselines** (``[methods] baselines``, :func:`fearkd.models.baselines.make_baseline`),
   fitted on the training rows of the fear and the source task.
 
@@ -146,10 +151,12 @@ def method1(settings: PipelineSettings) -> list[Stage]:
     teacher = Stage("method1", "teacher", task="fear", inputs="teacher", init_from=BACKBONE,
                     init_seed="init/teacher-head", freeze=settings.freeze,
                     scaler=f"from:{BACKBONE}")
+    # "hard" = labels only = the scratch student: trained once, under scratch/student/-
+    targets = [t for t in settings.kd_targets if not (t == "hard" and settings.scratch)]
     students = [Stage("method1", "student", target, task="fear", inputs="student",
                       model=settings.student_model, init_seed="init/student",
                       **_kd(target, teacher.key))
-                for target in settings.kd_targets]
+                for target in targets]
     return [teacher, *students]
 
 
@@ -168,9 +175,15 @@ def method2(settings: PipelineSettings) -> list[Stage]:
 
 
 def scratch(settings: PipelineSettings) -> list[Stage]:
-    """The student trained from scratch on fear (the control without KD)."""
-    return [Stage("scratch", "student", task="fear", inputs="student",
-                  model=settings.student_model, init_seed="init/student")]
+    """The controls: the teacher from scratch (when ``method1`` runs: the backbone's
+    architecture on the teacher's columns, random init, fear only) and the student from scratch
+    (no KD; also the "hard labels" student)."""
+    stages = []
+    if "method1" in settings.methods:
+        stages.append(Stage("scratch", "teacher", task="fear", inputs="teacher",
+                            init_seed="init/scratch-teacher"))
+    return [*stages, Stage("scratch", "student", task="fear", inputs="student",
+                           model=settings.student_model, init_seed="init/student")]
 
 
 register_method("method1", method1, description="TL then KD: fine-tuned backbone teaches students")
@@ -255,13 +268,19 @@ def run_pipeline(fs, student_names: Sequence[str], train_idx, test_idx, *, val_i
     return ctx.out
 
 
+#: Baselines that learn nothing from the windows; their probabilities are the class priors.
+_CHANCE_BASELINES = ("majority", "stratified")
+
+
 def _baseline_rows(fold: Fold, names: Sequence[str], n_classes: dict[str, int], seed: int,
                    tasks: Sequence[str]) -> list[dict]:
     """Rows of the baselines, each fitted on the training rows of each task.
 
     Every baseline sees the teacher's columns of the same windows as the networks (the chance
     baselines, ``majority`` and ``stratified``, ignore them: they score what a model gets
-    without learning anything from the windows; ``svm``, ``knn``, ``rf`` and ``lda`` are the
+    without learning anything from the windows, and their probabilities are the training class
+    frequencies, so their log loss is the prior log loss (``ln 4`` for 4 balanced classes), not
+    that of one-hot guesses; ``svm``, ``knn``, ``rf`` and ``lda`` are the
     classic models on the same features).
     """
     from .models.baselines import make_baseline
@@ -278,9 +297,13 @@ def _baseline_rows(fold: Fold, names: Sequence[str], n_classes: dict[str, int], 
             clf = make_baseline(name, random_state=stage_seed(seed, f"baseline/{name}/{task}"))
             clf.fit(X[tr], y[tr])
             y_true, pred, proba = {}, {}, {}
+            priors = np.bincount(y[tr], minlength=n)[:n] / len(tr)
             for split, idx in (("train", tr), ("test", te)):
                 p = np.zeros((len(idx), n))
-                p[:, clf.classes_] = clf.predict_proba(X[idx])
+                if name in _CHANCE_BASELINES:  # prior probabilities: log loss = their entropy
+                    p[:] = priors
+                else:
+                    p[:, clf.classes_] = clf.predict_proba(X[idx])
                 y_true[split], proba[split] = y[idx], p
                 pred[split] = clf.predict(X[idx])
             info = {"method": "baseline", "stage": "baseline", "model": name, "target": "-",

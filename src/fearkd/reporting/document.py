@@ -83,7 +83,9 @@ def slug(*parts: object) -> str:
 
 def _group_title(dataset: str, protocol: str, results: pd.DataFrame) -> str:
     n = results[(results["dataset"] == dataset) & (results["protocol"] == protocol)]["fold"]
-    return f"{dataset.upper()} · protocol {protocol} · {n.nunique()} fold(s)"
+    leaky = " · LEAKY (reference's split, not an estimate of generalisation)" \
+        if protocol in ("seed-legacy", "window") else ""
+    return f"{dataset.upper()} · protocol {protocol} · {n.nunique()} fold(s){leaky}"
 
 
 def _fig(name: str, title: str, fig, caption: str = "") -> FigureBlock:
@@ -218,6 +220,8 @@ def _metric_sections(run: RunData) -> list[Section]:
         head = _group_title(ds, pr, res)
         for key, builder in (("backbone", T.backbone_table), ("finetune", T.finetune_table),
                              ("method-comparison", T.method_comparison_table)):
+            if key == "method-comparison" and not {"method1", "method2"} <= set(here["method"]):
+                continue  # a comparison needs both methods
             table = builder(here)
             n_models = len(table.index) - len(table.attrs.get("marked_rows", []))
             if len(table) and n_models > 0:
@@ -294,6 +298,37 @@ def _ttest_table(table: pd.DataFrame, metric: str) -> pd.DataFrame:
     out["Significant"] = ["yes" if s else "no" for s in table["significant"]]
     out.attrs["marked_rows"] = []
     return out
+
+
+def _contrast_section(run: RunData) -> Section | None:
+    """The method's named contrasts (TL, KD, Method 1 vs 2) with their sentences."""
+    from ..evaluation.contrasts import central_contrasts
+
+    res = run.results
+    if not set(res["method"]) & {"method1", "method2"}:
+        return None
+    sec = Section("contrasts", "The method's claims: named paired contrasts")
+    sec.intro = ("Each contrast pairs two stages' test accuracy on the same (fold, seed): the "
+                 "mean difference a − b with its 95 % interval, the Nadeau–Bengio corrected "
+                 "t-test and the Wilcoxon test, Holm-adjusted across the contrasts of a dataset "
+                 "and protocol. \"hard labels (= scratch student, no KD)\" is trained once.")
+    comp = central_contrasts(res, "accuracy")
+    if not comp.table.empty:
+        table = comp.table[["dataset", "protocol", "model", "contrast", "n_pairs", "mean_diff",
+                            "ci_low", "ci_high", "nb_p_holm", "wilcoxon_p_holm"]].copy()
+        for col in ("mean_diff", "ci_low", "ci_high"):
+            table[col] = 100 * table[col]
+        table = table.rename(columns={
+            "n_pairs": "pairs", "mean_diff": "a − b (pp)", "ci_low": "95 % CI low (pp)",
+            "ci_high": "95 % CI high (pp)", "nb_p_holm": "corrected t p (Holm)",
+            "wilcoxon_p_holm": "Wilcoxon p (Holm)"})
+        table.index = pd.Index([f"{r.dataset.upper()} · {r.protocol} · {r.model} · {r.contrast}"
+                                for r in table.itertuples()], name="contrast")
+        table = table.drop(columns=["dataset", "protocol", "model", "contrast"])
+        sec.blocks.append(TableBlock("contrasts", "Named contrasts (test accuracy)", table))
+    for sentence in comp.sentences:
+        sec.blocks.append(TextBlock(sentence))
+    return sec
 
 
 def _ttest_section(run: RunData) -> Section | None:
@@ -419,7 +454,8 @@ def build_document(run: RunData) -> Document:
         meta.append(("Run time", f"{env['wall_seconds'] / 60:.1f} min"))
     sections = []
     for part in (_dataset_section(run), *_metric_sections(run), _protocol_section(run),
-                 _timing_section(run), _ttest_section(run), *_figure_sections(run),
+                 _timing_section(run), _contrast_section(run), _ttest_section(run),
+                 *_figure_sections(run),
                  *_config_sections(run)):
         if part is not None:
             sections.append(part)

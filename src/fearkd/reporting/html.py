@@ -35,7 +35,8 @@ section{background:#fff;border:1px solid #dde2ea;border-radius:6px;padding:6px 1
 margin:18px 0}
 section h2{margin-top:.6em}
 figure{margin:14px 0}figcaption{font-weight:600;margin:4px 0 6px;color:#2c3848}
-.tablewrap{overflow-x:auto}
+main,section,figure{min-width:0;max-width:100%}
+.tablewrap{overflow-x:auto;max-width:100%}
 table{border-collapse:collapse;font-size:13px;font-variant-numeric:tabular-nums}
 th,td{padding:4px 9px;border-bottom:1px solid #e3e7ee;text-align:right;white-space:nowrap}
 th:first-child,td:first-child{text-align:left}

@@ -24,6 +24,8 @@ __all__ = [
     "figure_to_png",
     "plot_history",
     "plot_fold_scores",
+    "mean_curve",
+    "loss_label",
     "plot_confusions",
     "plot_protocol_comparison",
 ]
@@ -73,6 +75,34 @@ def stage_title(method: str, stage: str, model: str = "") -> str:
 
 
 # ------------------------------------------------------------------------------ histories
+def mean_curve(history: pd.DataFrame, column: str) -> pd.Series:
+    """Mean over every (fold, seed) of ``column`` per epoch, each fold's last value carried
+    past the epoch where it stopped early (so the mean does not jump when a fold stops).
+
+    Parameters
+    ----------
+    history : DataFrame
+        Columns ``fold``, ``seed``, ``epoch`` and ``column``.
+    column : str
+
+    Returns
+    -------
+    Series
+        Indexed by epoch, from the first to the last epoch any fold ran.
+    """
+    wide = history.pivot_table(index="epoch", columns=["fold", "seed"], values=column,
+                               aggfunc="mean", dropna=False)
+    return wide.sort_index().ffill().mean(axis=1)
+
+
+def loss_label(target: str) -> str:
+    """Axis label of the training loss of a stage with KD ``target``."""
+    if target in ("soft", "combined"):
+        return "Loss (KD: α·CE + (1−α)·T²·KL)" if target == "combined" else \
+            "Loss (KD: CE against teacher probabilities)"
+    return "Loss (cross-entropy)"
+
+
 def plot_history(history: pd.DataFrame, *, title: str | None = None) -> Figure:
     """Training and validation accuracy and loss per epoch of one model and stage.
 
@@ -86,8 +116,9 @@ def plot_history(history: pd.DataFrame, *, title: str | None = None) -> Figure:
     Returns
     -------
     Figure
-        Panels (n_targets, 2): accuracy (%) and loss against epoch; each fold a thin line, the
-        mean over folds a thick one.
+        Panels (n_targets, 2): accuracy (%) and loss against epoch; each fold a thin line with
+        its best epoch (lowest validation loss, the restored weights) marked, the mean over all
+        folds a thick one (:func:`mean_curve`: stopped folds carried at their last value).
     """
     if not isinstance(history, pd.DataFrame):
         raise TypeError(f"'history' must be a DataFrame, got {type(history).__name__}.")
@@ -99,7 +130,7 @@ def plot_history(history: pd.DataFrame, *, title: str | None = None) -> Figure:
     for r, target in enumerate(targets):
         sub = history[history["target"] == target]
         for c, (kind, scale, unit) in enumerate((("accuracy", 100.0, "Accuracy (%)"),
-                                                   ("loss", 1.0, "Loss (cross-entropy)"))):
+                                                   ("loss", 1.0, loss_label(str(target))))):
             ax = axes[r, c]
             for split, colour, name in (("train", _TRAIN, "training"),
                                         ("val", _VAL, "validation")):
@@ -108,7 +139,11 @@ def plot_history(history: pd.DataFrame, *, title: str | None = None) -> Figure:
                     continue
                 for _, fold in sub.groupby(["fold", "seed"], sort=True):
                     ax.plot(fold["epoch"], fold[col] * scale, color=colour, lw=0.8, alpha=0.35)
-                mean = sub.groupby("epoch")[col].mean() * scale
+                    if split == "val" and fold["val_loss"].notna().any():
+                        best = fold.loc[fold["val_loss"].idxmin()]
+                        ax.plot(best["epoch"], best[col] * scale, marker="v", color=colour,
+                                ms=5, ls="none")
+                mean = mean_curve(sub, col) * scale
                 ax.plot(mean.index, mean.to_numpy(), color=colour, lw=2.2,
                         label=f"{name} (mean of {sub.groupby(['fold', 'seed']).ngroups} folds)")
             label = "" if target in ("-", "", "nan") else f" — {target_label(target)}"
@@ -119,7 +154,8 @@ def plot_history(history: pd.DataFrame, *, title: str | None = None) -> Figure:
             if ax.has_data():
                 ax.legend(fontsize=8, loc="best")
     if title:
-        fig.suptitle(title + "\n(thin lines: single folds; thick: mean)", fontsize=11)
+        fig.suptitle(title + "\n(thin lines: single folds, ▼ best epoch; thick: mean, stopped "
+                     "folds carried at their last value)", fontsize=11)
     return fig
 
 

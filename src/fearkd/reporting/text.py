@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from ..evaluation.contrasts import central_contrasts, compare_by
 from ..evaluation.stats import compare_models
 from .tables import (
     backbone_table,
@@ -18,7 +19,11 @@ from .tables import (
     result_groups,
 )
 
-__all__ = ["method_tables", "comparison_text"]
+__all__ = ["method_tables", "comparison_text", "contrast_text", "by_text", "PLUS_MINUS_LEGEND"]
+
+#: Printed under every table whose cells read "x ± y".
+PLUS_MINUS_LEGEND = ("x ± y: mean ± half-width of the 95 % t-interval over the folds "
+                     "(and seeds).")
 
 #: Stages whose KD table is printed, per method, in order.
 _KD_STAGES = (("method1", ("student",)), ("method2", ("student-source", "student")))
@@ -37,12 +42,15 @@ def method_tables(results: pd.DataFrame) -> list[str]:
     -------
     list of str
         Backbone table, fine-tuned table (Method 1), one KD table per (method, model, stage)
-        and the Method 1 vs Method 2 table, for each (dataset, protocol) in report order.
+        and the Method 1 vs Method 2 table (when both ran), for each (dataset, protocol) in
+        report order ("LEAKY" in the titles of seed-legacy and window tables), then the legend
+        of "x ± y".
     """
     out = []
     for dataset, protocol in result_groups(results):
         sel = results[(results["dataset"] == dataset) & (results["protocol"] == protocol)]
-        where = f"{dataset}, protocol {protocol}"
+        where = f"{dataset}, protocol {protocol}" + (
+            ", LEAKY" if protocol in ("seed-legacy", "window") else "")
         methods = set(sel["method"])
         out.append(format_table(backbone_table(sel), title=f"Backbone ({where})"))
         if "method1" in methods:
@@ -56,9 +64,11 @@ def method_tables(results: pd.DataFrame) -> list[str]:
                     table = kd_table(sel, model, method=method, stage=stage)
                     out.append(format_table(table, title=f"{table.attrs.get('title', '')} "
                                                          f"({where})"))
-        if methods & {"method1", "method2"}:
+        if {"method1", "method2"} <= methods:
             out.append(format_table(method_comparison_table(sel),
                                     title=f"Method 1 vs Method 2 ({where})"))
+    if out:
+        out.append(PLUS_MINUS_LEGEND)
     return out
 
 
@@ -91,3 +101,31 @@ def comparison_text(results: pd.DataFrame, metric: str = "accuracy", alpha: floa
                 "table": comparison.table.to_dict(orient="records"),
                 "sentences": list(comparison.sentences)}
     return comparison.to_text()
+
+
+def contrast_text(results: pd.DataFrame, metric: str = "accuracy", alpha: float = 0.05, *,
+                  as_json: bool = False) -> str | dict | None:
+    """The method's named contrasts (:func:`fearkd.evaluation.contrasts.central_contrasts`).
+
+    Returns
+    -------
+    str, dict or None
+        None when neither Method 1 nor Method 2 ran.
+    """
+    if not set(results["method"]) & {"method1", "method2"}:
+        return None
+    res = central_contrasts(results, metric, alpha=alpha)
+    if as_json:
+        return {"metric": metric, "alpha": alpha, "table": res.table.to_dict(orient="records"),
+                "sentences": list(res.sentences)}
+    return res.to_text()
+
+
+def by_text(results: pd.DataFrame, by: str, metric: str = "accuracy", alpha: float = 0.05, *,
+            as_json: bool = False) -> str | dict:
+    """Paired comparison along one result column (``fearkd compare --by``), as text or JSON."""
+    res = compare_by(results, by, metric, alpha=alpha)
+    if as_json:
+        return {"by": by, "metric": metric, "alpha": alpha,
+                "table": res.table.to_dict(orient="records"), "sentences": list(res.sentences)}
+    return res.to_text()
