@@ -4,13 +4,7 @@ Transfer learning (pretrain on valence/arousal, new head, fine-tune on fear) and
 distillation (a teacher on every channel teaches a student on few), evaluated honestly.
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("fearkd")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0.0.0"
-
+from ._version import __version__
 
 
 def load_bundle(path):

@@ -17,6 +17,7 @@ __all__ = [
     "UnknownChannelError",
     "LabelError",
     "CheckpointError",
+    "BundleError",
 ]
 
 
@@ -57,3 +58,7 @@ class LabelError(FearkdError, ValueError):
 
 class CheckpointError(FearkdError):
     """A checkpoint does not fit the model or feature list it is loaded into."""
+
+
+class BundleError(FearkdError, ValueError):
+    """A bundle that cannot be read, was altered, or needs a newer fearkd."""

@@ -37,7 +37,7 @@ def environment_info() -> dict:
     import sklearn
     import torch
 
-    from . import __version__
+    from ._version import __version__
 
     return {
         "python": sys.version.split()[0],

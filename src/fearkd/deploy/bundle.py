@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from .._atomic import atomic_open
-from ..errors import FearkdError
+from ..errors import BundleError
 from .graph import FeatureGraph, WindowSpec, export_onnx, window_features
 
 __all__ = ["Bundle", "BundleError", "build_bundle", "load_bundle", "FORMAT", "FORMAT_VERSION"]
@@ -35,10 +35,6 @@ MEMBERS = ("manifest.json", "model.safetensors", "model.onnx")
 CARD = "MODEL_CARD.md"
 
 
-class BundleError(FearkdError, ValueError):
-    """A bundle that cannot be read, was altered, or needs a newer fearkd."""
-
-
 def _version_tuple(text: str) -> tuple[int, ...]:
     parts = []
     for piece in str(text).split("."):
@@ -48,7 +44,7 @@ def _version_tuple(text: str) -> tuple[int, ...]:
 
 
 def _fearkd_version() -> str:
-    from .. import __version__
+    from .._version import __version__
 
     return __version__
 

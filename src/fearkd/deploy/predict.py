@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import logging
 from fractions import Fraction
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import scipy.signal
 
-from ..errors import UnknownChannelError
+from ..errors import BundleError, UnknownChannelError
 from ..recordings import Recordings, Signal, Subject, Trial
-from .bundle import Bundle, BundleError
+
+if TYPE_CHECKING:
+    from .bundle import Bundle
 
 __all__ = ["adapt_recordings", "predict_recordings", "parse_channel_map", "score"]
 

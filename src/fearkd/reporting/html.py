@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 from html import escape
 
-from .. import __version__
+from .._version import __version__
 from .document import Document, FigureBlock, TableBlock, TextBlock
 from .tables import display_frame
 
