@@ -64,9 +64,9 @@ def test_round_trip_dict():
          r"Invalid value for '\[methods\] run': expected one of .*'method1'.*got 'method3'"),
         ("[methods]\nfreeze = 'head'\n",
          r"Invalid value for '\[methods\] freeze': expected one of 'none', .*got 'head'"),
-        ("[dataset]\nkind = 'wesad'\n",
+        ("[dataset]\nkind = 'swell'\n",
          r"Invalid value for '\[dataset\] kind': expected one of 'deap', 'ascertain', "
-         r"'generic'.*got 'wesad'"),
+         r"'wesad', 'generic', got 'swell'"),
         ("[dataset]\nkind = 'deap'\nformat = 'mat'\n",
          r"unknown key\(s\) \['format'\] in \[dataset\] for kind 'deap'; known keys: "
          r"\['kind', 'path', 'subjects', 'channels', 'fmt', 'nan_policy'\]"),
@@ -82,7 +82,7 @@ def test_round_trip_dict():
          r"got 'drop'"),
         ("[features]\nmethod = 'fft'\n",
          r"Invalid value for '\[features\] method': expected one of 'filter', 'welch', 'de', "
-         r"got 'fft'"),
+         r"'periodogram', got 'fft'"),
         ("[methods]\nalpha = 2.0\n", r"alpha: expected a number in \[0, 1\]"),
         ("[training]\nlr = -1.0\n", "expected a positive value"),
         ("[evaluation]\nfolds = 1\n", "expected at least 2"),

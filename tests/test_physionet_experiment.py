@@ -95,7 +95,7 @@ def test_teacher_and_student_columns(run):
     # the student preset extracted on its own gives the teacher's same-named columns
     recordings = load_generic({"dataset": dict(cfg.dataset.options)})
     alone = extract_features(recordings, cfg.features.student, window=cfg.features.window,
-                             step=cfg.features.step, progress=False)
+                             step=cfg.features.step, log=cfg.features.log, progress=False)
     assert alone.feature_names == student
     cols = ["subject", "trial", "window", "t_start", "t_stop"]
     assert alone.metadata[cols].equals(fs.metadata[cols])
@@ -103,7 +103,8 @@ def test_teacher_and_student_columns(run):
 
 
 def test_eda_window_matches_the_wfdb_record(run):
-    """Subject1, stage 1, window 0 against wfdb's own samples (mean, var, least-squares slope)."""
+    """Subject1, stage 1, window 0 against wfdb's own samples (mean, log var, least-squares
+    slope: ``[features] log`` is on by default and logs variances, not means)."""
     cfg, res = run
     fs = res.data.featureset
     meta = fs.metadata
@@ -117,7 +118,8 @@ def test_eda_window_matches_the_wfdb_record(run):
     eda = record.p_signal[ann.sample[0]:ann.sample[0] + n, record.sig_name.index("EDA")]
     t = np.arange(n) / record.fs
     got = fs.select_columns(["gsr:EDA:mean", "gsr:EDA:var", "gsr:EDA:slope"]).X[row[0]]
-    want = [eda.mean(), eda.var(), np.polyfit(t, eda, 1)[0]]
+    assert cfg.features.log
+    want = [eda.mean(), np.log(max(eda.var(), 1e-12)), np.polyfit(t, eda, 1)[0]]
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-7)
 
 
@@ -154,7 +156,8 @@ def test_every_stage_has_rows(run):
     assert set(teacher["model"]) == {"dnn150"} and set(teacher["task"]) == {"fear"}
     assert np.allclose(teacher["chance"], 0.25)
     students = rows(method="method1", stage="student")
-    assert set(students["target"]) == set(MethodsConfig().kd_targets)
+    # "hard" labels are the scratch student, trained once (not a Method 1 student)
+    assert set(students["target"]) == set(MethodsConfig().kd_targets) - {"hard"}
     scratch = rows(method="scratch", stage="student")
     assert len(scratch) and set(scratch["target"]) == {"-"}
     for part in (students, scratch):

@@ -168,7 +168,7 @@ def test_cli_knobs(tmp_path, capsys):
                  "--shared", "0", "--subject-shift", "0"]) == 0
     frac, _ = fear_fraction(tmp_path / "e", 0.25, 8)
     assert frac == 0.25
-    assert main(["synth", "deap", str(tmp_path / "d"), "--privileged", "2"]) == 2
+    assert main(["synth", "deap", str(tmp_path / "d2"), "--privileged", "2"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "'privileged' (--privileged): expected 0..1" in err
     assert main(["synth", "ascertain", str(tmp_path / "a"), "--shared", "0"]) == 2
