@@ -33,7 +33,7 @@ def demo_run(tmp_path_factory):
     """One quick demo, shared by the tests below, with every ``fit`` call counted.
 
     The demo's units run in this process (jobs = 1) so that the calls can be counted. Both
-    tests carry the same ``xdist_group``, so that they run on one pytest worker and share it.
+    tests are in one file, which `make test` (``--dist loadfile``) runs on one pytest worker.
     """
     calls = []
     real_fit, real_config = fearkd.training.trainer.fit, fearkd.demo.demo_config
@@ -54,7 +54,6 @@ def demo_run(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("demo")
 def test_quick_demo_end_to_end(demo_run):
     out = demo_run["out"]
     assert demo_run["rc"] == 0
@@ -86,7 +85,6 @@ def test_quick_demo_end_to_end(demo_run):
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("demo")
 def test_a_second_demo_run_resumes_and_retrains_nothing(demo_run):
     out, calls = demo_run["out"], demo_run["calls"]
     assert demo_run["rc"] == 0 and calls
