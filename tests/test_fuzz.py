@@ -27,7 +27,6 @@ from fearkd.datasets.generic import load_generic
 from fearkd.datasets.loaders import open_dataset
 from fearkd.datasets.synthetic import write_ascertain, write_deap, write_e4
 
-
 settings.register_profile("fast", max_examples=25, deadline=5000,
                           suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                  HealthCheck.too_slow])

@@ -16,7 +16,6 @@ import pytest
 from fearkd.cli import main
 from fearkd.datasets.synthetic import write_deap
 
-
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 
