@@ -100,6 +100,10 @@ class Bundle:
         self.spec = _spec_from(manifest)
         self.mean = np.asarray(manifest["normaliser"]["mean"], dtype=np.float64)
         self.scale = np.asarray(manifest["normaliser"]["scale"], dtype=np.float64)
+        # per-user decision thresholds (``fearkd calibrate --thresholds``): added to the logits
+        offsets = (manifest.get("thresholds") or {}).get("logit_offsets")
+        self.logit_offsets = (np.zeros(len(self.class_names)) if offsets is None
+                              else np.asarray(offsets, dtype=np.float64))
         self._session = None
 
     def __repr__(self) -> str:
@@ -120,7 +124,9 @@ class Bundle:
     def predict_proba_features(self, X: np.ndarray) -> np.ndarray:
         """Probabilities from features, shape (n_windows, n_features) -> (n_windows, n_classes).
 
-        The NumPy/torch path: the manifest's scaler in float64, the network in float32.
+        The NumPy/torch path: the manifest's scaler in float64, the network in float32, then
+        the per-user logit offsets (``manifest["thresholds"]``, zero unless calibrated) and a
+        softmax; the ONNX graph of a calibrated bundle adds the same offsets.
         """
         X = np.asarray(X, dtype=np.float32)
         n = len(self.feature_names)
@@ -129,6 +135,7 @@ class Bundle:
         z = ((X - self.mean) / self.scale).astype(np.float32)
         with torch.no_grad():
             logits = self.model(torch.as_tensor(z)).double()
+        logits = logits + torch.as_tensor(self.logit_offsets)
         return torch.softmax(logits, dim=1).numpy()
 
     def predict_proba(self, window_array: np.ndarray) -> np.ndarray:

@@ -24,7 +24,8 @@ from ..recordings import Recordings, Signal, Subject, Trial
 if TYPE_CHECKING:
     from .bundle import Bundle
 
-__all__ = ["adapt_recordings", "predict_recordings", "parse_channel_map", "score"]
+__all__ = ["adapt_recordings", "bundle_featureset", "predict_recordings", "prediction_frame",
+           "parse_channel_map", "score"]
 
 logger = logging.getLogger(__name__)
 MAX_RATE_RATIO = 2.0
@@ -104,26 +105,15 @@ def adapt_recordings(recordings: Recordings, bundle: Bundle, *, channel_map=None
     return Recordings(recordings.dataset, recordings.subjects, load, recordings.description)
 
 
-def predict_recordings(bundle: Bundle, recordings: Recordings, *, channel_map=None,
-                       strict_rate: bool = False, progress: bool = False) -> pd.DataFrame:
-    """Predictions for every window of ``recordings``.
-
-    Parameters
-    ----------
-    bundle : Bundle
-    recordings : Recordings
-    channel_map : dict of str to str, optional
-        Data channel name -> the bundle's name for it.
-    strict_rate : bool
-        Refuse a sampling rate that differs from the bundle's instead of resampling.
-    progress : bool
+def bundle_featureset(bundle: Bundle, recordings: Recordings, *, channel_map=None,
+                      strict_rate: bool = False, progress: bool = False):
+    """The windows of ``recordings`` cut and described exactly as the bundle was trained.
 
     Returns
     -------
-    DataFrame
-        One row per window: ``subject``, ``trial``, ``t_start``, ``t_stop`` (s),
-        ``predicted`` (class name), ``p_<class>`` per class and ``y_true`` (class name, empty
-        where the window is unlabelled).
+    FeatureSet
+        Only the bundle's columns (:attr:`Bundle.feature_names`), with the metadata table
+        (``subject``, ``trial``, ``t_start``, ``t_stop``, ``y_fear``...).
     """
     from ..features.extract import extract_features
     from ..features.presets import Recipe
@@ -146,11 +136,41 @@ def predict_recordings(bundle: Bundle, recordings: Recordings, *, channel_map=No
                           baseline=m["windowing"]["baseline"], rules=rules,
                           ambiguous=labels.get("ambiguous", "drop"),
                           nan_policy=labels.get("nan_policy", "raise"), progress=progress)
-    proba = bundle.predict_proba_features(fs.select_columns(bundle.feature_names).X)
-    meta = fs.metadata
-    names = bundle.class_names
-    out = pd.DataFrame({"subject": meta["subject"].astype(str), "trial": meta["trial"],
-                        "t_start": meta["t_start"], "t_stop": meta["t_stop"],
+    return fs.select_columns(bundle.feature_names)
+
+
+def predict_recordings(bundle: Bundle, recordings: Recordings, *, channel_map=None,
+                       strict_rate: bool = False, progress: bool = False) -> pd.DataFrame:
+    """Predictions for every window of ``recordings``.
+
+    Parameters
+    ----------
+    bundle : Bundle
+    recordings : Recordings
+    channel_map : dict of str to str, optional
+        Data channel name -> the bundle's name for it.
+    strict_rate : bool
+        Refuse a sampling rate that differs from the bundle's instead of resampling.
+    progress : bool
+
+    Returns
+    -------
+    DataFrame
+        One row per window: ``subject``, ``trial``, ``t_start``, ``t_stop`` (s),
+        ``predicted`` (class name), ``p_<class>`` per class and ``y_true`` (class name, empty
+        where the window is unlabelled). Per-user thresholds of a calibrated bundle apply.
+    """
+    fs = bundle_featureset(bundle, recordings, channel_map=channel_map,
+                           strict_rate=strict_rate, progress=progress)
+    proba = bundle.predict_proba_features(fs.X)
+    return prediction_frame(fs.metadata, proba, bundle.class_names)
+
+
+def prediction_frame(meta: pd.DataFrame, proba: np.ndarray, names) -> pd.DataFrame:
+    """One row per window from a metadata table and its probabilities (see predict_recordings)."""
+    out = pd.DataFrame({"subject": meta["subject"].astype(str).to_numpy(),
+                        "trial": meta["trial"].to_numpy(),
+                        "t_start": meta["t_start"].to_numpy(), "t_stop": meta["t_stop"].to_numpy(),
                         "predicted": [names[i] for i in proba.argmax(1)]})
     for i, n in enumerate(names):
         out[f"p_{n}"] = proba[:, i]
