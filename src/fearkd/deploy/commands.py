@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..errors import FearkdError
 
-__all__ = ["add_train", "add_predict", "add_export", "check_out"]
+__all__ = ["add_train", "add_predict", "add_export", "add_calibrate", "check_out"]
 
 
 class OutputPathError(FearkdError, ValueError):
@@ -159,3 +159,103 @@ def add_export(sub) -> None:
     p.add_argument("--onnx", type=Path, required=True, help="ONNX file to write")
     p.set_defaults(func=_cmd_export)
 
+
+
+# ------------------------------------------------------------------------------- calibrate
+def _ids(text: str | None, flag: str):
+    if text is None:
+        return None
+    ids = [t.strip() for t in text.split(",") if t.strip()]
+    if not ids:
+        raise ValueError(f"{flag}: expected comma-separated ids (e.g. '1,2,3'), got {text!r}.")
+    return ids
+
+
+def _cmd_calibrate(args) -> int:
+    from ..datasets.loaders import open_dataset
+    from .bundle import load_bundle
+    from .calibrate import budget_curve, calibrate_bundle, parse_part
+    from .predict import parse_channel_map
+
+    out = check_out(args.out, "--out")
+    mapping = parse_channel_map(args.channel_map)
+    rest = parse_part(args.rest)
+    bundle = load_bundle(args.model)
+    recordings = open_dataset(args.recording)
+    if args.budget_curve:
+        if isinstance(rest, float):
+            raise ValueError(f"--rest {args.rest!r} with --budget-curve: expected a stage name "
+                             f"(the budgets are the minutes); e.g. --rest baseline.")
+        minutes = None if args.minutes is None else \
+            [float(m) for m in _ids(args.minutes, "--minutes")]
+        curve = budget_curve(bundle, recordings, minutes=minutes, rest=rest,
+                             subjects=_ids(args.subject, "--subject"), channel_map=mapping)
+        curve.to_csv(out, index=False)
+        mean = curve.groupby("minutes")["accuracy"].mean()
+        print(f"Wrote {out}: {curve['subject'].nunique()} held-out subject(s); mean accuracy "
+              f"by minutes of calibration: "
+              + ", ".join(f"{m:g} min {100 * a:.1f} %" for m, a in mean.items()))
+        return 0
+    if args.epochs is not None and not args.labelled:
+        raise ValueError("--epochs sets head fine-tuning: add --labelled, or drop --epochs.")
+    cal = calibrate_bundle(bundle, recordings, subject=args.subject,
+                           trials=_ids(args.trials, "--trials"), rest=rest,
+                           labelled=args.labelled,
+                           labelled_trials=_ids(args.labelled_trials, "--labelled-trials"),
+                           epochs=20 if args.epochs is None else args.epochs,
+                           thresholds=args.thresholds, channel_map=mapping)
+    cal.save(out)
+    c = cal.manifest["calibration"]
+    extra = ""
+    if c["head_epochs"]:
+        extra += f"; head fine-tuned {c['head_epochs']} epochs on {c['n_labelled_windows']} " \
+                 f"labelled windows"
+    if "thresholds" in cal.manifest:
+        offs = cal.manifest["thresholds"]["logit_offsets"]
+        extra += "; logit offsets " + ", ".join(f"{n} {o:+g}" for n, o in
+                                                zip(cal.class_names, offs))
+    print(f"Wrote {out}: calibrated to subject {c['subject']} on {c['n_rest_windows']} resting "
+          f"windows{extra}")
+    return 0
+
+
+def add_calibrate(sub) -> None:
+    p = sub.add_parser(
+        "calibrate", help="adapt a bundle to one user from a resting recording",
+        description="A resting/baseline recording of one user (anything a fearkd reader "
+                    "opens) sets the user's normaliser (the manifest's and the ONNX graph's "
+                    "norm_mean/norm_scale); --labelled also fine-tunes the last layer on the "
+                    "user's labelled windows, --thresholds chooses per-class logit offsets that "
+                    "predict and Bundle.predict_proba apply. With --budget-curve, RECORDING "
+                    "holds held-out subjects and --out gets their accuracy against minutes of "
+                    "calibration data. See docs/BUNDLE.md.",
+    )
+    p.add_argument("model", type=Path, help="bundle file written by `fearkd train`")
+    p.add_argument("recording", type=Path, help="the user's recording (dataset folder or file)")
+    p.add_argument("--out", type=Path, required=True,
+                   help="calibrated bundle to write (USER_MODEL), or the CSV of --budget-curve")
+    p.add_argument("--subject", default=None,
+                   help="the user's subject id when the recording holds several (with "
+                        "--budget-curve: comma-separated held-out subjects, default all)")
+    p.add_argument("--trials", default=None, help="comma-separated trial ids to use (default all)")
+    p.add_argument("--rest", default=None,
+                   help="the resting part that sets the normaliser: a stage name (e.g. "
+                        "baseline) or the first N seconds ('60s'); default every window")
+    p.add_argument("--labelled", action="store_true",
+                   help="fine-tune the last layer on the user's labelled windows")
+    p.add_argument("--labelled-trials", default=None,
+                   help="comma-separated trials whose labelled windows --labelled uses "
+                        "(default: --trials)")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="head fine-tuning epochs with --labelled (1-200, default 20)")
+    p.add_argument("--thresholds", action="store_true",
+                   help="choose per-class logit offsets on the labelled windows (needs "
+                        "--labelled)")
+    p.add_argument("--budget-curve", action="store_true",
+                   help="score held-out subjects against minutes of calibration data instead")
+    p.add_argument("--minutes", default=None,
+                   help="budgets for --budget-curve, e.g. '0,0.5,1,2' (default 0 to the whole "
+                        "resting part, or half the recording)")
+    p.add_argument("--channel-map", default=None,
+                   help="rename data channels to the bundle's names: DATA=BUNDLE,...")
+    p.set_defaults(func=_cmd_calibrate)
