@@ -1,4 +1,4 @@
-"""Per-user calibration: a held-out subject with a planted shift, thresholds in both paths, errors."""
+"""Per-user calibration: a shifted held-out subject, thresholds in both paths, bad input."""
 
 import shutil
 

@@ -213,7 +213,7 @@ def _cmd_calibrate(args) -> int:
     if "thresholds" in cal.manifest:
         offs = cal.manifest["thresholds"]["logit_offsets"]
         extra += "; logit offsets " + ", ".join(f"{n} {o:+g}" for n, o in
-                                                zip(cal.class_names, offs))
+                                                zip(cal.class_names, offs, strict=True))
     print(f"Wrote {out}: calibrated to subject {c['subject']} on {c['n_rest_windows']} resting "
           f"windows{extra}")
     return 0
