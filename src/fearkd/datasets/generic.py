@@ -180,26 +180,20 @@ import logging
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import ConfigError, DatasetNotFoundError, FormatError, UnknownChannelError
 from ..recordings import LoadReport, Recordings, Signal, Subject, Trial
+from ._generic_description import Description, parse_description, read_description
+from ._generic_events import Opened, labels_ref, read_events
 from ._generic_formats import (
-    Description,
-    Event,
     OpenRecord,
     open_e4,
     open_record,
-    parse_description,
-    read_annotations,
-    read_description,
-    read_events_csv,
     record_file,
 )
-from .e4 import read_e4_tags
 
 __all__ = ["load_generic"]
 
@@ -288,21 +282,8 @@ def _resolve_subjects(desc: Description) -> dict[str, str]:
     return {desc.subject_id.replace("{subject}", t): t for t in tokens}
 
 
-@dataclass
-class _Opened:
-    """A subject's open records; an E4 session gives one record per signal file."""
-
-    records: list[OpenRecord]
-    owners: list[int]  # index into desc.records of each open record
-    beats: dict[int, np.ndarray] = field(default_factory=dict)  # POSIX s, per E4 record spec
-    tags: dict[int, np.ndarray] = field(default_factory=dict)
-
-    def of(self, spec: int) -> list[int]:
-        return [i for i, o in enumerate(self.owners) if o == spec]
-
-
-def _open_records(desc: Description, token: str) -> _Opened:
-    opened = _Opened([], [])
+def _open_records(desc: Description, token: str) -> Opened:
+    opened = Opened([], [])
     for k, spec in enumerate(desc.records):
         name = spec.pattern.replace("{subject}", token)
         path = record_file(desc.root, name, spec.fmt)
@@ -323,7 +304,7 @@ def _open_records(desc: Description, token: str) -> _Opened:
     return opened
 
 
-def _channel_plan(desc: Description, opened: _Opened) -> dict[str, list]:
+def _channel_plan(desc: Description, opened: Opened) -> dict[str, list]:
     """modality -> [(record index, file channel, output name, scale)], checked against files."""
     plan: dict[str, list] = {}
     where: dict[str, int] = {}
@@ -397,138 +378,6 @@ def _common_span(records: list[OpenRecord], offsets: list[float]) -> tuple[float
     return start, end
 
 
-def _labels_ref(desc: Description, opened: _Opened) -> int:
-    """Open record whose first sample is t = 0 of the labels: an E4 session's earliest signal."""
-    idx = opened.of(desc.record_names.index(desc.labels.record))
-    return min(idx, key=lambda i: opened.records[i].start or 0.0)
-
-
-def _absolute_start(ref: OpenRecord, where, what: str) -> float:
-    """Start of ``ref`` in POSIX seconds, for label times given as absolute times."""
-    if ref.clock != "datetime" or ref.start is None:
-        raise FormatError(
-            f"{where}: {what} are absolute times, but record {ref.name!r} ({ref.path}) has no "
-            f"absolute start time; give a CSV record 'start = \"2020-01-02T10:00:00Z\"' (or a "
-            f"unix time), use EDF/BDF with a measurement date or WFDB with a base date and "
-            f"time, or write seconds from the first sample (time_format = \"seconds\")."
-        )
-    return ref.start
-
-
-def _tag_events(desc: Description, token: str, opened: _Opened, ref_i: int):
-    """Stages between consecutive tags (or lasting ``durations``), on the labels timeline."""
-    lab = desc.labels
-    ref = opened.records[ref_i]
-    spec = opened.owners[ref_i]
-    if lab.tags is not None:
-        where = desc.root / lab.tags.replace("{subject}", token)
-        if not where.is_file():
-            raise DatasetNotFoundError(f"{where}: tags file not found; check 'labels.tags'.")
-        tags = read_e4_tags(where)
-    elif spec in opened.tags:
-        where, tags = ref.path.parent / "tags.csv", opened.tags[spec]
-    else:
-        raise ConfigError(
-            f"{desc.source}: labels.from = \"tags\" needs 'dataset.labels.tags' (a tags file "
-            f"pattern with {{subject}}) when the labels record is not an E4 session folder."
-        )
-    shift = _absolute_start(ref, where, "tags")
-    session = [opened.records[i] for i in opened.of(spec)]
-    first = min(r.start for r in session) - shift
-    last = max(r.start + r.duration for r in session) - shift
-    for line, tag in enumerate(tags, 1):
-        if not first <= tag - shift <= last:
-            raise FormatError(
-                f"{where}: line {line}: tag {tag:.3f} is {tag - shift:.1f} s from the session "
-                f"start, outside the session ({first:.1f} to {last:.1f} s); remove the tag or "
-                f"fix the clock that wrote it."
-            )
-    stages, n = lab.stages, len(tags)
-    need = (f"{n} stage name(s), one per tag" if lab.durations is not None else
-            f"{max(n - 1, 1)} stage name(s) (stage i runs from tag i to tag i+1; {n} to let the "
-            f"last one run to the end of the records)")
-    fits = len(stages) == n if lab.durations is not None else n - 1 <= len(stages) <= n
-    if n == 0 or not fits:
-        raise FormatError(
-            f"{where}: {n} tag(s) need {need}, but [dataset.labels] stages has {len(stages)}: "
-            f"{list(stages)!r}; fix 'stages' (or 'durations') or the tags."
-        )
-    events = []
-    for i, name in enumerate(stages):
-        onset = tags[i] - shift
-        if lab.durations is not None:
-            duration = lab.durations[i]
-        else:
-            duration = tags[i + 1] - tags[i] if i + 1 < n else None
-        events.append(Event(name, float(onset), duration))
-    return events, where
-
-
-def _column_events(desc: Description, ref: OpenRecord) -> list[Event]:
-    """Runs of equal values in the labels record's label column; NaN runs are no stage."""
-    column = desc.labels.column
-    if column not in ref.ch_names:
-        raise FormatError(
-            f"{ref.path}: no label column {column!r}; columns are {list(ref.ch_names)!r}. Fix "
-            f"'dataset.labels.column' or 'dataset.labels.record'."
-        )
-    values = ref.read([column])[0]
-    change = np.flatnonzero(~((values[1:] == values[:-1])
-                              | (np.isnan(values[1:]) & np.isnan(values[:-1])))) + 1
-    bounds = np.concatenate([[0], change, [len(values)]])
-    events = []
-    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
-        v = values[a]
-        if np.isnan(v):
-            continue
-        name = str(int(v)) if float(v).is_integer() else repr(float(v))
-        events.append(Event(name, a / ref.sfreq, (b - a) / ref.sfreq))
-    return events
-
-
-def _read_events(desc: Description, token: str, opened: _Opened, ref_i: int) -> list[Event]:
-    lab = desc.labels
-    ref = opened.records[ref_i]
-    if lab.kind == "annotations":
-        if ref.fmt == "e4":
-            raise ConfigError(
-                f"{desc.source}: labels record {lab.record!r} is an E4 session, which has no "
-                f"annotations; set labels.from = \"tags\" (tags.csv) or \"events\"."
-            )
-        events, where = read_annotations(ref, lab.extension, lab.field), ref.path
-    elif lab.kind == "events":
-        where = desc.root / lab.events.replace("{subject}", token)
-        if not where.is_file():
-            raise DatasetNotFoundError(f"{where}: events file not found; check 'labels.events'.")
-        events = read_events_csv(where, lab.time_format)
-        if lab.time_format != "seconds":
-            shift = _absolute_start(ref, where, f"events (time_format = {lab.time_format!r})")
-            events = [replace(ev, onset=ev.onset - shift) for ev in events]
-    elif lab.kind == "tags":
-        events, where = _tag_events(desc, token, opened, ref_i)
-    else:
-        events, where = _column_events(desc, ref), ref.path
-    tol = 1.0 / ref.sfreq
-    for ev in events:
-        end = ev.onset + (ev.duration or 0.0)
-        if ev.onset < 0 or ev.onset >= ref.duration or end > ref.duration + tol:
-            raise FormatError(
-                f"{where}: annotation {ev.label!r} at {ev.onset:.3f} s"
-                + (f" lasting {ev.duration:.3f} s" if ev.duration else "")
-                + f" lies outside record {ref.name!r}, which lasts {ref.duration:.3f} s; fix "
-                f"the annotation or the record."
-            )
-    found = sorted({ev.label for ev in events})
-    unknown = [n for n in found if n not in lab.classes and n not in lab.exclude]
-    if unknown:
-        raise ConfigError(
-            f"{desc.source}: {where} has label(s) {unknown!r} that are neither in "
-            f"[dataset.labels.classes] (keys {list(lab.classes)!r}) nor in 'exclude'; names "
-            f"found: {found!r}. Add them to one of the two."
-        )
-    return sorted(events, key=lambda e: e.onset)
-
-
 def _index(t: float, offset: float, sfreq: float) -> int:
     """Sample nearest time ``t`` (halves rounded up)."""
     return math.floor((t - offset) * sfreq + 0.5 + _EPS)
@@ -540,14 +389,14 @@ def _load_subject(desc: Description, tokens: Mapping[str, str], subject: str,
     token = tokens[subject]
     opened = _open_records(desc, token)
     records = opened.records
-    ref = _labels_ref(desc, opened)
+    ref = labels_ref(desc, opened)
     plan = _channel_plan(desc, opened)
     offsets = _offsets(desc, records, ref)
     used = sorted({i for entries in plan.values() for (i, *_) in entries})
     # an E4 signal file nobody asked for (HR starts 10 s late) does not shorten the span
     spanned = [i for i, r in enumerate(records) if r.fmt != "e4" or i in used or i == ref]
     start, end = _common_span([records[i] for i in spanned], [offsets[i] for i in spanned])
-    events = _read_events(desc, token, opened, ref)
+    events = read_events(desc, token, opened, ref)
     beats = _beats(opened, offsets)
     wanted = {i: [ch for entries in plan.values() for (j, ch, _, _) in entries if j == i]
               for i in used}
@@ -583,7 +432,7 @@ def _load_subject(desc: Description, tokens: Mapping[str, str], subject: str,
     return Subject(desc.name, subject, tuple(trials))
 
 
-def _beats(opened: _Opened, offsets: list[float]) -> np.ndarray | None:
+def _beats(opened: Opened, offsets: list[float]) -> np.ndarray | None:
     """Beat times of the (first) E4 record with IBI.csv, seconds on the labels timeline."""
     for spec, beats in opened.beats.items():
         i = opened.of(spec)[0]
