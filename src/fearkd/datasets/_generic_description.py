@@ -24,16 +24,25 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-__all__ = ["Description", "parse_description", "read_description"]
+__all__ = ["FLAT_POLICIES", "Description", "fill", "parse_description", "read_description"]
+
+#: What a subject with a dead or flat-lined channel gets: a warning, skipped, or an error.
+FLAT_POLICIES = ("warn", "drop-subject", "error")
+
+
+def fill(pattern: str, subject: str, session: str | None = None) -> str:
+    """A file pattern with its ``{subject}`` (and ``{session}``) placeholders filled in."""
+    out = pattern.replace("{subject}", subject)
+    return out if session is None else out.replace("{session}", session)
 
 
 _DATASET_KEYS = ("name", "root", "subjects", "subject_id", "format", "align", "records",
-                 "channels", "labels", "kind", "description")
+                 "channels", "labels", "kind", "description", "sessions", "strict", "flat")
 _RECORD_KEYS = ("file", "format", "sfreq", "time_column", "sep", "start", "channels")
 _CHANNEL_KEYS = ("modality", "name", "scale")
 _LABEL_KEYS = ("from", "record", "extension", "field", "events", "classes", "source_classes",
                "exclude", "min_duration", "ratings", "time_format", "tags", "stages",
-               "durations", "column")
+               "durations", "column", "ratings_file", "rules")
 _SUFFIX_FORMATS = {".edf": "edf", ".bdf": "bdf", ".csv": "csv", ".hea": "wfdb", "": "wfdb"}
 
 
@@ -72,6 +81,8 @@ class _Labels:
     stages: tuple[str, ...] = ()
     durations: tuple[float, ...] | None = None
     column: str | None = None
+    ratings_file: str | None = None
+    rules: str | None = None  # a rule-table TOML, resolved against the description's folder
 
 
 @dataclass(frozen=True)
@@ -87,10 +98,18 @@ class Description:
     records: tuple[_Record, ...]
     channels: Mapping[str, _Channel]
     labels: _Labels
+    sessions: str | tuple[str, ...] = "auto"
+    strict: bool = False
+    flat: str = "warn"
 
     @property
     def record_names(self) -> list[str]:
         return [r.pattern for r in self.records]
+
+    @property
+    def session_record(self) -> _Record | None:
+        """The first record whose pattern holds ``{session}`` (sessions are found by it)."""
+        return next((r for r in self.records if "{session}" in r.pattern), None)
 
 
 def read_description(description) -> tuple[Mapping, str, Path]:
@@ -221,7 +240,7 @@ def _class_map(table, key: str, source: str) -> dict[str, int]:
             for k, v in _typed(table, "table", key, source).items()}
 
 
-def _labels(table, records: tuple[_Record, ...], source: str) -> _Labels:
+def _labels(table, records: tuple[_Record, ...], source: str, base: Path) -> _Labels:
     _keys(_typed(table, "table", "dataset.labels", source), _LABEL_KEYS, "[dataset.labels]", source)
     kind = _choice(table.get("from", "annotations"), ("annotations", "events", "tags", "column"),
                    "dataset.labels.from", source)
@@ -311,6 +330,10 @@ def _labels(table, records: tuple[_Record, ...], source: str) -> _Labels:
         None if events is None else _typed(events, "str", "dataset.labels.events", source),
         classes, source_classes, exclude, min_duration, ratings, time_format,
         table.get("tags"), stages, durations, column,
+        None if (rf := table.get("ratings_file")) is None else
+        _typed(rf, "str", "dataset.labels.ratings_file", source),
+        None if (rt := table.get("rules")) is None else
+        str(base / _typed(rt, "str", "dataset.labels.rules", source)),
     )
 
 
@@ -368,8 +391,27 @@ def parse_description(table: Mapping, source: str, base: Path, root) -> Descript
     subject_id = _typed(table.get("subject_id", "{subject}"), "str", "dataset.subject_id", source)
     if "{subject}" not in subject_id:
         raise ConfigError(f"{source}: key 'dataset.subject_id' {subject_id!r} lacks {{subject}}.")
+    sessions = table.get("sessions", "auto")
+    if sessions != "auto":
+        if (not isinstance(sessions, list) or not sessions
+                or not all(isinstance(v, (str, int)) and not isinstance(v, bool)
+                           for v in sessions)):
+            raise ConfigError(f"{source}: key 'dataset.sessions' must be \"auto\" or a "
+                              f"non-empty list of session names, got {sessions!r}.")
+        sessions = tuple(str(v) for v in sessions)
+    if not any("{session}" in r.pattern for r in records) and "sessions" in table:
+        raise ConfigError(f"{source}: key 'dataset.sessions' is set but no 'records' pattern "
+                          f"holds {{session}}; add it, e.g. \"S{{subject}}/{{session}}\".")
+    strict = table.get("strict", False)
+    if not isinstance(strict, bool):
+        raise ConfigError(f"{source}: key 'dataset.strict' must be true or false, got "
+                          f"{strict!r}.")
+    flat = table.get("flat", "warn")
+    if flat not in FLAT_POLICIES:
+        raise ConfigError(f"{source}: key 'dataset.flat' must be one of {list(FLAT_POLICIES)!r}, "
+                          f"got {flat!r}.")
     return Description(
         name, source, Path(root).resolve(), _subjects(table.get("subjects", "auto"), source),
         subject_id, _choice(table.get("align", "auto"), ("auto", "start"), "dataset.align", source),
-        records, channels, _labels(table["labels"], records, source),
+        records, channels, _labels(table["labels"], records, source, base), sessions, strict, flat,
     )

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from ..errors import ConfigError, DatasetNotFoundError, FormatError
-from ._generic_description import Description
+from ._generic_description import Description, fill
 from ._generic_formats import Event, OpenRecord, read_annotations, read_events_csv
 from .e4 import read_e4_tags
 
@@ -51,13 +51,14 @@ def _absolute_start(ref: OpenRecord, where, what: str) -> float:
     return ref.start
 
 
-def _tag_events(desc: Description, token: str, opened: Opened, ref_i: int):
+def _tag_events(desc: Description, token: str, opened: Opened, ref_i: int,
+                session: str | None = None):
     """Stages between consecutive tags (or lasting ``durations``), on the labels timeline."""
     lab = desc.labels
     ref = opened.records[ref_i]
     spec = opened.owners[ref_i]
     if lab.tags is not None:
-        where = desc.root / lab.tags.replace("{subject}", token)
+        where = desc.root / fill(lab.tags, token, session)
         if not where.is_file():
             raise DatasetNotFoundError(f"{where}: tags file not found; check 'labels.tags'.")
         tags = read_e4_tags(where)
@@ -122,7 +123,9 @@ def _column_events(desc: Description, ref: OpenRecord) -> list[Event]:
     return events
 
 
-def read_events(desc: Description, token: str, opened: Opened, ref_i: int) -> list[Event]:
+def read_events(desc: Description, token: str, opened: Opened, ref_i: int,
+                session: str | None = None) -> list[Event]:
+    """Label events of one subject (one session), sorted by onset, on the labels timeline."""
     lab = desc.labels
     ref = opened.records[ref_i]
     if lab.kind == "annotations":
@@ -133,7 +136,7 @@ def read_events(desc: Description, token: str, opened: Opened, ref_i: int) -> li
             )
         events, where = read_annotations(ref, lab.extension, lab.field), ref.path
     elif lab.kind == "events":
-        where = desc.root / lab.events.replace("{subject}", token)
+        where = desc.root / fill(lab.events, token, session)
         if not where.is_file():
             raise DatasetNotFoundError(f"{where}: events file not found; check 'labels.events'.")
         events = read_events_csv(where, lab.time_format)
@@ -141,7 +144,7 @@ def read_events(desc: Description, token: str, opened: Opened, ref_i: int) -> li
             shift = _absolute_start(ref, where, f"events (time_format = {lab.time_format!r})")
             events = [replace(ev, onset=ev.onset - shift) for ev in events]
     elif lab.kind == "tags":
-        events, where = _tag_events(desc, token, opened, ref_i)
+        events, where = _tag_events(desc, token, opened, ref_i, session)
     else:
         events, where = _column_events(desc, ref), ref.path
     tol = 1.0 / ref.sfreq

@@ -185,8 +185,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, DatasetNotFoundError, FormatError, UnknownChannelError
-from ..recordings import LoadReport, Recordings, Signal, Subject, Trial
-from ._generic_description import Description, parse_description, read_description
+from ..recordings import LoadReport, Recordings, Signal, Subject, Trial, flat_channels
+from ._generic_description import Description, fill, parse_description, read_description
 from ._generic_events import Opened, labels_ref, read_events
 from ._generic_formats import (
     OpenRecord,
@@ -194,6 +194,7 @@ from ._generic_formats import (
     open_record,
     record_file,
 )
+from ._generic_ratings import read_ratings_file
 
 __all__ = ["load_generic"]
 
@@ -236,23 +237,32 @@ def load_generic(description: str | Path | Mapping, *, root: str | Path | None =
             f"or pass load_generic(..., root=...)."
         )
     tokens = _resolve_subjects(desc)
-    missing = [str(record_file(desc.root, spec.pattern.replace("{subject}", tok), spec.fmt))
-               for tok in tokens.values() for spec in desc.records
-               if not record_file(desc.root, spec.pattern.replace("{subject}", tok),
-                                  spec.fmt).exists()]
-    if missing:
+    missing = {sid: _missing(desc, tok) for sid, tok in tokens.items()}
+    gaps = [f for files in missing.values() for f in files]
+    if gaps and (desc.strict or all(missing.values())):
         raise DatasetNotFoundError(
-            f"{source}: {len(missing)} record file(s) missing under {str(desc.root)!r}, first "
-            f"{missing[:3]!r}; check 'records' and 'subjects' in [dataset]."
+            f"{source}: {len(gaps)} record file(s) missing under {str(desc.root)!r}, first "
+            f"{gaps[:3]!r}; check 'records' and 'subjects' in [dataset]"
+            + (" (strict = true: a subject with a missing file is an error)." if desc.strict
+               else ".")
         )
+    ratings = read_ratings_file(desc, tokens)
     info = {
         "kind": "generic", "source": source, "root": str(desc.root),
         "records": [s.pattern for s in desc.records],
         "formats": [s.fmt for s in desc.records],
         "channels": {n: c.modality for n, c in desc.channels.items()},
         "classes": dict(desc.labels.classes),
+        "strict": desc.strict, "flat": desc.flat,
     }
-    loader = functools.partial(_load_subject, desc, dict(tokens))
+    if desc.session_record is not None:
+        info["sessions"] = {sid: [s for s in _sessions(desc, tok) if s is not None]
+                            for sid, tok in tokens.items()}
+    if desc.labels.rules is not None:
+        info["rules"] = desc.labels.rules
+    if desc.labels.ratings_file is not None:
+        info["ratings_file"] = str(desc.root / desc.labels.ratings_file)
+    loader = functools.partial(_load_subject, desc, dict(tokens), ratings)
     return Recordings(desc.name, list(tokens), loader, info)
 
 
@@ -266,9 +276,11 @@ def _resolve_subjects(desc: Description) -> dict[str, str]:
         spec = desc.records[0]
         # the pattern may hold {subject} more than once, also in folder names
         rel = record_file(Path(), spec.pattern, spec.fmt).as_posix()
-        parts = [re.escape(p) for p in rel.split("{subject}")]
+        parts = [re.escape(p).replace(re.escape("{session}"), "[^/]+?")
+                 for p in rel.split("{subject}")]
         regex = re.compile(parts[0] + "(?P<s>[^/]+?)" + "(?P=s)".join(parts[1:]) + r"\Z")
-        found = sorted({m["s"] for p in desc.root.glob(rel.replace("{subject}", "*"))
+        pattern = rel.replace("{subject}", "*").replace("{session}", "*")
+        found = sorted({m["s"] for p in desc.root.glob(pattern)
                         if (m := regex.match(p.relative_to(desc.root).as_posix()))},
                        key=_natural_key)
         if not found:
@@ -282,10 +294,35 @@ def _resolve_subjects(desc: Description) -> dict[str, str]:
     return {desc.subject_id.replace("{subject}", t): t for t in tokens}
 
 
-def _open_records(desc: Description, token: str) -> Opened:
+def _sessions(desc: Description, token: str) -> list[str | None]:
+    """Session names of a subject (``[None]`` when no record pattern holds ``{session}``)."""
+    spec = desc.session_record
+    if spec is None:
+        return [None]
+    if desc.sessions != "auto":
+        return list(desc.sessions)
+    rel = record_file(Path(), fill(spec.pattern, token), spec.fmt).as_posix()
+    parts = [re.escape(p) for p in rel.split("{session}")]
+    regex = re.compile(parts[0] + "(?P<s>[^/]+?)" + "(?P=s)".join(parts[1:]) + r"\Z")
+    return sorted({m["s"] for p in desc.root.glob(rel.replace("{session}", "*"))
+                   if (m := regex.match(p.relative_to(desc.root).as_posix()))},
+                  key=_natural_key)
+
+
+def _missing(desc: Description, token: str) -> list[str]:
+    """Record files of a subject that do not exist (every session), or its session pattern."""
+    sessions = _sessions(desc, token)
+    if not sessions:
+        return [str(desc.root / fill(desc.session_record.pattern, token, "*"))]
+    return [str(path) for session in sessions for spec in desc.records
+            if not (path := record_file(desc.root, fill(spec.pattern, token, session),
+                                        spec.fmt)).exists()]
+
+
+def _open_records(desc: Description, token: str, session: str | None = None) -> Opened:
     opened = Opened([], [])
     for k, spec in enumerate(desc.records):
-        name = spec.pattern.replace("{subject}", token)
+        name = fill(spec.pattern, token, session)
         path = record_file(desc.root, name, spec.fmt)
         if not path.exists():
             raise DatasetNotFoundError(f"{path}: record {name!r} not found.")
@@ -383,11 +420,58 @@ def _index(t: float, offset: float, sfreq: float) -> int:
     return math.floor((t - offset) * sfreq + 0.5 + _EPS)
 
 
-def _load_subject(desc: Description, tokens: Mapping[str, str], subject: str,
-                  report: LoadReport) -> Subject:
-    """Read one subject: every record, its stages, one trial per kept stage."""
+def _load_subject(desc: Description, tokens: Mapping[str, str], ratings: Mapping,
+                  subject: str, report: LoadReport) -> Subject:
+    """Read one subject: each session on its own clock, trials numbered across sessions.
+
+    A missing or unreadable file, or an event outside its record, skips the session (the
+    subject when it has no sessions) and lists it in ``report``, unless ``strict``.
+    """
     token = tokens[subject]
-    opened = _open_records(desc, token)
+    sessions = _sessions(desc, token)
+    if not sessions:
+        _fail(desc, report, subject, None, DatasetNotFoundError(
+            f"{desc.root / fill(desc.session_record.pattern, token, '*')}: no session matches "
+            f"the pattern; check 'records' in [dataset]."))
+    trials: list[Trial] = []
+    for session in sessions:
+        try:
+            trials += _load_session(desc, token, session, subject, report, ratings,
+                                    first=len(trials) + 1)
+        except (DatasetNotFoundError, FormatError) as exc:
+            _fail(desc, report, subject, session, exc)
+    loaded = Subject(desc.name, subject, tuple(trials))
+    flat = flat_channels(loaded)
+    if flat and desc.flat == "error":
+        raise FormatError(
+            f"{desc.source}: subject {subject} has dead or flat-lined channel(s) "
+            + ", ".join(f"{ch} ({why})" for ch, why in flat)
+            + "; set flat = \"drop-subject\" (or \"warn\") in [dataset], or fix the recording."
+        )
+    if flat and desc.flat == "drop-subject":
+        report.skip(subject, None, desc.source, "dead or flat-lined channel(s) "
+                    + ", ".join(f"{ch} ({why})" for ch, why in flat) + " (flat = \"drop-subject\")")
+        return Subject(desc.name, subject, ())
+    for ch, why in flat:
+        report.flag(subject, ch, why)
+    return loaded
+
+
+def _fail(desc: Description, report: LoadReport, subject: str, session: str | None,
+          exc: Exception) -> None:
+    """Raise ``exc`` under ``strict``; otherwise list the skip with its reason."""
+    if desc.strict:
+        raise exc
+    file, _, reason = str(exc).partition(": ")
+    what = "subject" if session is None else f"session {session!r} of the subject"
+    report.skip(subject, None, file, f"{file}: {reason.rstrip('.')}; the {what} is skipped "
+                f"(strict = true in [dataset] makes this an error)")
+
+
+def _load_session(desc: Description, token: str, session: str | None, subject: str,
+                  report: LoadReport, ratings: Mapping, first: int) -> list[Trial]:
+    """Trials of one session (the whole subject without sessions), numbered from ``first``."""
+    opened = _open_records(desc, token, session)
     records = opened.records
     ref = labels_ref(desc, opened)
     plan = _channel_plan(desc, opened)
@@ -396,7 +480,7 @@ def _load_subject(desc: Description, tokens: Mapping[str, str], subject: str,
     # an E4 signal file nobody asked for (HR starts 10 s late) does not shorten the span
     spanned = [i for i, r in enumerate(records) if r.fmt != "e4" or i in used or i == ref]
     start, end = _common_span([records[i] for i in spanned], [offsets[i] for i in spanned])
-    events = read_events(desc, token, opened, ref)
+    events = read_events(desc, token, opened, ref, session)
     beats = _beats(opened, offsets)
     wanted = {i: [ch for entries in plan.values() for (j, ch, _, _) in entries if j == i]
               for i in used}
@@ -421,15 +505,24 @@ def _load_subject(desc: Description, tokens: Mapping[str, str], subject: str,
                         f"stage {ev.label!r} at {ev.onset:.3f} s is shorter than one sample of "
                         f"the slowest record")
             continue
-        info = {"y_fear": int(lab.classes[ev.label]), "stage": ev.label, "onset_s": t0,
-                "duration_s": t1 - t0, "event": k + 1}
+        number = first + len(trials)
+        info = {"stage": ev.label, "onset_s": t0, "duration_s": t1 - t0, "event": k + 1}
+        if lab.rules is None:  # with a rule table, the levels come from the ratings
+            info["y_fear"] = int(lab.classes[ev.label])
+        if session is not None:
+            info["session"] = session
         if lab.source_classes is not None:
             info["y_source"] = int(lab.source_classes.get(ev.label, -1))
         if beats is not None:
             info["beats"] = beats[(beats >= t0) & (beats < t1)] - t0
-        trials.append(Trial(desc.name, subject, len(trials) + 1, signals,
-                            ratings=lab.ratings.get(ev.label, {}), onset=0.0, info=info))
-    return Subject(desc.name, subject, tuple(trials))
+        # a row without a session holds for every session; a row for the session wins
+        own = {**lab.ratings.get(ev.label, {})}
+        for key in ((subject, None, ev.label), (subject, None, number),
+                    (subject, session, ev.label), (subject, session, number)):
+            own.update(ratings.get(key, {}))
+        trials.append(Trial(desc.name, subject, number, signals, ratings=own, onset=0.0,
+                            info=info))
+    return trials
 
 
 def _beats(opened: Opened, offsets: list[float]) -> np.ndarray | None:
