@@ -100,6 +100,22 @@ session starts at its earliest signal. ``IBI.csv`` is not a channel: its beats g
     stress = 3
     recovery = 0
 
+Sessions, bad subjects, flat channels: a record pattern may hold ``{session}``
+(``"S{subject}/{session}"``, an E4 folder per day); sessions are found by the first such pattern
+(``sessions = "auto"``) or listed (``sessions = ["day1", "day2"]``), and events/tags patterns may
+use ``{session}`` too. Each session is read on its own clock (never laid end to end); trials are
+numbered 1..n across the subject's sessions, ``trial.info["session"]`` names the session, and
+the subject stays the group of every split. Keep other files out of the session pattern's
+match (``rec_{session}.csv`` and ``ev_{session}.csv``, not ``{session}.csv`` and
+``{session}_events.csv``). A missing or unreadable file, or an event outside its record, skips
+the session (the subject, without sessions) and lists it in the load report; ``strict = true``
+makes it an error. ``flat = "warn"`` (default) lists dead or flat-lined channels (all NaN, all
+zero, constant) in the load report, ``"drop-subject"`` skips such a subject, ``"error"`` refuses
+it. ``[dataset.labels] ratings_file`` (CSV: subject, stage or trial, optional session, one column
+per scale; see :mod:`fearkd.datasets._generic_ratings`) adds each person's self-reports to
+``trial.ratings``; with ``[dataset.labels] rules = "table.toml"`` (relative to the description)
+the fear levels come from that rule table on those ratings instead of ``classes``.
+
 ``channels`` maps a channel name to a modality (one of :data:`~fearkd.recordings.MODALITIES`) or
 to a table ``{modality = "eeg", name = "Fz", scale = 1e6}``: ``name`` renames the channel,
 ``scale`` multiplies its samples (MNE returns EDF/BDF voltages in volts; ``1e6`` gives µV).
