@@ -45,7 +45,7 @@ def _hand_desc(root, **labels):
     lab = {"from": "tags", "stages": ["rest", "stress"], "classes": {"rest": 0, "stress": 3}}
     lab.update(labels)
     return {"name": "hand-e4", "root": str(root), "subjects": ["1"], "subject_id": "P{subject}",
-            "records": [{"file": "P{subject}", "format": "e4"}],
+            "strict": True, "records": [{"file": "P{subject}", "format": "e4"}],
             "channels": {"EDA": "gsr", "HR": "hr", "ACC_x": "acc", "ACC_y": "acc",
                          "ACC_z": "acc"},
             "labels": lab}

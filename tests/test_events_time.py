@@ -34,7 +34,7 @@ def _desc(root, record, **labels):
     lab = {"from": "events", "events": "p{subject}_events.csv", "classes": {"Relax": 0, "Fear": 3}}
     lab.update(labels)
     return {"name": "times", "root": str(root), "subjects": ["1"], "records": [record],
-            "channels": {"eda": "gsr"}, "labels": lab}
+            "channels": {"eda": "gsr"}, "labels": lab, "strict": True}
 
 
 def _events(root, *onsets, name="p1_events.csv"):

@@ -47,8 +47,9 @@ def _wfdb_desc(root, **labels):
     lab = {"extension": "atr", "classes": {"Relax": 0, "Fear": 3},
            "source_classes": {"Relax": 0, "Fear": 1}, "ratings": {"Fear": {"arousal": 7.0}}}
     lab.update(labels)
+    # strict: a bad file is an error (the default skips the subject; see test_generic_sessions)
     return {"name": "toy", "root": str(root), "subjects": "1-2", "subject_id": "S{subject}",
-            "records": ["S{subject}_fast", "S{subject}_slow"],
+            "strict": True, "records": ["S{subject}_fast", "S{subject}_slow"],
             "channels": {"EDA": "gsr", "temp": "temp", "hr": "hr"}, "labels": lab}
 
 
@@ -230,7 +231,7 @@ def test_edf_bdf_annotations_meas_date(tmp_path, bdf):
 def test_edf_unreadable_and_unknown_channel(tmp_path):
     _write_edf(tmp_path / "r1.edf", [("Fz", np.zeros(32), "uV")], 16, [(0.0, None, "A")])
     (tmp_path / "r2.edf").write_bytes(b"not an edf file" * 4)
-    desc = {"name": "e", "root": str(tmp_path), "subjects": ["1", "2"],
+    desc = {"name": "e", "root": str(tmp_path), "subjects": ["1", "2"], "strict": True,
             "records": ["r{subject}.edf"], "channels": {"Cz": "eeg"},
             "labels": {"classes": {"A": 0}}}
     rec = load_generic(desc)
@@ -254,7 +255,7 @@ def _csv_subject(folder, sub):
 
 
 def _csv_desc(root):
-    return {"name": "csv", "root": str(root), "subjects": ["1"],
+    return {"name": "csv", "root": str(root), "subjects": ["1"], "strict": True,
             "records": [{"file": "p{subject}_eda.csv", "time_column": "time"},
                         {"file": "p{subject}_hr.csv", "time_column": "time", "sep": ";"}],
             "channels": {"eda": "gsr", "hr": "hr"},
@@ -512,7 +513,7 @@ def test_empty_events_file_and_stage_below_one_sample(tmp_path):
     (tmp_path / "q1_ev.csv").write_text("onset,label\n0.0,Calm\n4.2,Fear\n4.4,Calm\n")
     desc = {"name": "q", "root": str(tmp_path), "subjects": ["1"],
             "records": [{"file": "q{subject}.csv", "sfreq": 1.0}], "channels": {"gsr": "gsr"},
-            "labels": {"from": "events", "events": "q{subject}_ev.csv",
+            "strict": True, "labels": {"from": "events", "events": "q{subject}_ev.csv",
                        "classes": {"Calm": 0, "Fear": 3}}}
     rec = load_generic(desc)
     # Fear spans [4.2, 4.4) s: round(4.2) = round(4.4) = 4, no 1 Hz sample

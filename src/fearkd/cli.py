@@ -187,18 +187,27 @@ def _format_info(s: dict) -> str:
         else:
             lines.append(f"  {name:<12} min {r['min']:.2f}  mean {r['mean']:.2f}  "
                          f"max {r['max']:.2f}  NaN {r['n_nan']}/{r['n']}")
-    rep = s["load_report"]
-    if rep["skipped"] or rep["repaired"]:
-        lines.append(f"Load report: {len(rep['skipped'])} skipped, "
-                     f"{len(rep['repaired'])} repaired")
-        for e in rep["skipped"]:
-            lines.append(f"  skipped subject {e['subject']} trial {e['trial']}: {e['reason']}")
-        for e in rep["repaired"]:
-            lines.append(f"  repaired subject {e['subject']} trial {e['trial']}: "
-                         f"{e['what']} ({e['count']})")
-    else:
-        lines.append("Load report: nothing skipped or repaired")
+    lines += _load_report_lines(s["load_report"])
     return "\n".join(lines)
+
+
+def _load_report_lines(rep: dict) -> list[str]:
+    """The load report as text: skipped subjects/trials, repairs, flat-lined channels."""
+    flagged = rep.get("flagged", [])
+    if not (rep["skipped"] or rep["repaired"] or flagged):
+        return ["Load report: nothing skipped or repaired"]
+    lines = [f"Load report: {len(rep['skipped'])} skipped, {len(rep['repaired'])} repaired, "
+             f"{len(flagged)} flat channel(s)"]
+    for e in rep["skipped"]:
+        what = f"trial {e['trial']}" if e["trial"] is not None else "(whole subject or session)"
+        lines.append(f"  skipped subject {e['subject']} {what}: {e['reason']}")
+    for e in rep["repaired"]:
+        lines.append(f"  repaired subject {e['subject']} trial {e['trial']}: "
+                     f"{e['what']} ({e['count']})")
+    for e in flagged:
+        lines.append(f"  flat channel {e['channel']} of subject {e['subject']}: {e['why']} "
+                     f"([dataset] flat = \"drop-subject\" skips such subjects)")
+    return lines
 
 
 def _open(args):
@@ -282,6 +291,7 @@ def _cmd_labels(args) -> int:
         out = report.to_dict()
         out["dataset"] = recordings.dataset
         out["n_trials"] = len(trials)
+        out["load_report"] = recordings.report.to_dict()
         out["source_classes"] = {
             str(k): int(v) for k, v in trials["y_source"].value_counts().sort_index().items()
         }
@@ -290,6 +300,7 @@ def _cmd_labels(args) -> int:
         print(f"Fear labels of {recordings.dataset} ({len(trials)} trials, "
               f"{trials['subject'].nunique()} subjects)")
         print(report.to_text())
+        print("\n".join(_load_report_lines(recordings.report.to_dict())))
     return 0
 
 

@@ -524,6 +524,8 @@ def label_recordings(recordings, rules=None, *, ambiguous: str = "drop",
         raise ValueError(f"{recordings.dataset}: no trials to label (every trial was skipped; "
                          f"see the load report).")
     given = trials.pop("_given").to_numpy(bool)
+    if rules is None:  # a description's own rule table ([dataset.labels] rules)
+        rules = recordings.description.get("rules")
     builtin = recordings.dataset in BUILTIN_TABLES
     if rules is None and not given.all():
         if not builtin:

@@ -35,6 +35,7 @@ __all__ = [
     "Subject",
     "LoadReport",
     "Recordings",
+    "flat_channels",
 ]
 
 logger = logging.getLogger(__name__)
@@ -255,11 +256,13 @@ class LoadReport:
 
     ``skipped`` lists ``{"subject", "trial", "file", "reason"}`` records of trials (clips) left
     out; ``repaired`` lists ``{"subject", "trial", "file", "what", "count"}`` records of fixes
-    applied (NaN rows dropped, extra rows cut).
+    applied (NaN rows dropped, extra rows cut); ``flagged`` lists ``{"subject", "channel",
+    "why"}`` records of dead or flat-lined channels (:func:`flat_channels`) that were kept.
     """
 
     skipped: list[dict] = field(default_factory=list)
     repaired: list[dict] = field(default_factory=list)
+    flagged: list[dict] = field(default_factory=list)
 
     def skip(self, subject: str, trial: int | None, file: str, reason: str) -> None:
         logger.warning("Skipped subject %s trial %s (%s): %s", subject, trial, file, reason)
@@ -273,11 +276,39 @@ class LoadReport:
              "count": int(count)}
         )
 
+    def flag(self, subject: str, channel: str, why: str) -> None:
+        logger.warning("Subject %s channel %s is %s (a dead or flat-lined channel).",
+                       subject, channel, why)
+        self.flagged.append({"subject": subject, "channel": channel, "why": why})
+
     def to_dict(self) -> dict:
-        return {"skipped": list(self.skipped), "repaired": list(self.repaired)}
+        return {"skipped": list(self.skipped), "repaired": list(self.repaired),
+                "flagged": list(self.flagged)}
 
     def __bool__(self) -> bool:
-        return bool(self.skipped or self.repaired)
+        return bool(self.skipped or self.repaired or self.flagged)
+
+
+def flat_channels(subject: Subject) -> list[tuple[str, str]]:
+    """Dead or flat-lined channels of a subject over all its trials: ``[(channel, why)]``.
+
+    ``why`` is ``"all NaN"``, ``"all zero"`` or ``"constant"`` (one value throughout, NaN
+    aside). A channel that moves in any trial is not flat.
+    """
+    seen: dict[str, list[np.ndarray]] = {}
+    for trial in subject:
+        for sig in trial.signals.values():
+            for name, row in zip(sig.ch_names, sig.data, strict=True):
+                seen.setdefault(name, []).append(row)
+    out = []
+    for name, rows in seen.items():
+        x = np.concatenate(rows)
+        finite = x[np.isfinite(x)]
+        if finite.size == 0:
+            out.append((name, "all NaN"))
+        elif finite.min() == finite.max():
+            out.append((name, "all zero" if finite[0] == 0 else "constant"))
+    return out
 
 
 class Recordings:

@@ -100,6 +100,22 @@ session starts at its earliest signal. ``IBI.csv`` is not a channel: its beats g
     stress = 3
     recovery = 0
 
+Sessions, bad subjects, flat channels: a record pattern may hold ``{session}``
+(``"S{subject}/{session}"``, an E4 folder per day); sessions are found by the first such pattern
+(``sessions = "auto"``) or listed (``sessions = ["day1", "day2"]``), and events/tags patterns may
+use ``{session}`` too. Each session is read on its own clock (never laid end to end); trials are
+numbered 1..n across the subject's sessions, ``trial.info["session"]`` names the session, and
+the subject stays the group of every split. Keep other files out of the session pattern's
+match (``rec_{session}.csv`` and ``ev_{session}.csv``, not ``{session}.csv`` and
+``{session}_events.csv``). A missing or unreadable file, or an event outside its record, skips
+the session (the subject, without sessions) and lists it in the load report; ``strict = true``
+makes it an error. ``flat = "warn"`` (default) lists dead or flat-lined channels (all NaN, all
+zero, constant) in the load report, ``"drop-subject"`` skips such a subject, ``"error"`` refuses
+it. ``[dataset.labels] ratings_file`` (CSV: subject, stage or trial, optional session, one column
+per scale; see :mod:`fearkd.datasets._generic_ratings`) adds each person's self-reports to
+``trial.ratings``; with ``[dataset.labels] rules = "table.toml"`` (relative to the description)
+the fear levels come from that rule table on those ratings instead of ``classes``.
+
 ``channels`` maps a channel name to a modality (one of :data:`~fearkd.recordings.MODALITIES`) or
 to a table ``{modality = "eeg", name = "Fz", scale = 1e6}``: ``name`` renames the channel,
 ``scale`` multiplies its samples (MNE returns EDF/BDF voltages in volts; ``1e6`` gives µV).
@@ -180,26 +196,21 @@ import logging
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import ConfigError, DatasetNotFoundError, FormatError, UnknownChannelError
-from ..recordings import LoadReport, Recordings, Signal, Subject, Trial
+from ..recordings import LoadReport, Recordings, Signal, Subject, Trial, flat_channels
+from ._generic_description import Description, fill, parse_description, read_description
+from ._generic_events import Opened, labels_ref, read_events
 from ._generic_formats import (
-    Description,
-    Event,
     OpenRecord,
     open_e4,
     open_record,
-    parse_description,
-    read_annotations,
-    read_description,
-    read_events_csv,
     record_file,
 )
-from .e4 import read_e4_tags
+from ._generic_ratings import read_ratings_file
 
 __all__ = ["load_generic"]
 
@@ -242,23 +253,32 @@ def load_generic(description: str | Path | Mapping, *, root: str | Path | None =
             f"or pass load_generic(..., root=...)."
         )
     tokens = _resolve_subjects(desc)
-    missing = [str(record_file(desc.root, spec.pattern.replace("{subject}", tok), spec.fmt))
-               for tok in tokens.values() for spec in desc.records
-               if not record_file(desc.root, spec.pattern.replace("{subject}", tok),
-                                  spec.fmt).exists()]
-    if missing:
+    missing = {sid: _missing(desc, tok) for sid, tok in tokens.items()}
+    gaps = [f for files in missing.values() for f in files]
+    if gaps and (desc.strict or all(missing.values())):
         raise DatasetNotFoundError(
-            f"{source}: {len(missing)} record file(s) missing under {str(desc.root)!r}, first "
-            f"{missing[:3]!r}; check 'records' and 'subjects' in [dataset]."
+            f"{source}: {len(gaps)} record file(s) missing under {str(desc.root)!r}, first "
+            f"{gaps[:3]!r}; check 'records' and 'subjects' in [dataset]"
+            + (" (strict = true: a subject with a missing file is an error)." if desc.strict
+               else ".")
         )
+    ratings = read_ratings_file(desc, tokens)
     info = {
         "kind": "generic", "source": source, "root": str(desc.root),
         "records": [s.pattern for s in desc.records],
         "formats": [s.fmt for s in desc.records],
         "channels": {n: c.modality for n, c in desc.channels.items()},
         "classes": dict(desc.labels.classes),
+        "strict": desc.strict, "flat": desc.flat,
     }
-    loader = functools.partial(_load_subject, desc, dict(tokens))
+    if desc.session_record is not None:
+        info["sessions"] = {sid: [s for s in _sessions(desc, tok) if s is not None]
+                            for sid, tok in tokens.items()}
+    if desc.labels.rules is not None:
+        info["rules"] = desc.labels.rules
+    if desc.labels.ratings_file is not None:
+        info["ratings_file"] = str(desc.root / desc.labels.ratings_file)
+    loader = functools.partial(_load_subject, desc, dict(tokens), ratings)
     return Recordings(desc.name, list(tokens), loader, info)
 
 
@@ -272,9 +292,11 @@ def _resolve_subjects(desc: Description) -> dict[str, str]:
         spec = desc.records[0]
         # the pattern may hold {subject} more than once, also in folder names
         rel = record_file(Path(), spec.pattern, spec.fmt).as_posix()
-        parts = [re.escape(p) for p in rel.split("{subject}")]
+        parts = [re.escape(p).replace(re.escape("{session}"), "[^/]+?")
+                 for p in rel.split("{subject}")]
         regex = re.compile(parts[0] + "(?P<s>[^/]+?)" + "(?P=s)".join(parts[1:]) + r"\Z")
-        found = sorted({m["s"] for p in desc.root.glob(rel.replace("{subject}", "*"))
+        pattern = rel.replace("{subject}", "*").replace("{session}", "*")
+        found = sorted({m["s"] for p in desc.root.glob(pattern)
                         if (m := regex.match(p.relative_to(desc.root).as_posix()))},
                        key=_natural_key)
         if not found:
@@ -288,23 +310,35 @@ def _resolve_subjects(desc: Description) -> dict[str, str]:
     return {desc.subject_id.replace("{subject}", t): t for t in tokens}
 
 
-@dataclass
-class _Opened:
-    """A subject's open records; an E4 session gives one record per signal file."""
+def _sessions(desc: Description, token: str) -> list[str | None]:
+    """Session names of a subject (``[None]`` when no record pattern holds ``{session}``)."""
+    spec = desc.session_record
+    if spec is None:
+        return [None]
+    if desc.sessions != "auto":
+        return list(desc.sessions)
+    rel = record_file(Path(), fill(spec.pattern, token), spec.fmt).as_posix()
+    parts = [re.escape(p) for p in rel.split("{session}")]
+    regex = re.compile(parts[0] + "(?P<s>[^/]+?)" + "(?P=s)".join(parts[1:]) + r"\Z")
+    return sorted({m["s"] for p in desc.root.glob(rel.replace("{session}", "*"))
+                   if (m := regex.match(p.relative_to(desc.root).as_posix()))},
+                  key=_natural_key)
 
-    records: list[OpenRecord]
-    owners: list[int]  # index into desc.records of each open record
-    beats: dict[int, np.ndarray] = field(default_factory=dict)  # POSIX s, per E4 record spec
-    tags: dict[int, np.ndarray] = field(default_factory=dict)
 
-    def of(self, spec: int) -> list[int]:
-        return [i for i, o in enumerate(self.owners) if o == spec]
+def _missing(desc: Description, token: str) -> list[str]:
+    """Record files of a subject that do not exist (every session), or its session pattern."""
+    sessions = _sessions(desc, token)
+    if not sessions:
+        return [str(desc.root / fill(desc.session_record.pattern, token, "*"))]
+    return [str(path) for session in sessions for spec in desc.records
+            if not (path := record_file(desc.root, fill(spec.pattern, token, session),
+                                        spec.fmt)).exists()]
 
 
-def _open_records(desc: Description, token: str) -> _Opened:
-    opened = _Opened([], [])
+def _open_records(desc: Description, token: str, session: str | None = None) -> Opened:
+    opened = Opened([], [])
     for k, spec in enumerate(desc.records):
-        name = spec.pattern.replace("{subject}", token)
+        name = fill(spec.pattern, token, session)
         path = record_file(desc.root, name, spec.fmt)
         if not path.exists():
             raise DatasetNotFoundError(f"{path}: record {name!r} not found.")
@@ -323,7 +357,7 @@ def _open_records(desc: Description, token: str) -> _Opened:
     return opened
 
 
-def _channel_plan(desc: Description, opened: _Opened) -> dict[str, list]:
+def _channel_plan(desc: Description, opened: Opened) -> dict[str, list]:
     """modality -> [(record index, file channel, output name, scale)], checked against files."""
     plan: dict[str, list] = {}
     where: dict[str, int] = {}
@@ -397,157 +431,72 @@ def _common_span(records: list[OpenRecord], offsets: list[float]) -> tuple[float
     return start, end
 
 
-def _labels_ref(desc: Description, opened: _Opened) -> int:
-    """Open record whose first sample is t = 0 of the labels: an E4 session's earliest signal."""
-    idx = opened.of(desc.record_names.index(desc.labels.record))
-    return min(idx, key=lambda i: opened.records[i].start or 0.0)
-
-
-def _absolute_start(ref: OpenRecord, where, what: str) -> float:
-    """Start of ``ref`` in POSIX seconds, for label times given as absolute times."""
-    if ref.clock != "datetime" or ref.start is None:
-        raise FormatError(
-            f"{where}: {what} are absolute times, but record {ref.name!r} ({ref.path}) has no "
-            f"absolute start time; give a CSV record 'start = \"2020-01-02T10:00:00Z\"' (or a "
-            f"unix time), use EDF/BDF with a measurement date or WFDB with a base date and "
-            f"time, or write seconds from the first sample (time_format = \"seconds\")."
-        )
-    return ref.start
-
-
-def _tag_events(desc: Description, token: str, opened: _Opened, ref_i: int):
-    """Stages between consecutive tags (or lasting ``durations``), on the labels timeline."""
-    lab = desc.labels
-    ref = opened.records[ref_i]
-    spec = opened.owners[ref_i]
-    if lab.tags is not None:
-        where = desc.root / lab.tags.replace("{subject}", token)
-        if not where.is_file():
-            raise DatasetNotFoundError(f"{where}: tags file not found; check 'labels.tags'.")
-        tags = read_e4_tags(where)
-    elif spec in opened.tags:
-        where, tags = ref.path.parent / "tags.csv", opened.tags[spec]
-    else:
-        raise ConfigError(
-            f"{desc.source}: labels.from = \"tags\" needs 'dataset.labels.tags' (a tags file "
-            f"pattern with {{subject}}) when the labels record is not an E4 session folder."
-        )
-    shift = _absolute_start(ref, where, "tags")
-    session = [opened.records[i] for i in opened.of(spec)]
-    first = min(r.start for r in session) - shift
-    last = max(r.start + r.duration for r in session) - shift
-    for line, tag in enumerate(tags, 1):
-        if not first <= tag - shift <= last:
-            raise FormatError(
-                f"{where}: line {line}: tag {tag:.3f} is {tag - shift:.1f} s from the session "
-                f"start, outside the session ({first:.1f} to {last:.1f} s); remove the tag or "
-                f"fix the clock that wrote it."
-            )
-    stages, n = lab.stages, len(tags)
-    need = (f"{n} stage name(s), one per tag" if lab.durations is not None else
-            f"{max(n - 1, 1)} stage name(s) (stage i runs from tag i to tag i+1; {n} to let the "
-            f"last one run to the end of the records)")
-    fits = len(stages) == n if lab.durations is not None else n - 1 <= len(stages) <= n
-    if n == 0 or not fits:
-        raise FormatError(
-            f"{where}: {n} tag(s) need {need}, but [dataset.labels] stages has {len(stages)}: "
-            f"{list(stages)!r}; fix 'stages' (or 'durations') or the tags."
-        )
-    events = []
-    for i, name in enumerate(stages):
-        onset = tags[i] - shift
-        if lab.durations is not None:
-            duration = lab.durations[i]
-        else:
-            duration = tags[i + 1] - tags[i] if i + 1 < n else None
-        events.append(Event(name, float(onset), duration))
-    return events, where
-
-
-def _column_events(desc: Description, ref: OpenRecord) -> list[Event]:
-    """Runs of equal values in the labels record's label column; NaN runs are no stage."""
-    column = desc.labels.column
-    if column not in ref.ch_names:
-        raise FormatError(
-            f"{ref.path}: no label column {column!r}; columns are {list(ref.ch_names)!r}. Fix "
-            f"'dataset.labels.column' or 'dataset.labels.record'."
-        )
-    values = ref.read([column])[0]
-    change = np.flatnonzero(~((values[1:] == values[:-1])
-                              | (np.isnan(values[1:]) & np.isnan(values[:-1])))) + 1
-    bounds = np.concatenate([[0], change, [len(values)]])
-    events = []
-    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
-        v = values[a]
-        if np.isnan(v):
-            continue
-        name = str(int(v)) if float(v).is_integer() else repr(float(v))
-        events.append(Event(name, a / ref.sfreq, (b - a) / ref.sfreq))
-    return events
-
-
-def _read_events(desc: Description, token: str, opened: _Opened, ref_i: int) -> list[Event]:
-    lab = desc.labels
-    ref = opened.records[ref_i]
-    if lab.kind == "annotations":
-        if ref.fmt == "e4":
-            raise ConfigError(
-                f"{desc.source}: labels record {lab.record!r} is an E4 session, which has no "
-                f"annotations; set labels.from = \"tags\" (tags.csv) or \"events\"."
-            )
-        events, where = read_annotations(ref, lab.extension, lab.field), ref.path
-    elif lab.kind == "events":
-        where = desc.root / lab.events.replace("{subject}", token)
-        if not where.is_file():
-            raise DatasetNotFoundError(f"{where}: events file not found; check 'labels.events'.")
-        events = read_events_csv(where, lab.time_format)
-        if lab.time_format != "seconds":
-            shift = _absolute_start(ref, where, f"events (time_format = {lab.time_format!r})")
-            events = [replace(ev, onset=ev.onset - shift) for ev in events]
-    elif lab.kind == "tags":
-        events, where = _tag_events(desc, token, opened, ref_i)
-    else:
-        events, where = _column_events(desc, ref), ref.path
-    tol = 1.0 / ref.sfreq
-    for ev in events:
-        end = ev.onset + (ev.duration or 0.0)
-        if ev.onset < 0 or ev.onset >= ref.duration or end > ref.duration + tol:
-            raise FormatError(
-                f"{where}: annotation {ev.label!r} at {ev.onset:.3f} s"
-                + (f" lasting {ev.duration:.3f} s" if ev.duration else "")
-                + f" lies outside record {ref.name!r}, which lasts {ref.duration:.3f} s; fix "
-                f"the annotation or the record."
-            )
-    found = sorted({ev.label for ev in events})
-    unknown = [n for n in found if n not in lab.classes and n not in lab.exclude]
-    if unknown:
-        raise ConfigError(
-            f"{desc.source}: {where} has label(s) {unknown!r} that are neither in "
-            f"[dataset.labels.classes] (keys {list(lab.classes)!r}) nor in 'exclude'; names "
-            f"found: {found!r}. Add them to one of the two."
-        )
-    return sorted(events, key=lambda e: e.onset)
-
-
 def _index(t: float, offset: float, sfreq: float) -> int:
     """Sample nearest time ``t`` (halves rounded up)."""
     return math.floor((t - offset) * sfreq + 0.5 + _EPS)
 
 
-def _load_subject(desc: Description, tokens: Mapping[str, str], subject: str,
-                  report: LoadReport) -> Subject:
-    """Read one subject: every record, its stages, one trial per kept stage."""
+def _load_subject(desc: Description, tokens: Mapping[str, str], ratings: Mapping,
+                  subject: str, report: LoadReport) -> Subject:
+    """Read one subject: each session on its own clock, trials numbered across sessions.
+
+    A missing or unreadable file, or an event outside its record, skips the session (the
+    subject when it has no sessions) and lists it in ``report``, unless ``strict``.
+    """
     token = tokens[subject]
-    opened = _open_records(desc, token)
+    sessions = _sessions(desc, token)
+    if not sessions:
+        _fail(desc, report, subject, None, DatasetNotFoundError(
+            f"{desc.root / fill(desc.session_record.pattern, token, '*')}: no session matches "
+            f"the pattern; check 'records' in [dataset]."))
+    trials: list[Trial] = []
+    for session in sessions:
+        try:
+            trials += _load_session(desc, token, session, subject, report, ratings,
+                                    first=len(trials) + 1)
+        except (DatasetNotFoundError, FormatError) as exc:
+            _fail(desc, report, subject, session, exc)
+    loaded = Subject(desc.name, subject, tuple(trials))
+    flat = flat_channels(loaded)
+    if flat and desc.flat == "error":
+        raise FormatError(
+            f"{desc.source}: subject {subject} has dead or flat-lined channel(s) "
+            + ", ".join(f"{ch} ({why})" for ch, why in flat)
+            + "; set flat = \"drop-subject\" (or \"warn\") in [dataset], or fix the recording."
+        )
+    if flat and desc.flat == "drop-subject":
+        report.skip(subject, None, desc.source, "dead or flat-lined channel(s) "
+                    + ", ".join(f"{ch} ({why})" for ch, why in flat) + " (flat = \"drop-subject\")")
+        return Subject(desc.name, subject, ())
+    for ch, why in flat:
+        report.flag(subject, ch, why)
+    return loaded
+
+
+def _fail(desc: Description, report: LoadReport, subject: str, session: str | None,
+          exc: Exception) -> None:
+    """Raise ``exc`` under ``strict``; otherwise list the skip with its reason."""
+    if desc.strict:
+        raise exc
+    file, _, reason = str(exc).partition(": ")
+    what = "subject" if session is None else f"session {session!r} of the subject"
+    report.skip(subject, None, file, f"{file}: {reason.rstrip('.')}; the {what} is skipped "
+                f"(strict = true in [dataset] makes this an error)")
+
+
+def _load_session(desc: Description, token: str, session: str | None, subject: str,
+                  report: LoadReport, ratings: Mapping, first: int) -> list[Trial]:
+    """Trials of one session (the whole subject without sessions), numbered from ``first``."""
+    opened = _open_records(desc, token, session)
     records = opened.records
-    ref = _labels_ref(desc, opened)
+    ref = labels_ref(desc, opened)
     plan = _channel_plan(desc, opened)
     offsets = _offsets(desc, records, ref)
     used = sorted({i for entries in plan.values() for (i, *_) in entries})
     # an E4 signal file nobody asked for (HR starts 10 s late) does not shorten the span
     spanned = [i for i, r in enumerate(records) if r.fmt != "e4" or i in used or i == ref]
     start, end = _common_span([records[i] for i in spanned], [offsets[i] for i in spanned])
-    events = _read_events(desc, token, opened, ref)
+    events = read_events(desc, token, opened, ref, session)
     beats = _beats(opened, offsets)
     wanted = {i: [ch for entries in plan.values() for (j, ch, _, _) in entries if j == i]
               for i in used}
@@ -572,18 +521,27 @@ def _load_subject(desc: Description, tokens: Mapping[str, str], subject: str,
                         f"stage {ev.label!r} at {ev.onset:.3f} s is shorter than one sample of "
                         f"the slowest record")
             continue
-        info = {"y_fear": int(lab.classes[ev.label]), "stage": ev.label, "onset_s": t0,
-                "duration_s": t1 - t0, "event": k + 1}
+        number = first + len(trials)
+        info = {"stage": ev.label, "onset_s": t0, "duration_s": t1 - t0, "event": k + 1}
+        if lab.rules is None:  # with a rule table, the levels come from the ratings
+            info["y_fear"] = int(lab.classes[ev.label])
+        if session is not None:
+            info["session"] = session
         if lab.source_classes is not None:
             info["y_source"] = int(lab.source_classes.get(ev.label, -1))
         if beats is not None:
             info["beats"] = beats[(beats >= t0) & (beats < t1)] - t0
-        trials.append(Trial(desc.name, subject, len(trials) + 1, signals,
-                            ratings=lab.ratings.get(ev.label, {}), onset=0.0, info=info))
-    return Subject(desc.name, subject, tuple(trials))
+        # a row without a session holds for every session; a row for the session wins
+        own = {**lab.ratings.get(ev.label, {})}
+        for key in ((subject, None, ev.label), (subject, None, number),
+                    (subject, session, ev.label), (subject, session, number)):
+            own.update(ratings.get(key, {}))
+        trials.append(Trial(desc.name, subject, number, signals, ratings=own, onset=0.0,
+                            info=info))
+    return trials
 
 
-def _beats(opened: _Opened, offsets: list[float]) -> np.ndarray | None:
+def _beats(opened: Opened, offsets: list[float]) -> np.ndarray | None:
     """Beat times of the (first) E4 record with IBI.csv, seconds on the labels timeline."""
     for spec, beats in opened.beats.items():
         i = opened.of(spec)[0]

@@ -17,7 +17,7 @@ from typing import Any
 
 from .._registry import Registry
 from ..errors import DatasetNotFoundError
-from ..recordings import MODALITIES, Recordings
+from ..recordings import MODALITIES, Recordings, flat_channels
 from .ascertain import load_ascertain
 from .deap import load_deap
 from .generic import load_generic
@@ -251,6 +251,11 @@ def summarize(recordings: Recordings, progress: bool = False) -> dict:
     for subject in tqdm(recordings, total=len(recordings), disable=not progress,
                         desc="reading subjects", unit="subject"):
         trials_per_subject[subject.subject] = len(subject)
+        # a dead subject (all-zero channels) must not pass unseen, whatever the reader
+        known = {(e["subject"], e["channel"]) for e in recordings.report.flagged}
+        for ch, why in flat_channels(subject):
+            if (subject.subject, ch) not in known:
+                recordings.report.flag(subject.subject, ch, why)
         for trial in subject:
             durations.append(trial.duration)
             onsets.add(trial.onset)

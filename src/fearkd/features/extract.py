@@ -219,6 +219,9 @@ def subject_features(
         "y_fear": np.repeat(np.asarray(y_fear, dtype=np.int64), counts),
         "y_source": np.repeat(np.asarray(y_source, dtype=np.int64), counts),
     })
+    sessions = [str(t.info.get("session", "")) for t in subject.trials]
+    if any(sessions):  # several recordings per subject (generic reader)
+        metadata["session"] = np.repeat(np.asarray(sessions, dtype=str), counts)
     if any(stages):
         # named stages (generic reader): what `normalize = "calibration:<stage>"` selects
         metadata["stage"] = np.repeat(np.asarray(stages, dtype=str), counts)
@@ -231,11 +234,13 @@ def _subject_job(recordings: Recordings, sid: str, recipe: Recipe, windowing: Wi
     if path is not None:
         cached = cache.load_entry(path)
         if cached is not None:
-            return cached, ([], []), True
+            return cached, ([], [], []), True
     n_skipped, n_repaired = len(recordings.report.skipped), len(recordings.report.repaired)
+    n_flagged = len(recordings.report.flagged)
     fs = subject_features(recordings.load(sid), recipe, windowing, baseline=baseline,
                           baseline_mode=baseline_mode)
-    delta = (recordings.report.skipped[n_skipped:], recordings.report.repaired[n_repaired:])
+    delta = (recordings.report.skipped[n_skipped:], recordings.report.repaired[n_repaired:],
+             recordings.report.flagged[n_flagged:])
     if fs is not None and path is not None:
         cache.store_entry(fs, path)
     return fs, delta, False
@@ -351,10 +356,11 @@ def extract_features(
                 delayed(_subject_job)(recordings, s, *args, paths[s])
                 for s in recordings.subjects
             )
-            for fs, (skipped, repaired), hit in jobs:
+            for fs, (skipped, repaired, flagged), hit in jobs:
                 # Workers load into their own copy of the report: merge it back.
                 recordings.report.skipped.extend(skipped)
                 recordings.report.repaired.extend(repaired)
+                recordings.report.flagged.extend(flagged)
                 results.append((fs, None, hit))
                 bar.update()
     finally:
@@ -371,6 +377,8 @@ def extract_features(
     features = FeatureSet.concat(sets)
     if recipe.physio != ():
         features = drop_constant(features, recipe.name)
+    if rules is None:  # a generic description's own rule table
+        rules = recordings.description.get("rules")
     labeled = _label(features, recordings.dataset, info_trials, rules, source, ambiguous,
                      nan_policy, recordings.description.get("classes"))
     features.info = {**settings, "dataset": recordings.dataset,
