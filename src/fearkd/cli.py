@@ -640,6 +640,12 @@ def _add_export(sub) -> None:
     add_export(sub)
 
 
+def _add_stream(sub) -> None:
+    from .deploy.commands import add_stream
+
+    add_stream(sub)
+
+
 # ------------------------------------------------------------------------------------ main
 #: What a user can cause and fix: domain failures (FearkdError), a bad value the library
 #: validates (ValueError, per the style guide) and a path that is not there (FileNotFoundError,
@@ -648,7 +654,8 @@ def _add_export(sub) -> None:
 _USER_ERRORS = (FearkdError, ValueError, FileNotFoundError)
 
 _SUBCOMMANDS = [_add_synth, _add_info, _add_labels, _add_features, _add_run, _add_cv,
-               _add_compare, _add_report, _add_demo, _add_train, _add_predict, _add_export]
+               _add_compare, _add_report, _add_demo, _add_train, _add_predict, _add_export,
+               _add_stream]
 
 
 def build_parser() -> argparse.ArgumentParser:
