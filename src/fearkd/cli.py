@@ -655,6 +655,10 @@ def _add_calibrate(sub) -> None:
     from .deploy.commands import add_calibrate
 
     add_calibrate(sub)
+def _add_stream(sub) -> None:
+    from .deploy.commands import add_stream
+
+    add_stream(sub)
 
 
 # ------------------------------------------------------------------------------------ main
@@ -666,7 +670,7 @@ _USER_ERRORS = (FearkdError, ValueError, FileNotFoundError)
 
 _SUBCOMMANDS = [_add_synth, _add_info, _add_labels, _add_features, _add_run, _add_cv,
                _add_compare, _add_report, _add_demo, _add_train, _add_predict, _add_export,
-               _add_calibrate]
+               _add_calibrate, _add_stream]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,4 +1,4 @@
-"""The ``train``, ``predict`` and ``export`` subcommands (registered by :mod:`fearkd.cli`)."""
+"""The ``train``, ``predict``, ``export`` and ``stream`` subcommands (registered by the CLI)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..errors import FearkdError
 
-__all__ = ["add_train", "add_predict", "add_export", "add_calibrate", "check_out"]
+__all__ = ["add_train", "add_predict", "add_export", "add_calibrate", "add_stream", "check_out"]
 
 
 class OutputPathError(FearkdError, ValueError):
@@ -259,3 +259,145 @@ def add_calibrate(sub) -> None:
     p.add_argument("--channel-map", default=None,
                    help="rename data channels to the bundle's names: DATA=BUNDLE,...")
     p.set_defaults(func=_cmd_calibrate)
+# ---------------------------------------------------------------------------------- stream
+def _speed(text: str) -> float | None:
+    import argparse
+
+    if text == "max":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value != value or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number (x real time) or 'max', "
+                                         f"got {text!r}; e.g. --speed 1 or --speed max")
+    return value
+
+
+def _positive(text: str) -> float:
+    import argparse
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}; "
+                                         f"e.g. --timeout 5")
+    return value
+
+
+class _Writer:
+    """Records as JSON lines or CSV on stdout, flushed one by one."""
+
+    def __init__(self, fmt: str, class_names) -> None:
+        import sys
+
+        self.fmt = fmt
+        self.out = sys.stdout
+        self.columns = (["t", "t_start", "start", "stop", "status", "level"]
+                        + [f"p_{c}" for c in class_names] + ["latency_ms"])
+        if fmt == "csv":
+            self.out.write(",".join(self.columns) + "\n")
+
+    def write(self, rec: dict) -> None:
+        if self.fmt == "jsonl":
+            self.out.write(json.dumps(rec) + "\n")
+        else:
+            self.out.write(",".join("" if rec[c] is None else str(rec[c])
+                                    for c in self.columns) + "\n")
+        self.out.flush()
+
+
+def _cmd_stream(args) -> int:
+    import sys
+    import time
+
+    from .bundle import load_bundle
+    from .predict import adapt_recordings, parse_channel_map
+    from .stream import (
+        LslSink,
+        LslSource,
+        StreamPredictor,
+        pick_trial,
+        replay_chunks,
+        trial_samples,
+    )
+
+    if args.lsl is not None and (args.subject is not None or args.trial is not None):
+        raise ValueError("--subject/--trial choose what --replay plays; with --lsl drop them.")
+    mapping = parse_channel_map(args.channel_map)
+    bundle = load_bundle(args.model)
+    predictor = StreamPredictor(bundle)
+    spec = bundle.spec
+    source = None
+    if args.replay is not None:
+        from ..datasets.loaders import open_dataset
+
+        recordings = adapt_recordings(open_dataset(args.replay), bundle, channel_map=mapping)
+        trial = pick_trial(recordings, args.subject, args.trial)
+        chunks = replay_chunks(trial_samples(trial, spec.channels), spec.sfreq,
+                               speed=args.speed, chunk=predictor.n_step)
+    else:
+        source = LslSource(args.lsl, spec.channels, spec.sfreq, timeout=args.timeout,
+                           channel_map=mapping)
+        chunks = source.chunks()
+    sink = LslSink(args.lsl_out, bundle.class_names, spec.sfreq / predictor.n_step) \
+        if args.lsl_out else None
+    writer = _Writer(args.format, bundle.class_names)
+    stall_s = max(1.0, 2 * predictor.n_step / spec.sfreq)
+    last = time.monotonic()
+    code = 0
+    try:
+        for samples, ts in chunks:
+            if len(ts):
+                last = time.monotonic()
+                records = predictor.push(samples, ts)
+            elif source is not None and time.monotonic() - last > stall_s:
+                records = predictor.stalled(source.now())
+            else:
+                records = []
+            for rec in records:
+                writer.write(rec)
+                if sink is not None:
+                    sink.push(rec)
+    except KeyboardInterrupt:
+        code = 130
+    finally:
+        if source is not None:
+            source.close()
+    print(f"fearkd stream: {predictor.stats.line()}", file=sys.stderr)
+    return code
+
+
+def add_stream(sub) -> None:
+    p = sub.add_parser(
+        "stream", help="predict fear levels on a live LSL stream or a replayed recording",
+        description="Apply a bundle to a live LSL stream (--lsl NAME) or to one trial of any "
+                    "dataset a fearkd reader opens, replayed on its own clock (--replay DATA). "
+                    "A ring buffer per channel gives one prediction per step (the bundle's "
+                    "window and step). Each record on stdout holds t (window end, s, on the "
+                    "recording's clock), t_start, the sample range start/stop, status, level, "
+                    "p_<class> and latency_ms; a window with missing samples (a gap, NaN, a "
+                    "stalled input) has status 'no prediction: signal missing'. Ctrl-C or the "
+                    "end of the input prints a summary on stderr.",
+    )
+    p.add_argument("model", type=Path, help="bundle file written by `fearkd train`")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--lsl", metavar="NAME", default=None, help="name of the LSL stream to read")
+    src.add_argument("--replay", metavar="DATA", type=Path, default=None,
+                     help="dataset folder, description file or recording to replay")
+    p.add_argument("--subject", default=None, help="--replay: the subject to play")
+    p.add_argument("--trial", type=int, default=None, help="--replay: the trial to play")
+    p.add_argument("--speed", type=_speed, default=1.0,
+                   help="--replay: multiple of real time, or 'max' (default 1)")
+    p.add_argument("--timeout", type=_positive, default=5.0,
+                   help="--lsl: seconds to wait for the stream (default 5)")
+    p.add_argument("--format", choices=("jsonl", "csv"), default="jsonl",
+                   help="output on stdout (default jsonl)")
+    p.add_argument("--lsl-out", metavar="NAME", default=None,
+                   help="also publish the class probabilities as an LSL outlet NAME")
+    p.add_argument("--channel-map", default=None,
+                   help="rename input channels to the bundle's names: INPUT=BUNDLE,...")
+    p.set_defaults(func=_cmd_stream)

@@ -1,0 +1,129 @@
+"""Deployed student: per-window latency (ONNX vs torch), FLOPs floor, replay throughput, memory.
+
+Run: ``PYTHONPATH=src python benchmarks/bench_stream.py`` (one CPU thread). Builds the DEAP
+student (14 EEG + 8 peripheral channels, 86 features, 2 s windows) and the teacher with
+``train_final`` on a small synthetic DEAP (1 epoch), then prints figures and one JSON line.
+"""
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import json  # noqa: E402
+import resource  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import onnx  # noqa: E402
+import torch  # noqa: E402
+
+from fearkd.config import load_config  # noqa: E402
+from fearkd.datasets.synthetic import write_deap  # noqa: E402
+from fearkd.deploy.stream import StreamPredictor, replay_chunks  # noqa: E402
+from fearkd.deploy.train import train_final  # noqa: E402
+
+EXP = """name = "bench-stream"
+[dataset]
+kind = "deap"
+[features]
+teacher = "deap-teacher"
+student = "deap-student"
+window = 2.0
+step = 0.5
+[models]
+backbones = ["ann"]
+[methods]
+run = ["method1"]
+kd_targets = ["soft"]
+[training]
+epochs = 1
+[evaluation]
+folds = 2
+"""
+
+
+def pct(ts):
+    a = np.asarray(ts) * 1e3
+    return float(np.percentile(a, 50)), float(np.percentile(a, 99))
+
+
+def latency(fn, x, n=2000):
+    fn(x)
+    ts = []
+    for _ in range(n):
+        t = time.perf_counter()
+        fn(x)
+        ts.append(time.perf_counter() - t)
+    return pct(ts)
+
+
+def graph_flops(model_bytes):
+    """2*M*K*N of every MatMul/Gemm (shapes from onnx shape inference, batch 1)."""
+    m = onnx.shape_inference.infer_shapes(onnx.load_from_string(model_bytes))
+    shapes = {v.name: [d.dim_value or 1 for d in v.type.tensor_type.shape.dim]
+              for v in list(m.graph.value_info) + list(m.graph.input) + list(m.graph.output)}
+    shapes.update({i.name: list(i.dims) for i in m.graph.initializer})
+    total = 0
+    for node in m.graph.node:
+        if node.op_type in ("MatMul", "Gemm"):
+            a, b = shapes.get(node.input[0]), shapes.get(node.input[1])
+            if a and b:
+                total += 2 * int(np.prod(a)) * b[-1]
+    return total
+
+
+def main():
+    torch.set_num_threads(1)
+    tmp = Path(tempfile.mkdtemp())
+    root = write_deap(tmp / "deap", n_subjects=3, n_trials=8, seconds=13.0, seed=0)
+    (tmp / "exp.toml").write_text(EXP)
+    cfg = load_config(tmp / "exp.toml")
+    out = {}
+    for role, key in (("student", None), ("teacher", "method1/teacher/-")):
+        b = train_final(cfg, student=key, data_path=root, progress=False)
+        x = np.random.default_rng(0).normal(size=(1, len(b.spec.channels),
+                                                  b.spec.n_samples)).astype(np.float32)
+        out[f"{role}_onnx_p50_ms"], out[f"{role}_onnx_p99_ms"] = latency(b.predict_proba_onnx, x)
+        out[f"{role}_torch_p50_ms"], out[f"{role}_torch_p99_ms"] = latency(b.predict_proba, x)
+        if role == "student":
+            student, flops = b, graph_flops(b.onnx_bytes)
+            out["student_channels"], out["student_features"] = len(b.spec.channels), \
+                len(b.feature_names)
+    a = torch.randn(2048, 2048)
+    torch.mm(a, a)
+    t = time.perf_counter()
+    for _ in range(3):
+        torch.mm(a, a)
+    rate = 3 * 2 * 2048 ** 3 / (time.perf_counter() - t)
+    out["matmul_gflops_1thread"] = rate / 1e9
+    out["student_flops_per_window"] = flops
+    out["floor_ms"] = flops / rate * 1e3
+    out["p50_over_floor"] = out["student_onnx_p50_ms"] / out["floor_ms"]
+    out["onnx_speedup_vs_torch_p50"] = out["student_torch_p50_ms"] / out["student_onnx_p50_ms"]
+    x = np.random.default_rng(1).normal(size=(128 * 600, len(student.spec.channels)))
+    pred = StreamPredictor(student)
+    t = time.perf_counter()
+    n = 0
+    for s, ts in replay_chunks(x.astype(np.float32), 128.0, speed=None, chunk=pred.n_step):
+        n += len(pred.push(s, ts))
+    wall = time.perf_counter() - t
+    out["replay_windows_per_s"] = n / wall
+    out["replay_x_realtime"] = 600.0 / wall
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    for k, v in out.items():
+        print(f"{k:32s} {v:.4g}" if isinstance(v, float) else f"{k:32s} {v}")
+    print("bound: per-call overhead (onnxruntime run / Python), not arithmetic: latency / floor "
+          f"= {out['p50_over_floor']:.0f}x")
+    targets = {"student_p99_le_1ms": out["student_onnx_p99_ms"] <= 1.0,
+               "onnx_ge_5x_torch": out["onnx_speedup_vs_torch_p50"] >= 5.0,
+               "replay_ge_1000x": out["replay_x_realtime"] >= 1000.0,
+               "peak_memory_le_300mb": out["peak_rss_mb"] <= 300.0}
+    for k, v in targets.items():
+        print(f"target {k}: {'met' if v else 'not met'}")
+    print(json.dumps({**out, "targets": targets}))
+
+
+if __name__ == "__main__":
+    main()
