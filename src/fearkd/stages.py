@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ._atomic import dumps, write_atomic
-from .evaluation.metrics import METRICS, fold_metrics
+from .evaluation.metrics import METRICS, chance_of_labels, fold_metrics
 
 if TYPE_CHECKING:
     from .methods import PipelineSettings
@@ -348,7 +348,7 @@ def _train(stage: Stage, ctx: StageContext):
             "target": stage.target, "task": stage.task,
             "n_params": int(sum(q.numel() for q in model.parameters())),
             "n_train": int(len(tr)), "n_test": int(len(fold.rows(stage.task, "test"))),
-            "chance": 1.0 / n_classes}
+            "chance": chance_of_labels(fold.y[stage.task], n_classes)}
     rows, confusion = metric_rows(info, y_true, pred, proba, n_classes)
     hist = res.history
     meta = {"rows": rows, "seconds": seconds, "best_epoch": int(res.best_epoch),
