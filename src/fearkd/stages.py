@@ -225,11 +225,20 @@ class Fold:
 def _normalized(fs, normalize: str, rows: np.ndarray) -> np.ndarray:
     """``fs.X`` with the per-subject step of ``normalize`` fitted on ``rows`` and applied to
     them (other rows are left as they are: no stage reads them)."""
-    from .features.normalize import calibration_mask, parse_normalize, subject_standardize
+    from .features.normalize import (
+        calibration_mask,
+        l2_rows,
+        parse_normalize,
+        subject_standardize,
+    )
 
     mode, calibration = parse_normalize(normalize)
     if mode in ("none", "global") or len(rows) == 0:
         return fs.X
+    if mode == "l2-rows":  # per window over the teacher's columns, as the notebooks did
+        X = fs.X.copy()
+        X[rows] = l2_rows(fs.X[rows])
+        return X
     meta = fs.metadata.iloc[rows]
     fit_mask = None
     if mode == "calibration":
