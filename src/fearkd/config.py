@@ -13,7 +13,7 @@ naming the key and the file. Example (``configs/demo.toml`` is a complete one)::
 
     [labels]
     rules = "auto"                # auto | deap | ascertain | a TOML rule table
-    source = "auto"               # auto | deap | ascertain | a TOML source task
+    source = "auto"               # auto | deap | ascertain | deap-arousal | a TOML task
     ambiguous = "drop"            # drop | first | error
     nan_policy = "raise"          # raise | unlabelled
 
