@@ -22,9 +22,9 @@ naming the key and the file. Example (``configs/demo.toml`` is a complete one)::
     student = "deap-student"
     window = 4.0                  # seconds
     step = 2.0                    # seconds
-    baseline = "drop"             # drop | subtract
+    baseline = "drop"             # drop | subtract | keep (windows over the baseline too)
     log = true                    # log (with a floor) of band power and variance features
-    normalize = "subject"         # none | subject | global | calibration:<stage> | calibration:<N>s
+    normalize = "subject"         # none | subject | global | l2-rows | calibration:...
 
     [models]
     backbones = ["cnn", "lstm", "gru"]  # registered models (fearkd.models.available_models())
