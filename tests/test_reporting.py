@@ -328,7 +328,8 @@ def test_partial_run_leaves_missing_sections_out(tmp_path):
     assert set(paths) == {"html"} and not (rundir / "report.md").exists()
     parser = ReportParser()
     parser.feed(paths["html"].read_text(encoding="utf-8"))
-    assert parser.sections == ["datasets", "backbone", "ttests", "fold-scores", "histories",
+    assert parser.sections == ["datasets", "backbone", "quality", "ttests", "fold-scores",
+                               "histories",
                                "confusion"]
     assert "folds-deap-subject-fear" not in parser.images
     for src in parser.images.values():
