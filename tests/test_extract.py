@@ -347,3 +347,31 @@ def _flat_subject(subject, report):
 
 
 EEG_AF3 = DEAP_EEG.index("AF3")
+
+
+def test_baseline_keep_windows_the_pre_stimulus_segment_too():
+    rec = deap_like(subjects=("s01",), seconds=12.0)
+    kw = dict(window=2.0, step=0.125, progress=False)
+    drop = extract_features(rec, "deap-student", **kw)
+    keep = extract_features(rec, "deap-student", baseline="keep", **kw)
+    t_keep = keep.metadata.loc[keep.metadata.trial == 1, "t_start"].to_numpy()
+    t_drop = drop.metadata.loc[drop.metadata.trial == 1, "t_start"].to_numpy()
+    # 12 s trial, onset 3 s: drop starts at 3.0 (73 windows), keep at 0.0 (97 windows)
+    assert t_drop[0] == 3.0 and len(t_drop) == int((12 - 3 - 2) / 0.125) + 1
+    assert t_keep[0] == 0.0 and len(t_keep) == int((12 - 2) / 0.125) + 1
+    same = np.isin(t_keep, t_drop)  # windows after the onset are the same numbers
+    np.testing.assert_allclose(keep.X[keep.metadata.trial.to_numpy() == 1][same],
+                               drop.X[drop.metadata.trial.to_numpy() == 1], rtol=1e-5)
+    with pytest.raises(ValueError, match="baseline"):
+        extract_features(rec, "deap-student", baseline="kept", **kw)
+
+
+def test_shipped_seed_legacy_config_runs_the_notebooks_pipeline():
+    from pathlib import Path
+
+    from fearkd.config import load_config
+
+    cfg = load_config(Path(__file__).parents[1] / "configs" / "seed-legacy.toml")
+    f = cfg.features
+    assert (f.window, f.step, f.baseline, f.normalize) == (2.0, 0.125, "keep", "l2-rows")
+    assert cfg.evaluation.protocol == "seed-legacy" and cfg.labels.source == "deap-arousal"

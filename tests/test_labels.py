@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 
@@ -281,6 +282,19 @@ def test_builtin_source_tasks():
     asc = load_source_task("ascertain")
     assert (asc.rating, asc.n_classes) == ("arousal", 7)
     assert asc.assign(pd.DataFrame({"arousal": np.arange(7.0)})).tolist() == list(range(7))
+
+
+def test_deap_arousal_source_task_is_registered_beside_valence():
+    from fearkd.datasets.deap import RATINGS
+
+    arousal = load_source_task("deap-arousal")
+    assert arousal.rating == "arousal" == RATINGS[1]  # the notebooks' label column 1
+    assert load_source_task("deap-valence") == dataclasses.replace(
+        load_source_task("deap"), source="built-in 'deap-valence'")
+    df = pd.DataFrame({"valence": [9.0, 1.0, 5.0], "arousal": [1.0, 7.5, 9.0]})
+    assert arousal.assign(df).tolist() == [1, 7, 9]  # read from arousal, not valence
+    with pytest.raises(LabelError, match=r"'arousal' lie outside its scale \[1, 9\]"):
+        arousal.assign(pd.DataFrame({"arousal": [0.0]}))
 
 
 def test_source_task_nan_policy():

@@ -12,6 +12,7 @@ from fearkd.evaluation.metrics import (
     binomial_chance_threshold,
     brier_score,
     chance_level,
+    chance_of_labels,
     expected_calibration_error,
     fold_metrics,
     macro_f1_from_confusion,
@@ -68,6 +69,14 @@ def test_chance_and_majority():
     assert chance_level(np.int64(10)) == 0.1
     assert majority_class([2, 2, 1, 1, 0]) == 1  # tie 1/2: smallest code
     assert majority_baseline([0, 3, 3, 3], [3, 0, 3, 1]) == 0.5
+
+
+def test_chance_over_the_classes_that_occur():
+    # DEAP source task: floor of a 1-9 rating -> codes 1..9 occur, code 0 never does.
+    y = np.array([-1, *range(1, 10), 9, 5])
+    assert chance_of_labels(y, 10) == pytest.approx(1 / 9)
+    assert chance_of_labels([0, 1, 2, 3, -1], 4) == 0.25
+    assert chance_of_labels([2, 2, -1], 4) == 0.25  # one class only: fall back to 1/K
 
 
 def test_bad_input():

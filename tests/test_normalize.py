@@ -141,7 +141,7 @@ def test_zero_variance_is_named_and_centred(caplog):
 @pytest.mark.parametrize("value", ["subjects", "calibration:", "calibration:0s", "Global", 3])
 def test_bad_normalize_values(value):
     with pytest.raises(ConfigError, match=r"\[features\] normalize: expected 'none', 'subject', "
-                                          r"'global', 'calibration:<stage>'"):
+                                          r"'global', 'l2-rows', 'calibration:<stage>'"):
         parse_normalize(value)
 
 
@@ -209,3 +209,17 @@ def test_crossval_passes_the_protocols_grouping(protocol, expected):
     unit = crossval.Unit("toy", protocol, "ann", 0, 0)
     crossval._run_unit(unit, data, None, types.SimpleNamespace(run_pipeline=run_pipeline))
     assert seen["inner"] == expected
+
+
+def test_l2_rows_matches_sklearn_normalize_and_parses():
+    from sklearn.preprocessing import normalize
+
+    from fearkd.features.normalize import l2_rows, normalize_sentence, parse_normalize
+
+    X = np.array([[3.0, 4.0, 0.0], [0.0, 0.0, 0.0], [1.0, -2.0, 2.0]], dtype=np.float32)
+    np.testing.assert_allclose(l2_rows(X), normalize(X), rtol=1e-6)
+    assert l2_rows(X).dtype == np.float32
+    assert parse_normalize("l2-rows") == ("l2-rows", None)
+    assert "unit L2 norm" in normalize_sentence("l2-rows")
+    with pytest.raises(ValueError, match=r"'X' must be 2-D \(n_windows, n_features\), got shape"):
+        l2_rows(np.ones(3))

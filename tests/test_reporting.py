@@ -217,7 +217,8 @@ def _decode_png(src: str) -> np.ndarray:
 
 # -------------------------------------------------------------------------------- report
 EXPECTED_SECTIONS = ["datasets", "backbone", "finetune", "kd", "method-comparison", "baselines",
-                     "protocol-comparison", "timing", "contrasts", "ttests", "fold-scores",
+                     "quality", "protocol-comparison", "timing", "contrasts", "ttests",
+                     "fold-scores",
                      "histories",
                      "confusion", "environment", "config"]
 
@@ -327,7 +328,8 @@ def test_partial_run_leaves_missing_sections_out(tmp_path):
     assert set(paths) == {"html"} and not (rundir / "report.md").exists()
     parser = ReportParser()
     parser.feed(paths["html"].read_text(encoding="utf-8"))
-    assert parser.sections == ["datasets", "backbone", "ttests", "fold-scores", "histories",
+    assert parser.sections == ["datasets", "backbone", "quality", "ttests", "fold-scores",
+                               "histories",
                                "confusion"]
     assert "folds-deap-subject-fear" not in parser.images
     for src in parser.images.values():
@@ -576,3 +578,72 @@ def test_seed_legacy_rows_are_marked_leaky(full_rundir):
     texts = method_tables(load_run(full_rundir).results)
     legacy = [t for t in texts if "seed-legacy" in t]
     assert legacy and all("LEAKY" in t for t in legacy)
+
+
+def test_tables_carry_chance_majority_and_binomial_threshold(full_rundir, full_report):
+    from fearkd.evaluation.metrics import binomial_chance_threshold
+
+    res = load_run(full_rundir).results
+    table = backbone_table(res, dataset="deap", protocol="subject")
+    sel = res[(res["protocol"] == "subject") & (res["method"] == "baseline")
+              & (res["model"] == "majority") & (res["task"] == "source")
+              & (res["split"] == "test") & (res["metric"] == "accuracy")]
+    majority = 100 * sel["value"].mean()
+    limit = 100 * binomial_chance_threshold(200, 0.1)
+    note = table.attrs["note"]
+    assert "Chance 10.0 % (1/10" in note
+    assert f"majority class {majority:.1f} %" in note
+    assert f"≥ {limit:.1f} % on n = 200 test windows" in note
+    assert "Chance (1/10)" in table.index  # the row label agrees with the note
+    html = full_report[1]["html"].read_text(encoding="utf-8")
+    assert html.count("over the classes that occur") >= 3
+
+
+def test_kd_table_shows_scratch_seed_spread_as_noise_floor():
+    rows = []
+    for method, stage, target, accs in (("scratch", "student", "-", {0: (0.30, 0.40), 1: (0.20,
+                                                                                        0.24)}),
+                                        ("method1", "student", "soft", {0: (0.5, 0.5),
+                                                                        1: (0.3, 0.3)})):
+        for fold, pair in accs.items():
+            for seed, acc in enumerate(pair):
+                rows.append({"dataset": "deap", "protocol": "subject", "method": method,
+                             "stage": stage, "model": "cnn", "target": target, "task": "fear",
+                             "fold": fold, "seed": seed, "split": "test", "metric": "accuracy",
+                             "value": acc, "n_params": 10, "n_train": 80, "n_test": 20,
+                             "chance": 0.25})
+    table = kd_table(pd.DataFrame(rows), "cnn")
+    # SD across the two seeds of each fold, mean over folds
+    hand = 100 * np.mean([np.std([0.30, 0.40], ddof=1), np.std([0.20, 0.24], ddof=1)])
+    assert table.loc["Scratch (no KD)", tables.SEED_SD] == pytest.approx(hand)
+    assert table.loc["Soft targets", tables.SEED_SD] == pytest.approx(0.0)
+    assert table.attrs["noise_floor"] == pytest.approx(hand)
+    assert f"moves by {hand:.1f} pp between seeds" in table.attrs["note"]
+
+
+def test_quality_table_pools_confusions_and_averages_probability_metrics(full_rundir,
+                                                                           full_report):
+    from fearkd.evaluation.metrics import macro_f1_from_confusion
+    from fearkd.reporting.quality import quality_table
+
+    run = load_run(full_rundir)
+    sums = confusion_sums(run.units)
+    table = quality_table(run.results, sums, dataset="deap", protocol="subject")
+    entry = next(e for e in sums if (e["method"], e["stage"], e["model"], e["target"])
+                 == ("method1", "teacher", "cnn", "-") and e["protocol"] == "subject")
+    m = entry["matrix"].astype(float)  # oracle: F1 per class present, by hand
+    tp, pred, true = np.diag(m), m.sum(0), m.sum(1)
+    f1 = [2 * t / (p + r) for t, p, r in zip(tp, pred, true, strict=True) if p + r > 0]
+    assert table.loc["CNN · Method 1 teacher", "Pooled macro-F1 (%)"] == \
+        pytest.approx(100 * np.mean(f1))
+    assert macro_f1_from_confusion(entry["matrix"]) == pytest.approx(np.mean(f1))
+    res = run.results
+    loss = res[(res["protocol"] == "subject") & (res["method"] == "method1")
+               & (res["stage"] == "teacher") & (res["model"] == "cnn")
+               & (res["split"] == "test") & (res["metric"] == "log_loss")]["value"]
+    assert table.loc["CNN · Method 1 teacher", "Test Loss"] == pytest.approx(loss.mean())
+    prior = res[(res["protocol"] == "subject") & (res["model"] == "majority")
+                & (res["task"] == "fear") & (res["split"] == "test")
+                & (res["metric"] == "log_loss")]["value"].mean()
+    assert table.loc["CNN · Method 1 teacher", "Prior log loss"] == pytest.approx(prior)
+    assert "quality-deap-subject" in full_report[2].tables

@@ -123,8 +123,8 @@ def test_window_splitter_partitions_and_reports_overlap(meta, seed):
 
 @settings(max_examples=25, deadline=None)
 @given(meta=metadata_st)
-def test_legacy_splitter_every_fifth_window(meta):
-    splitter = make_splitter("seed-legacy", n_splits=1)
+def test_legacy_splitter_positional_variant_every_fifth_window(meta):
+    splitter = LegacySplitter(variant="positional")
     ((train, val, test),) = list(splitter.split_with_validation(meta))
     assert splitter.get_n_splits(meta) == 1
     every = np.sort(np.concatenate([train, val, test]))
@@ -252,10 +252,40 @@ def test_seed_legacy_folds_rotate_the_held_out_offset():
     folds = list(make_splitter("seed-legacy", n_splits=5).split_with_validation(meta))
     assert len(folds) == 5
     held = [np.sort(np.r_[v, t]) for _, v, t in folds]
-    # fold 0 is the reference's split: per subject the 5th, 10th, ... window in time order
-    np.testing.assert_array_equal(held[0], [4, 9, 14, 19, 24, 29, 34, 39])
+    # fold 0 is the notebooks' split: window i of the stacked windows with i % 5 == 0
+    np.testing.assert_array_equal(held[0], [0, 5, 10, 15, 20, 25, 30, 35])
+    np.testing.assert_array_equal(held[2], [2, 7, 12, 17, 22, 27, 32, 37])
     # the folds' held-out sets partition the windows
     np.testing.assert_array_equal(np.sort(np.concatenate(held)), np.arange(40))
     assert len(list(make_splitter("seed-legacy", n_splits=9).split(meta))) == 5
     with pytest.raises(ValueError, match="'n_splits' must be an integer >= 1"):
         make_splitter("seed-legacy", n_splits=0)
+
+
+@settings(max_examples=25, deadline=None)
+@given(meta=metadata_st)
+def test_seed_legacy_is_the_notebooks_split(meta):
+    from sklearn.model_selection import train_test_split
+
+    ((train, val, test),) = list(make_splitter("seed-legacy", n_splits=1)
+                                 .split_with_validation(meta))
+    # oracle: the notebooks' stacked order, X[i] held out for i % 5 == 0, halved by sklearn
+    order = meta.assign(_s=meta["subject"].astype(str)).sort_values(
+        ["_s", "trial", "t_start"], kind="stable").index.to_numpy()
+    held = order[np.arange(len(order)) % 5 == 0]
+    assert np.array_equal(np.sort(train), np.sort(order[np.arange(len(order)) % 5 != 0]))
+    if len(held) >= 2:
+        v, t = train_test_split(held, test_size=0.5, random_state=42)
+        assert np.array_equal(val, np.sort(v)) and np.array_equal(test, np.sort(t))
+    else:
+        assert list(test) == list(held) and len(val) == 0
+
+
+def test_seed_legacy_rejects_an_unknown_variant():
+
+    meta = pd.DataFrame({"subject": ["a"] * 6, "trial": [1] * 6, "window": range(6),
+                         "t_start": np.arange(6.0), "t_stop": np.arange(6.0) + 2,
+                         "y_fear": [0] * 6})
+    with pytest.raises(ValueError, match="'variant' of the seed-legacy split: expected one of "
+                                         r"\('notebooks', 'positional'\), got 'notebook'"):
+        list(LegacySplitter(variant="notebook").split(meta))

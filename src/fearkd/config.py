@@ -13,7 +13,7 @@ naming the key and the file. Example (``configs/demo.toml`` is a complete one)::
 
     [labels]
     rules = "auto"                # auto | deap | ascertain | a TOML rule table
-    source = "auto"               # auto | deap | ascertain | a TOML source task
+    source = "auto"               # auto | deap | ascertain | deap-arousal | a TOML task
     ambiguous = "drop"            # drop | first | error
     nan_policy = "raise"          # raise | unlabelled
 
@@ -22,9 +22,9 @@ naming the key and the file. Example (``configs/demo.toml`` is a complete one)::
     student = "deap-student"
     window = 4.0                  # seconds
     step = 2.0                    # seconds
-    baseline = "drop"             # drop | subtract
+    baseline = "drop"             # drop | subtract | keep (windows over the baseline too)
     log = true                    # log (with a floor) of band power and variance features
-    normalize = "subject"         # none | subject | global | calibration:<stage> | calibration:<N>s
+    normalize = "subject"         # none | subject | global | l2-rows | calibration:...
 
     [models]
     backbones = ["cnn", "lstm", "gru"]  # registered models (fearkd.models.available_models())

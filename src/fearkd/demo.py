@@ -149,14 +149,25 @@ def _test_accuracy(results, **where):
     return sel
 
 
+def _chance_text(results, task: str, **where) -> str:
+    """``"chance 11.1 % (1/9), majority class 32.7 %"``: both rates a model must beat."""
+    sel = _test_accuracy(results, task=task, **where)
+    chance = float(sel["chance"].mean())
+    text = f"chance {100 * chance:.1f} % (1/{round(1 / chance)})"
+    major = sel[(sel["method"] == "baseline") & (sel["model"] == "majority")]
+    if len(major):
+        text += f", majority class {100 * float(major['value'].mean()):.1f} %"
+    return text
+
+
 def _protocol_lines(results) -> list[str]:
     """Backbone test accuracy (source task) under each protocol, one line per model."""
     sel = _test_accuracy(results, method="backbone")
     if sel.empty:
         return []
     means = sel.groupby(["model", "protocol"], sort=False)["value"].mean().unstack()
-    chance = 100 * float(sel["chance"].iloc[0])
-    lines = [f"  source task ({chance:.1f} % chance), backbone test accuracy by protocol:"]
+    lines = [f"  source task ({_chance_text(results, 'source')}), backbone test accuracy "
+             "by protocol:"]
     for model, row in means.iterrows():
         parts = [f"{p} {100 * v:.1f} %" for p, v in row.items() if v == v]
         lines.append(f"    {model.upper()}: " + ", ".join(parts))
@@ -169,8 +180,8 @@ def _method_lines(results) -> list[str]:
     if sel.empty:
         return []
     means = sel.groupby(["method", "stage", "model", "target"], sort=False)["value"].mean()
-    chance = 100 * float(sel["chance"].iloc[0])
-    lines = [f"  fear ({chance:.1f} % chance), subject protocol, test accuracy:"]
+    lines = [f"  fear ({_chance_text(results, 'fear', protocol='subject')}), subject "
+             "protocol, test accuracy:"]
     for (method, stage, model, target), value in means.items():
         if method == "baseline":
             label = f"{model} baseline"

@@ -63,6 +63,7 @@ from .label_report import FEAR_CLASSES, LabelReport, label_report
 __all__ = [
     "FEAR_CLASSES",
     "BUILTIN_TABLES",
+    "BUILTIN_SOURCE_TASKS",
     "Interval",
     "Level",
     "RuleTable",
@@ -313,20 +314,35 @@ class SourceTask:
         return classes
 
 
+#: Source tasks shipped without a fear table (``configs/rules/<name>.toml``); the fear tables
+#: of :data:`BUILTIN_TABLES` carry their own ``[source_task]``.
+BUILTIN_SOURCE_TASKS = ("deap-valence", "deap-arousal")
+
+
 def load_source_task(spec: str | PathLike | Mapping | SourceTask) -> SourceTask:
     """Load a source-task definition.
 
     Parameters
     ----------
-    spec : {"deap", "ascertain"}, path, mapping or SourceTask
+    spec : {"deap", "ascertain", "deap-valence", "deap-arousal"}, path, mapping or SourceTask
         A built-in name (DEAP: valence, 10 classes = integer part of the 1-9 rating; ASCERTAIN:
-        arousal, 7 classes 0..6), a TOML file with a ``[source_task]`` table (or the task's keys
-        at top level), a mapping of those keys, or a task (returned).
+        arousal, 7 classes 0..6; ``deap-arousal``: the reference notebooks' DEAP source task,
+        arousal binned like valence; ``deap-valence``: the same as ``deap``'s), a TOML file
+        with a ``[source_task]`` table (or the task's keys at top level), a mapping of those
+        keys, or a task (returned).
     """
     if isinstance(spec, SourceTask):
         return spec
     if isinstance(spec, Mapping):
         return SourceTask.from_dict(spec)
+    if isinstance(spec, str) and spec in BUILTIN_SOURCE_TASKS:
+        from importlib import resources
+
+        import tomllib
+
+        text = (resources.files("fearkd") / "configs" / "rules" / f"{spec}.toml").read_text(
+            encoding="utf-8")
+        return SourceTask.from_dict(tomllib.loads(text)["source_task"], f"built-in {spec!r}")
     if not isinstance(spec, (str, PathLike)):
         raise TypeError(
             f"'source' must be 'deap', 'ascertain', a path, a mapping or a SourceTask, got "

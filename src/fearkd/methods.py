@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ._registry import Registry
+from .evaluation.metrics import chance_of_labels
 from .labels import FEAR_CLASSES
 from .stages import Fold, Stage, StageContext, _StageStore, metric_rows, run_stage, stage_seed
 from .training.settings import FitSettings
@@ -308,6 +309,6 @@ def _baseline_rows(fold: Fold, names: Sequence[str], n_classes: dict[str, int], 
                 pred[split] = clf.predict(X[idx])
             info = {"method": "baseline", "stage": "baseline", "model": name, "target": "-",
                     "task": task, "n_params": 0, "n_train": int(len(tr)), "n_test": int(len(te)),
-                    "chance": 1.0 / n}
+                    "chance": chance_of_labels(y, n)}
             rows.extend(metric_rows(info, y_true, pred, proba, n)[0])
     return rows

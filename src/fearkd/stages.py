@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ._atomic import dumps, write_atomic
-from .evaluation.metrics import METRICS, fold_metrics
+from .evaluation.metrics import METRICS, chance_of_labels, fold_metrics
 
 if TYPE_CHECKING:
     from .methods import PipelineSettings
@@ -225,11 +225,20 @@ class Fold:
 def _normalized(fs, normalize: str, rows: np.ndarray) -> np.ndarray:
     """``fs.X`` with the per-subject step of ``normalize`` fitted on ``rows`` and applied to
     them (other rows are left as they are: no stage reads them)."""
-    from .features.normalize import calibration_mask, parse_normalize, subject_standardize
+    from .features.normalize import (
+        calibration_mask,
+        l2_rows,
+        parse_normalize,
+        subject_standardize,
+    )
 
     mode, calibration = parse_normalize(normalize)
     if mode in ("none", "global") or len(rows) == 0:
         return fs.X
+    if mode == "l2-rows":  # per window over the teacher's columns, as the notebooks did
+        X = fs.X.copy()
+        X[rows] = l2_rows(fs.X[rows])
+        return X
     meta = fs.metadata.iloc[rows]
     fit_mask = None
     if mode == "calibration":
@@ -348,7 +357,7 @@ def _train(stage: Stage, ctx: StageContext):
             "target": stage.target, "task": stage.task,
             "n_params": int(sum(q.numel() for q in model.parameters())),
             "n_train": int(len(tr)), "n_test": int(len(fold.rows(stage.task, "test"))),
-            "chance": 1.0 / n_classes}
+            "chance": chance_of_labels(fold.y[stage.task], n_classes)}
     rows, confusion = metric_rows(info, y_true, pred, proba, n_classes)
     hist = res.history
     meta = {"rows": rows, "seconds": seconds, "best_epoch": int(res.best_epoch),

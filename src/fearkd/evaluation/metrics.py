@@ -42,6 +42,7 @@ __all__ = [
     "prior_log_loss",
     "binomial_chance_threshold",
     "chance_level",
+    "chance_of_labels",
     "majority_class",
     "majority_baseline",
 ]
@@ -278,6 +279,26 @@ def chance_level(n_classes: int) -> float:
     if n_classes < 2:
         raise ValueError(f"'n_classes' must be >= 2, got {n_classes}.")
     return 1.0 / n_classes
+
+
+def chance_of_labels(y, n_classes: int) -> float:
+    """Chance level over the classes that occur in ``y`` (codes ``< 0`` are unlabelled).
+
+    The classes a task can produce are those its labelling gives to some window; a class code
+    that no window carries (the DEAP source task's class 0: ratings run 1-9) cannot be guessed
+    right, so it does not count. Falls back to ``1 / n_classes`` when fewer than two classes
+    occur.
+
+    Parameters
+    ----------
+    y : array-like of int, shape (n_windows,)
+        Labels of every window of the data set (all folds), ``-1`` for unlabelled.
+    n_classes : int
+        Output classes of the task.
+    """
+    y = _labels_1d(y, "y")
+    present = np.unique(y[(y >= 0) & (y < n_classes)])
+    return chance_level(int(present.size)) if present.size >= 2 else chance_level(n_classes)
 
 
 def majority_class(y_train) -> int:

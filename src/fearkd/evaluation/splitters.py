@@ -10,9 +10,10 @@ row indices (``metadata.iloc[idx]``). Protocols, by name (:func:`make_splitter`)
 - ``trial``: folds over (subject, trial) keys. Subject-dependent, trial-disjoint.
 - ``window``: random k-fold over windows. Overlapping windows of one trial land on both sides, so
   it leaks; it logs a warning and exists to show the gap.
-- ``seed-legacy``: the reference's split. Per subject, windows in time order (trial, then
-  ``t_start``); every 5th window goes to the held-out part, which is halved by alternation into
-  test (1st, 3rd, ...) and validation (2nd, 4th, ...). One split; leaky by design.
+- ``seed-legacy``: the reference notebooks' split. Windows stacked in (subject, trial,
+  ``t_start``) order; window ``i`` with ``i % 5 == 0`` goes to the held-out part, which
+  ``train_test_split(random_state=42)`` halves into validation and test (see
+  :class:`LegacySplitter` for what is and is not reproduced). Leaky by design.
 
 Each split is checked by :func:`check_split`: a subject (``subject``) or a trial (``trial``) on both
 sides raises :class:`~fearkd.errors.LeakageError`; for every protocol the report counts the test
@@ -416,20 +417,37 @@ class WindowSplitter(MetadataSplitter):
 
 
 class LegacySplitter(MetadataSplitter):
-    """The reference's every-``every``-th-window split, with validation indices.
+    """The reference notebooks' every-``every``-th-window split, with validation indices.
 
-    Fold 0 is the reference's split exactly: per subject, windows in time order, the 5th, 10th,
-    ... held out. With ``n_splits`` > 1 (at most ``every``), fold ``k`` holds out the windows
-    ``k`` positions earlier (4th, 9th, ...; then 3rd, 8th, ...), so that the leaky protocol
-    also gets fold scores for paired statistics.
+    ``variant="notebooks"`` (the ``seed-legacy`` protocol) follows the notebooks: windows are
+    stacked in (subject, trial, ``t_start``) order, as their feature arrays were, and window
+    ``i`` (0-based, over the whole stack) is held out when ``i % every == 0``; the held-out
+    windows are halved by ``sklearn.model_selection.train_test_split(held, test_size=0.5,
+    random_state=42)``, first part validation, second part test. Fold ``k`` (``n_splits`` > 1,
+    at most ``every``) holds out ``i % every == k``, so that the leaky protocol also gets fold
+    scores for paired statistics; fold 0 is the notebooks' split.
+
+    Reproduced: which windows are held out and how they are halved, given the same windows in
+    the same order. Not reproduced: the notebooks fitted their scaler on all windows before the
+    split (fearkd fits it on the training rows), and their feature arrays came from their own
+    windowing code, so the same ``i`` is the same window only when the windows match (2 s every
+    0.125 s with the baseline kept, ``configs/seed-legacy.toml``); which half the notebooks
+    named validation is not recorded in the reference. Their row-wise L2 normalisation is
+    ``[features] normalize = "l2-rows"``, a separate option.
+
+    ``variant="positional"``: fearkd's earlier reading, per subject, windows in time order, the
+    5th, 10th, ... held out and halved by alternation (test 1st, 3rd, ...; validation 2nd, ...).
     """
 
     protocol = "seed-legacy"
 
-    def __init__(self, every: int = 5, target: str = "y_fear", n_splits: int = 1):
+    def __init__(self, every: int = 5, target: str = "y_fear", n_splits: int = 1,
+                 variant: str = "notebooks", random_state: int = 42):
         self.every = every
         self.target = target
         self.n_splits = n_splits
+        self.variant = variant
+        self.random_state = random_state
 
     def get_n_splits(self, metadata: pd.DataFrame | None = None, y=None, groups=None) -> int:
         return self.n_splits
@@ -442,6 +460,9 @@ class LegacySplitter(MetadataSplitter):
             raise ValueError(f"'n_splits' of the seed-legacy protocol must be an integer in "
                              f"1..{self.every} (one fold per held-out offset), got "
                              f"{self.n_splits!r}.")
+        if self.variant not in LEGACY_VARIANTS:
+            raise ValueError(f"Invalid value for 'variant' of the seed-legacy split: expected "
+                             f"one of {LEGACY_VARIANTS!r}, got {self.variant!r}.")
         logger.warning(
             "protocol 'seed-legacy' reproduces the reference's split: held-out windows overlap "
             "training windows of the same trial, so its scores are optimistic (leaky)."
@@ -450,6 +471,19 @@ class LegacySplitter(MetadataSplitter):
         order = np.lexsort(
             (metadata["t_start"].to_numpy(dtype=float), metadata["trial"].to_numpy(), subjects)
         )
+        if self.variant == "notebooks":
+            from sklearn.model_selection import train_test_split
+
+            i = np.arange(len(order))
+            for k in range(self.n_splits):
+                held = order[i % self.every == k]
+                if len(held) < 2:
+                    yield order[i % self.every != k], held[:0], held
+                    continue
+                val, test = train_test_split(held, test_size=0.5,
+                                             random_state=self.random_state)
+                yield order[i % self.every != k], np.sort(val), np.sort(test)
+            return
         # Position of each window within its subject, in time order.
         subj_sorted = subjects[order]
         first = np.r_[True, subj_sorted[1:] != subj_sorted[:-1]]
@@ -467,6 +501,10 @@ class LegacySplitter(MetadataSplitter):
                 h_starts, np.diff(np.r_[h_starts, len(held_rows)])
             )
             yield order[~held], held_rows[h_pos % 2 == 1], held_rows[h_pos % 2 == 0]
+
+
+#: Readings of the reference's split (:class:`LegacySplitter`).
+LEGACY_VARIANTS = ("notebooks", "positional")
 
 
 def register_protocol(name: str, factory: Callable, *, description: str = "",

@@ -32,7 +32,7 @@ from .windows import Windowing, get_windowing, make_windows, window_samples
 __all__ = ["extract_features", "subject_features", "trial_features"]
 
 logger = logging.getLogger(__name__)
-BASELINE_POLICIES = ("drop", "subtract")
+BASELINE_POLICIES = ("drop", "subtract", "keep")
 BASELINE_MODES = ("subtract", "divide")
 _LABELLED_DATASETS = ("deap", "ascertain", "wesad")
 _INFO_TRIALS = "trials_with_info_labels"
@@ -64,10 +64,12 @@ def trial_features(
     plan : Plan
         ``recipe.plan(trial)``.
     windowing : Windowing
-    baseline : {"drop", "subtract"}
-        Windows start at the stimulus onset (``trial.onset``) either way; ``"subtract"`` also
-        removes the band power of the pre-stimulus segment ``[0, onset)`` from every window's
-        band-power features (peripheral features are not baseline-corrected).
+    baseline : {"drop", "subtract", "keep"}
+        ``"drop"`` and ``"subtract"``: windows start at the stimulus onset (``trial.onset``);
+        ``"subtract"`` also removes the band power of the pre-stimulus segment ``[0, onset)``
+        from every window's band-power features (peripheral features are not
+        baseline-corrected). ``"keep"``: windows start at the trial's first sample, the
+        pre-stimulus baseline cut like the rest (the reference notebooks' windowing).
     baseline_mode : {"subtract", "divide"}
     workspace : dict, optional
         FFT buffers reused between trials (pass one dict for all trials of a subject).
@@ -87,8 +89,10 @@ def trial_features(
     for sig in signals:
         n_times[sig.sfreq] = min(n_times.get(sig.sfreq, sig.n_times), sig.n_times)
     duration = min(n / sf for sf, n in n_times.items())
+    # "keep": windows from the first sample, pre-stimulus baseline included (the notebooks)
     t_start, t_stop = make_windows(duration, windowing.length, windowing.step,
-                                   tmin=trial.onset, n_times=n_times)
+                                   tmin=0.0 if baseline == "keep" else trial.onset,
+                                   n_times=n_times)
     blocks = []
     if plan.eeg:
         sig = trial.signals["eeg"]
@@ -281,9 +285,10 @@ def extract_features(
         0.125 s), a window length in seconds, or None for ``"default"``.
     step : float, optional
         Step in seconds (overrides the windowing preset's).
-    baseline : {"drop", "subtract"}
-        Windows start at each trial's stimulus onset; ``"subtract"`` also corrects band power
-        by the pre-stimulus segment (see :func:`trial_features`).
+    baseline : {"drop", "subtract", "keep"}
+        Windows start at each trial's stimulus onset (``"keep"``: at its first sample);
+        ``"subtract"`` also corrects band power by the pre-stimulus segment (see
+        :func:`trial_features`).
     baseline_mode : {"subtract", "divide"}
         How the baseline's value is removed.
     method : {"filter", "welch", "de"}, optional

@@ -18,6 +18,11 @@ that shift. The modes, by the value of ``[features] normalize``:
     Each subject is z-scored on the first ``N`` seconds of its own recording only (trials in id
     order, each trial's windowed span after the other): what a deployed monitor can do after a
     short calibration.
+``"l2-rows"``
+    Each window's feature row scaled to unit L2 norm (the reference notebooks' row-wise
+    ``sklearn.preprocessing.normalize``), over the teacher's columns; no per-subject step. Per
+    window, so nothing crosses the split; the student then sees its subset of the scaled row
+    (the notebooks normalised the student's own columns).
 ``"calibration:<stage>"``
     Each subject is z-scored on the windows of the trials whose stage name (the metadata column
     ``stage``, from a reader that names stages, e.g. ``generic``) is ``<stage>``, e.g. a
@@ -47,18 +52,19 @@ from sklearn.base import BaseEstimator, TransformerMixin
 
 from ..errors import ConfigError
 
-__all__ = ["NORMALIZE_MODES", "SubjectNormalizer", "calibration_mask", "check_normalize",
+__all__ = ["NORMALIZE_MODES", "SubjectNormalizer", "l2_rows", "calibration_mask",
+           "check_normalize",
            "normalize_sentence", "parse_normalize", "subject_standardize"]
 
 logger = logging.getLogger(__name__)
 
 #: The fixed values of ``[features] normalize`` (plus ``calibration:<stage or N s>``).
-NORMALIZE_MODES = ("none", "subject", "calibration", "global")
+NORMALIZE_MODES = ("none", "subject", "calibration", "global", "l2-rows")
 #: A standard deviation at or below this (relative to the feature's scale) counts as zero.
 _ZERO_STD = 1e-12
 _SECONDS = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)s$")
 _KEY = "[features] normalize"
-_EXPECTED = ("'none', 'subject', 'global', 'calibration:<stage>' (a stage name) or "
+_EXPECTED = ("'none', 'subject', 'global', 'l2-rows', 'calibration:<stage>' (a stage name) or "
              "'calibration:<N>s' (the first N seconds)")
 
 
@@ -71,7 +77,7 @@ def parse_normalize(value) -> tuple[str, str | float | None]:
 
     Returns
     -------
-    mode : {"none", "subject", "calibration", "global"}
+    mode : {"none", "subject", "calibration", "global", "l2-rows"}
     calibration : str, float or None
         The stage name, or the seconds (float), for ``"calibration"``; None otherwise.
 
@@ -82,7 +88,7 @@ def parse_normalize(value) -> tuple[str, str | float | None]:
     """
     if not isinstance(value, str):
         raise ConfigError(f"{_KEY}: expected {_EXPECTED}, got {value!r}.")
-    if value in ("none", "subject", "global"):
+    if value in ("none", "subject", "global", "l2-rows"):
         return value, None
     if value.startswith("calibration:"):
         part = value[len("calibration:"):].strip()
@@ -178,6 +184,10 @@ def normalize_sentence(value: str) -> str:
                 else f"the stage {calibration!r}")
         return (f"Features were standardised per subject on {part} of each subject's own "
                 f"recording only (normalize = \"{value}\"), as a deployed monitor can.")
+    if mode == "l2-rows":
+        return ("Each window's feature row was scaled to unit L2 norm before the fold's scaler "
+                "(normalize = \"l2-rows\", the reference notebooks' sklearn normalize(X); "
+                "per window, so no window's scaling depends on another's).")
     if mode == "global":
         return ("Features were standardised by one scaler fitted on each fold's training rows "
                 "(normalize = \"global\").")
@@ -189,6 +199,22 @@ def check_normalize(value: str, metadata: pd.DataFrame, window: float | None) ->
     mode, calibration = parse_normalize(value)
     if mode == "calibration":
         calibration_mask(metadata, calibration, window, value=value)
+
+
+def l2_rows(X: np.ndarray) -> np.ndarray:
+    """Each row scaled to unit Euclidean norm (``sklearn.preprocessing.normalize(X)``).
+
+    A row of zeros stays zero.
+
+    Parameters
+    ----------
+    X : ndarray, shape (n_windows, n_features)
+    """
+    X = np.asarray(X)
+    if X.ndim != 2:
+        raise ValueError(f"'X' must be 2-D (n_windows, n_features), got shape {X.shape}.")
+    norms = np.linalg.norm(X, axis=1, keepdims=True)
+    return (X / np.where(norms > 0, norms, 1.0)).astype(X.dtype, copy=False)
 
 
 def subject_standardize(X: np.ndarray, groups, fit_mask=None, feature_names=None

@@ -225,7 +225,8 @@ def _metric_sections(run: RunData) -> list[Section]:
             table = builder(here)
             n_models = len(table.index) - len(table.attrs.get("marked_rows", []))
             if len(table) and n_models > 0:
-                secs[key].blocks.append(TableBlock(slug(key, ds, pr), head, table))
+                secs[key].blocks.append(TableBlock(slug(key, ds, pr), head, table,
+                                                   note=table.attrs.get("note", "")))
         for method, stage in (("method1", "student"), ("method2", "student-source"),
                               ("method2", "student")):
             for model in pd.unique(here.loc[(here["method"] == method)
@@ -233,7 +234,7 @@ def _metric_sections(run: RunData) -> list[Section]:
                 table = T.kd_table(here, str(model), method=method, stage=stage)
                 secs["kd"].blocks.append(TableBlock(
                     slug("kd", ds, pr, method, stage, model), f"{head} · {table.attrs['title']}",
-                    table))
+                    table, note=table.attrs.get("note", "")))
         if (here["method"] == "baseline").any():
             secs["baselines"].blocks.append(TableBlock(slug("baselines", ds, pr), head,
                                                        T.baseline_table(here)))
@@ -245,6 +246,26 @@ def _metric_sections(run: RunData) -> list[Section]:
         "Rows are models; marked rows are chance level and trivial baselines. Cells: mean ± "
         "half-width of the 95 % t-interval across folds (n = folds).")
     return [s for s in secs.values() if s.blocks]
+
+
+def _quality_section(run: RunData) -> Section | None:
+    """Per-stage ECE, Brier and log loss (mean ± CI over folds) with the pooled macro-F1."""
+    from .quality import quality_table
+
+    sec = Section("quality", "Probability quality and pooled macro-F1")
+    sec.intro = ("ECE: expected calibration error (0 = the top-class confidence matches the "
+                 "accuracy); Brier: multi-class Brier score (0 best, 2 worst); prior log loss: "
+                 "what predicting the training class frequencies scores. Pooled macro-F1: "
+                 "macro-F1 of all folds' test predictions together (summed confusion matrices), "
+                 "over the classes that occur.")
+    confusions = confusion_sums(run.units)
+    for ds, pr in T.result_groups(run.results):
+        table = quality_table(run.results, confusions, dataset=ds, protocol=pr)
+        if len(table):
+            sec.blocks.append(TableBlock(slug("quality", ds, pr), _group_title(ds, pr,
+                                                                                run.results),
+                                         table))
+    return sec if sec.blocks else None
 
 
 def _protocol_section(run: RunData) -> Section | None:
@@ -453,7 +474,8 @@ def build_document(run: RunData) -> Document:
     if isinstance(env.get("wall_seconds"), (int, float)):
         meta.append(("Run time", f"{env['wall_seconds'] / 60:.1f} min"))
     sections = []
-    for part in (_dataset_section(run), *_metric_sections(run), _protocol_section(run),
+    for part in (_dataset_section(run), *_metric_sections(run), _quality_section(run),
+                 _protocol_section(run),
                  _timing_section(run), _contrast_section(run), _ttest_section(run),
                  *_figure_sections(run),
                  *_config_sections(run)):

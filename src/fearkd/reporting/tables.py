@@ -39,6 +39,9 @@ __all__ = [
     "baseline_table",
     "timing_table",
     "protocol_comparison",
+    "chance_note",
+    "seed_spread",
+    "SEED_SD",
     "format_table",
     "format_cell",
     "display_frame",
@@ -201,6 +204,35 @@ def _baseline_rows(df_all: pd.DataFrame, task: str, chance: float) -> pd.DataFra
     return pd.concat(rows) if rows else pd.DataFrame()
 
 
+def chance_note(results: pd.DataFrame, task: str) -> str:
+    """The rates a model of ``task`` must beat, as one sentence to print beside its table.
+
+    Chance over the classes that occur, the majority-class rate (the ``majority`` baseline's
+    test accuracy, mean over folds) and the binomial threshold: the accuracy a guesser at
+    chance reaches with probability below 5 % on the mean number of test windows of a fold.
+    Empty when ``results`` hold no row of ``task``.
+    """
+    from ..evaluation.metrics import binomial_chance_threshold
+
+    df = check_results(results)
+    sel = df[(df["task"] == task) & (df["split"] == "test") & (df["metric"] == "accuracy")]
+    if sel.empty:
+        return ""
+    chance = float(sel["chance"].mean())
+    parts = [f"Chance {100 * chance:.1f} % (1/{round(1 / chance)}, over the classes that occur)"]
+    major = sel[(sel["method"] == "baseline") & (sel["model"] == "majority")]
+    if len(major):
+        parts.append(f"majority class {100 * float(major['value'].mean()):.1f} %")
+    n_test = pd.to_numeric(sel["n_test"], errors="coerce").dropna()
+    if len(n_test) and n_test.mean() >= 1 and 0 < chance < 1:
+        n = int(round(float(n_test.mean())))
+        limit = binomial_chance_threshold(n, chance)
+        parts.append(f"a guesser at chance scores ≥ {100 * limit:.1f} % on n = {n:,} test "
+                     "windows with p < 0.05 (binomial; overlapping windows are not independent, "
+                     "so the real threshold is higher)")
+    return "; ".join(parts) + "."
+
+
 def _model_table(results: pd.DataFrame, mask_fn, row_col: str, labels, *, task: str,
                  dataset, protocol, title: str, index_name: str) -> pd.DataFrame:
     df = check_results(results)
@@ -219,7 +251,9 @@ def _model_table(results: pd.DataFrame, mask_fn, row_col: str, labels, *, task: 
             table = pd.concat([table, extra[table.columns]])
             table.attrs["marked_rows"] = marked
         table.index.name = index_name
-    table.attrs.update(title=title, dataset=ds, protocol=pr, task=task)
+    table.attrs.update(title=title, dataset=ds, protocol=pr, task=task,
+                       note=chance_note(df[(df["dataset"] == ds) & (df["protocol"] == pr)],
+                                        task) if not sel.empty else "")
     return table
 
 
@@ -282,7 +316,50 @@ def kd_table(results: pd.DataFrame, model: str, *, method: str = "method1",
     table = _model_table(view, mask, "target", labels, task=task, dataset=dataset,
                          protocol=protocol, title=title, index_name="Target")
     table.attrs["model"] = model
+    own = view[mask(view) & (view["split"] == "test") & (view["metric"] == "accuracy")]
+    if dataset is not None:
+        own = own[own["dataset"] == str(dataset)]
+    if protocol is not None:
+        own = own[own["protocol"] == str(protocol)]
+    spread = seed_spread(own, "target")
+    if len(spread) and len(table):
+        table[SEED_SD] = [spread.get(t, math.nan) for t in
+                          [{v: k for k, v in labels.items()}.get(i, i) for i in table.index]]
+        floor = spread.get("scratch", math.nan)
+        if np.isfinite(floor):
+            table.attrs["noise_floor"] = floor
+            table.attrs["note"] = (
+                f"Noise floor: the scratch student's test accuracy moves by {floor:.1f} pp "
+                "between seeds (SD across seeds, mean over folds); a KD target within about "
+                "that distance of the scratch row differs by seed noise, not by method. "
+                + table.attrs.get("note", "")).strip()
     return table
+
+
+#: Column of :func:`kd_table`: test-accuracy SD across seeds within a fold, mean over folds.
+SEED_SD = "Seed SD (pp)"
+
+
+def seed_spread(rows: pd.DataFrame, by: str) -> dict[str, float]:
+    """Test-accuracy spread across seeds per value of ``by``, in percentage points.
+
+    The SD (ddof=1) across seeds within each fold, averaged over folds; a value of ``by`` run
+    with one seed only is left out (no spread to measure).
+
+    Parameters
+    ----------
+    rows : DataFrame
+        Tidy results of one metric (e.g. test accuracy), one dataset and protocol.
+    by : str
+        Column naming the rows of the table (``"target"``, ``"model"``).
+    """
+    out: dict[str, float] = {}
+    for key, grp in rows.groupby(by, sort=False):
+        per_fold = grp.groupby("fold")["value"].agg(lambda v: v.std(ddof=1) if len(v) > 1
+                                                    else math.nan).dropna()
+        if len(per_fold):
+            out[str(key)] = 100.0 * float(per_fold.mean())
+    return out
 
 
 def method_comparison_table(results: pd.DataFrame, *, dataset: str | None = None,
