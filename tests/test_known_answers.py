@@ -3,9 +3,9 @@ measured by the real pipeline (:func:`fearkd.experiment.run_experiment`: readers
 splitters, stages, results) over several seeds, with the project's paired statistics
 (:func:`fearkd.evaluation.contrasts.central_contrasts` and :mod:`fearkd.reporting.effects`).
 
-Each test also names the control that breaks it (see ``docs/KNOWN_ANSWERS.md`` in the closing
-note of the change): the mis-paired KD student (teacher outputs shuffled across rows), the
-leaky ``seed-legacy`` split and the per-subject normaliser.
+Each was shown to fail when the thing it checks is broken: with the teacher's outputs left
+paired in the ``mispaired`` stage, with ``seed-legacy`` replaced by the subject protocol, and
+with the per-subject normaliser disabled.
 """
 
 from __future__ import annotations
@@ -18,11 +18,14 @@ from fearkd.config import ExperimentConfig
 from fearkd.datasets.synthetic import write_deap
 from fearkd.evaluation.contrasts import central_contrasts
 from fearkd.experiment import run_experiment
-from fearkd.reporting.effects import paired_effect, protocol_effect
+from fearkd.reporting.effects import paired_effect, planted_effects, protocol_effect
 
 SEEDS = [0, 1, 2]
 #: Training settings of these tests: small, fast, enough for the MLP to fit the features.
 TRAINING = {"epochs": 30, "pretrain_epochs": 5, "lr": 0.003, "batch_size": 64, "patience": 6}
+
+#: (e) only needs the scratch student: the backbone and teachers that run with it train briefly.
+FAST = {**TRAINING, "epochs": 20, "pretrain_epochs": 1}
 
 
 def _run(tmp: Path, knobs: dict, *, features: dict, methods: list[str], training=TRAINING,
@@ -52,6 +55,10 @@ def test_correct_kd_beats_mispaired_kd_with_a_privileged_teacher(tmp_path):
     # contrasts give mis-paired minus correct: correct KD wins by > 10 pp, interval below -10
     assert row["mean_diff"] < -0.10, row.to_dict()
     assert row["ci_high"] < -0.05, row.to_dict()
+    # the report's planted-effects table reads the same contrast, sign turned, and calls it met
+    effects = planted_effects(results)
+    kd = effects[effects["effect"].str.startswith("KD (soft)")].iloc[0]
+    assert kd["mean_diff"] == pytest.approx(-row["mean_diff"]) and kd["met"]
 
 
 def test_seed_legacy_split_inflates_accuracy(tmp_path):
@@ -79,7 +86,7 @@ def test_subject_normalisation_removes_subject_shift(tmp_path, shift):
     def gain(sub, s):
         runs = {norm: _run(tmp_path / f"{s}-{norm}", {"subject_shift": s, "fear_share": 1.0},
                            features={"normalize": norm}, methods=["method1"],
-                           kd_targets=("hard",))
+                           kd_targets=("hard",), training=FAST)
                 for norm in ("subject", "global")}
         return paired_effect(runs["subject"], runs["global"], ("scratch", "student", "-"))
 
