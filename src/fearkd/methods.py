@@ -21,6 +21,9 @@ training side only. For the KD targets ``t`` of ``[methods] kd_targets``:
   ``method1`` runs, ``scratch/teacher/-``: the backbone's architecture on the teacher's columns,
   randomly initialised and trained on fear directly (the control of the TL effect on the
   teacher at the same input width);
+- controls: :func:`mispaired` (``mispaired/student/<t>``, Method 1's KD with the teacher's
+  outputs shuffled across rows) and :func:`method1_permuted` (``method1-permuted/backbone/-``
+  pretrained on permuted source labels, then ``method1-permuted/teacher/-`` fine-tuned on fear);
 - **baselines** (``[methods] baselines``, :func:`fearkd.models.baselines.make_baseline`),
   fitted on the training rows of the fear and the source task.
 
@@ -52,8 +55,9 @@ from .training.settings import FitSettings
 if TYPE_CHECKING:
     from .config import ExperimentConfig
 
-__all__ = ["METHODS", "PipelineSettings", "STAGES", "Stage", "backbone", "method1", "method2",
-           "register_method", "run_pipeline", "scratch", "stage_list"]
+__all__ = ["METHODS", "PipelineSettings", "STAGES", "Stage", "backbone", "method1",
+           "method1_permuted", "method2", "mispaired", "register_method", "run_pipeline",
+           "scratch", "stage_list"]
 
 #: Values of the results' ``stage`` column, in report order.
 STAGES = ("backbone", "teacher", "student-source", "student", "baseline")
@@ -178,18 +182,48 @@ def method2(settings: PipelineSettings) -> list[Stage]:
 def scratch(settings: PipelineSettings) -> list[Stage]:
     """The controls: the teacher from scratch (when ``method1`` runs: the backbone's
     architecture on the teacher's columns, random init, fear only) and the student from scratch
-    (no KD; also the "hard labels" student)."""
+    (no KD; also the "hard labels" student). The teacher from scratch also runs with
+    ``method1-permuted``, whose control it is."""
     stages = []
-    if "method1" in settings.methods:
+    if {"method1", "method1-permuted"} & set(settings.methods):
         stages.append(Stage("scratch", "teacher", task="fear", inputs="teacher",
                             init_seed="init/scratch-teacher"))
     return [*stages, Stage("scratch", "student", task="fear", inputs="student",
                            model=settings.student_model, init_seed="init/student")]
 
 
+def mispaired(settings: PipelineSettings) -> list[Stage]:
+    """The KD control: per KD target but ``hard``, ``mispaired/student/<t>``, a student taught
+    by Method 1's teacher with the teacher's outputs permuted across the training rows (each
+    window gets another window's soft labels). Needs ``method1`` in the same run."""
+    teacher = "method1/teacher/-"
+    return [Stage("mispaired", "student", target, task="fear", inputs="student",
+                  model=settings.student_model, init_seed="init/student", shuffle="teacher",
+                  **_kd(target, teacher))
+            for target in settings.kd_targets if target != "hard"]
+
+
+def method1_permuted(settings: PipelineSettings) -> list[Stage]:
+    """The TL control: ``method1-permuted/backbone/-``, the backbone pretrained on the source
+    task with its labels permuted across the training rows, then ``method1-permuted/teacher/-``,
+    its copy with a new head fine-tuned on fear exactly as Method 1's teacher. Its difference
+    to the scratch teacher is what pretraining gives without the source labels (≈ 0 expected)."""
+    pre = Stage("method1-permuted", "backbone", task="source", inputs="teacher",
+                init_seed="init/backbone", epochs="pretrain", shuffle="labels")
+    return [pre, Stage("method1-permuted", "teacher", task="fear", inputs="teacher",
+                       init_from=pre.key, init_seed="init/teacher-head", freeze=settings.freeze,
+                       scaler=f"from:{pre.key}")]
+
+
 register_method("method1", method1, description="TL then KD: fine-tuned backbone teaches students")
 register_method("method2", method2,
                 description="KD then TL: backbone distilled on the source task, then fine-tuned")
+register_method("mispaired", mispaired,
+                description="control: Method 1's KD with the teacher's outputs shuffled across "
+                            "rows (needs method1)")
+register_method("method1-permuted", method1_permuted,
+                description="control: Method 1's teacher from a backbone pretrained on permuted "
+                            "source labels")
 
 
 def stage_list(settings: PipelineSettings) -> list[Stage]:
@@ -197,6 +231,9 @@ def stage_list(settings: PipelineSettings) -> list[Stage]:
     ``settings.methods`` in :data:`METHODS` order, then the scratch student)."""
     for name in settings.methods:
         METHODS.entry(name)
+    if "mispaired" in settings.methods and "method1" not in settings.methods:
+        raise ValueError("Method 'mispaired' is taught by Method 1's teacher: add \"method1\" "
+                         "to [methods] run.")
     stages = backbone(settings)
     for name in METHODS:
         if name in settings.methods:

@@ -39,6 +39,9 @@ logger = logging.getLogger(__name__)
 TASKS = ("fear", "source")
 INPUTS = ("teacher", "student")
 EPOCHS = ("pretrain", "finetune")
+#: What a control stage shuffles across its training (and validation) rows: nothing, its
+#: labels (a backbone that learns no source task) or its teacher's outputs (mis-paired KD).
+SHUFFLES = ("none", "labels", "teacher")
 INNER_GROUPS = ("trial", "subject")
 #: Fewest training subjects for a subject-grouped inner validation split.
 MIN_SUBJECT_GROUPS = 3
@@ -80,6 +83,11 @@ class Stage:
         ``"standard"``: a new scaler on the training rows; ``"from:<key>"``: that stage's.
     epochs : {"pretrain", "finetune"}
         ``pretrain_epochs`` or ``epochs`` of the training settings.
+    shuffle : {"none", "labels", "teacher"}
+        Controls: ``"labels"`` trains on its task's labels permuted across the training rows
+        (and, apart, the validation rows), so nothing it learns comes from the labels;
+        ``"teacher"`` permutes the teacher's outputs across those rows, so each window is taught
+        by the teacher's output for another window (mis-paired KD). Scoring uses the true labels.
     """
 
     method: str
@@ -95,13 +103,17 @@ class Stage:
     freeze: str = "none"
     scaler: str = "standard"
     epochs: str = "finetune"
+    shuffle: str = "none"
 
     def __post_init__(self) -> None:
-        for attr, allowed in (("task", TASKS), ("inputs", INPUTS), ("epochs", EPOCHS)):
+        for attr, allowed in (("task", TASKS), ("inputs", INPUTS), ("epochs", EPOCHS),
+                              ("shuffle", SHUFFLES)):
             value = getattr(self, attr)
             if value not in allowed:
                 raise ValueError(f"Stage {self.key!r}: invalid value for {attr!r}: expected one "
                                  f"of {', '.join(map(repr, allowed))}, got {value!r}.")
+        if self.shuffle == "teacher" and self.teacher is None:
+            raise ValueError(f"Stage {self.key!r}: shuffle='teacher' needs a 'teacher' stage.")
         if self.scaler != "standard" and not self.scaler.startswith("from:"):
             raise ValueError(f"Stage {self.key!r}: invalid value for 'scaler': expected "
                              f"'standard' or 'from:<stage key>', got {self.scaler!r}.")
@@ -333,16 +345,27 @@ def _train(stage: Stage, ctx: StageContext):
                                         model.head.out_features)
         loss = make_kd_loss(stage.loss, alpha=s.alpha, temperature=s.temperature,
                             soft_temperature=s.soft_temperature, class_weight=weights)
+    # controls: permutations seeded by the stage alone, training and validation rows apart
+    rng = np.random.default_rng(stage_seed(ctx.seed, f"shuffle/{stage.key}"))
+    perm_tr, perm_va = rng.permutation(len(tr)), rng.permutation(len(va))
+    y_fit = y.copy()
+    if stage.shuffle == "labels":
+        y_fit[tr], y_fit[va] = y[tr][perm_tr], y[va][perm_va]
     targets = None if teacher is None else ctx.teacher_logits(teacher, tr)
+    if targets is not None and stage.shuffle == "teacher":
+        targets = targets[perm_tr]
     validation = None
     if len(va):
-        validation = ((X[va], y[va]) if teacher is None
-                      else (X[va], y[va], ctx.teacher_logits(teacher, va)))
+        if teacher is None:
+            validation = (X[va], y_fit[va])
+        else:
+            t_va = ctx.teacher_logits(teacher, va)
+            validation = (X[va], y_fit[va], t_va[perm_va] if stage.shuffle == "teacher" else t_va)
     scaler = "standard"
     if stage.scaler.startswith("from:"):
         scaler = ctx.earlier(stage, stage.scaler[len("from:"):], "scaler stage")[1]
     start = time.perf_counter()
-    res = trainer.fit(model, X[tr], y[tr], settings=s.fit, targets=targets, loss=loss,
+    res = trainer.fit(model, X[tr], y_fit[tr], settings=s.fit, targets=targets, loss=loss,
                       groups=fold.groups_for(stage.task, tr), validation=validation,
                       freeze=stage.freeze,
                       scaler=scaler, random_state=stage_seed(ctx.seed, stage.key),

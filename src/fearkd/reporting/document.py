@@ -352,6 +352,31 @@ def _contrast_section(run: RunData) -> Section | None:
     return sec
 
 
+def _effects_section(run: RunData) -> Section | None:
+    """Planted effects (:mod:`fearkd.reporting.effects`): expected sign, measured, met."""
+    from .effects import planted_effects
+
+    table = planted_effects(run.results)
+    if table.empty:
+        return None
+    sec = Section("planted-effects", "Planted effects")
+    sec.intro = ("Effects the synthetic data were written to show, each with its expected "
+                 "sign, the measured test-accuracy difference a − b with its 95 % interval "
+                 "(paired on (fold, seed); across protocols on seed) and whether it was met "
+                 "(interval above 0, or containing 0 for a negative control).")
+    shown = table.copy()
+    for col in ("mean_diff", "ci_low", "ci_high"):
+        shown[col] = 100 * shown[col]
+    shown["met"] = shown["met"].map({True: "met", False: "not met"})
+    shown.index = pd.Index([f"{r.dataset.upper()} · {r.effect}" for r in shown.itertuples()],
+                           name="effect")
+    shown = shown.drop(columns=["dataset", "effect"]).rename(columns={
+        "n_pairs": "pairs", "mean_diff": "a − b (pp)", "ci_low": "95 % CI low (pp)",
+        "ci_high": "95 % CI high (pp)"})
+    sec.blocks.append(TableBlock("planted-effects", "Planted effects (test accuracy)", shown))
+    return sec
+
+
 def _ttest_section(run: RunData) -> Section | None:
     from ..evaluation.stats import TEST_TITLES, compare_models
 
@@ -476,7 +501,8 @@ def build_document(run: RunData) -> Document:
     sections = []
     for part in (_dataset_section(run), *_metric_sections(run), _quality_section(run),
                  _protocol_section(run),
-                 _timing_section(run), _contrast_section(run), _ttest_section(run),
+                 _timing_section(run), _contrast_section(run), _effects_section(run),
+                 _ttest_section(run),
                  *_figure_sections(run),
                  *_config_sections(run)):
         if part is not None:

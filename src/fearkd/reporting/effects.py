@@ -1,0 +1,173 @@
+"""Planted effects: what the synthetic data were written to show, and whether a run shows it.
+
+The synthetic writers plant effects with named knobs (``write_deap(privileged=, shared=,
+fear_share=, subject_shift=)``); each effect has an expected sign. :func:`planted_effects`
+reads a run's tidy results and measures every effect whose stages ran, with the project's
+paired statistics (pairs on ``(fold, seed)`` within a protocol; on ``seed`` across protocols,
+whose folds differ):
+
+- **leak of the reference's split**: backbone test accuracy under ``seed-legacy`` minus under
+  ``subject`` (expected > 0);
+- **KD**: ``method1/student/<t>`` minus ``mispaired/student/<t>`` (the same student taught by
+  the teacher's outputs shuffled across rows), from
+  :func:`fearkd.evaluation.contrasts.central_contrasts` with its sign turned (expected > 0);
+- **TL**: ``method1/teacher/-`` minus ``scratch/teacher/-`` (expected > 0 when the source and
+  fear latents are shared);
+- **TL, permuted source labels** (negative control): ``method1-permuted/teacher/-`` minus
+  ``scratch/teacher/-`` (expected ≈ 0: its interval contains 0).
+
+An effect is *met* when its 95 % interval lies above 0 (expected > 0) or contains 0
+(expected ≈ 0).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ..evaluation.stats import mean_difference_ci
+
+__all__ = ["EFFECT_COLUMNS", "paired_effect", "planted_effects", "protocol_effect"]
+
+#: Columns of :func:`planted_effects`.
+EFFECT_COLUMNS = ("dataset", "effect", "a", "b", "expected", "n_pairs", "mean_diff", "ci_low",
+                  "ci_high", "met")
+
+
+def _test_rows(results: pd.DataFrame, metric: str, **where) -> pd.DataFrame:
+    sel = results[(results["split"] == "test") & (results["metric"] == metric)]
+    for col, value in where.items():
+        if value is not None:
+            sel = sel[sel[col] == value]
+    return sel
+
+
+def _summary(d: np.ndarray, confidence: float) -> dict:
+    if len(d) < 2:
+        return {"n_pairs": int(len(d)), "mean_diff": float(np.mean(d)) if len(d) else np.nan,
+                "ci_low": np.nan, "ci_high": np.nan}
+    mean, lo, hi = mean_difference_ci(d, confidence)
+    return {"n_pairs": int(len(d)), "mean_diff": mean, "ci_low": lo, "ci_high": hi}
+
+
+def paired_effect(a: pd.DataFrame, b: pd.DataFrame, spec: tuple[str, str, str],
+                  b_spec: tuple[str, str, str] | None = None, *, metric: str = "accuracy",
+                  confidence: float = 0.95, **where) -> dict:
+    """Mean test difference ``a - b`` of one stage, paired on ``(fold, seed)``.
+
+    Parameters
+    ----------
+    a, b : DataFrame
+        Tidy results (one run's, or two runs' with the same splits, e.g. two normalisations of
+        the same data).
+    spec : (method, stage, target)
+        The stage of ``a``; ``b_spec`` that of ``b`` (default: the same).
+    metric : str
+    confidence : float
+    **where
+        Further column filters (``dataset=``, ``protocol=``, ``model=``).
+
+    Returns
+    -------
+    dict
+        ``n_pairs``, ``mean_diff``, ``ci_low``, ``ci_high`` (NaN below 2 pairs).
+    """
+    sides = []
+    for frame, (method, stage, target) in ((a, spec), (b, b_spec or spec)):
+        sel = _test_rows(frame, metric, method=method, stage=stage, target=target, **where)
+        sides.append(sel.groupby(["fold", "seed"])["value"].mean())
+    pairs = pd.concat(sides, axis=1, join="inner").dropna()
+    return _summary((pairs.iloc[:, 0] - pairs.iloc[:, 1]).to_numpy(float), confidence)
+
+
+def protocol_effect(a: pd.DataFrame, b: pd.DataFrame, *, method: str = "backbone",
+                    metric: str = "accuracy", confidence: float = 0.95, **where) -> dict:
+    """Mean test difference ``a - b`` of a method's stages, paired on ``seed``.
+
+    Two protocols split differently, so their folds are not paired; each seed's fold mean is.
+
+    Parameters
+    ----------
+    a, b : DataFrame
+        Tidy results of two protocols (both may be in one frame: pass ``protocol=`` through
+        :func:`planted_effects`, or filter before).
+    method : str
+    metric : str
+    confidence : float
+    **where
+        Further column filters.
+
+    Returns
+    -------
+    dict
+        ``n_pairs`` (seeds), ``mean_diff``, ``ci_low``, ``ci_high``.
+    """
+    means = [_test_rows(f, metric, method=method, **where).groupby("seed")["value"].mean()
+             for f in (a, b)]
+    pairs = pd.concat(means, axis=1, join="inner").dropna()
+    return _summary((pairs.iloc[:, 0] - pairs.iloc[:, 1]).to_numpy(float), confidence)
+
+
+def _met(expected: str, row: dict) -> bool:
+    if not np.isfinite(row["ci_low"]):
+        return False
+    if expected == "> 0":
+        return bool(row["ci_low"] > 0)
+    return bool(row["ci_low"] <= 0 <= row["ci_high"])
+
+
+def planted_effects(results: pd.DataFrame, metric: str = "accuracy",
+                    confidence: float = 0.95) -> pd.DataFrame:
+    """Every planted effect a run's results can measure, one row each.
+
+    Parameters
+    ----------
+    results : DataFrame
+        Tidy results of a run (``results.csv``).
+    metric : str
+    confidence : float
+
+    Returns
+    -------
+    DataFrame
+        Columns :data:`EFFECT_COLUMNS`; differences are fractions (``a - b``); empty when none
+        of the effects' stages ran.
+    """
+    from ..evaluation.contrasts import central_contrasts
+
+    rows = []
+    for dataset, res in results.groupby("dataset", sort=False):
+        protocols = set(res["protocol"])
+        if {"seed-legacy", "subject"} <= protocols:
+            for model in pd.unique(_test_rows(res, metric, method="backbone")["model"]):
+                eff = protocol_effect(res[res["protocol"] == "seed-legacy"],
+                                      res[res["protocol"] == "subject"], metric=metric,
+                                      confidence=confidence, model=model)
+                if eff["n_pairs"]:
+                    rows.append({"dataset": dataset, "effect": f"leak of the reference's split "
+                                 f"({model} backbone, source task; pairs = seeds)",
+                                 "a": "seed-legacy", "b": "subject", "expected": "> 0", **eff})
+        sub = res[res["protocol"] == "subject"]
+        if set(sub["method"]) & {"method1", "method2"}:
+            table = central_contrasts(sub, metric, confidence=confidence).table
+            for r in table.itertuples() if not table.empty else ():
+                if r.contrast.startswith("mis-paired KD"):
+                    target = r.contrast[r.contrast.index("(") + 1:-1]
+                    rows.append({"dataset": dataset, "effect": f"KD ({target}) vs mis-paired "
+                                 f"KD ({r.model} student)", "a": f"method1/student/{target}",
+                                 "b": f"mispaired/student/{target}", "expected": "> 0",
+                                 "n_pairs": r.n_pairs, "mean_diff": -r.mean_diff,
+                                 "ci_low": -r.ci_high, "ci_high": -r.ci_low})
+        for a, name, expected in (("method1", "TL teacher vs teacher from scratch", "> 0"),
+                                  ("method1-permuted", "TL with permuted source labels vs "
+                                   "teacher from scratch (negative control)", "≈ 0")):
+            for model in pd.unique(_test_rows(sub, metric, method=a, stage="teacher")["model"]):
+                eff = paired_effect(sub, sub, (a, "teacher", "-"), ("scratch", "teacher", "-"),
+                                    metric=metric, confidence=confidence, model=model)
+                if eff["n_pairs"]:
+                    rows.append({"dataset": dataset, "effect": f"{name} ({model})",
+                                 "a": f"{a}/teacher/-", "b": "scratch/teacher/-",
+                                 "expected": expected, **eff})
+    for row in rows:
+        row["met"] = _met(row["expected"], row)
+    return pd.DataFrame(rows, columns=list(EFFECT_COLUMNS))
