@@ -53,7 +53,7 @@ def test_round_trip_dict():
         ("[training]\nepochs = 'ten'\n", r"\[training\] epochs: expected an integer, got 'ten'"),
         ("[evaluation]\nprotocol = 'subjects'\n",
          r"Invalid value for '\[evaluation\] protocol': expected one of 'subject', 'trial', "
-         r"'window', 'seed-legacy', got 'subjects'\."),
+         r"'window', 'seed-legacy', 'train-on-one', 'leave-one-dataset-out', got 'subjects'\."),
         ("[methods]\nkd_targets = ['hard', 'warm']\n",
          r"Invalid value for '\[methods\] kd_targets': expected one of 'hard', 'soft', "
          r"'combined', got 'warm'"),

@@ -75,6 +75,8 @@ else:  # pragma: no cover - Python 3.10
 
 __all__ = [
     "DatasetConfig",
+    "DatasetEntry",
+    "CommonConfig",
     "LabelsConfig",
     "FeaturesConfig",
     "ModelsConfig",
@@ -114,6 +116,46 @@ class DatasetConfig:
     #: ``kind = "generic"`` they are the reader's description (see
     #: :mod:`fearkd.datasets.generic`); ``path`` then overrides its ``root``.
     options: Mapping[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    """One ``[[datasets]]`` entry: a dataset of a multi-dataset experiment, with its labels.
+
+    ``name`` (default: ``kind``) is its value in the results' ``dataset`` column; ``rules``,
+    ``source`` and ``nan_policy`` override ``[labels]`` for this dataset (empty: ``[labels]``'s).
+    Every other key is passed to the reader, as in ``[dataset]``.
+    """
+
+    kind: str = "deap"
+    path: str = ""
+    name: str = ""
+    subjects: tuple[str, ...] = ()
+    rules: str = ""
+    source: str = ""
+    nan_policy: str = ""
+    options: Mapping[str, object] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return self.name or self.kind
+
+
+@dataclass(frozen=True)
+class CommonConfig:
+    """``[common]``: the named common feature space of a multi-dataset experiment.
+
+    ``space``: a name of :data:`fearkd.features.common.COMMON_SPACES`. ``student``: the
+    student's common columns (empty: all of them). ``prefix_subjects``: prefix subject ids
+    with the dataset name when two datasets share an id (false: such a clash is an error).
+    ``per_dataset``: also train each dataset's own model on its rows alone, next to the
+    combined one.
+    """
+
+    space: str = "seed-frontal-gsr"
+    student: tuple[str, ...] = ()
+    prefix_subjects: bool = True
+    per_dataset: bool = True
 
 
 @dataclass(frozen=True)
@@ -192,6 +234,9 @@ class ExperimentConfig:
 
     name: str = "experiment"
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    #: ``[[datasets]]``: several datasets in one experiment (empty: ``[dataset]`` alone).
+    datasets: tuple[DatasetEntry, ...] = ()
+    common: CommonConfig = field(default_factory=CommonConfig)
     labels: LabelsConfig = field(default_factory=LabelsConfig)
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
     models: ModelsConfig = field(default_factory=ModelsConfig)
@@ -390,6 +435,54 @@ def _build(cls, table: Mapping, section: str, source: str):
         raise ConfigError(f"{source}: {exc}") from None
 
 
+def _entries(value: object, source: str) -> tuple[DatasetEntry, ...]:
+    """``[[datasets]]``: a list of tables; keys beyond the entry's own are reader options."""
+    if not isinstance(value, list) or not all(isinstance(v, Mapping) for v in value):
+        raise ConfigError(f"{source}: datasets: expected an array of tables ([[datasets]] "
+                          f"entries with kind and path), got {value!r}.")
+    own = [f.name for f in dataclasses.fields(DatasetEntry) if f.name != "options"]
+    out = []
+    for table in value:
+        if isinstance(table.get("options"), Mapping):
+            table = {**{k: v for k, v in table.items() if k != "options"}, **table["options"]}
+        opts = {k: v for k, v in table.items() if k not in own}
+        entry = _build(DatasetEntry, {**{k: table[k] for k in own if k in table},
+                                      "options": opts}, "[datasets]", source)
+        out.append(entry)
+    return tuple(out)
+
+
+def _check_multi(cfg: ExperimentConfig, source: str) -> None:
+    """Names of ``[[datasets]]`` entries, their readers and labels, the common space."""
+    from .datasets.loaders import READERS
+    from .evaluation.splitters import PROTOCOLS
+    from .features.common import get_space
+    from .labels import NAN_POLICIES
+
+    names = [e.label for e in cfg.datasets]
+    for i, e in enumerate(cfg.datasets):
+        where = f"[[datasets]] {i + 1} ({e.label!r})"
+        _check_name(e.kind, READERS, f"{where} kind", source)
+        if e.nan_policy:
+            _check_name(e.nan_policy, NAN_POLICIES, f"{where} nan_policy", source)
+        _check_reader_options(DatasetConfig(e.kind, e.path, e.subjects, e.options), source)
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ConfigError(f"{source}: [[datasets]] name: {dup!r} appear(s) twice; give each "
+                          f"entry its own name = \"...\" (the results' dataset column).")
+    cross = PROTOCOLS.entry(cfg.evaluation.protocol).info.get("group") == "dataset"
+    if cross and len(cfg.datasets) < 2:
+        raise ConfigError(f"{source}: [evaluation] protocol = {cfg.evaluation.protocol!r} "
+                          f"compares datasets: expected at least 2 [[datasets]] entries, got "
+                          f"{len(cfg.datasets)}; add a [[datasets]] entry or use protocol = "
+                          f"\"subject\".")
+    if cfg.datasets:
+        try:
+            get_space(cfg.common.space)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+
+
 def _plugins(value: object, source: str) -> tuple[str, ...]:
     """Resolve and import the file's plug-ins, so that the names they register validate."""
     from .plugins import load_plugins, resolve_plugin
@@ -407,9 +500,9 @@ def _from_dict(data: Mapping, source: str) -> ExperimentConfig:
     sections = {
         "dataset": DatasetConfig, "labels": LabelsConfig, "features": FeaturesConfig,
         "models": ModelsConfig, "methods": MethodsConfig, "training": TrainingConfig,
-        "evaluation": EvaluationConfig,
+        "evaluation": EvaluationConfig, "common": CommonConfig,
     }
-    top = {"name", "plugins"} | set(sections) | {"source"}
+    top = {"name", "plugins", "datasets"} | set(sections) | {"source"}
     unknown = sorted(set(data) - top)
     if unknown:
         raise ConfigError(
@@ -430,8 +523,11 @@ def _from_dict(data: Mapping, source: str) -> ExperimentConfig:
     for key, cls in sections.items():
         if key in data:
             kwargs[key] = _build(cls, data[key], key, source)
+    if "datasets" in data:
+        kwargs["datasets"] = _entries(data["datasets"], source)
     cfg = ExperimentConfig(**kwargs)
     _check_names(cfg, source)
+    _check_multi(cfg, source)
     _check_reader_options(cfg.dataset, source)
     m, e = cfg.methods, cfg.evaluation
     from .features.normalize import parse_normalize
@@ -486,7 +582,9 @@ def load_config(path: str | Path) -> ExperimentConfig:
     if ds.kind == "generic" and isinstance(root, str) and not Path(root).is_absolute():
         options = {**ds.options, "root": str((path.parent / root).resolve())}
         cfg = dataclasses.replace(cfg, dataset=dataclasses.replace(ds, options=options))
-    return cfg
+    entries = tuple(dataclasses.replace(e, path=str((path.parent / e.path).resolve()))
+                    if e.path and not Path(e.path).is_absolute() else e for e in cfg.datasets)
+    return dataclasses.replace(cfg, datasets=entries)
 
 
 def config_to_dict(cfg: ExperimentConfig) -> dict:

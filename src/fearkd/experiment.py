@@ -26,7 +26,7 @@ from .methods import PipelineSettings
 from .recordings import Recordings
 from .rundir import RunDir
 
-__all__ = ["PreparedData", "prepare_data", "run_experiment", "ExperimentResult"]
+__all__ = ["PreparedData", "prepare_data", "prepare_multi", "run_experiment", "ExperimentResult"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +42,8 @@ class PreparedData:
     class_names: tuple[str, ...]
     label_report: LabelReport
     summary: dict
+    #: Each dataset's label report and summary (several ``[[datasets]]``; else this one).
+    parts: dict | None = None
 
 
 @dataclass
@@ -126,6 +128,89 @@ def prepare_data(cfg: ExperimentConfig, *, data_path=None, cache_dir=None,
                           "student_features": len(student_names)}
     return PreparedData(recordings.dataset, fs, tuple(student_names), labeled.n_source_classes,
                         labeled.class_names, labeled.report, summary)
+
+
+def prepare_multi(cfg: ExperimentConfig, *, cache_dir=None, progress: bool = True
+                  ) -> PreparedData:
+    """Every ``[[datasets]]`` entry in the ``[common]`` space, stacked into one FeatureSet.
+
+    Each dataset is read with its own reader and labels, its columns renamed to the space's
+    (:mod:`fearkd.features.common`), its ``dataset`` column set to the entry's name and its
+    source-task classes shifted after the previous dataset's (the source tasks differ: DEAP
+    valence, ASCERTAIN arousal). Subject ids two datasets share are prefixed with the dataset
+    name (``[common] prefix_subjects``), or refused.
+    """
+    from .datasets.loaders import open_dataset
+    from .features.common import check_channels, common_recipe, get_space, to_common
+    from .features.extract import extract_features
+    from .features.featureset import FeatureSet
+
+    space = get_space(cfg.common.space, f"{cfg.source}: [common] space")
+    f, sets, parts, offset, class_names = cfg.features, [], {}, 0, None
+    for e in cfg.datasets:
+        options = dict(e.options) | ({"subjects": list(e.subjects)} if e.subjects else {})
+        recordings = open_dataset(e.path, kind=e.kind, **options)
+        first = recordings.load(recordings.subjects[0]).trials[0]
+        channels = [n for m in first.modalities for n in first.signals[m].ch_names]
+        check_channels(space, e.kind, e.label, channels, cfg.source)
+        rules = e.rules or _rules(cfg, recordings.dataset, "rules")
+        source = e.source or _rules(cfg, recordings.dataset, "source")
+        fs, labeled = extract_features(
+            recordings, common_recipe(space, e.kind), window=f.window, step=f.step,
+            baseline=f.baseline, method=f.method, log=f.log, rules=rules, source=source,
+            ambiguous=cfg.labels.ambiguous, nan_policy=e.nan_policy or cfg.labels.nan_policy,
+            n_jobs=f.n_jobs, cache_dir=cache_dir, progress=progress, return_labels=True)
+        fs = to_common(fs, space, e.kind)
+        meta = fs.metadata.copy()
+        meta["dataset"] = e.label
+        meta["subject"] = meta["subject"].astype(str)
+        meta.loc[meta["y_source"] >= 0, "y_source"] += offset
+        offset += labeled.n_source_classes
+        class_names = class_names or labeled.class_names
+        sets.append(FeatureSet(fs.X, fs.feature_names, meta, fs.info))
+        parts[e.label] = (labeled.report, {"kind": e.kind, "n_subjects": int(
+            meta["subject"].nunique()), "n_trials": int(len(labeled.labels)),
+            "n_windows": int(len(meta)), "n_fear_labelled": int((meta["y_fear"] >= 0).sum()),
+            "source_classes": labeled.n_source_classes})
+    ids = [set(s.metadata["subject"]) for s in sets]
+    clash = sorted(set.union(*[a & b for i, a in enumerate(ids) for b in ids[i + 1:]] or [set()]))
+    if clash and not cfg.common.prefix_subjects:
+        raise ConfigError(f"{cfg.source}: [common] prefix_subjects = false but [[datasets]] "
+                          f"{[e.label for e in cfg.datasets]!r} share subject id(s) "
+                          f"{clash[:5]!r}; set prefix_subjects = true (ids become "
+                          f"'<dataset>:<id>') or select disjoint subjects.")
+    if clash:
+        for s in sets:
+            s.metadata["subject"] = s.metadata["dataset"] + ":" + s.metadata["subject"]
+    fs = FeatureSet.concat(sets)
+    student = cfg.common.student or tuple(fs.feature_names)
+    unknown = [n for n in student if n not in fs.feature_names]
+    if unknown:
+        raise ConfigError(f"{cfg.source}: [common] student: {unknown!r} are not columns of the "
+                          f"space {space.name!r}; expected some of {list(fs.feature_names)!r}.")
+    meta = fs.metadata
+    name = "+".join(e.label for e in cfg.datasets)
+    summary = {"datasets": {k: v[1] for k, v in parts.items()}, "common": space.name,
+               "n_subjects": int(meta["subject"].nunique()),
+               "windows": {"n": int(len(meta)), "n_fear_labelled": int((meta["y_fear"] >= 0)
+                                                                       .sum()),
+                           "window_s": f.window, "step_s": f.step,
+                           "teacher_features": fs.n_features, "student_features": len(student)}}
+    first_report = next(iter(parts.values()))[0]
+    return PreparedData(name, fs, tuple(student), offset, class_names, first_report, summary,
+                        parts)
+
+
+def _scoped_splits(meta: pd.DataFrame, protocol: str, folds: int, seed: int,
+                   scope: str | None) -> list[tuple]:
+    """Splits of the rows of one dataset (``scope``) or of all rows, as global positions."""
+    import numpy as np
+
+    if scope is None:
+        return _splits(meta, protocol, folds, seed)
+    pos = np.flatnonzero(meta["dataset"].astype(str).to_numpy() == scope)
+    out = _splits(meta.iloc[pos].reset_index(drop=True), protocol, folds, seed)
+    return [(pos[tr], None if va is None else pos[va], pos[te]) for tr, va, te in out]
 
 
 def _splits(meta: pd.DataFrame, protocol: str, folds: int, seed: int) -> list[tuple]:
@@ -215,18 +300,37 @@ def run_experiment(cfg: ExperimentConfig, rundir: str | Path, *, data_path=None,
     # refuse another configuration before any work, but write this one only once the data
     # have been read: a run that failed on a wrong path must not pin its config
     run.check_config(resolved, key=config_key, write=False)
+    if prepared is None and cfg.datasets:
+        prepared = prepare_multi(cfg, cache_dir=run.path / "cache", progress=progress)
     data = prepared or prepare_data(cfg, data_path=data_path, cache_dir=run.path / "cache",
                                     progress=progress)
     run.check_config(resolved, key=config_key)
     run.start_environment(seeds=list(ev.seeds), jobs=jobs, scheduler=scheduler or "",
                           torch_threads=UNIT_THREADS)
-    dsdir = run.dataset_dir(data.dataset)
-    run.write_json(dsdir.relative_to(run.path) / "label_report.json", data.label_report.to_dict())
-    run.write_json(dsdir.relative_to(run.path) / "summary.json", data.summary)
-    for warning in data.label_report.warnings:
-        logger.warning("%s: %s", data.dataset, warning)
+    parts = data.parts or {data.dataset: (data.label_report, data.summary)}
+    if data.parts:
+        parts = {**parts, data.dataset: (data.label_report, data.summary)}
+    for name, (report, summary) in parts.items():
+        dsdir = run.dataset_dir(name)
+        run.write_json(dsdir.relative_to(run.path) / "label_report.json", report.to_dict())
+        run.write_json(dsdir.relative_to(run.path) / "summary.json", summary)
+        for warning in report.warnings if name != data.dataset or not data.parts else ():
+            logger.warning("%s: %s", name, warning)
     meta = data.featureset.metadata
-    folds = _resolve_folds(folds, meta, protocols, cfg.source)
+    from .evaluation.splitters import PROTOCOLS
+
+    multi = bool(data.parts)
+    scopes = {}  # unit dataset name -> rows it splits (None: all)
+    for protocol in protocols:
+        scopes[(data.dataset, protocol)] = None
+        per = multi and cfg.common.per_dataset
+        if per and PROTOCOLS.entry(protocol).info.get("group") != "dataset":
+            scopes.update({(name, protocol): name for name in data.parts})
+    smallest = meta
+    if multi and cfg.common.per_dataset:
+        sizes = {n: meta[meta["dataset"] == n] for n in data.parts}
+        smallest = min(sizes.values(), key=lambda m: m["subject"].nunique())
+    folds = _resolve_folds(folds, smallest, protocols, cfg.source)
     from .features.normalize import check_normalize
 
     try:
@@ -234,14 +338,15 @@ def run_experiment(cfg: ExperimentConfig, rundir: str | Path, *, data_path=None,
         check_normalize(cfg.features.normalize, meta, cfg.features.window)
     except ConfigError as exc:
         raise ConfigError(f"{cfg.source or 'config'}: {exc}") from None
-    splits, n_folds = {}, {}
-    for protocol in protocols:
+    splits, units = {}, []
+    for (name, protocol), scope in scopes.items():
+        n_folds = {}
         for seed in ev.seeds:
-            splits[(protocol, seed)] = _splits(meta, protocol, folds, seed)
-            n_folds[(protocol, seed)] = len(splits[(protocol, seed)])
+            splits[(name, protocol, seed)] = _scoped_splits(meta, protocol, folds, seed, scope)
+            n_folds[(protocol, seed)] = len(splits[(name, protocol, seed)])
+        units += make_units(name, [x for x in plan if x[0] == protocol], n_folds, ev.seeds)
     cv = CVData(data.featureset, data.student_names, splits, settings, data.n_source_classes,
-                data.class_names, plugins=cfg.plugins)
-    units = make_units(data.dataset, plan, n_folds, ev.seeds)
+                data.class_names, plugins=cfg.plugins, multi=multi)
     run_units(units, cv, run, jobs=jobs, scheduler=scheduler, progress=progress,
               scheduler_timeout=scheduler_timeout)
     results = run.results()

@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError
@@ -80,6 +82,9 @@ class CVData:
     #: Plug-in modules (:mod:`fearkd.plugins`) each worker imports before running a unit, so
     #: that the names they register exist in every process.
     plugins: tuple[str, ...] = ()
+    #: Several datasets (``[[datasets]]``): rows carry ``trained_on`` and a unit whose test
+    #: side holds several datasets is also scored on each of them.
+    multi: bool = False
 
 
 def make_units(dataset: str, plan: Sequence[tuple[str, str, tuple[str, ...]]],
@@ -157,24 +162,85 @@ def _run_unit(unit: Unit, data: CVData, checkpoint_root: str | None, methods) ->
     # under a subject-wise protocol, model selection must not see windows of a training
     # subject on both sides of the inner split either
     grouped = PROTOCOLS.entry(unit.protocol).info.get("group")
+    inner = "subject" if grouped in ("subject", "dataset") else "trial"
     settings = dataclasses.replace(data.settings, methods=unit.methods,
                                    scratch=bool(unit.methods) and data.settings.scratch,
-                                   inner_groups="subject" if grouped == "subject" else "trial")
-    train, val, test = data.splits[(unit.protocol, unit.seed)][unit.fold]
+                                   inner_groups=inner)
+    key = (unit.dataset, unit.protocol, unit.seed)
+    train, val, test = data.splits[key if key in data.splits else key[1:]][unit.fold]
     ckpt = None if checkpoint_root is None else Path(checkpoint_root) / unit.id
     start = time.perf_counter()
-    result = methods.run_pipeline(
-        data.featureset, data.student_names, train, test, val_idx=val,
-        backbone=unit.model, settings=settings, seed=unit.seed,
-        n_source_classes=data.n_source_classes, class_names=data.class_names,
-        checkpoint_dir=ckpt,
-    )
-    for row in result["rows"]:
-        row.update(dataset=unit.dataset, protocol=unit.protocol, model=row.get("model", unit.model),
-                   fold=unit.fold, seed=unit.seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt = ckpt or Path(tmp)  # the per-dataset scores reload the stages from here
+        result = methods.run_pipeline(
+            data.featureset, data.student_names, train, test, val_idx=val,
+            backbone=unit.model, settings=settings, seed=unit.seed,
+            n_source_classes=data.n_source_classes, class_names=data.class_names,
+            checkpoint_dir=ckpt,
+        )
+        meta = data.featureset.metadata
+        names = meta["dataset"].astype(str).to_numpy()
+        trained_on = "+".join(dict.fromkeys(names[train]))
+        tested = list(dict.fromkeys(names[test]))
+        # a cross-dataset fold is named by its test dataset; a combined unit by the union
+        cross = grouped == "dataset" and len(tested) == 1
+        for row in result["rows"]:
+            row.update(dataset=tested[0] if cross else unit.dataset,
+                       protocol=unit.protocol, model=row.get("model", unit.model),
+                       fold=unit.fold, seed=unit.seed)
+            if data.multi:
+                row["trained_on"] = trained_on
+        if data.multi and not cross and unit.dataset not in tested:
+            result["rows"] += dataset_rows(data, settings, unit, train, val, test, ckpt,
+                                           trained_on)
     result["unit"] = asdict(unit)
     result["wall_seconds"] = time.perf_counter() - start
     return result
+
+
+def dataset_rows(data: CVData, settings, unit: Unit, train, val, test, ckpt: Path,
+                 trained_on: str) -> list[dict]:
+    """Test rows of every stage of a finished unit, scored on each dataset's test windows.
+
+    The stages are reloaded from the unit's checkpoints (the models just trained on the whole
+    training side); each dataset's rows get ``dataset`` = that dataset and ``n_test`` = its
+    test windows. The baselines are scored on the union only.
+    """
+    from .. import methods
+    from ..stages import Fold, _softmax, _StageStore, metric_rows
+    from ..training.trainer import predict_logits
+
+    fs = data.featureset
+    fold = Fold(fs, data.student_names, train, test, val, normalize=settings.normalize,
+                inner_groups=settings.inner_groups)
+    names = fs.metadata["dataset"].astype(str).to_numpy()
+    store = _StageStore(ckpt)
+    n_classes = {"fear": len(data.class_names), "source": int(data.n_source_classes)}
+    rows = []
+    for stage in methods.stage_list(settings):
+        cached = store.load(stage.key)
+        if cached is None:
+            continue
+        ck, meta = cached
+        first = next((r for r in meta["rows"] if r["split"] == "test"), None)
+        if first is None:
+            continue
+        X, y = fold.X[stage.inputs], fold.y[stage.task]
+        test_rows = fold.rows(stage.task, "test")
+        for name in dict.fromkeys(names[test_rows]):
+            sel = test_rows[names[test_rows] == name]
+            p = _softmax(predict_logits(ck.model, X[sel], scaler=ck.scaler))
+            info = {k: v for k, v in first.items() if k not in ("split", "metric", "value")}
+            info.update(n_test=int(len(sel)))
+            empty = np.empty(0, dtype=np.int64)
+            got, _ = metric_rows(info, {"train": empty, "test": y[sel]},
+                                 {"train": empty, "test": p.argmax(1)},
+                                 {"train": None, "test": p}, n_classes[stage.task])
+            for row in got:
+                row.update(dataset=name, protocol=unit.protocol, fold=unit.fold,
+                           seed=unit.seed, trained_on=trained_on)
+            rows.extend(got)
+    return rows
 
 
 def _connect(scheduler: str, timeout: float):

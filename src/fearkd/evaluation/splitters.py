@@ -55,7 +55,7 @@ logger = logging.getLogger(__name__)
 #: :func:`register_protocol`). Registration order is the report's order.
 PROTOCOLS: Registry[Callable] = Registry("protocol", "[evaluation] protocol")
 #: What a protocol keeps apart: the leakage guard checks that no such group crosses a split.
-GROUPS = ("subject", "trial", "none")
+GROUPS = ("subject", "trial", "dataset", "none")
 #: Examples an error or report lists.
 _N_EXAMPLES = 5
 
@@ -126,6 +126,8 @@ class LeakageReport:
     #: Test windows sharing samples with a training window of the same subject and trial.
     n_overlapping: int
     overlapping_examples: tuple[tuple[str, int, int], ...]
+    #: Datasets with windows on both sides (counted when ``metadata`` has a dataset column).
+    datasets_crossing: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -135,6 +137,9 @@ class LeakageReport:
             return self.n_subjects_crossing == 0 and self.n_shared_rows == 0
         if group == "trial":
             return self.n_trials_crossing == 0 and self.n_shared_rows == 0
+        if group == "dataset":
+            return (not self.datasets_crossing and self.n_subjects_crossing == 0
+                    and self.n_shared_rows == 0)
         return True
 
     def to_dict(self) -> dict:
@@ -150,6 +155,7 @@ class LeakageReport:
             "trials_crossing": [list(t) for t in self.trials_crossing],
             "n_overlapping": self.n_overlapping,
             "overlapping_examples": [list(t) for t in self.overlapping_examples],
+            "datasets_crossing": list(self.datasets_crossing),
             "ok": self.ok,
         }
 
@@ -216,6 +222,13 @@ def check_split(
     overlap = _overlapping_tests(codes, start, stop, train, test)
     rows = test[overlap][:_N_EXAMPLES]
     window = metadata["window"].to_numpy() if "window" in metadata.columns else rows
+    group = PROTOCOLS.entry(protocol).info.get("group")
+    if group == "dataset":
+        _require(metadata, ("dataset",))
+    ds_cross = ()
+    if "dataset" in metadata.columns:
+        ds = metadata["dataset"].astype(str).to_numpy()
+        ds_cross = tuple(str(d) for d in np.intersect1d(ds[train], ds[test]))
     report = LeakageReport(
         protocol=protocol,
         n_train=len(train),
@@ -229,10 +242,14 @@ def check_split(
         overlapping_examples=tuple(
             (str(subjects[r]), int(trials[r]), int(window[r])) for r in rows
         ),
+        datasets_crossing=ds_cross,
     )
     if not report.ok:
+        crossing = (f"dataset(s) {list(report.datasets_crossing)} and "
+                    if group == "dataset" else "")
         raise LeakageError(
-            f"Split violates the {protocol!r} protocol: {report.n_subjects_crossing} subject(s) "
+            f"Split violates the {protocol!r} protocol: {crossing}"
+            f"{report.n_subjects_crossing} subject(s) "
             f"(e.g. {list(report.subjects_crossing)}), {report.n_trials_crossing} trial(s) "
             f"(e.g. {list(report.trials_crossing)}) and {report.n_shared_rows} row(s) are on both "
             f"sides; {report.n_overlapping} test window(s) share samples with training windows."
@@ -522,8 +539,9 @@ def register_protocol(name: str, factory: Callable, *, description: str = "",
         ``MetadataSplitter`` to get the leakage guard and ``split_with_validation``).
     description : str
         One line for ``--help`` and the docs.
-    group : {"subject", "trial", "none"}
-        What the protocol keeps apart; :func:`check_split` raises :class:`LeakageError` when such
+    group : {"subject", "trial", "dataset", "none"}
+        What the protocol keeps apart (``"dataset"``: no dataset, subject or row on both
+        sides); :func:`check_split` raises :class:`LeakageError` when such
         a group (or a row) is on both sides. ``"none"``: only rows are counted.
     leaky : bool
         Whether its scores are optimistic by design (said in reports).
@@ -622,3 +640,7 @@ register_protocol("window", _window_splitter, group="none", leaky=True,
                   description="random folds over windows (leaky; shows the gap)")
 register_protocol("seed-legacy", _legacy_splitter, group="none", leaky=True,
                   description="the reference's every-5th-window split (leaky)")
+
+
+# the cross-dataset protocols register themselves (train-on-one, leave-one-dataset-out)
+from . import crossdataset  # noqa: E402,F401
