@@ -640,7 +640,3 @@ register_protocol("window", _window_splitter, group="none", leaky=True,
                   description="random folds over windows (leaky; shows the gap)")
 register_protocol("seed-legacy", _legacy_splitter, group="none", leaky=True,
                   description="the reference's every-5th-window split (leaky)")
-
-
-# the cross-dataset protocols register themselves (train-on-one, leave-one-dataset-out)
-from . import crossdataset  # noqa: E402,F401
