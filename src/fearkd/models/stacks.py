@@ -27,7 +27,9 @@ the same. For 176 one-dimensional steps and 10 outputs: ``bilstm`` 352,874 in Ke
 in PyTorch (+ 4 * (128 + 128 + 128 + 32)); ``bigru`` 525,226 in both.
 
 Initialisation follows Keras (Glorot-uniform input kernels, orthogonal recurrent kernels, zero
-biases, LSTM forget-gate bias 1; Glorot-uniform dense kernels). Plain ``nn.LSTM``/``nn.GRU``.
+biases, LSTM forget-gate bias 1; Glorot-uniform dense kernels), except that the GRU's update
+gate starts with a bias of 1 (:func:`fearkd.models.rnn.init_recurrent_`). Plain
+``nn.LSTM``/``nn.GRU``.
 """
 
 from __future__ import annotations
