@@ -3,8 +3,14 @@
 Layers (the reference names the model but does not list its layers; this is our choice)::
 
     Conv1d(filters=64, k=3, same) + ReLU -> MaxPool(2)      [sequence of n_features // 2 steps]
-    LSTM(hidden_size=64) over the pooled positions (64 inputs per step), last hidden state
-    -> Dense(n_outputs)                                      [.head, logits]
+    LSTM(hidden_size=64) over the pooled positions (64 inputs per step)
+    -> max over the steps of the LSTM's outputs -> Dense(n_outputs)   [.head, logits]
+
+Why the maximum over steps rather than the last hidden state: the positions are the features'
+order, so a feature near the start of the vector had to survive ``n_features // 2`` LSTM steps
+to reach the last state. On the capacity probe of ``tests/test_learnability.py`` (the class in
+the first two of 86 features) the last-state read-out stayed at chance (27.6 % train, 23.4 %
+test) and the maximum over steps reaches 99.0 % / 96.7 %, with the same parameters.
 
 Plain ``nn.Conv1d``, ``nn.MaxPool1d`` and ``nn.LSTM`` layers; registry name ``cnn-lstm``.
 """
@@ -54,8 +60,9 @@ class CNNLSTM(FearkdModule):
         batch = x.shape[0]
         h = self.pool(self.conv1(x.reshape(batch, 1, -1)).relu())  # (B, C, L // 2)
         hs, _ = self.rnn(h.permute(2, 0, 1).contiguous())  # time-major: (L // 2, B, hidden_size)
-        return self.head(hs[-1])
+        return self.head(hs.amax(0))
 
 
 register_model("cnn-lstm", CNNLSTM,
-               description="Conv1d(64) + MaxPool front-end feeding an LSTM(64), -> Dense")
+               description="Conv1d(64) + MaxPool front-end feeding an LSTM(64), max over steps "
+                           "-> Dense")
