@@ -27,10 +27,15 @@ from fearkd.models.rnn import RecurrentNet, rnn_flops_per_sample
 from fearkd.models.stacks import RecurrentStack
 from fearkd.models.teacher import TeacherCNN
 
+# isort: split
+# registered after the reference's models, so it is listed after them
+from fearkd.models.attention import FeatureAttention
+
 __all__ = [
     "BASELINES",
     "CNN",
     "CNNLSTM",
+    "FeatureAttention",
     "FREEZE_POLICIES",
     "FearkdModule",
     "MLP",
