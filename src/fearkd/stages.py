@@ -301,7 +301,7 @@ class StageContext:
 
 
 def _build(stage: Stage, ctx: StageContext):
-    from .models import make_model, replace_head
+    from .models import MODELS, make_model, replace_head
 
     n_out = ctx.n_classes[stage.task]
     seed = stage_seed(ctx.seed, stage.init_seed or f"init/{stage.key}")
@@ -310,6 +310,8 @@ def _build(stage: Stage, ctx: StageContext):
         return replace_head(copy.deepcopy(base), n_out, random_state=seed)
     name = ctx.model_name(stage)
     params = dict(ctx.settings.model_params.get(name, {}))
+    if getattr(MODELS.get(name), "takes_feature_names", False):
+        params.setdefault("feature_names", list(ctx.fold.names[stage.inputs]))
     return make_model(name, ctx.fold.X[stage.inputs].shape[1], n_out, random_state=seed,
                       **params)
 

@@ -30,12 +30,14 @@ from fearkd.models.teacher import TeacherCNN
 # isort: split
 # registered after the reference's models, so it is listed after them
 from fearkd.models.attention import FeatureAttention
+from fearkd.models.multi_input import MultiInput
 
 __all__ = [
     "BASELINES",
     "CNN",
     "CNNLSTM",
     "FeatureAttention",
+    "MultiInput",
     "FREEZE_POLICIES",
     "FearkdModule",
     "MLP",
