@@ -149,3 +149,76 @@ def test_unknown_adaptation_in_an_experiment_file(tmp_path, write_experiment):
     path.write_text(path.read_text().replace("[training]\n", '[training]\nadaptation = "mmd"\n'))
     with pytest.raises(ValueError, match=r"\[training\] adaptation.*'mmd'"):
         load_config(path)
+
+
+# --- per-subject re-centring of EEG covariances (fearkd.features.riemann) -----------------
+
+ALPHA = (("alpha", 8.0, 12.0),)
+
+
+def _eeg(seed: int, gain_sd: float, n_subjects: int = 5, n_per: int = 40):
+    """Class 0: alpha on channel 0, class 1: on channel 1; each subject's channels get a
+    fixed random gain (log-normal, ``gain_sd``): the planted subject shift."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(256) / 128.0
+    xs, ys, subjects = [], [], []
+    for s in range(n_subjects):
+        gains = np.exp(rng.normal(0.0, gain_sd, 4))
+        y = np.tile([0, 1], n_per // 2)
+        x = rng.normal(size=(n_per, 4, 256))
+        alpha = np.sin(2 * np.pi * 10 * t + rng.uniform(0, 2 * np.pi, (n_per, 1)))
+        x[np.arange(n_per), y] += 0.6 * alpha
+        xs.append(x * gains[None, :, None])
+        ys.append(y)
+        subjects.append(np.full(n_per, s))
+    return np.concatenate(xs), np.concatenate(ys), np.concatenate(subjects)
+
+
+def _riemann_accuracy(seed: int, gain_sd: float, recentred: bool) -> float:
+    from pyriemann.geometry.tangentspace import tangent_space
+    from sklearn.linear_model import LogisticRegression
+
+    from fearkd.features.riemann import band_covariances, riemann_features
+
+    x, y, subjects = _eeg(seed, gain_sd)
+    if recentred:
+        feats = riemann_features(x, 128.0, ALPHA, subjects)
+    else:
+        feats = tangent_space(band_covariances(x, 128.0, ALPHA)[0], np.eye(4))
+    tr, te = subjects < 4, subjects == 4
+    clf = LogisticRegression(max_iter=1000).fit(feats[tr], y[tr])
+    return float(clf.score(feats[te], y[te]))
+
+
+def test_recentring_helps_on_a_planted_channel_gain_shift_and_not_without():
+    # Shown to fail: with recenter() returning its input unchanged the shifted interval
+    # contains 0.
+    shifted = [_riemann_accuracy(s, 1.0, True) - _riemann_accuracy(s, 1.0, False)
+               for s in range(5)]
+    assert _interval(shifted)[0] > 0, shifted
+    control = [_riemann_accuracy(s, 0.0, True) - _riemann_accuracy(s, 0.0, False)
+               for s in range(5)]
+    low, high = _interval(control)
+    assert low <= 0 <= high or np.ptp(control) == 0 and abs(np.mean(control)) < 0.02, control
+
+
+def test_recentred_subject_means_are_the_identity():
+    from pyriemann.geometry.mean import mean_riemann
+
+    from fearkd.features.riemann import band_covariances, recenter, riemann_feature_names
+
+    x, _, subjects = _eeg(0, 1.0, n_subjects=2, n_per=10)
+    covs = recenter(band_covariances(x, 128.0, ALPHA)[0], subjects)
+    for s in (0, 1):
+        assert np.allclose(mean_riemann(covs[subjects == s]), np.eye(4), atol=1e-6)
+    names = riemann_feature_names(["a", "b", "c", "d"], ALPHA)
+    assert len(names) == 10 and names[1] == "eeg:a-b:riemann-alpha"
+
+
+def test_riemann_bad_input():
+    from fearkd.features.riemann import band_covariances, recenter
+
+    with pytest.raises(ValueError, match=r"'x' must have shape \(n_windows, n_chans >= 2"):
+        band_covariances(np.zeros((3, 1, 64)), 128.0, ALPHA)
+    with pytest.raises(ValueError, match="'subjects' has 2 entries but there are 3"):
+        recenter(np.stack([np.eye(2)] * 3), [0, 1])
