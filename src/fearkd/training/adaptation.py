@@ -187,7 +187,9 @@ class AdaptedLoss:
         self.weight = float(weight)
         self.total_steps = max(int(total_steps), 1)
         self.batch_size = int(batch_size)
-        self.penalty = factory(model.head.in_features, int(n_domains))
+        with torch.random.fork_rng(devices=[]):  # the same seed, the same domain head
+            torch.manual_seed(int(random_state))
+            self.penalty = factory(model.head.in_features, int(n_domains))
         self._X_target = torch.as_tensor(np.asarray(X_target, dtype=np.float32))
         self._d_target = torch.as_tensor(np.asarray(d_target, dtype=np.int64))
         self._generator = torch.Generator().manual_seed(int(random_state))
