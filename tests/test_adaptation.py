@@ -26,7 +26,7 @@ from fearkd.training.adaptation import (
 )
 from fearkd.training.settings import FitSettings
 
-SEEDS = range(4)
+SEEDS = range(8)
 #: Penalty weights: CORAL's distance is divided by 4 d^2, so it needs a larger weight.
 WEIGHTS = {"dann": 1.0, "coral": 500.0}
 
