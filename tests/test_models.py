@@ -43,7 +43,15 @@ MIN_FEATURES = {"cnn-teacher": 32}
 # code must keep loading.
 _RNN_KEYS = {"head.bias", "head.weight", "rnn.bias_hh_l0", "rnn.bias_ih_l0", "rnn.weight_hh_l0",
              "rnn.weight_ih_l0"}
+_ATTENTION_LAYER = {f"encoder.layers.0.{k}" for k in (
+    "self_attn.in_proj_weight", "self_attn.in_proj_bias", "self_attn.out_proj.weight",
+    "self_attn.out_proj.bias", "linear1.weight", "linear1.bias", "linear2.weight",
+    "linear2.bias", "norm1.weight", "norm1.bias", "norm2.weight", "norm2.bias")}
 SAVED_KEYS = {
+    "attention": {"cls", "tokens.value", "tokens.position", "head.weight", "head.bias"}
+    | _ATTENTION_LAYER,
+    "multi-input": {f"{m}.{p}" for m in ("branches.0.out", "fusion", "head")
+                    for p in ("weight", "bias")},
     "cnn": {f"{layer}.{p}" for layer in ("conv1", "conv2", "conv3", "fc1", "fc2", "head")
             for p in ("weight", "bias")}
     | {f"{bn}.{p}" for bn in ("bn1", "bn2")
@@ -100,7 +108,7 @@ def registered():
 def test_builtin_names_are_registered_in_order():
     assert available_models() == MODELS.names() == (
         "cnn", "lstm", "gru", "cnn-lstm", "ann", "dnn150", "dnn300", "bilstm", "bigru",
-        "cnn-teacher")
+        "cnn-teacher", "attention", "multi-input")
     assert set(SAVED_KEYS) == set(MODELS.names())
     doc = registry_module.make_model.__doc__
     for name in MODELS.names():

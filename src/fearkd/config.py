@@ -268,6 +268,7 @@ def _name_sources() -> dict[tuple[str, str], Collection[str]]:
     from .models import available_models
     from .models.baselines import BASELINES
     from .models.registry import FREEZE_POLICIES
+    from .training.adaptation import ADAPTATIONS, DOMAINS
 
     return {
         ("dataset", "kind"): READERS,
@@ -282,6 +283,8 @@ def _name_sources() -> dict[tuple[str, str], Collection[str]]:
         ("methods", "freeze"): FREEZE_POLICIES,
         ("methods", "baselines"): BASELINES,
         ("training", "class_weight"): ("balanced", "none"),
+        ("training", "adaptation"): ADAPTATIONS,
+        ("training", "adaptation_domain"): DOMAINS,
         ("evaluation", "protocol"): PROTOCOLS,
     }
 

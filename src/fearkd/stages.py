@@ -15,6 +15,7 @@ identical results.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
@@ -210,6 +211,9 @@ class Fold:
         self.y = {"fear": meta["y_fear"].to_numpy(np.int64),
                   "source": meta["y_source"].to_numpy(np.int64)}
         self.subjects = meta["subject"].astype(str).to_numpy()
+        self.datasets = (meta["dataset"].astype(str).to_numpy() if "dataset" in meta
+                         else None)
+        self.names = {"teacher": tuple(fs.feature_names), "student": tuple(student_names)}
         self.groups = (meta["subject"].astype(str) + ":" + meta["trial"].astype(str)).to_numpy()
         self.normalize = normalize
         self.inner_groups = inner_groups
@@ -219,6 +223,16 @@ class Fold:
         """Rows of ``split`` ('train', 'val', 'test') labelled for ``task``."""
         idx = getattr(self, split)
         return idx[self.y[task][idx] >= 0]
+
+    def domains(self, what: str) -> np.ndarray:
+        """Domain of every row for ``[training] adaptation_domain`` (subject or dataset)."""
+        if what == "dataset":
+            if self.datasets is None:
+                raise ValueError("Invalid value for '[training] adaptation_domain': 'dataset' "
+                                 "needs a 'dataset' metadata column, and this feature set has "
+                                 "none; set adaptation_domain = 'subject'.")
+            return self.datasets
+        return self.subjects
 
     def groups_for(self, task: str, rows: np.ndarray) -> np.ndarray:
         """Inner-validation groups of training ``rows`` of ``task`` (subject or subject:trial)."""
@@ -308,7 +322,7 @@ class StageContext:
 
 
 def _build(stage: Stage, ctx: StageContext):
-    from .models import make_model, replace_head
+    from .models import MODELS, make_model, replace_head
 
     n_out = ctx.n_classes[stage.task]
     seed = stage_seed(ctx.seed, stage.init_seed or f"init/{stage.key}")
@@ -317,6 +331,8 @@ def _build(stage: Stage, ctx: StageContext):
         return replace_head(copy.deepcopy(base), n_out, random_state=seed)
     name = ctx.model_name(stage)
     params = dict(ctx.settings.model_params.get(name, {}))
+    if getattr(MODELS.get(name), "takes_feature_names", False):
+        params.setdefault("feature_names", list(ctx.fold.names[stage.inputs]))
     return make_model(name, ctx.fold.X[stage.inputs].shape[1], n_out, random_state=seed,
                       **params)
 
@@ -365,11 +381,17 @@ def _train(stage: Stage, ctx: StageContext):
     if stage.scaler.startswith("from:"):
         scaler = ctx.earlier(stage, stage.scaler[len("from:"):], "scaler stage")[1]
     start = time.perf_counter()
-    res = trainer.fit(model, X[tr], y_fit[tr], settings=s.fit, targets=targets, loss=loss,
-                      groups=fold.groups_for(stage.task, tr), validation=validation,
-                      freeze=stage.freeze,
-                      scaler=scaler, random_state=stage_seed(ctx.seed, stage.key),
-                      epochs=s.fit.epochs_for(stage.epochs))
+    epochs = s.fit.epochs_for(stage.epochs)
+    adapted = contextlib.nullcontext()
+    if s.fit.adaptation != "none":
+        adapted, loss, targets, validation, scaler = _adaptation(
+            stage, ctx, model, loss, targets, validation, scaler, tr, va, epochs)
+    with adapted:
+        res = trainer.fit(model, X[tr], y_fit[tr], settings=s.fit, targets=targets, loss=loss,
+                          groups=fold.groups_for(stage.task, tr), validation=validation,
+                          freeze=stage.freeze,
+                          scaler=scaler, random_state=stage_seed(ctx.seed, stage.key),
+                          epochs=epochs)
     seconds = time.perf_counter() - start
     y_true, pred, proba = {}, {}, {}
     for split in ("train", "test"):
@@ -392,6 +414,47 @@ def _train(stage: Stage, ctx: StageContext):
                 else [str(i) for i in range(n_classes)],
                 "matrix": confusion, "split": "test"}}
     return model, res.scaler, meta
+
+
+def _adaptation(stage: Stage, ctx: StageContext, model, loss, targets, validation, scaler,
+                tr: np.ndarray, va: np.ndarray, epochs: int):
+    """Wrap a stage's loss in ``[training] adaptation`` (:mod:`fearkd.training.adaptation`).
+
+    The target rows are the fold's test windows, features only (transductive). The scaler is
+    fitted here on the training rows' features so that the target rows get the same scale;
+    each training row's domain id rides as the last column of the loop's ``targets``.
+    """
+    from sklearn.preprocessing import StandardScaler
+
+    from .training import trainer
+    from .training.adaptation import AdaptedLoss
+
+    s, fold = ctx.settings, ctx.fold
+    X = fold.X[stage.inputs]
+    if isinstance(scaler, str):
+        scaler = StandardScaler().fit(X[tr])
+    domains = fold.domains(s.fit.adaptation_domain)
+    target_rows = fold.test
+    codes = {d: i for i, d in enumerate(np.unique(np.concatenate(
+        [domains[tr], domains[va], domains[target_rows]])))}
+    code = np.array([codes.get(d, 0) for d in domains], dtype=np.float32)
+
+    def with_domain(extra, rows):
+        col = code[rows][:, None]
+        return col if extra is None else np.column_stack([np.asarray(extra, np.float32), col])
+
+    targets = with_domain(targets, tr)
+    if validation is not None:
+        validation = (validation[0], validation[1],
+                      with_domain(validation[2] if len(validation) == 3 else None, va))
+    weights = trainer.class_weights(s.fit.class_weight_policy, fold.y[stage.task][tr],
+                                    model.head.out_features)
+    wrapped = AdaptedLoss(
+        s.fit.adaptation, model, loss, scaler.transform(X[target_rows]).astype(np.float32),
+        code[target_rows].astype(np.int64), len(codes), weight=s.fit.adaptation_weight,
+        total_steps=epochs * -(-len(tr) // s.fit.batch_size), batch_size=s.fit.batch_size,
+        random_state=stage_seed(ctx.seed, f"adapt/{stage.key}"), class_weight=weights)
+    return wrapped, wrapped, targets, validation, scaler
 
 
 def run_stage(stage: Stage, ctx: StageContext) -> tuple[Any, Any]:

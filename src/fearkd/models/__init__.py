@@ -27,10 +27,17 @@ from fearkd.models.rnn import RecurrentNet, rnn_flops_per_sample
 from fearkd.models.stacks import RecurrentStack
 from fearkd.models.teacher import TeacherCNN
 
+# isort: split
+# registered after the reference's models, so it is listed after them
+from fearkd.models.attention import FeatureAttention
+from fearkd.models.multi_input import MultiInput
+
 __all__ = [
     "BASELINES",
     "CNN",
     "CNNLSTM",
+    "FeatureAttention",
+    "MultiInput",
     "FREEZE_POLICIES",
     "FearkdModule",
     "MLP",

@@ -68,6 +68,14 @@ class FitSettings:
         torch CPU threads while training (restored afterwards); ``None`` keeps the current.
     progress : bool, default False
         A progress bar over epochs.
+    adaptation : str, default "none"
+        A name of :data:`fearkd.training.adaptation.ADAPTATIONS` (``"none"``, ``"dann"``,
+        ``"coral"``): a domain-adaptation penalty on the penultimate features, using the
+        fold's test windows without labels (transductive); applied by the stages.
+    adaptation_weight : float, default 1.0
+        Weight of that penalty (non-negative).
+    adaptation_domain : {"subject", "dataset"}, default "subject"
+        What a domain is for DANN's domain classifier.
 
     Raises
     ------
@@ -87,6 +95,9 @@ class FitSettings:
     device: str | None = None
     num_threads: int | None = None
     progress: bool = False
+    adaptation: str = "none"
+    adaptation_weight: float = 1.0
+    adaptation_domain: str = "subject"
 
     def __post_init__(self) -> None:
         if self.class_weight is None:
@@ -127,6 +138,22 @@ class FitSettings:
         if not isinstance(self.progress, bool):
             raise TypeError(f"[training] progress must be true or false, got "
                             f"{self.progress!r}.")
+
+        from fearkd.training.adaptation import ADAPTATIONS, DOMAINS
+
+        if not isinstance(self.adaptation, str) or self.adaptation not in ADAPTATIONS:
+            raise ValueError(f"Invalid value for '[training] adaptation': expected one of "
+                             f"{ADAPTATIONS.expected()}, got {self.adaptation!r}; set it to "
+                             f"one of those in the experiment file.")
+        if not _is_number(self.adaptation_weight) or self.adaptation_weight < 0:
+            raise ValueError(f"Invalid value for '[training] adaptation_weight': expected a "
+                             f"non-negative number, got {self.adaptation_weight!r}; set e.g. "
+                             f"adaptation_weight = 1.0 in the experiment file.")
+        if self.adaptation_domain not in DOMAINS:
+            raise ValueError(f"Invalid value for '[training] adaptation_domain': expected one "
+                             f"of {', '.join(map(repr, DOMAINS))}, got "
+                             f"{self.adaptation_domain!r}; set it to one of those in the "
+                             f"experiment file.")
 
     @property
     def class_weight_policy(self) -> str | Mapping[int, float] | None:

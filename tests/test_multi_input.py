@@ -1,0 +1,103 @@
+"""The multi-input model: branches from feature names, modality dropout, bad input."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from fearkd.models import make_model
+from fearkd.models.multi_input import modality_branches
+from fearkd.stages import Stage, _build
+from fearkd.training import trainer
+from fearkd.training.settings import FitSettings
+
+CHANNELS = ("Fp1", "AF3", "F3", "Fp2")
+BANDS = ("theta", "alpha", "beta")
+NAMES = [f"eeg:{c}:{b}" for c in CHANNELS for b in BANDS] + ["gsr:GSR:mean", "gsr:GSR:var"]
+
+
+def _planted(seed: int, n: int = 600):
+    """Both modalities carry the class (EEG alpha of every channel, GSR mean)."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    X = rng.normal(size=(n, len(NAMES))).astype(np.float32)
+    signal = (y - 1).astype(np.float32) * 1.5
+    X[:, [NAMES.index(f"eeg:{c}:alpha") for c in CHANNELS]] += signal[:, None] * 0.7
+    X[:, NAMES.index("gsr:GSR:mean")] += signal
+    return X, y
+
+
+def test_branches_follow_the_feature_names():
+    branches = modality_branches(NAMES)
+    assert [(m, grid) for m, _, grid in branches] == [("eeg", (4, 3)), ("gsr", None)]
+    model = make_model("multi-input", len(NAMES), 4, feature_names=NAMES)
+    assert model.branch_columns() == {"eeg": list(range(12)), "gsr": [12, 13]}
+    flat = make_model("multi-input", 14, 4)  # no names: one flat branch
+    assert flat.modalities == ("all",)
+    assert flat(torch.zeros(2, 14)).shape == (2, 4)
+
+
+def test_eeg_columns_are_reordered_channel_major():
+    shuffled = [f"eeg:{c}:{b}" for b in BANDS for c in CHANNELS] + NAMES[12:]  # band-major
+    (_, cols, grid), _ = modality_branches(shuffled)
+    assert [shuffled[j] for j in cols] == NAMES[:12] and grid == (4, 3)
+
+
+@pytest.mark.parametrize(("names", "match"), [
+    (NAMES[:-1], r"expected 14 names \(one per input column\), got 13"),
+    (NAMES[1:] + ["gsr:GSR:min"],
+     r"must fill a channels x bands grid .* missing \[.eeg:Fp1:theta."),
+    (NAMES[:-1] + ["GSRmean"], r"expected '<modality>:<channel>:<feature>' names, got 'GSRmean'"),
+])
+def test_bad_feature_names_are_one_line_errors(names, match):
+    with pytest.raises(ValueError, match=match):
+        make_model("multi-input", 14, 4, feature_names=names)
+
+
+def test_bad_modality_dropout():
+    with pytest.raises(ValueError, match=r"'modality_dropout': expected a number in \[0, 1\)"):
+        make_model("multi-input", 14, 4, modality_dropout=1.0)
+
+
+def _zeroed_accuracy(seed: int, dropout: float, zero: str) -> tuple[float, float]:
+    X, y = _planted(seed)
+    tr, te = np.arange(400), np.arange(400, 600)
+    model = make_model("multi-input", len(NAMES), 3, feature_names=NAMES,
+                       modality_dropout=dropout, random_state=seed)
+    res = trainer.fit(model, X[tr], y[tr], FitSettings(epochs=25, batch_size=32,
+                                                       val_fraction=0.0, patience=None,
+                                                       num_threads=1), random_state=seed)
+    Xs = res.scaler.transform(X[te]).astype(np.float32)
+    Xs[:, model.branch_columns()[zero]] = 0.0  # the sensor fell off: the training mean
+    pred = trainer.predict_logits(model, Xs).argmax(1)
+    majority = np.bincount(y[tr]).argmax()
+    return float((pred == y[te]).mean()), float((y[te] == majority).mean())
+
+
+@pytest.mark.parametrize("zero", ["eeg", "gsr"])
+def test_one_modality_zeroed_stays_above_the_majority_baseline(zero):
+    # Shown to fail: with every feature zeroed (zero both branches' columns) the margin's
+    # interval straddles 0 and the assertion fails.
+    margins = []
+    for seed in range(3):
+        acc, majority = _zeroed_accuracy(seed, 0.3, zero)
+        margins.append(acc - majority)
+    margins = np.asarray(margins)
+    half = stats.t.ppf(0.975, 2) * margins.std(ddof=1) / np.sqrt(3)
+    assert margins.mean() - half > 0, margins
+
+
+def test_the_runner_passes_the_stage_columns_names():
+    student = NAMES[:3] + NAMES[12:]
+    fold = SimpleNamespace(names={"teacher": tuple(NAMES), "student": tuple(student)},
+                           X={"teacher": np.zeros((2, 14)), "student": np.zeros((2, 5))})
+    ctx = SimpleNamespace(fold=fold, n_classes={"fear": 4}, seed=0,
+                          settings=SimpleNamespace(model_params={}),
+                          model_name=lambda stage: "multi-input")
+    model = _build(Stage("m", "s", inputs="student"), ctx)
+    assert model.spec.params["feature_names"] == student
+    assert model.modalities == ("eeg", "gsr")
