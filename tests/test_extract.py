@@ -253,7 +253,7 @@ def test_bad_input():
     with pytest.raises(ValueError, match=r"Window 'step' must be a positive number"):
         extract_features(rec, "deap-student", window=2.0, step=0.0, progress=False)
     with pytest.raises(ValueError, match=r"Invalid value for 'baseline': expected one of"):
-        extract_features(rec, "deap-student", baseline="keep", progress=False)
+        extract_features(rec, "deap-student", baseline="ignore", progress=False)
     with pytest.raises(ValueError, match=r"Invalid value for 'baseline_mode'"):
         extract_features(rec, "deap-student", baseline_mode="ratio", progress=False)
     with pytest.raises(ValueError, match=r"'n_jobs' must be a non-zero integer"):

@@ -141,7 +141,7 @@ def test_unregistered_names_are_gone(tmp_path):
 @pytest.mark.parametrize("call,match", [
     (lambda: make_splitter("subjects"),
      r"Invalid value for 'protocol': expected one of 'subject', 'trial', 'window', "
-     r"'seed-legacy', got 'subjects'\."),
+     r"'seed-legacy', 'train-on-one', 'leave-one-dataset-out', got 'subjects'\."),
     (lambda: make_baseline("tree"),
      r"Invalid value for 'baseline': expected one of 'svm', 'knn', 'rf', 'lda', 'majority', "
      r"'stratified', got 'tree'\."),
@@ -150,7 +150,7 @@ def test_unregistered_names_are_gone(tmp_path):
      r"got 'swell'\."),
     (lambda: register_protocol("x", lambda *a: None, group="session"),
      r"register_protocol\('x'\): invalid value for 'group': expected one of 'subject', "
-     r"'trial', 'none', got 'session'"),
+     r"'trial', 'dataset', 'none', got 'session'"),
 ])
 def test_unknown_names_name_the_key(call, match):
     with pytest.raises(ValueError, match=match):

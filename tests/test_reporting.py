@@ -217,7 +217,8 @@ def _decode_png(src: str) -> np.ndarray:
 
 # -------------------------------------------------------------------------------- report
 EXPECTED_SECTIONS = ["datasets", "backbone", "finetune", "kd", "method-comparison", "baselines",
-                     "quality", "protocol-comparison", "timing", "contrasts", "ttests",
+                     "quality", "protocol-comparison", "timing", "contrasts", "planted-effects",
+                     "ttests",
                      "fold-scores",
                      "histories",
                      "confusion", "environment", "config"]

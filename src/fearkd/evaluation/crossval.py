@@ -16,6 +16,7 @@ every unit trains on one torch thread (see :func:`_run_one`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
@@ -170,20 +171,24 @@ def _run_unit(unit: Unit, data: CVData, checkpoint_root: str | None, methods) ->
     train, val, test = data.splits[key if key in data.splits else key[1:]][unit.fold]
     ckpt = None if checkpoint_root is None else Path(checkpoint_root) / unit.id
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
-        ckpt = ckpt or Path(tmp)  # the per-dataset scores reload the stages from here
+    # the per-dataset scores of a combined unit reload its stages: they need a checkpoint folder
+    scratch_dir = tempfile.TemporaryDirectory() if data.multi and ckpt is None else None
+    with scratch_dir or contextlib.nullcontext():
+        if scratch_dir is not None:
+            ckpt = Path(scratch_dir.name)
         result = methods.run_pipeline(
             data.featureset, data.student_names, train, test, val_idx=val,
             backbone=unit.model, settings=settings, seed=unit.seed,
             n_source_classes=data.n_source_classes, class_names=data.class_names,
             checkpoint_dir=ckpt,
         )
-        meta = data.featureset.metadata
-        names = meta["dataset"].astype(str).to_numpy()
-        trained_on = "+".join(dict.fromkeys(names[train]))
-        tested = list(dict.fromkeys(names[test]))
-        # a cross-dataset fold is named by its test dataset; a combined unit by the union
-        cross = grouped == "dataset" and len(tested) == 1
+        cross, tested, trained_on = False, [unit.dataset], ""
+        if data.multi or grouped == "dataset":
+            names = data.featureset.metadata["dataset"].astype(str).to_numpy()
+            trained_on = "+".join(dict.fromkeys(names[train]))
+            tested = list(dict.fromkeys(names[test]))
+            # a cross-dataset fold is named by its test dataset; a combined unit by the union
+            cross = grouped == "dataset" and len(tested) == 1
         for row in result["rows"]:
             row.update(dataset=tested[0] if cross else unit.dataset,
                        protocol=unit.protocol, model=row.get("model", unit.model),
