@@ -59,7 +59,7 @@ def test_round_trip_dict():
          r"'combined', got 'warm'"),
         ("[methods]\nbaselines = ['tree']\n",
          r"Invalid value for '\[methods\] baselines': expected one of 'svm', 'knn', 'rf', "
-         r"'lda', 'majority', 'stratified', got 'tree'"),
+         r"'lda', 'logreg', 'majority', 'stratified', got 'tree'"),
         ("[methods]\nrun = ['method3']\n",
          r"Invalid value for '\[methods\] run': expected one of .*'method1'.*got 'method3'"),
         ("[methods]\nfreeze = 'head'\n",

@@ -143,8 +143,8 @@ def test_unregistered_names_are_gone(tmp_path):
      r"Invalid value for 'protocol': expected one of 'subject', 'trial', 'window', "
      r"'seed-legacy', 'train-on-one', 'leave-one-dataset-out', got 'subjects'\."),
     (lambda: make_baseline("tree"),
-     r"Invalid value for 'baseline': expected one of 'svm', 'knn', 'rf', 'lda', 'majority', "
-     r"'stratified', got 'tree'\."),
+     r"Invalid value for 'baseline': expected one of 'svm', 'knn', 'rf', 'lda', 'logreg', "
+     r"'majority', 'stratified', got 'tree'\."),
     (lambda: open_dataset(".", kind="swell"),
      r"Invalid value for 'kind': expected one of 'deap', 'ascertain', 'wesad', 'generic', "
      r"got 'swell'\."),

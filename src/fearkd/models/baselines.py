@@ -1,8 +1,9 @@
-"""Classic baselines through scikit-learn: SVM, k-NN, random forest, LDA and chance levels.
+"""Classic baselines through scikit-learn: logistic regression, SVM, k-NN, random forest, LDA
+and chance levels.
 
 Every baseline is one entry of :data:`BASELINES`, built by :func:`make_baseline` and usable from an
 experiment file (``[methods] baselines``); :func:`register_baseline` adds more. ``svm`` and ``knn``
-are wrapped in a pipeline with a ``StandardScaler`` (fitted on the training rows only, inside
+(and ``logreg``) are wrapped in a pipeline with a ``StandardScaler`` (fitted on the training rows only, inside
 ``fit``), because both depend on feature scales. The chance baselines are
 ``sklearn.dummy.DummyClassifier``: ``majority`` always predicts the most frequent training class,
 ``stratified`` draws labels at the training class frequencies.
@@ -19,6 +20,7 @@ from sklearn.calibration import CalibratedClassifierCV
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 from sklearn.dummy import DummyClassifier
 from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -29,6 +31,7 @@ from .._registry import Registry
 __all__ = ["BASELINES", "register_baseline", "make_baseline"]
 
 _CALIBRATION_FOLDS = 3
+_LOGREG_MAX_ITER = 1000
 
 #: Baseline classifiers by name; each entry's ``obj`` is ``factory(random_state, **params)``
 #: returning an unfitted scikit-learn classifier. Registration order is the report's order.
@@ -100,6 +103,12 @@ def _svm(random_state, **params):
                          CalibratedClassifierCV(svc, ensemble=False, cv=_CALIBRATION_FOLDS))
 
 
+def _logreg(random_state, **params):
+    # The default 100 lbfgs iterations stop short on a few hundred correlated features.
+    params = {"max_iter": _LOGREG_MAX_ITER, "random_state": random_state, **params}
+    return make_pipeline(StandardScaler(), LogisticRegression(**params))
+
+
 def _knn(random_state, **params):
     return make_pipeline(StandardScaler(), KNeighborsClassifier(**params))
 
@@ -124,6 +133,8 @@ register_baseline("svm", _svm, description="RBF SVM on standardised features, ca
 register_baseline("knn", _knn, description="5-nearest neighbours on standardised features")
 register_baseline("rf", _rf, description="random forest, 100 trees")
 register_baseline("lda", _lda, description="linear discriminant analysis")
+register_baseline("logreg", _logreg, display="Logistic regression",
+                  description="L2 logistic regression on standardised features")
 register_baseline("majority", _majority, display="Majority baseline",
                   description="always the most frequent training class")
 register_baseline("stratified", _stratified, display="Stratified baseline",
