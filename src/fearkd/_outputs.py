@@ -9,23 +9,34 @@ ASCERTAIN's ``.mat`` files, ...) and refuses when anything else is there.
 limit, a read-only or unwritable folder, a path under a file) into the one line the command
 line prints: the path, what went wrong and what to do, ending with the promise that a re-run
 resumes (every file is written atomically, so nothing half-written is left to trust).
+
+:func:`write_synthetic_marker` leaves ``fearkd-synthetic.json`` at a synthetic dataset's root
+(the writer and its arguments); :func:`read_synthetic_marker` finds it again, so that
+:func:`fearkd.datasets.open_dataset` can tell synthetic data from real data and every summary,
+page and figure built on it can say so.
 """
 
 from __future__ import annotations
 
 import errno
+import json
 import re
 from pathlib import Path
 
+from ._atomic import atomic_open
 from .errors import FearkdError
 
-__all__ = ["SYNTH_FILES", "prepare_synthetic_folder", "os_error_line"]
+__all__ = ["SYNTH_FILES", "SYNTH_MARKER", "prepare_synthetic_folder", "os_error_line",
+           "read_synthetic_marker", "write_synthetic_marker"]
+
+#: The file a synthetic writer leaves at its dataset's root (real releases have none).
+SYNTH_MARKER = "fearkd-synthetic.json"
 
 #: Files (relative paths, as regular expressions) each synthetic writer creates.
 SYNTH_FILES = {
-    "deap": (r"data_preprocessed_python/s\d{2}\.dat", r"data_preprocessed_matlab/s\d{2}\.mat",
+    "deap": (re.escape(SYNTH_MARKER), r"data_preprocessed_python/s\d{2}\.dat", r"data_preprocessed_matlab/s\d{2}\.mat",
              r"metadata_csv/participant_ratings\.csv"),
-    "ascertain": (r"ASCERTAIN_Raw/(EEG|ECG|GSR)Data/Movie_P\d{2}/(EEG|ECG|GSR)_Clip\d+\.mat",
+    "ascertain": (re.escape(SYNTH_MARKER), r"ASCERTAIN_Raw/(EEG|ECG|GSR)Data/Movie_P\d{2}/(EEG|ECG|GSR)_Clip\d+\.mat",
                   r"ASCERTAIN_Features/Dt_(SelfReports|Order_Movie)\.mat"),
 }
 
@@ -70,6 +81,42 @@ def prepare_synthetic_folder(root: str | Path, dataset: str, force: bool) -> Non
     for d in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
         if not any(d.iterdir()):
             d.rmdir()
+
+
+def write_synthetic_marker(root: str | Path, writer: str, **params) -> Path:
+    """Mark ``root`` as written by the synthetic ``writer`` with ``params`` (JSON values)."""
+    path = Path(root) / SYNTH_MARKER
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_open(path) as f:
+        f.write(json.dumps({"synthetic": True, "writer": writer, "params": params},
+                           indent=2, sort_keys=True).encode("utf-8") + b"\n")
+    return path
+
+
+def read_synthetic_marker(path: str | Path) -> dict | None:
+    """The marker of the synthetic dataset holding ``path`` (its root or a folder or file in
+    it, up to two levels down), or None for real data.
+
+    Raises
+    ------
+    FearkdError
+        A marker exists but is not a JSON object: the dataset's origin cannot be told.
+    """
+    path = Path(path)
+    for folder in (path, *list(path.parents)[:2]):
+        marker = folder / SYNTH_MARKER
+        if marker.is_file():
+            try:
+                data = json.loads(marker.read_text(encoding="utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                data = exc
+            if not isinstance(data, dict):
+                raise FearkdError(
+                    f"{str(marker)!r} is not a JSON object ({data}); it marks a synthetic "
+                    f"dataset: rewrite the data with `fearkd synth` or delete the file if the "
+                    f"data are real.")
+            return data
+    return None
 
 
 def _blocking_file(path: Path) -> Path | None:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .._outputs import read_synthetic_marker
 from .._registry import Registry
 from ..errors import DatasetNotFoundError
 from ..recordings import MODALITIES, Recordings, flat_channels
@@ -169,7 +170,11 @@ def open_dataset(path: str | Path, kind: str | None = None, **options: Any) -> R
             f"Dataset path {str(path)!r} does not exist; expected {layout} "
             f"(set [dataset] path or pass --data PATH)."
         )
-    return entry.obj(path, **options)
+    recordings = entry.obj(path, **options)
+    # a synthetic writer's marker: every summary, page and figure built on it says so
+    where = recordings.description.get("root") or path
+    recordings.description["synthetic"] = bool(where) and read_synthetic_marker(where) is not None
+    return recordings
 
 
 # --- built-in readers ------------------------------------------------------------------------
@@ -279,6 +284,7 @@ def summarize(recordings: Recordings, progress: bool = False) -> dict:
     ordered = {m: modalities[m] for m in MODALITIES if m in modalities}
     return {
         "dataset": recordings.dataset,
+        "synthetic": bool(recordings.description.get("synthetic", False)),
         "description": {k: v for k, v in recordings.description.items() if k != "files"},
         "n_subjects": len(trials_per_subject),
         "n_trials": sum(trials_per_subject.values()),

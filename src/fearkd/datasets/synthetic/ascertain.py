@@ -94,6 +94,7 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 
+from ..._outputs import write_synthetic_marker
 from ..ascertain import DEFAULT_SFREQ, RATING_NAMES, RATING_SCALES
 from ._physio import (
     SubjectProfile,
@@ -437,4 +438,7 @@ def write_ascertain(
     features = root / "ASCERTAIN_Features"
     _save(features / "Dt_SelfReports.mat", "Ratings", ratings)
     _save(features / "Dt_Order_Movie.mat", "PermutationList", order)
+    write_synthetic_marker(root, "write_ascertain", n_subjects=int(n_subjects),
+                           n_clips=int(n_clips), seconds=float(seconds), seed=int(seed),
+                           fear_share=float(fear_share))
     return root

@@ -2,7 +2,8 @@
 
 :func:`write_deap` writes ``data_preprocessed_python/sNN.dat`` (a Python-2 protocol-2 pickle
 built byte by byte, as the real release has it), ``data_preprocessed_matlab/sNN.mat`` and
-``metadata_csv/participant_ratings.csv``. The signals follow the generative model of
+``metadata_csv/participant_ratings.csv``, and marks the root as synthetic
+(``fearkd-synthetic.json``: the writer and its arguments; readers report it). The signals follow the generative model of
 :mod:`fearkd.datasets.synthetic._physio`.
 
 Ratings. For each subject, ``round(fear_share * n_trials)`` trials get valence, arousal and
@@ -37,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from ..._atomic import atomic_open
+from ..._outputs import write_synthetic_marker
 from ..deap import CHANNELS, EEG_CHANNELS, N_SUBJECTS, N_TIMES, N_TRIALS, ONSET, SFREQ
 from . import _physio as phy
 
@@ -373,6 +375,9 @@ def write_deap(
         logger.info("synthetic DEAP: wrote subject %d/%d", number, n_subjects)
     if ratings_csv:
         _write_csv(root / "metadata_csv" / "participant_ratings.csv", csv_rows)
+    write_synthetic_marker(root, "write_deap", n_subjects=n_subjects, n_trials=n_trials,
+                           seconds=float(seconds), seed=seed, fear_share=fear_share,
+                           privileged=privileged, shared=shared, subject_shift=subject_shift)
     return root
 
 
