@@ -59,7 +59,8 @@ def test_quick_demo_end_to_end(demo_run):
     assert demo_run["rc"] == 0
     assert demo_run["calls"], "the demo trained nothing through fearkd.training.trainer.fit"
     printed = demo_run["printed"]
-    assert "fearkd demo: summary" in printed and "report.html" in printed
+    assert "fearkd demo: summary (synthetic data)" in printed and "report.html" in printed
+    assert "DEAP (synthetic data): " in printed and "ASCERTAIN (synthetic data): " in printed
     results = pd.read_csv(out / "results.csv")
     assert set(results["dataset"]) == {"deap", "ascertain"}
     assert set(results["protocol"]) == {"subject", "seed-legacy"}

@@ -405,7 +405,7 @@ def _cmd_demo(args) -> int:
     from .experiment import seconds_text
 
     res = run_demo(args.out, quick=args.quick, seed=args.seed, progress=not args.quiet)
-    print("\nfearkd demo: summary")
+    print("\nfearkd demo: summary (synthetic data)")
     for line in res.summary:
         print(line)
     print(f"Wall time: {seconds_text(res.wall_seconds)}")
@@ -451,6 +451,15 @@ def _experiment(args, *, methods=None, protocols=None, folds=None, models=None):
                           progress=not getattr(args, "quiet", False))
 
 
+def _data_title(data) -> str:
+    """``DEAP (synthetic data)``: what the run read, from its prepared data's summaries."""
+    from .reporting.text import data_title
+
+    parts = {n: summary for n, (_, summary) in data.parts.items()} if data.parts \
+        else {data.dataset: data.summary}
+    return data_title(parts)
+
+
 def _cmd_run(args) -> int:
     from .experiment import seconds_text
     from .reporting.text import method_tables
@@ -459,6 +468,7 @@ def _cmd_run(args) -> int:
     for text in method_tables(res.results):
         print(text)
         print()
+    print(f"Data: {_data_title(res.data)}")
     print(f"Results: {res.rundir.path / 'results.csv'} ({len(res.results)} rows); "
           f"wall time {seconds_text(res.wall_seconds)}. Report: fearkd report {res.rundir.path}")
     return 0
@@ -483,7 +493,8 @@ def _cmd_cv(args) -> int:
         text = comparison_text(res.results[res.results["protocol"] == protocol])
         if text:
             print(f"\nModel comparison, protocol {protocol} (test accuracy):\n{text}")
-    print(f"\nResults: {res.rundir.path / 'results.csv'}; wall time "
+    print(f"\nData: {_data_title(res.data)}")
+    print(f"Results: {res.rundir.path / 'results.csv'}; wall time "
           f"{seconds_text(res.wall_seconds)}. Statistics: fearkd compare {res.rundir.path}")
     return 0
 

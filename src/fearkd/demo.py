@@ -98,6 +98,7 @@ def run_demo(out: str | Path, *, quick: bool = False, seed: int = 0,
     from .datasets.synthetic import write_ascertain, write_deap
     from .experiment import prepare_data, run_experiment
     from .reporting import write_report
+    from .reporting.plots import dataset_title
     from .rundir import RunDir
 
     start = time.perf_counter()
@@ -123,7 +124,8 @@ def run_demo(out: str | Path, *, quick: bool = False, seed: int = 0,
         logger.info("%s: labels and features", dataset.upper())
         prepared = prepare_data(cfg, cache_dir=out / "cache", progress=progress)
         counts = prepared.label_report.totals.to_dict()
-        summary.append(f"{dataset.upper()}: {prepared.summary['n_subjects']} subjects, "
+        name = dataset_title(dataset, prepared.summary.get("synthetic", False))
+        summary.append(f"{name}: {prepared.summary['n_subjects']} subjects, "
                        f"{prepared.summary['n_trials']} trials, "
                        f"{prepared.summary['windows']['n']} windows; fear trials per class "
                        f"{counts}; {prepared.featureset.n_features} teacher / "

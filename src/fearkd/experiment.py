@@ -171,7 +171,8 @@ def prepare_multi(cfg: ExperimentConfig, *, cache_dir=None, progress: bool = Tru
         parts[e.label] = (labeled.report, {"kind": e.kind, "n_subjects": int(
             meta["subject"].nunique()), "n_trials": int(len(labeled.labels)),
             "n_windows": int(len(meta)), "n_fear_labelled": int((meta["y_fear"] >= 0).sum()),
-            "source_classes": labeled.n_source_classes})
+            "source_classes": labeled.n_source_classes,
+            "synthetic": bool(recordings.description.get("synthetic"))})
     ids = [set(s.metadata["subject"]) for s in sets]
     clash = sorted(set.union(*[a & b for i, a in enumerate(ids) for b in ids[i + 1:]] or [set()]))
     if clash and not cfg.common.prefix_subjects:

@@ -88,6 +88,19 @@ def _group_title(dataset: str, protocol: str, results: pd.DataFrame) -> str:
     return f"{dataset.upper()} · protocol {protocol} · {n.nunique()} fold(s){leaky}"
 
 
+def _synthetic(run: RunData, dataset: str) -> bool:
+    """Whether the run's ``datasets/<dataset>/summary.json`` records synthetic data."""
+    summary = run.summaries.get(dataset) or {}
+    parts = summary.get("datasets")  # a combined dataset: synthetic when all its parts are
+    if isinstance(parts, dict) and parts:
+        return all(isinstance(p, dict) and p.get("synthetic") for p in parts.values())
+    return bool(summary.get("synthetic"))
+
+
+def _dtitle(run: RunData, dataset: str) -> str:
+    return plots.dataset_title(dataset, _synthetic(run, dataset))
+
+
 def _fig(name: str, title: str, fig, caption: str = "") -> FigureBlock:
     return FigureBlock(name=name, title=title, png=plots.figure_to_png(fig), caption=caption)
 
@@ -277,9 +290,9 @@ def _protocol_section(run: RunData) -> Section | None:
             continue
         sec.blocks.append(TableBlock(slug("protocols", ds), f"{ds.upper()} · backbone test "
                                      "accuracy by protocol", table))
-        sec.blocks.append(_fig(slug("protocol", ds), f"{ds.upper()} · protocol comparison",
+        sec.blocks.append(_fig(slug("protocol", ds), f"{_dtitle(run, ds)} · protocol comparison",
                                plots.plot_protocol_comparison(
-                                   table, title=f"{ds.upper()}: backbone test accuracy by "
+                                   table, title=f"{_dtitle(run, ds)}: backbone test accuracy by "
                                                 "evaluation protocol")))
         sec.blocks.append(TextBlock(protocol_explanation(table, _dataset_config(run.config, ds))))
     return sec if sec.blocks else None
@@ -427,8 +440,8 @@ def _figure_sections(run: RunData) -> list[Section]:
             sub = here[here["task"] == task]
             if (sub["method"] != "baseline").any() and len(sub):
                 folds.blocks.append(_fig(
-                    slug("folds", ds, pr, task), f"{ds.upper()} · {pr} · {task} task",
-                    plots.plot_fold_scores(sub, title=f"{ds.upper()}, protocol {pr}: test "
+                    slug("folds", ds, pr, task), f"{_dtitle(run, ds)} · {pr} · {task} task",
+                    plots.plot_fold_scores(sub, title=f"{_dtitle(run, ds)}, protocol {pr}: test "
                                                       f"accuracy per fold ({task} task)")))
     if folds.blocks:
         out.append(folds)
@@ -441,7 +454,7 @@ def _figure_sections(run: RunData) -> list[Section]:
         keys = ["dataset", "protocol", "method", "stage", "model"]
         for key, grp in hist.groupby(keys, sort=False):
             ds, pr, method, stage, model = key
-            title = f"{ds.upper()} · {pr} · {plots.stage_title(method, stage, model)}"
+            title = f"{_dtitle(run, ds)} · {pr} · {plots.stage_title(method, stage, model)}"
             hsec.blocks.append(_fig(slug("history", ds, pr, method, stage, model), title,
                                     plots.plot_history(grp, title=title)))
     if hsec.blocks:
@@ -452,7 +465,7 @@ def _figure_sections(run: RunData) -> list[Section]:
     for e in entries:
         grouped.setdefault((e["dataset"], e["protocol"], e["method"], e["stage"]), []).append(e)
     for (ds, pr, method, stage), items in grouped.items():
-        title = f"{ds.upper()} · {pr} · {plots.stage_title(method, stage)}"
+        title = f"{_dtitle(run, ds)} · {pr} · {plots.stage_title(method, stage)}"
         csec.blocks.append(_fig(slug("confusion", ds, pr, method, stage), title,
                                 plots.plot_confusions(items, title=title)))
     if csec.blocks:
@@ -507,4 +520,16 @@ def build_document(run: RunData) -> Document:
                  *_config_sections(run)):
         if part is not None:
             sections.append(part)
-    return Document(title=f"fearkd report: {run.name}", meta=meta, sections=sections)
+    return Document(title=f"fearkd report: {run.name}{_synthetic_suffix(run)}", meta=meta,
+                    sections=sections)
+
+
+def _synthetic_suffix(run: RunData) -> str:
+    """`` · synthetic data`` (naming the datasets when only some are) for the page title."""
+    datasets = [str(d) for d in pd.unique(run.results["dataset"])]
+    fake = [d for d in datasets if _synthetic(run, d)]
+    if not fake:
+        return ""
+    if len(fake) == len(datasets):
+        return f" · {plots.SYNTHETIC_NOTE}"
+    return f" · {plots.SYNTHETIC_NOTE}: " + ", ".join(d.upper() for d in fake)

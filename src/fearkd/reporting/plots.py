@@ -65,6 +65,16 @@ def figure_to_png(fig: Figure, path: str | Path | None = None, *, dpi: int = _DP
     return data
 
 
+#: What every page, figure title and summary built on synthetic data says.
+SYNTHETIC_NOTE = "synthetic data"
+
+
+def dataset_title(dataset: str, synthetic: bool = False) -> str:
+    """A dataset's name in titles: ``"DEAP"``, or ``"DEAP (synthetic data)"`` when it was written
+    by :mod:`fearkd.datasets.synthetic` (so no figure of fake data passes for a real result)."""
+    return f"{dataset.upper()} ({SYNTHETIC_NOTE})" if synthetic else dataset.upper()
+
+
 def stage_title(method: str, stage: str, model: str = "") -> str:
     """Human title of a (method, stage, model), e.g. ``"CNN · Method 1 fear student"``."""
     head = f"{model_label(model)} · " if model else ""

@@ -18,12 +18,25 @@ from .tables import (
     method_comparison_table,
     result_groups,
 )
+from .plots import dataset_title
 
-__all__ = ["method_tables", "comparison_text", "contrast_text", "by_text", "PLUS_MINUS_LEGEND"]
+__all__ = ["data_title", "method_tables", "comparison_text", "contrast_text", "by_text", "PLUS_MINUS_LEGEND"]
 
 #: Printed under every table whose cells read "x ± y".
 PLUS_MINUS_LEGEND = ("x ± y: mean ± half-width of the 95 % t-interval over the folds "
                      "(and seeds).")
+
+def data_title(summaries: dict[str, dict]) -> str:
+    """The datasets a run read, each marked ``(synthetic data)`` when a synthetic writer made it.
+
+    Parameters
+    ----------
+    summaries : dict
+        Dataset name -> its summary (``datasets/<name>/summary.json``; ``synthetic`` is read).
+    """
+    return ", ".join(dataset_title(name, bool((summary or {}).get("synthetic")))
+                     for name, summary in summaries.items())
+
 
 #: Stages whose KD table is printed, per method, in order.
 _KD_STAGES = (("method1", ("student",)), ("method2", ("student-source", "student")))
