@@ -34,9 +34,11 @@ SYNTH_MARKER = "fearkd-synthetic.json"
 
 #: Files (relative paths, as regular expressions) each synthetic writer creates.
 SYNTH_FILES = {
-    "deap": (re.escape(SYNTH_MARKER), r"data_preprocessed_python/s\d{2}\.dat", r"data_preprocessed_matlab/s\d{2}\.mat",
+    "deap": (re.escape(SYNTH_MARKER), r"data_preprocessed_python/s\d{2}\.dat",
+             r"data_preprocessed_matlab/s\d{2}\.mat",
              r"metadata_csv/participant_ratings\.csv"),
-    "ascertain": (re.escape(SYNTH_MARKER), r"ASCERTAIN_Raw/(EEG|ECG|GSR)Data/Movie_P\d{2}/(EEG|ECG|GSR)_Clip\d+\.mat",
+    "ascertain": (re.escape(SYNTH_MARKER),
+                  r"ASCERTAIN_Raw/(EEG|ECG|GSR)Data/Movie_P\d{2}/(EEG|ECG|GSR)_Clip\d+\.mat",
                   r"ASCERTAIN_Features/Dt_(SelfReports|Order_Movie)\.mat"),
 }
 

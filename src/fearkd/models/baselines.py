@@ -2,9 +2,9 @@
 and chance levels.
 
 Every baseline is one entry of :data:`BASELINES`, built by :func:`make_baseline` and usable from an
-experiment file (``[methods] baselines``); :func:`register_baseline` adds more. ``svm`` and ``knn``
-(and ``logreg``) are wrapped in a pipeline with a ``StandardScaler`` (fitted on the training rows only, inside
-``fit``), because both depend on feature scales. The chance baselines are
+experiment file (``[methods] baselines``); :func:`register_baseline` adds more. ``svm``, ``knn``
+and ``logreg`` are wrapped in a pipeline with a ``StandardScaler`` (fitted on the training rows
+only, inside ``fit``), because they depend on feature scales. The chance baselines are
 ``sklearn.dummy.DummyClassifier``: ``majority`` always predicts the most frequent training class,
 ``stratified`` draws labels at the training class frequencies.
 

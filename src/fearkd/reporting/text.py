@@ -10,6 +10,7 @@ import pandas as pd
 
 from ..evaluation.contrasts import central_contrasts, compare_by
 from ..evaluation.stats import compare_models
+from .plots import dataset_title
 from .tables import (
     backbone_table,
     finetune_table,
@@ -18,9 +19,9 @@ from .tables import (
     method_comparison_table,
     result_groups,
 )
-from .plots import dataset_title
 
-__all__ = ["data_title", "method_tables", "comparison_text", "contrast_text", "by_text", "PLUS_MINUS_LEGEND"]
+__all__ = ["data_title", "method_tables", "comparison_text", "contrast_text", "by_text",
+           "PLUS_MINUS_LEGEND"]
 
 #: Printed under every table whose cells read "x ± y".
 PLUS_MINUS_LEGEND = ("x ± y: mean ± half-width of the 95 % t-interval over the folds "

@@ -3,8 +3,8 @@
 :func:`write_deap` writes ``data_preprocessed_python/sNN.dat`` (a Python-2 protocol-2 pickle
 built byte by byte, as the real release has it), ``data_preprocessed_matlab/sNN.mat`` and
 ``metadata_csv/participant_ratings.csv``, and marks the root as synthetic
-(``fearkd-synthetic.json``: the writer and its arguments; readers report it). The signals follow the generative model of
-:mod:`fearkd.datasets.synthetic._physio`.
+(``fearkd-synthetic.json``: the writer and its arguments; readers report it). The signals
+follow the generative model of :mod:`fearkd.datasets.synthetic._physio`.
 
 Ratings. For each subject, ``round(fear_share * n_trials)`` trials get valence, arousal and
 dominance drawn uniformly inside a DEAP fear box (none, low, medium, high, cycled starting at a
