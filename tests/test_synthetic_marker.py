@@ -41,6 +41,11 @@ def test_writer_marks_and_reader_surfaces_synthetic(tmp_path):
     real = shutil.copytree(root, tmp_path / "real")
     (real / "fearkd-synthetic.json").unlink()
     assert summarize(open_dataset(real))["synthetic"] is False
+    for folder, expected in ((root, "Dataset: deap (synthetic data)\n"), (real, "Dataset: deap\n")):
+        stdout = io.StringIO()
+        with contextlib.redirect_stdout(stdout):
+            assert main(["info", str(folder)]) == 0
+        assert stdout.getvalue().startswith(expected)
 
 
 def test_malformed_marker_is_refused(tmp_path):

@@ -164,7 +164,7 @@ def _cmd_synth_defaults(args) -> int:
 
 # ------------------------------------------------------------------------------------ info
 def _format_info(s: dict) -> str:
-    lines = [f"Dataset: {s['dataset']}"]
+    lines = [f"Dataset: {s['dataset']}" + (" (synthetic data)" if s.get("synthetic") else "")]
     for key, value in s["description"].items():
         lines.append(f"  {key}: {value}")
     counts = sorted(set(s["trials_per_subject"].values()))
