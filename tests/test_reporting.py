@@ -70,7 +70,8 @@ def _confusion(rng, n_classes, n=40, names=None):
 
 def write_synthetic_rundir(root: Path, *, datasets=("deap",),
                            methods=("backbone", "method1", "method2", "scratch", "baseline"),
-                           legacy=True, folds=3, models=MODELS, optional=True) -> Path:
+                           legacy=True, folds=3, models=MODELS, optional=True,
+                           student=None) -> Path:
     """A run directory following docs/RUNDIR.md: results.csv, units, timing, config, environment."""
     rng = np.random.default_rng(0)
     root.mkdir(parents=True, exist_ok=True)
@@ -104,6 +105,8 @@ def write_synthetic_rundir(root: Path, *, datasets=("deap",),
                             base = {**{c: info[c] for c in ("dataset", "protocol", "method",
                                                             "model", "fold", "seed")},
                                     "stage": stage, "target": target, "task": task,
+                                    **({"model": student} if student and stage.startswith(
+                                        "student") else {}),
                                     "n_params": 0 if method == "baseline" else PARAMS[model],
                                     "n_train": 800, "n_test": 200, "chance": 1.0 / k}
                             rows += _metric_rows(rng, base, level, k)
@@ -126,7 +129,7 @@ def write_synthetic_rundir(root: Path, *, datasets=("deap",),
     if not optional:
         return root
     timing = pd.DataFrame({"protocol": ["subject"] * len(models), "model": list(models),
-                           "workers": 2, "seconds": [2049.5, 9004.9, 8213.4]})
+                           "workers": 2, "seconds": [2049.5, 9004.9, 8213.4][:len(models)]})
     timing["hours"] = timing["seconds"] / 3600
     timing.to_csv(root / "timing.csv", index=False)
     cfg = config_to_dict(ExperimentConfig())
@@ -648,3 +651,31 @@ def test_quality_table_pools_confusions_and_averages_probability_metrics(full_ru
                 & (res["metric"] == "log_loss")]["value"].mean()
     assert table.loc["CNN · Method 1 teacher", "Prior log loss"] == pytest.approx(prior)
     assert "quality-deap-subject" in full_report[2].tables
+
+
+def test_student_stages_are_named_by_the_student_model(tmp_path):
+    """Student curves and confusions carry the student's model (rows' ``model``), not the
+    backbone's; the backbone is named as where the student came from."""
+    from fearkd.reporting.document import build_document
+
+    root = write_synthetic_rundir(tmp_path / "run", methods=("backbone", "method1", "scratch"),
+                                  models=("cnn",), legacy=False, student="mlp")
+    run = load_run(root)
+    hist = history_frame(run.units)
+    students = hist[hist["stage"] == "student"]
+    assert set(students["model"]) == {"mlp"} and set(students["backbone"]) == {"cnn"}
+    assert set(hist.loc[hist["stage"] == "teacher", "model"]) == {"cnn"}
+    conf = {(e["method"], e["stage"]): e for e in confusion_sums(run.units)}
+    assert conf[("method1", "student")]["model"] == "mlp"
+    assert conf[("method1", "teacher")]["model"] == "cnn"
+    doc = build_document(run)
+    titles = [f.title for f in doc.figures() if f.name.startswith("history")]
+    student_titles = [t for t in titles if "student" in t]
+    assert student_titles and all("MLP (from the CNN backbone) ·" in t for t in student_titles)
+    assert any(t.endswith("CNN · Method 1 teacher (fine-tuned to fear)") for t in titles)
+    fig = plots.plot_confusions([e for e in confusion_sums(run.units)
+                                 if e["stage"] == "student" and e["method"] == "method1"])
+    panel_titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert panel_titles and all(t.startswith("MLP (from the CNN backbone)") for t in panel_titles)
+    kd = [t for t in doc.tables() if t.id.startswith("kd-")]
+    assert kd and all("for MLP" in t.title for t in kd)

@@ -435,19 +435,24 @@ def _figure_sections(run: RunData) -> list[Section]:
     # Units come in file-name order; show models in the order of the results instead.
     rank = {m: i for i, m in enumerate(pd.unique(res["model"]))}
     hist = history_frame(run.units)
-    hist = hist.sort_values("model", key=lambda c: c.map(rank).fillna(len(rank)), kind="stable")
+    hist = hist.sort_values("backbone", key=lambda c: c.map(rank).fillna(len(rank)),
+                            kind="stable")
     hsec = Section("histories", "Training curves")
     if len(hist):
-        keys = ["dataset", "protocol", "method", "stage", "model"]
+        keys = ["dataset", "protocol", "method", "stage", "backbone", "model"]
         for key, grp in hist.groupby(keys, sort=False):
-            ds, pr, method, stage, model = key
-            title = f"{ds.upper()} · {pr} · {plots.stage_title(method, stage, model)}"
-            hsec.blocks.append(_fig(slug("history", ds, pr, method, stage, model), title,
+            ds, pr, method, stage, backbone, model = key
+            title = (f"{ds.upper()} · {pr} · "
+                     f"{plots.stage_title(method, stage, model, backbone=backbone)}")
+            origin = backbone if backbone != model else ""
+            hsec.blocks.append(_fig(slug("history", ds, pr, method, stage, origin, model),
+                                    title,
                                     plots.plot_history(grp, title=title)))
     if hsec.blocks:
         out.append(hsec)
     csec = Section("confusion", "Confusion matrices (test folds summed)")
-    entries = sorted(confusion_sums(run.units), key=lambda e: rank.get(e["model"], len(rank)))
+    entries = sorted(confusion_sums(run.units),
+                     key=lambda e: rank.get(e["backbone"], len(rank)))
     grouped: dict[tuple, list] = {}
     for e in entries:
         grouped.setdefault((e["dataset"], e["protocol"], e["method"], e["stage"]), []).append(e)

@@ -28,6 +28,8 @@ __all__ = [
     "loss_label",
     "plot_confusions",
     "plot_protocol_comparison",
+    "model_name",
+    "stage_title",
 ]
 
 _TRAIN, _VAL = "#1f77b4", "#d62728"
@@ -65,9 +67,22 @@ def figure_to_png(fig: Figure, path: str | Path | None = None, *, dpi: int = _DP
     return data
 
 
-def stage_title(method: str, stage: str, model: str = "") -> str:
-    """Human title of a (method, stage, model), e.g. ``"CNN · Method 1 fear student"``."""
-    head = f"{model_label(model)} · " if model else ""
+def model_name(model: str, backbone: str = "") -> str:
+    """A stage's model, with the backbone it came from when that is another model:
+    ``"MLP (from the CNN backbone)"``."""
+    name = model_label(model)
+    if backbone and str(backbone) != str(model):
+        name += f" (from the {model_label(backbone)} backbone)"
+    return name
+
+
+def stage_title(method: str, stage: str, model: str = "", *, backbone: str = "") -> str:
+    """Human title of a (method, stage, model), e.g. ``"CNN · Method 1 fear student"``.
+
+    ``model`` is the model trained in the stage (a student's own model, not its teacher's);
+    ``backbone``, when another model, is named after it.
+    """
+    head = f"{model_name(model, backbone)} · " if model else ""
     method_name = _METHOD_NAMES.get(method, method)
     if method in ("backbone", "baseline") or not method:
         return head + _STAGE_NAMES.get(stage, stage)
@@ -243,7 +258,8 @@ def plot_confusions(entries: Sequence[dict], *, title: str | None = None) -> Fig
     """
     if not entries:
         raise ValueError("'entries' is empty; pass at least one confusion matrix.")
-    models = list(dict.fromkeys(e["model"] for e in entries))
+    # Columns are backbones (a student's model may be the same for several backbones).
+    models = list(dict.fromkeys(e.get("backbone", e["model"]) for e in entries))
     targets = list(dict.fromkeys(e["target"] for e in entries))
     k = max(np.asarray(e["matrix"]).shape[0] for e in entries)
     side = 2.6 + 0.22 * k
@@ -252,7 +268,7 @@ def plot_confusions(entries: Sequence[dict], *, title: str | None = None) -> Fig
     axes = fig.subplots(len(targets), len(models), squeeze=False)
     image = None
     for e in entries:
-        ax = axes[targets.index(e["target"]), models.index(e["model"])]
+        ax = axes[targets.index(e["target"]), models.index(e.get("backbone", e["model"]))]
         m = np.asarray(e["matrix"], dtype=float)
         totals = m.sum(axis=1, keepdims=True)
         share = np.divide(m, totals, out=np.zeros_like(m), where=totals > 0) * 100.0
@@ -268,7 +284,7 @@ def plot_confusions(entries: Sequence[dict], *, title: str | None = None) -> Fig
         ax.set_yticks(range(len(names)), names, fontsize=font)
         ax.set_xlabel("Predicted class", fontsize=8)
         ax.set_ylabel("True class", fontsize=8)
-        label = model_label(e["model"])
+        label = model_name(e["model"], e.get("backbone", ""))
         if e["target"] not in ("-", "", "nan"):
             label += f" — {target_label(e['target'])}"
         ax.set_title(f"{label} ({e.get('n_folds', 1)} folds)", fontsize=9)

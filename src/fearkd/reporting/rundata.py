@@ -148,6 +148,20 @@ def _split_key(key: str, unit_info: dict) -> tuple[str, str, str]:
     return str(method), stage, target
 
 
+def _row_models(unit: dict) -> dict:
+    """(method, stage, target) -> the ``model`` column of the unit's rows of that stage.
+
+    A student stage's rows name the student model; the unit's own ``model`` is its backbone.
+    """
+    out = {}
+    for row in unit.get("rows") or []:
+        if isinstance(row, dict) and row.get("model") not in (None, ""):
+            key = (str(row.get("method", "")), str(row.get("stage", "")),
+                   str(row.get("target", "-")))
+            out.setdefault(key, str(row["model"]))
+    return out
+
+
 def _unit_keys(unit: dict) -> dict:
     info = unit.get("unit") or {}
     return {"dataset": str(info.get("dataset", "")), "protocol": str(info.get("protocol", "")),
@@ -163,25 +177,30 @@ def history_frame(units: list) -> pd.DataFrame:
     DataFrame
         One row per (dataset, protocol, method, stage, model, target, fold, seed, epoch) with
         the columns of :data:`HISTORY_CURVES` (NaN where a curve is absent); epochs count from 1.
+        ``model`` is the model trained in the stage (a student's own model, from the unit's
+        rows); ``backbone`` is the unit's model.
     """
     rows = []
     for unit in units:
         keys = _unit_keys(unit)
+        models = _row_models(unit)
         for key, curves in (unit.get("histories") or {}).items():
             if not isinstance(curves, dict):
                 continue
             method, stage, target = _split_key(key, keys)
             n = max((len(curves.get(c) or []) for c in HISTORY_CURVES), default=0)
             for e in range(n):
-                row = {k: keys[k] for k in ("dataset", "protocol", "model", "fold", "seed")}
-                row.update(method=method, stage=stage, target=target, epoch=e + 1)
+                row = {k: keys[k] for k in ("dataset", "protocol", "fold", "seed")}
+                row.update(method=method, stage=stage, target=target, epoch=e + 1,
+                           model=models.get((method, stage, target), keys["model"]),
+                           backbone=keys["model"])
                 for c in HISTORY_CURVES:
                     values = curves.get(c) or []
                     row[c] = float(values[e]) if e < len(values) and values[e] is not None \
                         else np.nan
                 rows.append(row)
-    cols = ["dataset", "protocol", "method", "stage", "model", "target", "fold", "seed", "epoch",
-            *HISTORY_CURVES]
+    cols = ["dataset", "protocol", "method", "stage", "model", "backbone", "target", "fold",
+            "seed", "epoch", *HISTORY_CURVES]
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -191,13 +210,15 @@ def confusion_sums(units: list) -> list[dict]:
     Returns
     -------
     list of dict
-        One per (dataset, protocol, method, stage, model, target) with keys of that tuple plus
-        ``labels``, ``class_names``, ``matrix`` (ndarray of int, shape (n_classes, n_classes),
+        One per (dataset, protocol, method, stage, backbone, target) with keys of that tuple plus
+        ``model`` (the model trained in the stage: a student's own model), ``labels``,
+        ``class_names``, ``matrix`` (ndarray of int, shape (n_classes, n_classes),
         rows = true class, columns = predicted) and ``n_folds``.
     """
     sums: dict[tuple, dict] = {}
     for unit in units:
         keys = _unit_keys(unit)
+        models = _row_models(unit)
         for key, conf in (unit.get("confusion") or {}).items():
             if not isinstance(conf, dict) or conf.get("matrix") is None:
                 continue
@@ -210,6 +231,7 @@ def confusion_sums(units: list) -> list[dict]:
                     f"Unit {keys['model']} fold {keys['fold']}: confusion {key!r} has shape "
                     f"{matrix.shape}; expected a square (n_classes, n_classes) matrix."
                 )
+            model = models.get((method, stage, target), keys["model"])
             ident = (keys["dataset"], keys["protocol"], method, stage, keys["model"], target)
             labels = list(conf.get("labels") or range(matrix.shape[0]))
             names = [str(c) for c in (conf.get("class_names") or labels)]
@@ -217,7 +239,8 @@ def confusion_sums(units: list) -> list[dict]:
             if entry is None:
                 sums[ident] = {
                     "dataset": ident[0], "protocol": ident[1], "method": method, "stage": stage,
-                    "model": ident[4], "target": target, "labels": labels, "class_names": names,
+                    "model": model, "backbone": ident[4], "target": target, "labels": labels,
+                    "class_names": names,
                     "matrix": matrix.copy(), "n_folds": 1,
                 }
             elif entry["matrix"].shape != matrix.shape:
