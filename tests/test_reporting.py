@@ -128,7 +128,8 @@ def write_synthetic_rundir(root: Path, *, datasets=("deap",),
     results.to_csv(root / "results.csv", index=False)
     if not optional:
         return root
-    timing = pd.DataFrame({"protocol": ["subject"] * len(models), "model": list(models),
+    timing = pd.DataFrame({"dataset": datasets[0], "protocol": ["subject"] * len(models),
+                           "model": list(models),
                            "workers": 2, "seconds": [2049.5, 9004.9, 8213.4][:len(models)]})
     timing["hours"] = timing["seconds"] / 3600
     timing.to_csv(root / "timing.csv", index=False)
@@ -401,9 +402,25 @@ def test_protocol_comparison_and_timing_tables(full_rundir):
     assert (comp["gap (pp)"] == comp["seed-legacy (%)"] - comp["subject (%)"]).all()
     assert protocol_comparison(run.results, method="method1", stage="teacher").empty
     timing = timing_table(run.timing)
-    assert list(timing.columns) == ["Workers", "Time (s)", "Time (h)"]
+    assert list(timing.columns) == ["Dataset", "Workers", "Time (s)", "Time (h)"]
+    assert list(timing["Dataset"]) == ["DEAP"] * 3
     assert timing.loc["LSTM", "Time (h)"] == pytest.approx(9004.9 / 3600)
     assert "2.50" in format_table(timing)
+
+
+def test_timing_table_sets_run_wall_time_beside_summed_unit_time(full_rundir, full_report):
+    """The sum of per-unit seconds (19,268 s) exceeds the 2,520 s run: both are shown, marked,
+    and the note says the units ran in parallel."""
+    run = load_run(full_rundir)
+    table = timing_table(run.timing, wall_seconds=run.environment["wall_seconds"])
+    assert table.attrs["marked_rows"] == ["All units (summed)", "Run wall time"]
+    assert table.loc["All units (summed)", "Time (s)"] == pytest.approx(2049.5 + 9004.9 + 8213.4)
+    assert table.loc["Run wall time", "Time (s)"] == pytest.approx(2520.0)
+    assert "in parallel" in table.attrs["note"] and "2,520 s" in table.attrs["note"]
+    _, paths, parser = full_report
+    assert "Run wall time" in parser.marked and "All units (summed)" in parser.marked
+    html = paths["html"].read_text(encoding="utf-8")
+    assert "19,268 s" in html and "Dataset" in html
 
 
 def test_protocol_explanation_without_seed_legacy(full_rundir):

@@ -294,9 +294,12 @@ def _dataset_config(config: dict | None, dataset: str) -> dict | None:
 def _timing_section(run: RunData) -> Section | None:
     if run.timing is None or run.timing.empty:
         return None
-    table = T.timing_table(run.timing)
-    return Section("timing", "Cross-validation time", [TableBlock("timing", "Time per model",
-                                                                  table)])
+    wall = (run.environment or {}).get("wall_seconds")
+    table = T.timing_table(run.timing,
+                           wall_seconds=wall if isinstance(wall, (int, float)) else None)
+    return Section("timing", "Cross-validation time", [
+        TableBlock("timing", "Time per dataset and model", table,
+                   note=table.attrs.get("note", ""))])
 
 
 def _ttest_table(table: pd.DataFrame, metric: str) -> pd.DataFrame:
