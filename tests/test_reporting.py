@@ -696,3 +696,55 @@ def test_student_stages_are_named_by_the_student_model(tmp_path):
     assert panel_titles and all(t.startswith("MLP (from the CNN backbone)") for t in panel_titles)
     kd = [t for t in doc.tables() if t.id.startswith("kd-")]
     assert kd and all("for MLP" in t.title for t in kd)
+
+
+def test_subject_counts_of_a_stage_are_hand_counts():
+    from fearkd.stages import _subject_counts
+
+    subjects = np.array(["s01", "s01", "s02", "s02", "s02"])
+    counts = _subject_counts(subjects, np.array([0, 1, 2, 2, 3]), np.array([0, 0, 2, 2, 2]))
+    assert counts == {"s01": [1, 2], "s02": [2, 3]}
+
+
+def test_per_subject_table_and_figure_pool_folds(tmp_path):
+    """Units' per-subject counts are summed over folds; the table's pooled row and each
+    subject's cell equal the hand ratio; the report gets a table and a figure."""
+    from fearkd.reporting.document import build_document
+    from fearkd.reporting.subjects import plot_subject_scores, subject_scores, subject_table
+
+    root = write_synthetic_rundir(tmp_path / "run", methods=("backbone", "method1", "scratch"),
+                                  models=("cnn",), legacy=False, folds=2)
+    for path in sorted((root / "units").glob("*.json")):
+        unit = json.loads(path.read_text())
+        k = unit["unit"]["fold"]
+        for key, conf in unit["confusion"].items():
+            # Fold k tests subject s0k; s00 is seen in both folds (window-like protocol).
+            conf["subjects"] = {f"s0{k + 1}": [3, 4], "s00": [1, 5]}
+            if key.startswith("teacher"):
+                conf["subjects"]["s00"] = [5, 5]
+        path.write_text(json.dumps(unit))
+    run = load_run(root)
+    scores = subject_scores(run.units)
+    table = subject_table(scores, dataset="deap", protocol="subject")
+    teacher = "CNN · Method 1 teacher (%)"
+    assert list(table.index) == ["s00", "s01", "s02", "all subjects"]
+    assert table.loc["s00", teacher] == pytest.approx(100.0)
+    assert table.loc["s01", teacher] == pytest.approx(75.0)
+    scratch = "CNN · Scratch fear student (%)"
+    assert table.loc["s00", scratch] == pytest.approx(100 * 2 / 10)
+    assert table.loc["all subjects", scratch] == pytest.approx(100 * (2 + 6) / (10 + 8))
+    assert table.loc["s00", "Test windows"] == 10
+    assert [c for c in table.columns if "student" in c and "Method 1" in c] == [
+        f"CNN · Method 1 fear student ({t}) (%)" for t in
+        ("Hard labels", "Soft targets", "Combined loss")]
+    assert table.attrs["marked_rows"] == ["all subjects"]
+    fig = plot_subject_scores(table, chance=0.25)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["s00", "s01", "s02"]
+    assert len(ax.lines) == len(table.columns) - 1 + 1  # stages + chance line
+    doc = build_document(run)
+    assert "subjects" in [s.id for s in doc.sections]
+    assert "subjects-deap-subject" in [t.id for t in doc.tables()]
+    assert "subjects-deap-subject" in [f.name for f in doc.figures()]
+    with pytest.raises(ValueError, match="'table' is empty"):
+        plot_subject_scores(pd.DataFrame())

@@ -412,8 +412,19 @@ def _train(stage: Stage, ctx: StageContext):
                 "labels": list(range(n_classes)),
                 "class_names": list(ctx.class_names) if stage.task == "fear"
                 else [str(i) for i in range(n_classes)],
-                "matrix": confusion, "split": "test"}}
+                "matrix": confusion, "split": "test",
+                "subjects": _subject_counts(fold.subjects[fold.rows(stage.task, "test")],
+                                            y_true["test"], pred["test"])}}
     return model, res.scaler, meta
+
+
+def _subject_counts(subjects: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray) -> dict:
+    """``{subject: [correct, total]}`` of the test rows (the report's per-subject scores)."""
+    out = {}
+    for subject in np.unique(subjects):
+        hit = subjects == subject
+        out[str(subject)] = [int((y_true[hit] == y_pred[hit]).sum()), int(hit.sum())]
+    return out
 
 
 def _adaptation(stage: Stage, ctx: StageContext, model, loss, targets, validation, scaler,

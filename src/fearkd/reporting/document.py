@@ -420,6 +420,31 @@ def _ttest_section(run: RunData) -> Section | None:
     return sec if sec.blocks else None
 
 
+def _subject_section(run: RunData) -> Section | None:
+    """Fear test accuracy per test subject of the main stages (table and figure)."""
+    from .subjects import plot_subject_scores, subject_scores, subject_table
+
+    scores = subject_scores(run.units)
+    if scores.empty:
+        return None
+    sec = Section("subjects", "Scores per test subject")
+    sec.intro = ("Fear-task test accuracy of each test subject's windows, folds and seeds "
+                 "pooled; a stage that scores well on average can still fail whole people.")
+    res = run.results
+    for ds, pr in T.result_groups(res):
+        table = subject_table(scores, dataset=ds, protocol=pr)
+        if table.empty:
+            continue
+        head = _group_title(ds, pr, res)
+        sec.blocks.append(TableBlock(slug("subjects", ds, pr), head, table))
+        fear = res[(res["dataset"] == ds) & (res["protocol"] == pr) & (res["task"] == "fear")]
+        chance = float(fear["chance"].mean()) if len(fear) else None
+        sec.blocks.append(_fig(slug("subjects", ds, pr), head, plot_subject_scores(
+            table, chance=chance, title=f"{ds.upper()}, protocol {pr}: fear test accuracy per "
+                                        "subject")))
+    return sec if sec.blocks else None
+
+
 def _figure_sections(run: RunData) -> list[Section]:
     res = run.results
     out = []
@@ -435,6 +460,9 @@ def _figure_sections(run: RunData) -> list[Section]:
                                                       f"accuracy per fold ({task} task)")))
     if folds.blocks:
         out.append(folds)
+    subjects = _subject_section(run)
+    if subjects is not None:
+        out.append(subjects)
     # Units come in file-name order; show models in the order of the results instead.
     rank = {m: i for i, m in enumerate(pd.unique(res["model"]))}
     hist = history_frame(run.units)
