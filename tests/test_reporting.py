@@ -748,3 +748,38 @@ def test_per_subject_table_and_figure_pool_folds(tmp_path):
     assert "subjects-deap-subject" in [f.name for f in doc.figures()]
     with pytest.raises(ValueError, match="'table' is empty"):
         plot_subject_scores(pd.DataFrame())
+
+
+def test_class_balance_counts_fear_test_windows_per_fold_and_subject(tmp_path):
+    """Per fold: the row sums of a fear confusion (one unit per fold, not one per model or
+    method); per subject: the stored class counts summed over folds; both in the report."""
+    from fearkd.reporting.document import build_document
+    from fearkd.reporting.subjects import class_balance
+    from fearkd.stages import _subject_classes
+
+    assert _subject_classes(np.array(["a", "b", "a"]), np.array([0, 3, 0]), 4) == {
+        "a": [2, 0, 0, 0], "b": [0, 0, 0, 1]}
+    root = write_synthetic_rundir(tmp_path / "run", methods=("backbone", "method1", "scratch"),
+                                  models=("cnn", "gru"), legacy=False, folds=2)
+    matrices = {}
+    for path in sorted((root / "units").glob("*.json")):
+        unit = json.loads(path.read_text())
+        fold = unit["unit"]["fold"]
+        for key, conf in unit["confusion"].items():
+            matrices.setdefault((fold, key.split("/")[0]), conf["matrix"])
+            conf["subject_classes"] = {f"s0{fold + 1}": [1, 2, 3, 4], "s00": [0, 0, 5, 0]}
+        path.write_text(json.dumps(unit))
+    run = load_run(root)
+    per_fold, per_subject = class_balance(run.units, dataset="deap", protocol="subject")
+    assert list(per_fold.columns) == ["none (windows)", "low (windows)", "medium (windows)",
+                                      "high (windows)"]
+    # The first fear stage of the first unit of each fold (backbone units have none).
+    for fold in (0, 1):
+        teacher = np.asarray(matrices[(fold, "teacher")]).sum(axis=1)
+        assert per_fold.loc[f"fold {fold}"].tolist() == teacher.tolist()
+    assert per_fold.loc["total"].tolist() == (per_fold.iloc[0] + per_fold.iloc[1]).tolist()
+    assert per_subject.loc["s00"].tolist() == [0, 0, 10, 0]
+    assert per_subject.loc["s01"].tolist() == [1, 2, 3, 4]
+    assert per_subject.loc["subjects with class"].tolist() == [2, 2, 3, 2]
+    ids = [t.id for t in build_document(run).tables()]
+    assert "balance-folds-deap-subject" in ids and "balance-subjects-deap-subject" in ids

@@ -177,6 +177,7 @@ def _dataset_section(run: RunData) -> Section | None:
             sizes.attrs["marked_rows"] = []
             sec.blocks.append(TableBlock(slug("windows", ds), f"{ds.upper()} · windows per fold",
                                          sizes))
+        sec.blocks += _balance_blocks(run, ds)
         norm = ((_dataset_config(run.config, ds) or {}).get("features") or {}).get("normalize")
         if norm:
             from ..features.normalize import normalize_sentence
@@ -186,6 +187,24 @@ def _dataset_section(run: RunData) -> Section | None:
         if rep:
             sec.blocks += _label_blocks(ds, rep)
     return sec if sec.blocks else None
+
+
+def _balance_blocks(run: RunData, ds: str) -> list:
+    """Fear test windows per class in each fold and subject (the units' confusions)."""
+    from .subjects import class_balance
+
+    blocks = []
+    for dataset, pr in T.result_groups(run.results):
+        if dataset != ds:
+            continue
+        per_fold, per_subject = class_balance(run.units, dataset=ds, protocol=pr)
+        if len(per_fold):
+            blocks.append(TableBlock(slug("balance-folds", ds, pr), f"{ds.upper()} · {pr} · "
+                                     "fear test windows per fold and class", per_fold))
+        if len(per_subject):
+            blocks.append(TableBlock(slug("balance-subjects", ds, pr), f"{ds.upper()} · {pr} · "
+                                     "fear test windows per subject and class", per_subject))
+    return blocks
 
 
 def _label_blocks(ds: str, rep: dict) -> list:

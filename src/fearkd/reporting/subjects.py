@@ -19,7 +19,8 @@ from .plots import stage_title
 from .rundata import _row_models, _split_key, _unit_keys
 from .tables import target_label
 
-__all__ = ["subject_scores", "subject_table", "plot_subject_scores", "MAIN_STAGES"]
+__all__ = ["subject_scores", "subject_table", "plot_subject_scores", "class_balance",
+           "MAIN_STAGES"]
 
 #: (method, stage) of the fear-task stages the per-subject table shows, in column order.
 MAIN_STAGES = (("method1", "teacher"), ("method1", "student"), ("method2", "student"),
@@ -153,3 +154,64 @@ def plot_subject_scores(table: pd.DataFrame, *, chance: float | None = None,
     if title:
         ax.set_title(title, fontsize=11)
     return fig
+
+
+def _fear_confusion(unit: dict) -> dict | None:
+    """The test confusion of a fear-task stage of ``unit`` (all share the fold's test rows)."""
+    keys = _unit_keys(unit)
+    for key, conf in (unit.get("confusion") or {}).items():
+        method, stage, _ = _split_key(key, keys)
+        if stage in ("teacher", "student") and isinstance(conf, dict) \
+                and conf.get("matrix") is not None:
+            return conf
+    return None
+
+
+def class_balance(units: list, *, dataset: str, protocol: str,
+                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Fear test windows per class in each fold and in each subject.
+
+    Every fold's fear test windows are counted once (one unit per fold, the lowest seed): per
+    fold from the row sums of a fear stage's test confusion matrix, per subject from its
+    ``subject_classes`` summed over folds (each window is tested in exactly one fold).
+
+    Returns
+    -------
+    per_fold, per_subject : DataFrame
+        Index ``"fold k"`` (then the marked row ``"total"``) and the subjects; one column
+        ``"<class> (windows)"`` per fear class. ``per_subject`` is empty when the units stored
+        no per-subject class counts; both are empty without fear confusions.
+    """
+    chosen: dict[int, dict] = {}
+    for unit in units:
+        keys = _unit_keys(unit)
+        if keys["dataset"] != dataset or keys["protocol"] != protocol:
+            continue
+        conf = _fear_confusion(unit)
+        if conf is None:
+            continue
+        best = chosen.get(keys["fold"])
+        if best is None or keys["seed"] < best[0]:
+            chosen[keys["fold"]] = (keys["seed"], conf)
+    if not chosen:
+        return pd.DataFrame(), pd.DataFrame()
+    first = chosen[min(chosen)][1]
+    names = [str(c) for c in (first.get("class_names") or range(len(first["matrix"])))]
+    columns = [f"{c} (windows)" for c in names]
+    per_fold = pd.DataFrame(
+        [np.asarray(chosen[f][1]["matrix"], dtype=float).sum(axis=1) for f in sorted(chosen)],
+        index=pd.Index([f"fold {f}" for f in sorted(chosen)], name="Fold"), columns=columns)
+    per_fold.loc["total"] = per_fold.sum(axis=0)
+    per_fold.attrs["marked_rows"] = ["total"]
+    counts: dict[str, np.ndarray] = {}
+    for f in sorted(chosen):
+        for subject, n in (chosen[f][1].get("subject_classes") or {}).items():
+            counts[str(subject)] = counts.get(str(subject), 0) + np.asarray(n, dtype=float)
+    per_subject = pd.DataFrame()
+    if counts:
+        per_subject = pd.DataFrame.from_dict(counts, orient="index", columns=columns)
+        per_subject = per_subject.sort_index()
+        per_subject.index.name = "Subject"
+        per_subject.loc["subjects with class"] = (per_subject > 0).sum(axis=0)
+        per_subject.attrs["marked_rows"] = ["subjects with class"]
+    return per_fold, per_subject
