@@ -783,3 +783,29 @@ def test_class_balance_counts_fear_test_windows_per_fold_and_subject(tmp_path):
     assert per_subject.loc["subjects with class"].tolist() == [2, 2, 3, 2]
     ids = [t.id for t in build_document(run).tables()]
     assert "balance-folds-deap-subject" in ids and "balance-subjects-deap-subject" in ids
+
+
+def test_confusion_figure_is_readable_with_long_class_names():
+    """Long names are wrapped and tilted; each cell shows its count and the row percentage
+    that its colour encodes; the colour bar says it is a row percentage."""
+    names = ["no fear at all", "low fear (mild unease)", "medium fear", "high fear (panic)"]
+    matrix = np.array([[8, 2, 0, 0], [1, 3, 0, 0], [0, 0, 5, 5], [0, 0, 0, 0]])
+    entry = {"dataset": "deap", "protocol": "subject", "method": "method1", "stage": "student",
+             "model": "mlp", "backbone": "cnn", "target": "soft", "labels": [0, 1, 2, 3],
+             "class_names": names, "matrix": matrix, "n_folds": 3}
+    fig = plots.plot_confusions([entry])
+    ax, bar = fig.axes[0], fig.axes[-1]
+    ticks = ax.get_xticklabels()
+    assert [t.get_text() for t in ticks] == [plots.wrap_label(n) for n in names]
+    assert all(max(len(line) for line in t.get_text().split("\n")) <= 12 for t in ticks)
+    assert all(t.get_rotation() == 45 for t in ticks)
+    cells = {(round(t.get_position()[1]), round(t.get_position()[0])): t.get_text()
+             for t in ax.texts}
+    assert cells[(0, 0)] == "8\n80 %" and cells[(1, 1)] == "3\n75 %"
+    assert cells[(2, 3)] == "5\n50 %" and cells[(3, 3)] == "0\n0 %"
+    image = ax.get_images()[0].get_array()
+    assert image[0, 0] == pytest.approx(80.0) and image[1, 0] == pytest.approx(25.0)
+    assert "Row percentage" in bar.get_ylabel()
+    assert ax.get_title().startswith("MLP (from the CNN backbone) — Soft targets")
+    figure_png = plots.figure_to_png(fig)
+    assert figure_png[:8] == b"\x89PNG\r\n\x1a\n"
