@@ -809,3 +809,24 @@ def test_confusion_figure_is_readable_with_long_class_names():
     assert ax.get_title().startswith("MLP (from the CNN backbone) — Soft targets")
     figure_png = plots.figure_to_png(fig)
     assert figure_png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_source_classes_carry_their_rating_ranges(full_rundir):
+    """DEAP valence classes are the integer part of the 1-9 rating: class 0 holds no rating,
+    class 9 only the rating 9; the backbone confusions of the report use these names."""
+    from fearkd.labels import load_source_task
+    from fearkd.reporting.rundata import named_confusions, source_class_names
+
+    names = load_source_task("deap").class_names()
+    assert names[0] == "0: no valence rating"
+    assert names[1] == "1: valence [1, 2)" and names[8] == "8: valence [8, 9)"
+    assert names[9] == "9: valence 9"
+    edges = load_source_task({"rating": "arousal", "edges": [1, 5, 9]}).class_names()
+    assert edges == ["0: arousal [1, 5)", "1: arousal [5, 9]"]
+    run = load_run(full_rundir)
+    assert source_class_names(run.config, "deap") == names
+    entries = named_confusions(run)
+    backbone = [e for e in entries if e["stage"] == "backbone"]
+    assert backbone and all(e["class_names"] == names for e in backbone)
+    fear = [e for e in entries if e["stage"] == "teacher"]
+    assert fear and all(e["class_names"] == ["none", "low", "medium", "high"] for e in fear)

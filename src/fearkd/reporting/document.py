@@ -18,7 +18,8 @@ import pandas as pd
 
 from . import plots
 from . import tables as T
-from .rundata import RunData, confusion_sums, history_frame
+from .rundata import RunData, confusion_sums, history_frame, named_confusions
+from .rundata import dataset_config as _dataset_config
 
 __all__ = ["Document", "Section", "TableBlock", "FigureBlock", "TextBlock", "build_document",
            "protocol_explanation"]
@@ -304,12 +305,6 @@ def _protocol_section(run: RunData) -> Section | None:
     return sec if sec.blocks else None
 
 
-def _dataset_config(config: dict | None, dataset: str) -> dict | None:
-    """The config of one dataset: a demo's config.json holds one config per dataset key."""
-    nested = (config or {}).get(dataset)
-    return nested if isinstance(nested, dict) and "features" in nested else config
-
-
 def _timing_section(run: RunData) -> Section | None:
     if run.timing is None or run.timing.empty:
         return None
@@ -501,7 +496,7 @@ def _figure_sections(run: RunData) -> list[Section]:
     if hsec.blocks:
         out.append(hsec)
     csec = Section("confusion", "Confusion matrices (test folds summed)")
-    entries = sorted(confusion_sums(run.units),
+    entries = sorted(named_confusions(run),
                      key=lambda e: rank.get(e["backbone"], len(rank)))
     grouped: dict[tuple, list] = {}
     for e in entries:

@@ -17,7 +17,8 @@ import pandas as pd
 from ..errors import FearkdError, FormatError
 from ..evaluation.results import RESULT_COLUMNS, check_results
 
-__all__ = ["RunData", "load_run", "history_frame", "confusion_sums", "HISTORY_CURVES"]
+__all__ = ["RunData", "load_run", "history_frame", "confusion_sums", "named_confusions",
+           "source_class_names", "dataset_config", "HISTORY_CURVES"]
 
 logger = logging.getLogger(__name__)
 
@@ -250,3 +251,46 @@ def confusion_sums(units: list) -> list[dict]:
                 entry["matrix"] += matrix
                 entry["n_folds"] += 1
     return list(sums.values())
+
+
+def dataset_config(config: dict | None, dataset: str) -> dict | None:
+    """The config of one dataset: a demo's config.json holds one config per dataset key."""
+    nested = (config or {}).get(dataset)
+    return nested if isinstance(nested, dict) and "features" in nested else config
+
+
+def source_class_names(config: dict | None, dataset: str) -> list[str] | None:
+    """The dataset's source classes with their rating ranges (``"2: valence [2, 3)"``).
+
+    The source task is the dataset's ``source`` or ``[labels] source`` of the run's config
+    (``auto``: the built-in task of DEAP or ASCERTAIN); None when it cannot be resolved.
+    """
+    from ..labels import load_source_task
+
+    cfg = dataset_config(config, dataset) or {}
+    spec = (cfg.get("dataset") or {}).get("source") or (cfg.get("labels") or {}).get("source")
+    if spec in (None, "", "auto"):
+        spec = dataset if dataset in ("deap", "ascertain") else None
+    if spec is None:
+        return None
+    try:
+        return load_source_task(spec).class_names()
+    except (FearkdError, OSError, ValueError, TypeError) as exc:
+        logger.info("Source classes of %s shown without rating ranges: %s", dataset, exc)
+        return None
+
+
+def named_confusions(run: RunData) -> list[dict]:
+    """:func:`confusion_sums` with source-task classes named by their rating ranges."""
+    entries = confusion_sums(run.units)
+    names: dict[str, list | None] = {}
+    for e in entries:
+        if e["stage"] not in ("backbone", "student-source"):
+            continue
+        if e["dataset"] not in names:
+            names[e["dataset"]] = source_class_names(run.config, e["dataset"])
+        ranged = names[e["dataset"]]
+        if ranged and len(ranged) == len(e["class_names"]) and all(
+                r.split(":")[0] == str(c) for r, c in zip(ranged, e["class_names"], strict=True)):
+            e["class_names"] = list(ranged)
+    return entries
