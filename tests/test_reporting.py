@@ -70,7 +70,8 @@ def _confusion(rng, n_classes, n=40, names=None):
 
 def write_synthetic_rundir(root: Path, *, datasets=("deap",),
                            methods=("backbone", "method1", "method2", "scratch", "baseline"),
-                           legacy=True, folds=3, models=MODELS, optional=True) -> Path:
+                           legacy=True, folds=3, models=MODELS, optional=True,
+                           student=None) -> Path:
     """A run directory following docs/RUNDIR.md: results.csv, units, timing, config, environment."""
     rng = np.random.default_rng(0)
     root.mkdir(parents=True, exist_ok=True)
@@ -104,6 +105,8 @@ def write_synthetic_rundir(root: Path, *, datasets=("deap",),
                             base = {**{c: info[c] for c in ("dataset", "protocol", "method",
                                                             "model", "fold", "seed")},
                                     "stage": stage, "target": target, "task": task,
+                                    **({"model": student} if student and stage.startswith(
+                                        "student") else {}),
                                     "n_params": 0 if method == "baseline" else PARAMS[model],
                                     "n_train": 800, "n_test": 200, "chance": 1.0 / k}
                             rows += _metric_rows(rng, base, level, k)
@@ -125,8 +128,9 @@ def write_synthetic_rundir(root: Path, *, datasets=("deap",),
     results.to_csv(root / "results.csv", index=False)
     if not optional:
         return root
-    timing = pd.DataFrame({"protocol": ["subject"] * len(models), "model": list(models),
-                           "workers": 2, "seconds": [2049.5, 9004.9, 8213.4]})
+    timing = pd.DataFrame({"dataset": datasets[0], "protocol": ["subject"] * len(models),
+                           "model": list(models),
+                           "workers": 2, "seconds": [2049.5, 9004.9, 8213.4][:len(models)]})
     timing["hours"] = timing["seconds"] / 3600
     timing.to_csv(root / "timing.csv", index=False)
     cfg = config_to_dict(ExperimentConfig())
@@ -398,9 +402,25 @@ def test_protocol_comparison_and_timing_tables(full_rundir):
     assert (comp["gap (pp)"] == comp["seed-legacy (%)"] - comp["subject (%)"]).all()
     assert protocol_comparison(run.results, method="method1", stage="teacher").empty
     timing = timing_table(run.timing)
-    assert list(timing.columns) == ["Workers", "Time (s)", "Time (h)"]
+    assert list(timing.columns) == ["Dataset", "Workers", "Time (s)", "Time (h)"]
+    assert list(timing["Dataset"]) == ["DEAP"] * 3
     assert timing.loc["LSTM", "Time (h)"] == pytest.approx(9004.9 / 3600)
     assert "2.50" in format_table(timing)
+
+
+def test_timing_table_sets_run_wall_time_beside_summed_unit_time(full_rundir, full_report):
+    """The sum of per-unit seconds (19,268 s) exceeds the 2,520 s run: both are shown, marked,
+    and the note says the units ran in parallel."""
+    run = load_run(full_rundir)
+    table = timing_table(run.timing, wall_seconds=run.environment["wall_seconds"])
+    assert table.attrs["marked_rows"] == ["All units (summed)", "Run wall time"]
+    assert table.loc["All units (summed)", "Time (s)"] == pytest.approx(2049.5 + 9004.9 + 8213.4)
+    assert table.loc["Run wall time", "Time (s)"] == pytest.approx(2520.0)
+    assert "in parallel" in table.attrs["note"] and "2,520 s" in table.attrs["note"]
+    _, paths, parser = full_report
+    assert "Run wall time" in parser.marked and "All units (summed)" in parser.marked
+    html = paths["html"].read_text(encoding="utf-8")
+    assert "19,268 s" in html and "Dataset" in html
 
 
 def test_protocol_explanation_without_seed_legacy(full_rundir):
@@ -648,3 +668,165 @@ def test_quality_table_pools_confusions_and_averages_probability_metrics(full_ru
                 & (res["metric"] == "log_loss")]["value"].mean()
     assert table.loc["CNN · Method 1 teacher", "Prior log loss"] == pytest.approx(prior)
     assert "quality-deap-subject" in full_report[2].tables
+
+
+def test_student_stages_are_named_by_the_student_model(tmp_path):
+    """Student curves and confusions carry the student's model (rows' ``model``), not the
+    backbone's; the backbone is named as where the student came from."""
+    from fearkd.reporting.document import build_document
+
+    root = write_synthetic_rundir(tmp_path / "run", methods=("backbone", "method1", "scratch"),
+                                  models=("cnn",), legacy=False, student="mlp")
+    run = load_run(root)
+    hist = history_frame(run.units)
+    students = hist[hist["stage"] == "student"]
+    assert set(students["model"]) == {"mlp"} and set(students["backbone"]) == {"cnn"}
+    assert set(hist.loc[hist["stage"] == "teacher", "model"]) == {"cnn"}
+    conf = {(e["method"], e["stage"]): e for e in confusion_sums(run.units)}
+    assert conf[("method1", "student")]["model"] == "mlp"
+    assert conf[("method1", "teacher")]["model"] == "cnn"
+    doc = build_document(run)
+    titles = [f.title for f in doc.figures() if f.name.startswith("history")]
+    student_titles = [t for t in titles if "student" in t]
+    assert student_titles and all("MLP (from the CNN backbone) ·" in t for t in student_titles)
+    assert any(t.endswith("CNN · Method 1 teacher (fine-tuned to fear)") for t in titles)
+    fig = plots.plot_confusions([e for e in confusion_sums(run.units)
+                                 if e["stage"] == "student" and e["method"] == "method1"])
+    panel_titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert panel_titles and all(t.startswith("MLP (from the CNN backbone)") for t in panel_titles)
+    kd = [t for t in doc.tables() if t.id.startswith("kd-")]
+    assert kd and all("for MLP" in t.title for t in kd)
+
+
+def test_subject_counts_of_a_stage_are_hand_counts():
+    from fearkd.stages import _subject_counts
+
+    subjects = np.array(["s01", "s01", "s02", "s02", "s02"])
+    counts = _subject_counts(subjects, np.array([0, 1, 2, 2, 3]), np.array([0, 0, 2, 2, 2]))
+    assert counts == {"s01": [1, 2], "s02": [2, 3]}
+
+
+def test_per_subject_table_and_figure_pool_folds(tmp_path):
+    """Units' per-subject counts are summed over folds; the table's pooled row and each
+    subject's cell equal the hand ratio; the report gets a table and a figure."""
+    from fearkd.reporting.document import build_document
+    from fearkd.reporting.subjects import plot_subject_scores, subject_scores, subject_table
+
+    root = write_synthetic_rundir(tmp_path / "run", methods=("backbone", "method1", "scratch"),
+                                  models=("cnn",), legacy=False, folds=2)
+    for path in sorted((root / "units").glob("*.json")):
+        unit = json.loads(path.read_text())
+        k = unit["unit"]["fold"]
+        for key, conf in unit["confusion"].items():
+            # Fold k tests subject s0k; s00 is seen in both folds (window-like protocol).
+            conf["subjects"] = {f"s0{k + 1}": [3, 4], "s00": [1, 5]}
+            if key.startswith("teacher"):
+                conf["subjects"]["s00"] = [5, 5]
+        path.write_text(json.dumps(unit))
+    run = load_run(root)
+    scores = subject_scores(run.units)
+    table = subject_table(scores, dataset="deap", protocol="subject")
+    teacher = "CNN · Method 1 teacher (%)"
+    assert list(table.index) == ["s00", "s01", "s02", "all subjects"]
+    assert table.loc["s00", teacher] == pytest.approx(100.0)
+    assert table.loc["s01", teacher] == pytest.approx(75.0)
+    scratch = "CNN · Scratch fear student (%)"
+    assert table.loc["s00", scratch] == pytest.approx(100 * 2 / 10)
+    assert table.loc["all subjects", scratch] == pytest.approx(100 * (2 + 6) / (10 + 8))
+    assert table.loc["s00", "Test windows"] == 10
+    assert [c for c in table.columns if "student" in c and "Method 1" in c] == [
+        f"CNN · Method 1 fear student ({t}) (%)" for t in
+        ("Hard labels", "Soft targets", "Combined loss")]
+    assert table.attrs["marked_rows"] == ["all subjects"]
+    fig = plot_subject_scores(table, chance=0.25)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["s00", "s01", "s02"]
+    assert len(ax.lines) == len(table.columns) - 1 + 1  # stages + chance line
+    doc = build_document(run)
+    assert "subjects" in [s.id for s in doc.sections]
+    assert "subjects-deap-subject" in [t.id for t in doc.tables()]
+    assert "subjects-deap-subject" in [f.name for f in doc.figures()]
+    with pytest.raises(ValueError, match="'table' is empty"):
+        plot_subject_scores(pd.DataFrame())
+
+
+def test_class_balance_counts_fear_test_windows_per_fold_and_subject(tmp_path):
+    """Per fold: the row sums of a fear confusion (one unit per fold, not one per model or
+    method); per subject: the stored class counts summed over folds; both in the report."""
+    from fearkd.reporting.document import build_document
+    from fearkd.reporting.subjects import class_balance
+    from fearkd.stages import _subject_classes
+
+    assert _subject_classes(np.array(["a", "b", "a"]), np.array([0, 3, 0]), 4) == {
+        "a": [2, 0, 0, 0], "b": [0, 0, 0, 1]}
+    root = write_synthetic_rundir(tmp_path / "run", methods=("backbone", "method1", "scratch"),
+                                  models=("cnn", "gru"), legacy=False, folds=2)
+    matrices = {}
+    for path in sorted((root / "units").glob("*.json")):
+        unit = json.loads(path.read_text())
+        fold = unit["unit"]["fold"]
+        for key, conf in unit["confusion"].items():
+            matrices.setdefault((fold, key.split("/")[0]), conf["matrix"])
+            conf["subject_classes"] = {f"s0{fold + 1}": [1, 2, 3, 4], "s00": [0, 0, 5, 0]}
+        path.write_text(json.dumps(unit))
+    run = load_run(root)
+    per_fold, per_subject = class_balance(run.units, dataset="deap", protocol="subject")
+    assert list(per_fold.columns) == ["none (windows)", "low (windows)", "medium (windows)",
+                                      "high (windows)"]
+    # The first fear stage of the first unit of each fold (backbone units have none).
+    for fold in (0, 1):
+        teacher = np.asarray(matrices[(fold, "teacher")]).sum(axis=1)
+        assert per_fold.loc[f"fold {fold}"].tolist() == teacher.tolist()
+    assert per_fold.loc["total"].tolist() == (per_fold.iloc[0] + per_fold.iloc[1]).tolist()
+    assert per_subject.loc["s00"].tolist() == [0, 0, 10, 0]
+    assert per_subject.loc["s01"].tolist() == [1, 2, 3, 4]
+    assert per_subject.loc["subjects with class"].tolist() == [2, 2, 3, 2]
+    ids = [t.id for t in build_document(run).tables()]
+    assert "balance-folds-deap-subject" in ids and "balance-subjects-deap-subject" in ids
+
+
+def test_confusion_figure_is_readable_with_long_class_names():
+    """Long names are wrapped and tilted; each cell shows its count and the row percentage
+    that its colour encodes; the colour bar says it is a row percentage."""
+    names = ["no fear at all", "low fear (mild unease)", "medium fear", "high fear (panic)"]
+    matrix = np.array([[8, 2, 0, 0], [1, 3, 0, 0], [0, 0, 5, 5], [0, 0, 0, 0]])
+    entry = {"dataset": "deap", "protocol": "subject", "method": "method1", "stage": "student",
+             "model": "mlp", "backbone": "cnn", "target": "soft", "labels": [0, 1, 2, 3],
+             "class_names": names, "matrix": matrix, "n_folds": 3}
+    fig = plots.plot_confusions([entry])
+    ax, bar = fig.axes[0], fig.axes[-1]
+    ticks = ax.get_xticklabels()
+    assert [t.get_text() for t in ticks] == [plots.wrap_label(n) for n in names]
+    assert all(max(len(line) for line in t.get_text().split("\n")) <= 12 for t in ticks)
+    assert all(t.get_rotation() == 45 for t in ticks)
+    cells = {(round(t.get_position()[1]), round(t.get_position()[0])): t.get_text()
+             for t in ax.texts}
+    assert cells[(0, 0)] == "8\n80 %" and cells[(1, 1)] == "3\n75 %"
+    assert cells[(2, 3)] == "5\n50 %" and cells[(3, 3)] == "0\n0 %"
+    image = ax.get_images()[0].get_array()
+    assert image[0, 0] == pytest.approx(80.0) and image[1, 0] == pytest.approx(25.0)
+    assert "Row percentage" in bar.get_ylabel()
+    assert ax.get_title().startswith("MLP (from the CNN backbone) — Soft targets")
+    figure_png = plots.figure_to_png(fig)
+    assert figure_png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_source_classes_carry_their_rating_ranges(full_rundir):
+    """DEAP valence classes are the integer part of the 1-9 rating: class 0 holds no rating,
+    class 9 only the rating 9; the backbone confusions of the report use these names."""
+    from fearkd.labels import load_source_task
+    from fearkd.reporting.rundata import named_confusions, source_class_names
+
+    names = load_source_task("deap").class_names()
+    assert names[0] == "0: no valence rating"
+    assert names[1] == "1: valence [1, 2)" and names[8] == "8: valence [8, 9)"
+    assert names[9] == "9: valence 9"
+    edges = load_source_task({"rating": "arousal", "edges": [1, 5, 9]}).class_names()
+    assert edges == ["0: arousal [1, 5)", "1: arousal [5, 9]"]
+    run = load_run(full_rundir)
+    assert source_class_names(run.config, "deap") == names
+    entries = named_confusions(run)
+    backbone = [e for e in entries if e["stage"] == "backbone"]
+    assert backbone and all(e["class_names"] == names for e in backbone)
+    fear = [e for e in entries if e["stage"] == "teacher"]
+    assert fear and all(e["class_names"] == ["none", "low", "medium", "high"] for e in fear)

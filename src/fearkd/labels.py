@@ -283,6 +283,35 @@ class SourceTask:
         scale = None if scale is None else parse_interval(scale, f"{source}: source_task.scale")
         return cls(str(data["rating"]), n_classes, binning, offset, edges, scale, source)
 
+    def class_names(self) -> list[str]:
+        """Each class with the rating range it holds: ``"2: valence [2, 3)"``.
+
+        Ranges are cut to ``scale``; a class no rating on the scale reaches is named
+        ``"0: no valence rating"`` (DEAP valence: class 0 of the 1-9 rating).
+        """
+        names = []
+        for i in range(self.n_classes):
+            if self.binning == "floor":
+                lo, hi = float(i - self.offset), float(i - self.offset + 1)
+                hi_closed = False
+            else:
+                lo, hi = self.edges[i], self.edges[i + 1]
+                hi_closed = i == self.n_classes - 1
+            lo_closed = True
+            if self.scale is not None:
+                if self.scale.lo > lo or (self.scale.lo == lo and not self.scale.lo_closed):
+                    lo, lo_closed = self.scale.lo, self.scale.lo_closed
+                if self.scale.hi < hi or (self.scale.hi == hi and hi_closed):
+                    hi, hi_closed = self.scale.hi, self.scale.hi_closed
+            empty = lo > hi or (lo == hi and not (lo_closed and hi_closed))
+            if empty:
+                names.append(f"{i}: no {self.rating} rating")
+            elif lo == hi:
+                names.append(f"{i}: {self.rating} {lo:g}")
+            else:
+                names.append(f"{i}: {self.rating} {Interval(lo, hi, lo_closed, hi_closed)}")
+        return names
+
     def assign(self, ratings: pd.DataFrame, *, nan_policy: str = "raise") -> np.ndarray:
         """Source class of every trial, ndarray of int64, shape (n_trials,), ``-1`` if none.
 

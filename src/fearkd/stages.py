@@ -412,8 +412,27 @@ def _train(stage: Stage, ctx: StageContext):
                 "labels": list(range(n_classes)),
                 "class_names": list(ctx.class_names) if stage.task == "fear"
                 else [str(i) for i in range(n_classes)],
-                "matrix": confusion, "split": "test"}}
+                "matrix": confusion, "split": "test",
+                "subjects": _subject_counts(fold.subjects[fold.rows(stage.task, "test")],
+                                            y_true["test"], pred["test"]),
+                "subject_classes": _subject_classes(fold.subjects[fold.rows(stage.task, "test")],
+                                                    y_true["test"], n_classes)}}
     return model, res.scaler, meta
+
+
+def _subject_counts(subjects: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray) -> dict:
+    """``{subject: [correct, total]}`` of the test rows (the report's per-subject scores)."""
+    out = {}
+    for subject in np.unique(subjects):
+        hit = subjects == subject
+        out[str(subject)] = [int((y_true[hit] == y_pred[hit]).sum()), int(hit.sum())]
+    return out
+
+
+def _subject_classes(subjects: np.ndarray, y_true: np.ndarray, n_classes: int) -> dict:
+    """``{subject: [test windows of class 0, 1, ...]}`` (the report's class balance)."""
+    return {str(s): np.bincount(y_true[subjects == s], minlength=n_classes).astype(int).tolist()
+            for s in np.unique(subjects)}
 
 
 def _adaptation(stage: Stage, ctx: StageContext, model, loss, targets, validation, scaler,

@@ -18,7 +18,8 @@ import pandas as pd
 
 from . import plots
 from . import tables as T
-from .rundata import RunData, confusion_sums, history_frame
+from .rundata import RunData, confusion_sums, history_frame, named_confusions
+from .rundata import dataset_config as _dataset_config
 
 __all__ = ["Document", "Section", "TableBlock", "FigureBlock", "TextBlock", "build_document",
            "protocol_explanation"]
@@ -190,6 +191,7 @@ def _dataset_section(run: RunData) -> Section | None:
             sizes.attrs["marked_rows"] = []
             sec.blocks.append(TableBlock(slug("windows", ds), f"{ds.upper()} · windows per fold",
                                          sizes))
+        sec.blocks += _balance_blocks(run, ds)
         norm = ((_dataset_config(run.config, ds) or {}).get("features") or {}).get("normalize")
         if norm:
             from ..features.normalize import normalize_sentence
@@ -199,6 +201,24 @@ def _dataset_section(run: RunData) -> Section | None:
         if rep:
             sec.blocks += _label_blocks(ds, rep)
     return sec if sec.blocks else None
+
+
+def _balance_blocks(run: RunData, ds: str) -> list:
+    """Fear test windows per class in each fold and subject (the units' confusions)."""
+    from .subjects import class_balance
+
+    blocks = []
+    for dataset, pr in T.result_groups(run.results):
+        if dataset != ds:
+            continue
+        per_fold, per_subject = class_balance(run.units, dataset=ds, protocol=pr)
+        if len(per_fold):
+            blocks.append(TableBlock(slug("balance-folds", ds, pr), f"{ds.upper()} · {pr} · "
+                                     "fear test windows per fold and class", per_fold))
+        if len(per_subject):
+            blocks.append(TableBlock(slug("balance-subjects", ds, pr), f"{ds.upper()} · {pr} · "
+                                     "fear test windows per subject and class", per_subject))
+    return blocks
 
 
 def _label_blocks(ds: str, rep: dict) -> list:
@@ -298,18 +318,15 @@ def _protocol_section(run: RunData) -> Section | None:
     return sec if sec.blocks else None
 
 
-def _dataset_config(config: dict | None, dataset: str) -> dict | None:
-    """The config of one dataset: a demo's config.json holds one config per dataset key."""
-    nested = (config or {}).get(dataset)
-    return nested if isinstance(nested, dict) and "features" in nested else config
-
-
 def _timing_section(run: RunData) -> Section | None:
     if run.timing is None or run.timing.empty:
         return None
-    table = T.timing_table(run.timing)
-    return Section("timing", "Cross-validation time", [TableBlock("timing", "Time per model",
-                                                                  table)])
+    wall = (run.environment or {}).get("wall_seconds")
+    table = T.timing_table(run.timing,
+                           wall_seconds=wall if isinstance(wall, (int, float)) else None)
+    return Section("timing", "Cross-validation time", [
+        TableBlock("timing", "Time per dataset and model", table,
+                   note=table.attrs.get("note", ""))])
 
 
 def _ttest_table(table: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -430,6 +447,31 @@ def _ttest_section(run: RunData) -> Section | None:
     return sec if sec.blocks else None
 
 
+def _subject_section(run: RunData) -> Section | None:
+    """Fear test accuracy per test subject of the main stages (table and figure)."""
+    from .subjects import plot_subject_scores, subject_scores, subject_table
+
+    scores = subject_scores(run.units)
+    if scores.empty:
+        return None
+    sec = Section("subjects", "Scores per test subject")
+    sec.intro = ("Fear-task test accuracy of each test subject's windows, folds and seeds "
+                 "pooled; a stage that scores well on average can still fail whole people.")
+    res = run.results
+    for ds, pr in T.result_groups(res):
+        table = subject_table(scores, dataset=ds, protocol=pr)
+        if table.empty:
+            continue
+        head = _group_title(ds, pr, res)
+        sec.blocks.append(TableBlock(slug("subjects", ds, pr), head, table))
+        fear = res[(res["dataset"] == ds) & (res["protocol"] == pr) & (res["task"] == "fear")]
+        chance = float(fear["chance"].mean()) if len(fear) else None
+        sec.blocks.append(_fig(slug("subjects", ds, pr), head, plot_subject_scores(
+            table, chance=chance, title=f"{ds.upper()}, protocol {pr}: fear test accuracy per "
+                                        "subject")))
+    return sec if sec.blocks else None
+
+
 def _figure_sections(run: RunData) -> list[Section]:
     res = run.results
     out = []
@@ -445,22 +487,30 @@ def _figure_sections(run: RunData) -> list[Section]:
                                                       f"accuracy per fold ({task} task)")))
     if folds.blocks:
         out.append(folds)
+    subjects = _subject_section(run)
+    if subjects is not None:
+        out.append(subjects)
     # Units come in file-name order; show models in the order of the results instead.
     rank = {m: i for i, m in enumerate(pd.unique(res["model"]))}
     hist = history_frame(run.units)
-    hist = hist.sort_values("model", key=lambda c: c.map(rank).fillna(len(rank)), kind="stable")
+    hist = hist.sort_values("backbone", key=lambda c: c.map(rank).fillna(len(rank)),
+                            kind="stable")
     hsec = Section("histories", "Training curves")
     if len(hist):
-        keys = ["dataset", "protocol", "method", "stage", "model"]
+        keys = ["dataset", "protocol", "method", "stage", "backbone", "model"]
         for key, grp in hist.groupby(keys, sort=False):
-            ds, pr, method, stage, model = key
-            title = f"{_dtitle(run, ds)} · {pr} · {plots.stage_title(method, stage, model)}"
-            hsec.blocks.append(_fig(slug("history", ds, pr, method, stage, model), title,
+            ds, pr, method, stage, backbone, model = key
+            title = (f"{_dtitle(run, ds)} · {pr} · "
+                     f"{plots.stage_title(method, stage, model, backbone=backbone)}")
+            origin = backbone if backbone != model else ""
+            hsec.blocks.append(_fig(slug("history", ds, pr, method, stage, origin, model),
+                                    title,
                                     plots.plot_history(grp, title=title)))
     if hsec.blocks:
         out.append(hsec)
     csec = Section("confusion", "Confusion matrices (test folds summed)")
-    entries = sorted(confusion_sums(run.units), key=lambda e: rank.get(e["model"], len(rank)))
+    entries = sorted(named_confusions(run),
+                     key=lambda e: rank.get(e["backbone"], len(rank)))
     grouped: dict[tuple, list] = {}
     for e in entries:
         grouped.setdefault((e["dataset"], e["protocol"], e["method"], e["stage"]), []).append(e)

@@ -28,6 +28,9 @@ __all__ = [
     "loss_label",
     "plot_confusions",
     "plot_protocol_comparison",
+    "model_name",
+    "stage_title",
+    "wrap_label",
 ]
 
 _TRAIN, _VAL = "#1f77b4", "#d62728"
@@ -75,9 +78,22 @@ def dataset_title(dataset: str, synthetic: bool = False) -> str:
     return f"{dataset.upper()} ({SYNTHETIC_NOTE})" if synthetic else dataset.upper()
 
 
-def stage_title(method: str, stage: str, model: str = "") -> str:
-    """Human title of a (method, stage, model), e.g. ``"CNN · Method 1 fear student"``."""
-    head = f"{model_label(model)} · " if model else ""
+def model_name(model: str, backbone: str = "") -> str:
+    """A stage's model, with the backbone it came from when that is another model:
+    ``"MLP (from the CNN backbone)"``."""
+    name = model_label(model)
+    if backbone and str(backbone) != str(model):
+        name += f" (from the {model_label(backbone)} backbone)"
+    return name
+
+
+def stage_title(method: str, stage: str, model: str = "", *, backbone: str = "") -> str:
+    """Human title of a (method, stage, model), e.g. ``"CNN · Method 1 fear student"``.
+
+    ``model`` is the model trained in the stage (a student's own model, not its teacher's);
+    ``backbone``, when another model, is named after it.
+    """
+    head = f"{model_name(model, backbone)} · " if model else ""
     method_name = _METHOD_NAMES.get(method, method)
     if method in ("backbone", "baseline") or not method:
         return head + _STAGE_NAMES.get(stage, stage)
@@ -237,6 +253,13 @@ def plot_fold_scores(results: pd.DataFrame, *, metric: str = "accuracy", split: 
 
 
 # ------------------------------------------------------------------------------ confusion
+def wrap_label(name: object, width: int = 12) -> str:
+    """A class name broken into lines of at most ``width`` characters (at spaces when it can)."""
+    import textwrap
+
+    return "\n".join(textwrap.wrap(str(name), width=width, break_long_words=True)) or str(name)
+
+
 def plot_confusions(entries: Sequence[dict], *, title: str | None = None) -> Figure:
     """Confusion matrices summed over folds, one panel per (target, model).
 
@@ -248,21 +271,25 @@ def plot_confusions(entries: Sequence[dict], *, title: str | None = None) -> Fig
     Returns
     -------
     Figure
-        Rows = KD targets, columns = models. Colour = share of the true class (row-normalised,
-        %), text = window counts.
+        Rows = KD targets, columns = backbones. Colour = row percentage (share of the true
+        class's windows, the colour bar), text = window count and that row percentage; long
+        class names are wrapped and the predicted-class labels tilted.
     """
     if not entries:
         raise ValueError("'entries' is empty; pass at least one confusion matrix.")
-    models = list(dict.fromkeys(e["model"] for e in entries))
+    # Columns are backbones (a student's model may be the same for several backbones).
+    models = list(dict.fromkeys(e.get("backbone", e["model"]) for e in entries))
     targets = list(dict.fromkeys(e["target"] for e in entries))
     k = max(np.asarray(e["matrix"]).shape[0] for e in entries)
-    side = 2.6 + 0.22 * k
-    fig = Figure(figsize=(side * len(models) + 1.2, side * len(targets) + 0.8),
+    names_all = [str(n) for e in entries for n in e["class_names"]]
+    longest = max((len(n) for n in names_all), default=1)
+    side = 2.6 + 0.42 * k + 0.05 * min(longest, 24)
+    fig = Figure(figsize=(side * len(models) + 1.4, side * len(targets) + 0.9),
                  layout="constrained")
     axes = fig.subplots(len(targets), len(models), squeeze=False)
     image = None
     for e in entries:
-        ax = axes[targets.index(e["target"]), models.index(e["model"])]
+        ax = axes[targets.index(e["target"]), models.index(e.get("backbone", e["model"]))]
         m = np.asarray(e["matrix"], dtype=float)
         totals = m.sum(axis=1, keepdims=True)
         share = np.divide(m, totals, out=np.zeros_like(m), where=totals > 0) * 100.0
@@ -270,15 +297,18 @@ def plot_confusions(entries: Sequence[dict], *, title: str | None = None) -> Fig
         font = 8 if m.shape[0] <= 6 else 6
         for i in range(m.shape[0]):
             for j in range(m.shape[1]):
-                ax.text(j, i, f"{int(m[i, j])}", ha="center", va="center", fontsize=font,
+                # The count, and the row percentage that the cell's colour shows.
+                ax.text(j, i, f"{int(m[i, j])}\n{share[i, j]:.0f} %", ha="center",
+                        va="center", fontsize=font - 1,
                         color="white" if share[i, j] > 55 else "black")
-        names = list(e["class_names"])
-        ax.set_xticks(range(len(names)), names, rotation=45 if len(names) > 6 else 0,
-                      fontsize=font)
+        names = [wrap_label(n) for n in e["class_names"]]
+        tilt = longest > 6 or len(names) > 6
+        ax.set_xticks(range(len(names)), names, rotation=45 if tilt else 0,
+                      ha="right" if tilt else "center", rotation_mode="anchor", fontsize=font)
         ax.set_yticks(range(len(names)), names, fontsize=font)
         ax.set_xlabel("Predicted class", fontsize=8)
         ax.set_ylabel("True class", fontsize=8)
-        label = model_label(e["model"])
+        label = model_name(e["model"], e.get("backbone", ""))
         if e["target"] not in ("-", "", "nan"):
             label += f" — {target_label(e['target'])}"
         ax.set_title(f"{label} ({e.get('n_folds', 1)} folds)", fontsize=9)
@@ -286,7 +316,8 @@ def plot_confusions(entries: Sequence[dict], *, title: str | None = None) -> Fig
         if not ax.has_data():
             ax.set_axis_off()
     if image is not None:
-        fig.colorbar(image, ax=axes, shrink=0.6, label="% of the true class")
+        fig.colorbar(image, ax=axes, shrink=0.6,
+                     label="Row percentage (% of the true class's windows)")
     if title:
         fig.suptitle(title, fontsize=11)
     return fig

@@ -17,7 +17,8 @@ import pandas as pd
 from ..errors import FearkdError, FormatError
 from ..evaluation.results import RESULT_COLUMNS, check_results
 
-__all__ = ["RunData", "load_run", "history_frame", "confusion_sums", "HISTORY_CURVES"]
+__all__ = ["RunData", "load_run", "history_frame", "confusion_sums", "named_confusions",
+           "source_class_names", "dataset_config", "HISTORY_CURVES"]
 
 logger = logging.getLogger(__name__)
 
@@ -148,6 +149,20 @@ def _split_key(key: str, unit_info: dict) -> tuple[str, str, str]:
     return str(method), stage, target
 
 
+def _row_models(unit: dict) -> dict:
+    """(method, stage, target) -> the ``model`` column of the unit's rows of that stage.
+
+    A student stage's rows name the student model; the unit's own ``model`` is its backbone.
+    """
+    out = {}
+    for row in unit.get("rows") or []:
+        if isinstance(row, dict) and row.get("model") not in (None, ""):
+            key = (str(row.get("method", "")), str(row.get("stage", "")),
+                   str(row.get("target", "-")))
+            out.setdefault(key, str(row["model"]))
+    return out
+
+
 def _unit_keys(unit: dict) -> dict:
     info = unit.get("unit") or {}
     return {"dataset": str(info.get("dataset", "")), "protocol": str(info.get("protocol", "")),
@@ -163,25 +178,30 @@ def history_frame(units: list) -> pd.DataFrame:
     DataFrame
         One row per (dataset, protocol, method, stage, model, target, fold, seed, epoch) with
         the columns of :data:`HISTORY_CURVES` (NaN where a curve is absent); epochs count from 1.
+        ``model`` is the model trained in the stage (a student's own model, from the unit's
+        rows); ``backbone`` is the unit's model.
     """
     rows = []
     for unit in units:
         keys = _unit_keys(unit)
+        models = _row_models(unit)
         for key, curves in (unit.get("histories") or {}).items():
             if not isinstance(curves, dict):
                 continue
             method, stage, target = _split_key(key, keys)
             n = max((len(curves.get(c) or []) for c in HISTORY_CURVES), default=0)
             for e in range(n):
-                row = {k: keys[k] for k in ("dataset", "protocol", "model", "fold", "seed")}
-                row.update(method=method, stage=stage, target=target, epoch=e + 1)
+                row = {k: keys[k] for k in ("dataset", "protocol", "fold", "seed")}
+                row.update(method=method, stage=stage, target=target, epoch=e + 1,
+                           model=models.get((method, stage, target), keys["model"]),
+                           backbone=keys["model"])
                 for c in HISTORY_CURVES:
                     values = curves.get(c) or []
                     row[c] = float(values[e]) if e < len(values) and values[e] is not None \
                         else np.nan
                 rows.append(row)
-    cols = ["dataset", "protocol", "method", "stage", "model", "target", "fold", "seed", "epoch",
-            *HISTORY_CURVES]
+    cols = ["dataset", "protocol", "method", "stage", "model", "backbone", "target", "fold",
+            "seed", "epoch", *HISTORY_CURVES]
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -191,13 +211,15 @@ def confusion_sums(units: list) -> list[dict]:
     Returns
     -------
     list of dict
-        One per (dataset, protocol, method, stage, model, target) with keys of that tuple plus
-        ``labels``, ``class_names``, ``matrix`` (ndarray of int, shape (n_classes, n_classes),
+        One per (dataset, protocol, method, stage, backbone, target) with keys of that tuple plus
+        ``model`` (the model trained in the stage: a student's own model), ``labels``,
+        ``class_names``, ``matrix`` (ndarray of int, shape (n_classes, n_classes),
         rows = true class, columns = predicted) and ``n_folds``.
     """
     sums: dict[tuple, dict] = {}
     for unit in units:
         keys = _unit_keys(unit)
+        models = _row_models(unit)
         for key, conf in (unit.get("confusion") or {}).items():
             if not isinstance(conf, dict) or conf.get("matrix") is None:
                 continue
@@ -210,6 +232,7 @@ def confusion_sums(units: list) -> list[dict]:
                     f"Unit {keys['model']} fold {keys['fold']}: confusion {key!r} has shape "
                     f"{matrix.shape}; expected a square (n_classes, n_classes) matrix."
                 )
+            model = models.get((method, stage, target), keys["model"])
             ident = (keys["dataset"], keys["protocol"], method, stage, keys["model"], target)
             labels = list(conf.get("labels") or range(matrix.shape[0]))
             names = [str(c) for c in (conf.get("class_names") or labels)]
@@ -217,7 +240,8 @@ def confusion_sums(units: list) -> list[dict]:
             if entry is None:
                 sums[ident] = {
                     "dataset": ident[0], "protocol": ident[1], "method": method, "stage": stage,
-                    "model": ident[4], "target": target, "labels": labels, "class_names": names,
+                    "model": model, "backbone": ident[4], "target": target, "labels": labels,
+                    "class_names": names,
                     "matrix": matrix.copy(), "n_folds": 1,
                 }
             elif entry["matrix"].shape != matrix.shape:
@@ -227,3 +251,46 @@ def confusion_sums(units: list) -> list[dict]:
                 entry["matrix"] += matrix
                 entry["n_folds"] += 1
     return list(sums.values())
+
+
+def dataset_config(config: dict | None, dataset: str) -> dict | None:
+    """The config of one dataset: a demo's config.json holds one config per dataset key."""
+    nested = (config or {}).get(dataset)
+    return nested if isinstance(nested, dict) and "features" in nested else config
+
+
+def source_class_names(config: dict | None, dataset: str) -> list[str] | None:
+    """The dataset's source classes with their rating ranges (``"2: valence [2, 3)"``).
+
+    The source task is the dataset's ``source`` or ``[labels] source`` of the run's config
+    (``auto``: the built-in task of DEAP or ASCERTAIN); None when it cannot be resolved.
+    """
+    from ..labels import load_source_task
+
+    cfg = dataset_config(config, dataset) or {}
+    spec = (cfg.get("dataset") or {}).get("source") or (cfg.get("labels") or {}).get("source")
+    if spec in (None, "", "auto"):
+        spec = dataset if dataset in ("deap", "ascertain") else None
+    if spec is None:
+        return None
+    try:
+        return load_source_task(spec).class_names()
+    except (FearkdError, OSError, ValueError, TypeError) as exc:
+        logger.info("Source classes of %s shown without rating ranges: %s", dataset, exc)
+        return None
+
+
+def named_confusions(run: RunData) -> list[dict]:
+    """:func:`confusion_sums` with source-task classes named by their rating ranges."""
+    entries = confusion_sums(run.units)
+    names: dict[str, list | None] = {}
+    for e in entries:
+        if e["stage"] not in ("backbone", "student-source"):
+            continue
+        if e["dataset"] not in names:
+            names[e["dataset"]] = source_class_names(run.config, e["dataset"])
+        ranged = names[e["dataset"]]
+        if ranged and len(ranged) == len(e["class_names"]) and all(
+                r.split(":")[0] == str(c) for r, c in zip(ranged, e["class_names"], strict=True)):
+            e["class_names"] = list(ranged)
+    return entries

@@ -401,35 +401,61 @@ def baseline_table(results: pd.DataFrame, *, dataset: str | None = None,
     return table
 
 
-def timing_table(timing: pd.DataFrame) -> pd.DataFrame:
-    """Cross-validation time per backbone model (the reference's "Cross-validation Result").
+def timing_table(timing: pd.DataFrame, *, wall_seconds: float | None = None) -> pd.DataFrame:
+    """Cross-validation time per dataset and backbone model (the reference's
+    "Cross-validation Result"), with the run's wall time beside the summed unit time.
 
     Parameters
     ----------
     timing : DataFrame
-        ``timing.csv``: columns protocol, model, workers, seconds, hours.
+        ``timing.csv``: columns dataset (optional), protocol, model, workers, seconds, hours.
+    wall_seconds : float, optional
+        ``environment.json`` ``wall_seconds``. When given, two marked rows close the table:
+        the training time summed over every unit and the run's wall time; units run in
+        parallel, so the sum can exceed the wall time.
     """
     if not isinstance(timing, pd.DataFrame):
         raise TypeError(f"'timing' must be a pandas DataFrame, got {type(timing).__name__}.")
     missing = [c for c in ("protocol", "model", "workers", "seconds") if c not in timing.columns]
     if missing:
         raise ValueError(
-            f"'timing' lacks column(s) {missing!r}; timing.csv has columns protocol, model, "
-            f"workers, seconds, hours; got {list(timing.columns)!r}."
+            f"'timing' lacks column(s) {missing!r}; timing.csv has columns dataset, protocol, "
+            f"model, workers, seconds, hours; got {list(timing.columns)!r}."
         )
     df = timing.copy()
     seconds = pd.to_numeric(df["seconds"], errors="coerce")
+    workers = pd.to_numeric(df["workers"], errors="coerce")
     table = pd.DataFrame({
+        "Dataset": (df["dataset"].astype(str).str.upper().to_numpy() if "dataset" in df
+                    else np.full(len(df), "")),
         "Protocol": df["protocol"].astype(str).to_numpy(),
         "Model": df["model"].map(model_label).to_numpy(),
-        "Workers": pd.to_numeric(df["workers"], errors="coerce").to_numpy(),
+        "Workers": workers.to_numpy(),
         "Time (s)": seconds.to_numpy(),
         "Time (h)": (seconds / 3600.0).to_numpy(),
     })
+    if "dataset" not in df:
+        table = table.drop(columns="Dataset")
     if table["Protocol"].nunique() <= 1:
         table = table.drop(columns="Protocol")
     table = table.set_index("Model")
-    table.attrs.update(title="Cross-validation time", marked_rows=[])
+    marked: list[str] = []
+    note = ""
+    if wall_seconds is not None and math.isfinite(float(wall_seconds)):
+        total, wall = float(seconds.sum()), float(wall_seconds)
+        extra = pd.DataFrame(
+            {c: ["", ""] if c in ("Dataset", "Protocol") else [math.nan, math.nan]
+             for c in table.columns},
+            index=pd.Index(["All units (summed)", "Run wall time"], name="Model"))
+        extra["Time (s)"] = [total, wall]
+        extra["Time (h)"] = [total / 3600.0, wall / 3600.0]
+        table = pd.concat([table, extra])
+        marked = list(extra.index)
+        most = int(workers.max()) if workers.notna().any() else 0
+        note = (f"Units ran in parallel ({most} worker process(es) at most; 0 = a Dask cluster), "
+                f"so the training time summed over units ({total:,.0f} s) is not the time the "
+                f"run took: its wall time was {wall:,.0f} s, including feature extraction.")
+    table.attrs.update(title="Cross-validation time", marked_rows=marked, note=note)
     return table
 
 
