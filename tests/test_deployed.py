@@ -1,7 +1,6 @@
 """FLOPs of an ONNX graph (graph_flops) and the report's "Deployed student" section."""
 
 import io
-import json
 import warnings
 
 import pytest
@@ -9,7 +8,6 @@ import torch
 from torch import nn
 
 from fearkd.deploy.graph import graph_flops
-from fearkd.reporting.deployed import deployed_section
 
 
 class _Net(nn.Module):

@@ -224,7 +224,9 @@ def graph_flops(onnx_bytes: bytes) -> int:
 
     The graph's batch dimension is fixed to 1 and every shape comes from
     ``onnx.shape_inference``: MatMul and Gemm count ``2 * prod(output) * K`` (``K`` the
-    reduced dimension), Conv ``2 * prod(output) * C_in / group * prod(kernel)``.
+    reduced dimension), Conv ``2 * prod(output) * C_in / group * prod(kernel)``. Small
+    constant index chains (the TorchScript exporter's ``Constant -> Unsqueeze -> Slice``) are
+    folded first, since shape inference does not propagate them.
 
     Parameters
     ----------
@@ -250,7 +252,8 @@ def graph_flops(onnx_bytes: bytes) -> int:
             if len(dims):
                 dims[0].Clear()
                 dims[0].dim_value = 1
-    proto = onnx.shape_inference.infer_shapes(proto, strict_mode=True)
+    _fold_small_constants(proto)
+    proto = onnx.shape_inference.infer_shapes(proto, strict_mode=True, data_prop=True)
     g = proto.graph
     shapes = {}
     for v in list(g.value_info) + list(g.input) + list(g.output):
@@ -276,3 +279,26 @@ def graph_flops(onnx_bytes: bytes) -> int:
             k = a[-1]
         total += 2 * int(np.prod(out)) * int(k)
     return total
+
+
+def _fold_small_constants(proto, max_size: int = 64) -> None:
+    """Replace nodes computed from constants only (index vectors) by initialisers, in place."""
+    from onnx import numpy_helper
+    from onnx.reference import ReferenceEvaluator
+
+    known = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer
+             if int(np.prod(i.dims)) <= max_size}
+    keep = []
+    for node in proto.graph.node:
+        if node.op_type in ("Constant", "Unsqueeze", "Squeeze", "Concat", "Cast", "Gather",
+                            "Reshape") and all(i in known for i in node.input if i):
+            outs = ReferenceEvaluator(node).run(None, {i: known[i] for i in node.input if i})
+            if all(np.size(o) <= max_size for o in outs):
+                for name, value in zip(node.output, outs, strict=True):
+                    known[name] = np.asarray(value)
+                    proto.graph.initializer.append(numpy_helper.from_array(np.asarray(value),
+                                                                           name))
+                continue
+        keep.append(node)
+    del proto.graph.node[:]
+    proto.graph.node.extend(keep)
