@@ -218,14 +218,18 @@ def deploy_student(out: Path, cfg: ExperimentConfig, size: dict, *, seed: int = 
     for subject in adapted.subjects:
         for trial in adapted.load(subject).trials:
             stream = StreamPredictor(bundle)
-            samples = trial_samples(trial, bundle.spec.channels)
+            # the stream starts at the stimulus onset, as the bundle's windows do
+            # (baseline "drop"); its clock then counts from the onset
+            onset = trial.onset if m["windowing"]["baseline"] == "drop" else 0.0
+            first = int(round(onset * bundle.spec.sfreq))
+            samples = trial_samples(trial, bundle.spec.channels)[first:]
             for chunk, ts in replay_chunks(samples, bundle.spec.sfreq, speed=None,
                                            chunk=stream.n_step):
                 for rec in stream.push(chunk, ts):
                     if rec["status"] == OK:
-                        streamed.append({"subject": str(subject), "trial": trial.trial, **rec})
+                        streamed.append({"subject": str(subject), "trial": trial.trial, **rec,
+                                         "key": round(onset + rec["t_start"], 6)})
     sdf = pd.DataFrame(streamed)
-    sdf["key"] = sdf["t_start"].round(6)
     pdf = pred.assign(key=pred["t_start"].round(6))
     both = pdf.merge(sdf, on=["subject", "trial", "key"], suffixes=("_predict", "_stream"))
     cols = [f"p_{c}" for c in names]
