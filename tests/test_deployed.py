@@ -1,6 +1,7 @@
 """FLOPs of an ONNX graph (graph_flops) and the report's "Deployed student" section."""
 
 import io
+import json
 import warnings
 
 import pytest
@@ -8,6 +9,7 @@ import torch
 from torch import nn
 
 from fearkd.deploy.graph import graph_flops
+from fearkd.reporting.deployed import deployed_section
 
 
 class _Net(nn.Module):
@@ -49,6 +51,37 @@ def test_graph_flops_refuses_uninferable_shapes():
     graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["y"], name="mm")],
                               "g", [a, b], [y])
     proto = helper.make_model(graph)
+    assert isinstance(proto, onnx.ModelProto)
     with pytest.raises(ValueError, match="shapes of MatMul node 'mm' could not be inferred"):
-        graph_flops(onnx._serialize(proto) if hasattr(onnx, "_serialize")
-                    else proto.SerializeToString())
+        graph_flops(proto.SerializeToString())
+
+
+def _run(path):
+    import pandas as pd
+
+    from fearkd.reporting.rundata import RunData
+
+    return RunData(path=path, results=pd.DataFrame())
+
+
+def test_deployed_section_reads_summary_and_card(tmp_path):
+    assert deployed_section(_run(tmp_path)) is None  # nothing deployed: no section
+    folder = tmp_path / "deployed"
+    folder.mkdir()
+    summary = {"bundle": str(folder / "student.fkd"), "bundle_bytes": 2048, "stage": "s/t/u",
+               "model": "cnn", "n_params": 1234, "flops_per_window": 5678, "epochs": 1,
+               "training_subjects": ["s01", "s02"], "unseen": {"subjects": ["s01"], "trials": 3},
+               "windows": {"predict": 10, "stream": 12, "matched": 10},
+               "latency_ms": {"p50": 0.25, "p99": 1.5}, "agreement": 0.9,
+               "max_abs_diff": 3e-7}
+    (folder / "summary.json").write_text(json.dumps(summary))
+    (folder / "MODEL_CARD.md").write_text("# Model card: test")
+    sec = deployed_section(_run(tmp_path))
+    assert sec.id == "deployed" and sec.title == "Deployed student"
+    table = sec.blocks[0].table
+    values = dict(zip(table.index, table["Value"], strict=True))
+    assert values["Bundle"].endswith("(2.0 KiB)")
+    assert values["FLOPs per window"].startswith("5,678")
+    assert "p50 0.250 ms, p99 1.500 ms" == values["Streaming latency"]
+    assert values["Stream vs predict"].startswith("90.0 % of 10 windows")
+    assert sec.blocks[1].text == "# Model card: test"
