@@ -1,5 +1,8 @@
 """Deployed student: per-window latency (ONNX vs torch), FLOPs floor, replay throughput, memory.
 
+FLOPs per window: :func:`fearkd.deploy.graph.graph_flops` (MatMul, Gemm and Conv of the ONNX
+graph, shapes inferred at batch 1), the same count the demo report shows.
+
 Run: ``PYTHONPATH=src python benchmarks/bench_stream.py`` (one CPU thread). Builds the DEAP
 student (14 EEG + 8 peripheral channels, 86 features, 2 s windows) and the teacher with
 ``train_final`` on a small synthetic DEAP (1 epoch), then prints figures and one JSON line.
@@ -16,11 +19,11 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
-import onnx  # noqa: E402
 import torch  # noqa: E402
 
 from fearkd.config import load_config  # noqa: E402
 from fearkd.datasets.synthetic import write_deap  # noqa: E402
+from fearkd.deploy.graph import graph_flops  # noqa: E402
 from fearkd.deploy.stream import StreamPredictor, replay_chunks  # noqa: E402
 from fearkd.deploy.train import train_final  # noqa: E402
 
@@ -57,21 +60,6 @@ def latency(fn, x, n=2000):
         fn(x)
         ts.append(time.perf_counter() - t)
     return pct(ts)
-
-
-def graph_flops(model_bytes):
-    """2*M*K*N of every MatMul/Gemm (shapes from onnx shape inference, batch 1)."""
-    m = onnx.shape_inference.infer_shapes(onnx.load_from_string(model_bytes))
-    shapes = {v.name: [d.dim_value or 1 for d in v.type.tensor_type.shape.dim]
-              for v in list(m.graph.value_info) + list(m.graph.input) + list(m.graph.output)}
-    shapes.update({i.name: list(i.dims) for i in m.graph.initializer})
-    total = 0
-    for node in m.graph.node:
-        if node.op_type in ("MatMul", "Gemm"):
-            a, b = shapes.get(node.input[0]), shapes.get(node.input[1])
-            if a and b:
-                total += 2 * int(np.prod(a)) * b[-1]
-    return total
 
 
 def main():

@@ -76,13 +76,31 @@ def test_quick_demo_end_to_end(demo_run):
     page.feed((out / "report.html").read_text())
     for section in ("datasets", "backbone", "finetune", "kd", "method-comparison",
                     "protocol-comparison", "timing", "ttests", "histories", "confusion",
-                    "environment", "config"):
+                    "deployed", "environment", "config"):
         assert section in page.sections, section
     assert page.images
     for src in page.images:
         assert src.startswith("data:image/png;base64,")
         assert base64.b64decode(src.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "report.md").is_file()
+
+
+@pytest.mark.slow
+def test_quick_demo_deploys_a_student_that_streams_like_predict(demo_run):
+    import json
+
+    out = demo_run["out"]
+    summary = json.loads((out / "deployed" / "summary.json").read_text())
+    bundle = out / "deployed" / "student.fkd"
+    assert bundle.is_file() and (out / "deployed" / "MODEL_CARD.md").is_file()
+    assert summary["bundle"] == str(bundle) and str(bundle) in demo_run["printed"]
+    assert summary["bundle_bytes"] == bundle.stat().st_size
+    assert summary["flops_per_window"] > 0 and summary["n_params"] > 0
+    assert summary["unseen"]["subjects"] and summary["windows"]["matched"] > 0
+    assert summary["windows"]["matched"] == summary["windows"]["predict"]
+    assert summary["agreement"] == 1.0
+    assert summary["max_abs_diff"] <= 1e-5
+    assert "Deployed student" in (out / "report.md").read_text()
 
 
 @pytest.mark.slow

@@ -10,7 +10,13 @@ back by the real readers) and, for each dataset, in one run directory:
    with statistics;
 4. **Method 1** and **Method 2** with the three KD targets, the student from scratch and the
    baselines, for the CNN backbone under the ``subject`` protocol;
-5. the report (``report.html``, ``report.md``).
+5. the **deployed student**: the DEAP student trained on every training subject
+   (:func:`fearkd.deploy.train.train_final`), written as ``deployed/student.fkd`` with its
+   ``MODEL_CARD.md``, then one synthetic subject it never saw (written apart, another seed)
+   replayed through the streaming path (:class:`fearkd.deploy.stream.StreamPredictor`, as fast
+   as possible) and through :meth:`Bundle.predict`; ``deployed/summary.json`` holds the size,
+   FLOPs, latency and the agreement of the two paths;
+6. the report (``report.html``, ``report.md``).
 
 A re-run with the same ``--out`` resumes (finished units are kept). ``--quick`` shrinks the data
 and the training so that the whole demo takes a couple of minutes (the test suite runs it).
@@ -40,9 +46,11 @@ logger = logging.getLogger(__name__)
 #: Data and training sizes of the demo (``full`` is what ``make demo`` runs).
 DEMO_SIZES = {
     "full": {"subjects": 8, "trials": 24, "deap_seconds": 23.0, "clips": 24,
-             "ascertain_seconds": 24.0, "epochs": 20, "folds": 4},
+             "ascertain_seconds": 24.0, "epochs": 20, "folds": 4, "deploy_epochs": 20,
+             "unseen_trials": 8},
     "quick": {"subjects": 4, "trials": 12, "deap_seconds": 13.0, "clips": 12,
-              "ascertain_seconds": 16.0, "epochs": 3, "folds": 2},
+              "ascertain_seconds": 16.0, "epochs": 3, "folds": 2, "deploy_epochs": 1,
+              "unseen_trials": 4},
 }
 
 #: The shipped experiment file the demo runs (``fearkd run demo`` reads it too).
@@ -140,8 +148,125 @@ def run_demo(out: str | Path, *, quick: bool = False, seed: int = 0,
         sel = res.results[res.results["dataset"] == dataset]
         summary.extend(_protocol_lines(sel))
         summary.extend(_method_lines(sel))
+    deployed = deploy_student(out, demo_config("deap", roots["deap"], size), size, seed=seed,
+                              progress=progress)
+    summary.extend(deployed_lines(out, deployed))
     report = write_report(out)
     return DemoResult(out, report, summary, time.perf_counter() - start)
+
+
+def deploy_student(out: Path, cfg: ExperimentConfig, size: dict, *, seed: int = 0,
+                   progress: bool = False) -> dict:
+    """Train, bundle and replay the deployed student; return (and write) its summary.
+
+    Parameters
+    ----------
+    out : Path
+        The demo's run directory; everything goes to ``out / "deployed"``.
+    cfg : ExperimentConfig
+        The DEAP experiment of the demo (its first student stage is bundled).
+    size : dict
+        One of :data:`DEMO_SIZES` (``deploy_epochs``, ``unseen_trials``, data sizes).
+
+    Returns
+    -------
+    dict
+        The content of ``deployed/summary.json`` (kept from an earlier run when present).
+    """
+    import json
+
+    import numpy as np
+    import pandas as pd
+
+    from .datasets.loaders import open_dataset
+    from .datasets.synthetic import write_deap
+    from .deploy.card import card_facts, model_card
+    from .deploy.graph import graph_flops
+    from .deploy.predict import adapt_recordings
+    from .deploy.stream import OK, StreamPredictor, replay_chunks, trial_samples
+    from .deploy.train import train_final
+    from .errors import ConfigError
+
+    folder = out / "deployed"
+    path = folder / "summary.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    unseen = folder / "unseen"
+    if not (unseen / "data_preprocessed_python").is_dir():
+        write_deap(unseen, n_subjects=1, n_trials=size["unseen_trials"],
+                   seconds=size["deap_seconds"], seed=seed + 1)
+    logger.info("DEAP: the deployed student, trained on all %d training subjects",
+                size["subjects"])
+    bundle = train_final(cfg.replace(training={"epochs": size["deploy_epochs"]}),
+                         synthetic=True, progress=progress)
+    # the card quotes this dataset's CV of the same stage (results of DEAP only)
+    results = pd.read_csv(out / "results.csv")
+    (folder / "cv").mkdir(parents=True, exist_ok=True)
+    results[results["dataset"] == "deap"].to_csv(folder / "cv" / "results.csv", index=False)
+    m = bundle.manifest
+    try:
+        facts = card_facts(folder / "cv", m["stage"], m["model"]["name"])
+    except ConfigError:
+        facts = None
+    bundle.card = model_card(m, facts)
+    bundle_path = bundle.save(folder / "student.fkd")
+    (folder / "MODEL_CARD.md").write_text(bundle.card, encoding="utf-8")
+
+    recordings = open_dataset(unseen)
+    pred = bundle.predict(recordings)
+    names = bundle.class_names
+    streamed = []
+    adapted = adapt_recordings(recordings, bundle)
+    for subject in adapted.subjects:
+        for trial in adapted.load(subject).trials:
+            stream = StreamPredictor(bundle)
+            # the stream starts at the stimulus onset, as the bundle's windows do
+            # (baseline "drop"); its clock then counts from the onset
+            onset = trial.onset if m["windowing"]["baseline"] == "drop" else 0.0
+            first = int(round(onset * bundle.spec.sfreq))
+            samples = trial_samples(trial, bundle.spec.channels)[first:]
+            for chunk, ts in replay_chunks(samples, bundle.spec.sfreq, speed=None,
+                                           chunk=stream.n_step):
+                for rec in stream.push(chunk, ts):
+                    if rec["status"] == OK:
+                        streamed.append({"subject": str(subject), "trial": trial.trial, **rec,
+                                         "key": round(onset + rec["t_start"], 6)})
+    sdf = pd.DataFrame(streamed)
+    pdf = pred.assign(key=pred["t_start"].round(6))
+    both = pdf.merge(sdf, on=["subject", "trial", "key"], suffixes=("_predict", "_stream"))
+    cols = [f"p_{c}" for c in names]
+    diff = np.abs(both[[f"{c}_predict" for c in cols]].to_numpy()
+                  - both[[f"{c}_stream" for c in cols]].to_numpy())
+    lat = sdf["latency_ms"].to_numpy()
+    summary = {
+        "bundle": str(bundle_path), "card": str(folder / "MODEL_CARD.md"),
+        "bundle_bytes": bundle_path.stat().st_size, "stage": m["stage"],
+        "model": m["model"]["name"], "n_params": int(m["model"]["n_params"]),
+        "flops_per_window": graph_flops(bundle.onnx_bytes), "input_kind": bundle.input_kind,
+        "training_subjects": m["training_data"]["subjects"],
+        "epochs": size["deploy_epochs"],
+        "unseen": {"path": str(unseen), "subjects": [str(s) for s in recordings.subjects],
+                   "trials": int(pred["trial"].nunique())},
+        "windows": {"predict": int(len(pred)), "stream": int(len(sdf)),
+                    "matched": int(len(both))},
+        "latency_ms": {"p50": float(np.percentile(lat, 50)),
+                       "p99": float(np.percentile(lat, 99))},
+        "agreement": float((both["predicted"] == both["level"]).mean()) if len(both) else 0.0,
+        "max_abs_diff": float(diff.max()) if diff.size else float("nan"),
+    }
+    path.write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    return summary
+
+
+def deployed_lines(out: Path, s: dict) -> list[str]:
+    """Summary lines of the deployed student (what :func:`deploy_student` returned)."""
+    return [f"Deployed student: {s['bundle']} ({s['bundle_bytes'] / 1024:.1f} KiB, "
+            f"{s['model']} {s['stage']}, {s['n_params']} parameters, "
+            f"{s['flops_per_window']} FLOPs per window)",
+            f"  unseen subject replayed: {s['windows']['stream']} streamed windows, latency "
+            f"p50 {s['latency_ms']['p50']:.3f} ms, p99 {s['latency_ms']['p99']:.3f} ms; "
+            f"stream vs predict: {100 * s['agreement']:.1f} % same level over "
+            f"{s['windows']['matched']} windows, max |dp| {s['max_abs_diff']:.2g}"]
 
 
 def _test_accuracy(results, **where):

@@ -35,7 +35,8 @@ from torch import nn
 
 from ..features.spectral import _band_bins, band_power
 
-__all__ = ["WindowSpec", "window_features", "FeatureGraph", "export_onnx", "NORM_MEAN",
+__all__ = ["WindowSpec", "window_features", "FeatureGraph", "export_onnx", "graph_flops",
+           "NORM_MEAN",
            "NORM_SCALE", "INPUT_SAMPLES", "INPUT_FEATURES", "OUTPUT"]
 
 logger = logging.getLogger(__name__)
@@ -212,3 +213,92 @@ def export_onnx(graph: FeatureGraph) -> bytes:
             raise RuntimeError(f"The exported graph lost its initialiser {wanted!r}.")
     onnx.checker.check_model(proto)
     return proto.SerializeToString()
+
+
+#: Operators :func:`graph_flops` counts (the multiply-adds; element-wise work is left out).
+FLOP_OPS = ("MatMul", "Gemm", "Conv")
+
+
+def graph_flops(onnx_bytes: bytes) -> int:
+    """Floating-point operations of one window: 2 x multiply-adds of every MatMul, Gemm, Conv.
+
+    The graph's batch dimension is fixed to 1 and every shape comes from
+    ``onnx.shape_inference``: MatMul and Gemm count ``2 * prod(output) * K`` (``K`` the
+    reduced dimension), Conv ``2 * prod(output) * C_in / group * prod(kernel)``. Small
+    constant index chains (the TorchScript exporter's ``Constant -> Unsqueeze -> Slice``) are
+    folded first, since shape inference does not propagate them.
+
+    Parameters
+    ----------
+    onnx_bytes : bytes
+        A model whose inputs have the batch as their first dimension.
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    ValueError
+        A counted node's shapes could not be inferred.
+    """
+    import onnx
+
+    proto = onnx.load_from_string(onnx_bytes)
+    inits = {i.name for i in proto.graph.initializer}
+    for inp in proto.graph.input:
+        if inp.name not in inits:
+            dims = inp.type.tensor_type.shape.dim
+            if len(dims):
+                dims[0].Clear()
+                dims[0].dim_value = 1
+    _fold_small_constants(proto)
+    proto = onnx.shape_inference.infer_shapes(proto, strict_mode=True, data_prop=True)
+    g = proto.graph
+    shapes = {}
+    for v in list(g.value_info) + list(g.input) + list(g.output):
+        dims = v.type.tensor_type.shape.dim
+        if all(d.HasField("dim_value") for d in dims):
+            shapes[v.name] = [d.dim_value for d in dims]
+    shapes.update({i.name: list(i.dims) for i in g.initializer})
+    total = 0
+    for node in g.node:
+        if node.op_type not in FLOP_OPS:
+            continue
+        a, b = shapes.get(node.input[0]), shapes.get(node.input[1])
+        out = shapes.get(node.output[0])
+        if a is None or b is None or out is None:
+            raise ValueError(f"graph_flops: the shapes of {node.op_type} node {node.name!r} "
+                             f"could not be inferred (inputs {list(node.input)!r}).")
+        attrs = {at.name: onnx.helper.get_attribute_value(at) for at in node.attribute}
+        if node.op_type == "Conv":
+            k = b[1] * int(np.prod(b[2:]))  # weight (C_out, C_in / group, *kernel)
+        elif node.op_type == "Gemm":
+            k = a[0] if attrs.get("transA", 0) else a[-1]
+        else:
+            k = a[-1]
+        total += 2 * int(np.prod(out)) * int(k)
+    return total
+
+
+def _fold_small_constants(proto, max_size: int = 64) -> None:
+    """Replace nodes computed from constants only (index vectors) by initialisers, in place."""
+    from onnx import numpy_helper
+    from onnx.reference import ReferenceEvaluator
+
+    known = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer
+             if int(np.prod(i.dims)) <= max_size}
+    keep = []
+    for node in proto.graph.node:
+        if node.op_type in ("Constant", "Unsqueeze", "Squeeze", "Concat", "Cast", "Gather",
+                            "Reshape") and all(i in known for i in node.input if i):
+            outs = ReferenceEvaluator(node).run(None, {i: known[i] for i in node.input if i})
+            if all(np.size(o) <= max_size for o in outs):
+                for name, value in zip(node.output, outs, strict=True):
+                    known[name] = np.asarray(value)
+                    proto.graph.initializer.append(numpy_helper.from_array(np.asarray(value),
+                                                                           name))
+                continue
+        keep.append(node)
+    del proto.graph.node[:]
+    proto.graph.node.extend(keep)

@@ -546,6 +546,12 @@ def _config_sections(run: RunData) -> list[Section]:
     return out
 
 
+def _deployed(run: RunData) -> Section | None:
+    from .deployed import deployed_section  # deployed.py imports this module's blocks
+
+    return deployed_section(run)
+
+
 def build_document(run: RunData) -> Document:
     """Every section the run's files support, in reading order."""
     res = run.results
@@ -566,7 +572,7 @@ def build_document(run: RunData) -> Document:
                  _protocol_section(run),
                  _timing_section(run), _contrast_section(run), _effects_section(run),
                  _ttest_section(run),
-                 *_figure_sections(run),
+                 *_figure_sections(run), _deployed(run),
                  *_config_sections(run)):
         if part is not None:
             sections.append(part)
