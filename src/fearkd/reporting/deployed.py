@@ -13,7 +13,7 @@ import json
 
 import pandas as pd
 
-from .document import Section, TableBlock, TextBlock
+from .blocks import Section, TableBlock, TextBlock
 from .rundata import RunData
 
 __all__ = ["deployed_section", "deployed_table"]

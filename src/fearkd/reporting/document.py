@@ -11,13 +11,13 @@ import json
 import logging
 import math
 import re
-from dataclasses import dataclass, field
 from fractions import Fraction
 
 import pandas as pd
 
 from . import plots
 from . import tables as T
+from .blocks import Document, FigureBlock, Section, TableBlock, TextBlock
 from .rundata import RunData, confusion_sums, history_frame, named_confusions
 from .rundata import dataset_config as _dataset_config
 
@@ -25,55 +25,6 @@ __all__ = ["Document", "Section", "TableBlock", "FigureBlock", "TextBlock", "bui
            "protocol_explanation"]
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class TableBlock:
-    """A table: ``id`` is unique in the document (the HTML ``data-table`` attribute)."""
-
-    id: str
-    title: str
-    table: pd.DataFrame
-    note: str = ""
-
-
-@dataclass
-class FigureBlock:
-    """A rendered figure: ``name`` is unique (``data-figure``; ``figures/<name>.png``)."""
-
-    name: str
-    title: str
-    png: bytes
-    caption: str = ""
-
-
-@dataclass
-class TextBlock:
-    """A paragraph; ``kind`` is ``"p"``, ``"warning"`` or ``"code"`` (preformatted)."""
-
-    text: str
-    kind: str = "p"
-
-
-@dataclass
-class Section:
-    id: str
-    title: str
-    blocks: list = field(default_factory=list)
-    intro: str = ""
-
-
-@dataclass
-class Document:
-    title: str
-    meta: list  # (label, value) pairs for the header
-    sections: list
-
-    def figures(self) -> list[FigureBlock]:
-        return [b for s in self.sections for b in s.blocks if isinstance(b, FigureBlock)]
-
-    def tables(self) -> list[TableBlock]:
-        return [b for s in self.sections for b in s.blocks if isinstance(b, TableBlock)]
 
 
 def slug(*parts: object) -> str:
@@ -547,7 +498,7 @@ def _config_sections(run: RunData) -> list[Section]:
 
 
 def _deployed(run: RunData) -> Section | None:
-    from .deployed import deployed_section  # deployed.py imports this module's blocks
+    from .deployed import deployed_section
 
     return deployed_section(run)
 

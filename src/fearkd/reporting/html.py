@@ -14,7 +14,7 @@ import base64
 from html import escape
 
 from .._version import __version__
-from .document import Document, FigureBlock, TableBlock, TextBlock
+from .blocks import Document, FigureBlock, TableBlock, TextBlock
 from .tables import display_frame
 
 __all__ = ["render_html", "table_html", "render_markdown", "table_markdown"]
