@@ -27,6 +27,7 @@ def test_layout_and_sizes(tmp_path):
         "data_preprocessed_python/s01.dat", "data_preprocessed_python/s02.dat",
         "data_preprocessed_matlab/s01.mat", "data_preprocessed_matlab/s02.mat",
         "metadata_csv/participant_ratings.csv",
+        "fearkd-synthetic.json",  # the marker that makes reports say "synthetic data"
     }
     size = (root / "data_preprocessed_python" / "s01.dat").stat().st_size
     assert 3 * 40 * 512 * 8 + 3 * 4 * 8 < size < 3 * 40 * 512 * 8 + 3 * 4 * 8 + 600

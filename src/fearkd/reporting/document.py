@@ -33,11 +33,14 @@ def slug(*parts: object) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
-def _group_title(dataset: str, protocol: str, results: pd.DataFrame) -> str:
+def _group_title(dataset: str, protocol: str, results: pd.DataFrame,
+                 label: str | None = None) -> str:
+    """``"DEAP · protocol subject · 4 fold(s)"``; ``label`` replaces the dataset's name (e.g.
+    ``"DEAP (synthetic data)"``)."""
     n = results[(results["dataset"] == dataset) & (results["protocol"] == protocol)]["fold"]
     leaky = " · LEAKY (reference's split, not an estimate of generalisation)" \
         if protocol in ("seed-legacy", "window") else ""
-    return f"{dataset.upper()} · protocol {protocol} · {n.nunique()} fold(s){leaky}"
+    return f"{label or dataset.upper()} · protocol {protocol} · {n.nunique()} fold(s){leaky}"
 
 
 def _synthetic(run: RunData, dataset: str) -> bool:
@@ -384,7 +387,7 @@ def _ttest_section(run: RunData) -> Section | None:
                 test = comp.test
                 sec.blocks.append(TableBlock(
                     slug("ttest", ds, pr, method, stage, metric),
-                    f"{_group_title(ds, pr, res)} · {what} · test "
+                    f"{_group_title(ds, pr, res, _dtitle(run, ds))} · {what} · test "
                     f"{'loss' if metric == 'log_loss' else metric}",
                     _ttest_table(comp.table, metric)))
                 sec.blocks += [TextBlock(s) for s in comp.sentences]
@@ -413,13 +416,13 @@ def _subject_section(run: RunData) -> Section | None:
         table = subject_table(scores, dataset=ds, protocol=pr)
         if table.empty:
             continue
-        head = _group_title(ds, pr, res)
+        head = _group_title(ds, pr, res, _dtitle(run, ds))
         sec.blocks.append(TableBlock(slug("subjects", ds, pr), head, table))
         fear = res[(res["dataset"] == ds) & (res["protocol"] == pr) & (res["task"] == "fear")]
         chance = float(fear["chance"].mean()) if len(fear) else None
-        sec.blocks.append(_fig(slug("subjects", ds, pr), head, plot_subject_scores(
-            table, chance=chance, title=f"{ds.upper()}, protocol {pr}: fear test accuracy per "
-                                        "subject")))
+        title = f"{_dtitle(run, ds)}, protocol {pr}: fear test accuracy per subject"
+        sec.blocks.append(_fig(slug("subjects", ds, pr), head,
+                               plot_subject_scores(table, chance=chance, title=title)))
     return sec if sec.blocks else None
 
 
