@@ -270,3 +270,64 @@ def test_hostile_checkpoint_refusal_gives_no_unsafe_advice(tmp_path):
     text = str(exc.value)
     assert "weights_only" not in text and "refused" in text and "nothing in it ran" in text
     assert not (tmp_path / "marker").exists()
+
+
+# ------------------------------------------------ issue 23 leftovers: the fix in TOML/CLI terms
+@pytest.fixture(scope="module")
+def asc(tmp_path_factory):
+    """2 subjects x 3 clips of synthetic ASCERTAIN."""
+    from fearkd.datasets.synthetic import write_ascertain
+
+    return write_ascertain(tmp_path_factory.mktemp("asc") / "a", n_subjects=2, n_clips=3,
+                           seconds=20.0, seed=0)
+
+
+def _no_python_advice(err: str) -> None:
+    assert "recipe." not in err and "load_generic(" not in err and "=...)" not in err
+
+
+@pytest.mark.parametrize("kind", ["deap", "ascertain"])
+def test_deap_experiment_on_an_ascertain_folder_says_the_toml_fix(asc, tmp_path, capsys, kind):
+    cfg = _experiment(tmp_path, asc)
+    cfg.write_text(cfg.read_text().replace('kind = "deap"', f'kind = "{kind}"'))
+    assert main(["run", str(cfg), "--out", str(tmp_path / "r"), "--quiet"]) == 2
+    err = _err(capsys)
+    assert len(err.splitlines()) == 1
+    _no_python_advice(err)
+    assert '[dataset] kind = \'ascertain\'' in err
+    assert "teacher = 'ascertain-teacher', student = 'ascertain-student'" in err
+
+
+def test_copied_noneeg_config_with_missing_root_names_the_key(tmp_path, capsys):
+    repo = Path(__file__).resolve().parents[1]
+    copy = tmp_path / "a" / "b" / "physionet-noneeg.toml"
+    copy.parent.mkdir(parents=True)
+    copy.write_text((repo / "configs" / "physionet-noneeg.toml").read_text())
+    for command in (["run", str(copy), "--out", str(tmp_path / "r"), "--quiet"],
+                    ["info", str(copy)]):
+        assert main(command) == 2
+        err = _err(capsys)
+        assert len(err.splitlines()) == 1, err
+        _no_python_advice(err)
+        assert str(copy) in err and "root" in err and "--data DIR" in err
+        assert "physionet-noneeg" in err.split("root", 1)[1]  # the value received
+
+
+def test_nan_familiarity_names_the_flag_and_the_key(asc, tmp_path, capsys):
+    import shutil
+
+    import numpy as np
+    import scipy.io as sio
+
+    root = tmp_path / "a"
+    shutil.copytree(asc, root)
+    reports = root / "ASCERTAIN_Features" / "Dt_SelfReports.mat"
+    ratings = sio.loadmat(reports)["Ratings"].astype(float)
+    ratings[4, 0, 0] = np.nan  # familiarity of P01's first clip
+    sio.savemat(reports, {"Ratings": ratings})
+    assert main(["labels", str(root)]) == 2
+    err = _err(capsys)
+    assert len(err.splitlines()) == 1 and "NaN rating" in err
+    assert "--nan-policy unlabelled" in err and '[labels] nan_policy = "unlabelled"' in err
+    _no_python_advice(err)
+    assert main(["labels", str(root), "--nan-policy", "unlabelled"]) == 0

@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from .config import ExperimentConfig, config_to_dict
-from .errors import ConfigError
+from .errors import ConfigError, DatasetNotFoundError
 from .evaluation.crossval import UNIT_THREADS, CVData, make_units, run_units, timing_table
 from .labels import LabelReport
 from .methods import PipelineSettings
@@ -70,7 +70,31 @@ def _open(cfg: ExperimentConfig, data_path: str | Path | None):
         raise ConfigError(
             f"{cfg.source or 'config'}: no dataset path: set [dataset] path or pass --data PATH."
         )
-    return open_dataset(path, kind=ds.kind, **options)
+    if ds.kind == "generic" and not data_path and isinstance(ds.options.get("root"), str) \
+            and not Path(ds.options["root"]).is_dir():
+        raise DatasetNotFoundError(
+            f"{cfg.source}: [dataset] root: expected the folder holding the records, got "
+            f"{ds.options['root']!r}, which is not a folder; set root in this file (relative to "
+            f"it) or pass --data DIR."
+        )
+    try:
+        return open_dataset(path, kind=ds.kind, **options)
+    except DatasetNotFoundError as exc:
+        raise DatasetNotFoundError(f"{exc}{_other_kind(cfg, path)}") from None
+
+
+def _other_kind(cfg: ExperimentConfig, path) -> str:
+    """The TOML fix when the folder holds another reader's dataset (a DEAP file on ASCERTAIN)."""
+    from .datasets.loaders import detect_dataset
+    from .features.presets import preset_advice
+
+    try:
+        kind, _ = detect_dataset(path)
+    except (DatasetNotFoundError, OSError, TypeError):
+        return ""
+    if kind == cfg.dataset.kind:
+        return ""
+    return f" {str(path)!r} holds {kind} data. {preset_advice(kind)}"
 
 
 def _rules(cfg: ExperimentConfig, dataset: str, key: str):

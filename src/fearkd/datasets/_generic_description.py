@@ -383,8 +383,8 @@ def parse_description(table: Mapping, source: str, base: Path, root) -> Descript
                           f"to modalities, e.g. EDA = \"gsr\".")
     if root is None:
         if "root" not in table:
-            raise ConfigError(f"{source}: no 'root' in [dataset]; set it or pass "
-                              f"load_generic(..., root=...).")
+            raise ConfigError(f"{source}: no root in [dataset]; set it (relative "
+                              f"to the description file) or pass --data DIR.")
         root = base / _typed(table["root"], "str", "dataset.root", source)
     elif not isinstance(root, (str, Path)):
         raise TypeError(f"'root' must be a path, got {type(root).__name__}.")
