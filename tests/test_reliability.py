@@ -331,3 +331,22 @@ def test_nan_familiarity_names_the_flag_and_the_key(asc, tmp_path, capsys):
     assert "--nan-policy unlabelled" in err and '[labels] nan_policy = "unlabelled"' in err
     _no_python_advice(err)
     assert main(["labels", str(root), "--nan-policy", "unlabelled"]) == 0
+
+
+def test_class_id_past_the_levels_is_refused(asc, tmp_path, capsys):
+    repo = Path(__file__).resolve().parents[1]
+    desc = tmp_path / "noneeg.toml"
+    text = (repo / "configs" / "physionet-noneeg.toml").read_text()
+    assert "EmotionalStress = 3\n" in text
+    desc.write_text(text.replace("EmotionalStress = 3\n", "EmotionalStress = 7\n", 1))
+    assert main(["info", str(desc)]) == 2
+    err = _err(capsys)
+    assert len(err.splitlines()) == 1 and str(desc) in err
+    assert "[dataset.labels.classes] EmotionalStress = 7: expected a class id in 0..3" in err
+    # a rule table has no ids (a level's class is its row); a `class = 7` key is refused by name
+    rules = tmp_path / "rules.toml"
+    table = (repo / "src" / "fearkd" / "configs" / "rules" / "ascertain.toml").read_text()
+    rules.write_text(table.replace('name = "high"\n', 'name = "high"\nclass = 7\n'))
+    assert main(["labels", str(asc), "--rules", str(rules)]) == 2
+    err = _err(capsys)
+    assert len(err.splitlines()) == 1 and "levels[3]" in err and "'class': 7" in err
