@@ -350,3 +350,47 @@ def test_class_id_past_the_levels_is_refused(asc, tmp_path, capsys):
     assert main(["labels", str(asc), "--rules", str(rules)]) == 2
     err = _err(capsys)
     assert len(err.splitlines()) == 1 and "levels[3]" in err and "'class': 7" in err
+
+
+@pytest.fixture(scope="module")
+def dead(tmp_path_factory):
+    """3 DEAP subjects, s02 with an all-zero EEG channel."""
+    import pickle
+
+    root = write_deap(tmp_path_factory.mktemp("dead") / "d", n_subjects=3, n_trials=8,
+                      seconds=8.0, seed=0)
+    f = root / "data_preprocessed_python" / "s02.dat"
+    payload = pickle.loads(f.read_bytes(), encoding="latin1")
+    payload["data"][:, 3, :] = 0.0
+    f.write_bytes(pickle.dumps(payload, protocol=2))
+    return root
+
+
+@pytest.mark.parametrize("policy", ["warn", "drop-subject"])
+def test_flat_policy_in_a_deap_experiment_file(dead, tmp_path, policy):
+    from fearkd.config import load_config
+    from fearkd.experiment import prepare_data
+
+    cfg = load_config(_experiment(tmp_path, dead, extra=f'flat = "{policy}"'))
+    data = prepare_data(cfg, progress=False)
+    subjects = set(data.featureset.metadata["subject"])
+    report = data.summary["load_report"]
+    if policy == "warn":
+        assert subjects == {"s01", "s02", "s03"}
+        assert [(e["subject"], e["why"]) for e in report["flagged"]] == [("s02", "all zero")]
+    else:
+        assert subjects == {"s01", "s03"}
+        assert [e["subject"] for e in report["skipped"]] == ["s02"]
+        assert "flat = \"drop-subject\"" in report["skipped"][0]["reason"]
+
+
+@pytest.mark.parametrize("policy, needle", [
+    ("error", 'subject s02 has dead or flat-lined channel(s) F7 (all zero) and [dataset] flat = '
+              '"error"; set flat = "drop-subject"'),
+    ("drop", "[dataset] flat: expected one of 'warn', 'drop-subject', 'error', got 'drop'"),
+])
+def test_flat_policy_refusals_are_one_line(dead, tmp_path, capsys, policy, needle):
+    cfg = _experiment(tmp_path, dead, extra=f'flat = "{policy}"')
+    assert main(["run", str(cfg), "--out", str(tmp_path / "r"), "--quiet"]) == 2
+    err = _err(capsys)
+    assert len(err.splitlines()) == 1 and needle in err and str(cfg) in err

@@ -56,7 +56,7 @@ class ExperimentResult:
 
 
 def _open(cfg: ExperimentConfig, data_path: str | Path | None):
-    from .datasets.loaders import open_dataset
+    from .datasets.loaders import open_dataset, with_flat_policy
 
     ds = cfg.dataset
     path = data_path or ds.path
@@ -66,7 +66,7 @@ def _open(cfg: ExperimentConfig, data_path: str | Path | None):
             raise ConfigError(f"{cfg.source}: [dataset] subjects selects subjects of a dataset "
                               f"release; a generic description lists its own subjects.")
         options["subjects"] = list(ds.subjects)
-    if not path and not ds.options:
+    if not path and not set(ds.options) - {"flat"}:
         raise ConfigError(
             f"{cfg.source or 'config'}: no dataset path: set [dataset] path or pass --data PATH."
         )
@@ -77,10 +77,13 @@ def _open(cfg: ExperimentConfig, data_path: str | Path | None):
             f"{ds.options['root']!r}, which is not a folder; set root in this file (relative to "
             f"it) or pass --data DIR."
         )
+    # generic descriptions apply `flat` themselves; every other reader gets it here
+    flat = options.pop("flat", "warn") if ds.kind != "generic" else None
     try:
-        return open_dataset(path, kind=ds.kind, **options)
+        recordings = open_dataset(path, kind=ds.kind, **options)
     except DatasetNotFoundError as exc:
         raise DatasetNotFoundError(f"{exc}{_other_kind(cfg, path)}") from None
+    return recordings if flat is None else with_flat_policy(recordings, flat, cfg.source)
 
 
 def _other_kind(cfg: ExperimentConfig, path) -> str:
@@ -123,7 +126,8 @@ def prepare_data(cfg: ExperimentConfig, *, data_path=None, cache_dir=None,
         nan_policy=cfg.labels.nan_policy, n_jobs=f.n_jobs, cache_dir=cache_dir,
         progress=progress, return_labels=True,
     )
-    first_subject = recordings.load(recordings.subjects[0])
+    # the first subject with windows: a subject dropped by [dataset] flat has no trial
+    first_subject = recordings.load(str(fs.metadata["subject"].iloc[0]))
     first = first_subject.trials[0]
     student_names = get_preset(f.student).plan(first).feature_names
     missing = [n for n in student_names if n not in set(fs.feature_names)]
