@@ -394,3 +394,127 @@ def test_flat_policy_refusals_are_one_line(dead, tmp_path, capsys, policy, needl
     assert main(["run", str(cfg), "--out", str(tmp_path / "r"), "--quiet"]) == 2
     err = _err(capsys)
     assert len(err.splitlines()) == 1 and needle in err and str(cfg) in err
+
+
+# ------------------------------------------------- the README's error promises, walked one by one
+def _readme_promises() -> list[str]:
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text.split("Error promises (", 1)[1].split("\nKilling ", 1)[0]
+    return [" ".join(b.split()) for b in section.split("\n- ")[1:]]
+
+
+def _noneeg(tmp_path: Path, old: str = "", new: str = "") -> Path:
+    repo = Path(__file__).resolve().parents[1]
+    path = tmp_path / "copy" / "physionet-noneeg.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text((repo / "configs" / "physionet-noneeg.toml").read_text().replace(old, new, 1))
+    return path
+
+
+def _nan_deap(tmp_path: Path) -> list[str]:
+    import pickle
+
+    root = write_deap(tmp_path / "n", n_subjects=1, n_trials=3, seconds=4.0, seed=0)
+    f = root / "data_preprocessed_python" / "s01.dat"
+    payload = pickle.loads(f.read_bytes(), encoding="latin1")
+    payload["data"][1, 0, 5] = float("nan")
+    f.write_bytes(pickle.dumps(payload, protocol=2))
+    return ["info", str(root)]
+
+
+def _nan_rating(tmp_path: Path, asc: Path) -> list[str]:
+    import shutil
+
+    import numpy as np
+    import scipy.io as sio
+
+    root = tmp_path / "a"
+    shutil.copytree(asc, root)
+    reports = root / "ASCERTAIN_Features" / "Dt_SelfReports.mat"
+    ratings = sio.loadmat(reports)["Ratings"].astype(float)
+    ratings[4, 0, 0] = np.nan
+    sio.savemat(reports, {"Ratings": ratings})
+    return ["labels", str(root)]
+
+
+def _asc_experiment(tmp_path: Path, asc: Path) -> list[str]:
+    return ["run", str(_experiment(tmp_path, asc)), "--out", str(tmp_path / "r"), "--quiet"]
+
+
+def _synth_twice(tmp_path: Path) -> list[str]:
+    args = ["synth", "ascertain", str(tmp_path / "s"), "--subjects", "1", "--trials", "1"]
+    assert main(args) == 0
+    return args
+
+
+def _under_a_file(tmp_path: Path, tiny: Path) -> list[str]:
+    (tmp_path / "afile").write_text("x")
+    return ["features", str(tiny / "d"), "--preset", "deap-teacher",
+            "--out", str(tmp_path / "afile" / "f.npz")]
+
+
+def _no_seeds(tmp_path: Path, tiny: Path) -> Path:
+    cfg = _experiment(tmp_path, tiny / "d")
+    cfg.write_text(cfg.read_text().replace("seeds = [0]", "seeds = []"))
+    return cfg
+
+
+#: README bullet (its start) -> (command builder, text the one stderr line must hold)
+_PROMISES = {
+    "disk full": (lambda t, tiny, asc: ["run", str(_experiment(t, tiny / "d")), "--out",
+                                        str(t / "r"), "--quiet"], "file size limit"),
+    "disk full#under-a-file": (lambda t, tiny, asc: _under_a_file(t, tiny),
+                               "is a file, not a folder"),
+    "an unreachable": (lambda t, tiny, asc: ["run", str(_experiment(t, tiny / "d")), "--out",
+                                             str(t / "r"), "--quiet", "--scheduler",
+                                             "tcp://127.0.0.1:9", "--scheduler-timeout", "1"],
+                       "tcp://127.0.0.1:9"),
+    "`fearkd synth`": (lambda t, tiny, asc: _synth_twice(t), "--force"),
+    "more folds": (lambda t, tiny, asc: ["run", str(_experiment(t, tiny / "d",
+                                                                 evaluation="folds = 10")),
+                                         "--out", str(t / "r"), "--quiet"],
+                   "has only 3 subjects"),
+    "more folds#seeds": (lambda t, tiny, asc: ["run", str(_no_seeds(t, tiny)), "--out",
+                                               str(t / "r"), "--quiet"], "[evaluation] seeds"),
+    "more folds#jobs": (lambda t, tiny, asc: ["run", str(_experiment(t, tiny / "d")), "--out",
+                                              str(t / "r"), "--quiet", "--jobs", "0"],
+                        "--jobs"),
+    "a DEAP trial": (lambda t, tiny, asc: _nan_deap(t), "--nan-samples drop-trial"),
+    "a DEAP experiment": (lambda t, tiny, asc: _asc_experiment(t, asc),
+                          "[dataset] kind = 'ascertain'"),
+    "a copied": (lambda t, tiny, asc: ["run", str(_noneeg(t)), "--out", str(t / "r")],
+                 "--data DIR"),
+    "a NaN rating": (lambda t, tiny, asc: _nan_rating(t, asc), "--nan-policy unlabelled"),
+    "a class id": (lambda t, tiny, asc: ["info", str(_noneeg(t, "EmotionalStress = 3",
+                                                             "EmotionalStress = 7"))],
+                   "EmotionalStress = 7"),
+    "a dead or flat-lined": (None, 'flat = "error"'),
+}
+
+
+def test_every_readme_promise_has_a_case():
+    bullets = _readme_promises()
+    leads = {key.split("#")[0] for key in _PROMISES}
+    assert len(bullets) == len(leads)
+    for bullet in bullets:
+        assert [lead for lead in leads if bullet.startswith(lead)], bullet
+
+
+@pytest.mark.parametrize("key", list(_PROMISES))
+def test_readme_error_promise_is_one_line_and_status_2(key, tiny, asc, dead, tmp_path):
+    build, needle = _PROMISES[key]
+    fsize = None
+    if key == "disk full":
+        fsize = 20_000
+    if key == "an unreachable":
+        pytest.importorskip("distributed")
+    if build is None:  # the flat policy, on the module's DEAP set with a dead channel
+        args = ["run", str(_experiment(tmp_path, dead, extra='flat = "error"')), "--out",
+                str(tmp_path / "r"), "--quiet"]
+    else:
+        args = build(tmp_path, tiny, asc)
+    res = _cli(args, fsize=fsize)
+    # progress bars (tqdm, "NN%|") share stderr; the error is the one other line
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip() and "%|" not in ln]
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert len(lines) == 1 and "error:" in lines[0] and needle in lines[0], res.stderr[-2000:]
