@@ -518,3 +518,36 @@ def test_readme_error_promise_is_one_line_and_status_2(key, tiny, asc, dead, tmp
     lines = [ln for ln in res.stderr.splitlines() if ln.strip() and "%|" not in ln]
     assert res.returncode == 2, res.stderr[-2000:]
     assert len(lines) == 1 and "error:" in lines[0] and needle in lines[0], res.stderr[-2000:]
+
+
+@pytest.mark.parametrize("policy", ["drop-subject", "error"])
+def test_flat_policy_in_a_datasets_entry(dead, asc, tmp_path, policy):
+    from fearkd.config import load_config
+    from fearkd.errors import FormatError
+    from fearkd.experiment import prepare_multi
+
+    path = tmp_path / "multi.toml"
+    path.write_text(f"""name = "multi"
+[[datasets]]
+kind = "deap"
+path = "{dead}"
+flat = "{policy}"
+[[datasets]]
+kind = "ascertain"
+path = "{asc}"
+nan_policy = "unlabelled"
+[features]
+window = 4.0
+step = 2.0
+""")
+    cfg = load_config(path)
+    if policy == "error":
+        with pytest.raises(FormatError, match=r"subject s02 has dead or flat-lined channel\(s\) "
+                                              r"F7 \(all zero\)"):
+            prepare_multi(cfg, progress=False)
+        return
+    data = prepare_multi(cfg, progress=False)
+    meta = data.featureset.metadata
+    assert "s02" not in set(meta.loc[meta["dataset"] == "deap", "subject"].str.split(":").str[-1])
+    assert set(meta.loc[meta["dataset"] == "deap", "subject"].str.split(":").str[-1]) == \
+        {"s01", "s03"}

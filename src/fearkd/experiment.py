@@ -168,7 +168,7 @@ def prepare_multi(cfg: ExperimentConfig, *, cache_dir=None, progress: bool = Tru
     valence, ASCERTAIN arousal). Subject ids two datasets share are prefixed with the dataset
     name (``[common] prefix_subjects``), or refused.
     """
-    from .datasets.loaders import open_dataset
+    from .datasets.loaders import open_dataset, with_flat_policy
     from .features.common import check_channels, common_recipe, get_space, to_common
     from .features.extract import extract_features
     from .features.featureset import FeatureSet
@@ -177,8 +177,14 @@ def prepare_multi(cfg: ExperimentConfig, *, cache_dir=None, progress: bool = Tru
     f, sets, parts, offset, class_names = cfg.features, [], {}, 0, None
     for e in cfg.datasets:
         options = dict(e.options) | ({"subjects": list(e.subjects)} if e.subjects else {})
+        flat = options.pop("flat", "warn") if e.kind != "generic" else None
         recordings = open_dataset(e.path, kind=e.kind, **options)
-        first = recordings.load(recordings.subjects[0]).trials[0]
+        if flat is not None:
+            recordings = with_flat_policy(recordings, flat, cfg.source)
+        first = next((t for s in recordings for t in s.trials), None)  # dropped: no trial
+        if first is None:
+            raise ConfigError(f"{cfg.source}: [[datasets]] {e.label!r}: every subject was "
+                              f"dropped (flat = \"drop-subject\"); see the load report.")
         channels = [n for m in first.modalities for n in first.signals[m].ch_names]
         check_channels(space, e.kind, e.label, channels, cfg.source)
         rules = e.rules or _rules(cfg, recordings.dataset, "rules")
