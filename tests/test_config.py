@@ -69,7 +69,7 @@ def test_round_trip_dict():
          r"'wesad', 'generic', got 'swell'"),
         ("[dataset]\nkind = 'deap'\nformat = 'mat'\n",
          r"unknown key\(s\) \['format'\] in \[dataset\] for kind 'deap'; known keys: "
-         r"\['kind', 'path', 'subjects', 'channels', 'fmt', 'nan_policy'\]"),
+         r"\['kind', 'path', 'flat', 'subjects', 'channels', 'fmt', 'nan_policy'\]"),
         ("[models]\nbackbones = ['cnn', 'transformer']\n",
          r"Invalid value for '\[models\] backbones': expected one of .*got 'transformer'"),
         ("[models]\nstudent = 'tiny'\n",

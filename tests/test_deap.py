@@ -263,7 +263,7 @@ def test_nan_policy(one, bad):
     data[1, 5, 10] = bad
     write_dat_file(folder / "s01.dat", {"labels": labels, "data": data})
     with pytest.raises(FormatError, match=r"s01\.dat: trial 2 has 1 NaN/Inf sample\(s\).*"
-                                          r"nan_policy='drop-trial'"):
+                                          r"--nan-samples drop-trial.*nan_policy = \"drop-trial\""):
         _load_s01(root)
     rec = load_deap(root, nan_policy="drop-trial")
     subject = rec.load("s01")

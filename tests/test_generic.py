@@ -398,7 +398,8 @@ def test_missing_root_and_records(wfdb_root, tmp_path):
         load_generic(desc)
     desc = _wfdb_desc(wfdb_root)
     del desc["root"]
-    with pytest.raises(ConfigError, match=r"<dict>: no 'root' in \[dataset\]"):
+    with pytest.raises(ConfigError,
+                       match=r"<dict>: no root in \[dataset\]; set it .* or pass --data DIR"):
         load_generic(desc)
 
 

@@ -270,3 +270,284 @@ def test_hostile_checkpoint_refusal_gives_no_unsafe_advice(tmp_path):
     text = str(exc.value)
     assert "weights_only" not in text and "refused" in text and "nothing in it ran" in text
     assert not (tmp_path / "marker").exists()
+
+
+# ------------------------------------------------ issue 23 leftovers: the fix in TOML/CLI terms
+@pytest.fixture(scope="module")
+def asc(tmp_path_factory):
+    """2 subjects x 3 clips of synthetic ASCERTAIN."""
+    from fearkd.datasets.synthetic import write_ascertain
+
+    return write_ascertain(tmp_path_factory.mktemp("asc") / "a", n_subjects=2, n_clips=3,
+                           seconds=20.0, seed=0)
+
+
+def _no_python_advice(err: str) -> None:
+    assert "recipe." not in err and "load_generic(" not in err and "=...)" not in err
+
+
+@pytest.mark.parametrize("kind", ["deap", "ascertain"])
+def test_deap_experiment_on_an_ascertain_folder_says_the_toml_fix(asc, tmp_path, capsys, kind):
+    cfg = _experiment(tmp_path, asc)
+    cfg.write_text(cfg.read_text().replace('kind = "deap"', f'kind = "{kind}"'))
+    assert main(["run", str(cfg), "--out", str(tmp_path / "r"), "--quiet"]) == 2
+    err = _err(capsys)
+    assert len(err.splitlines()) == 1
+    _no_python_advice(err)
+    assert '[dataset] kind = \'ascertain\'' in err
+    assert "teacher = 'ascertain-teacher', student = 'ascertain-student'" in err
+
+
+def test_copied_noneeg_config_with_missing_root_names_the_key(tmp_path, capsys):
+    repo = Path(__file__).resolve().parents[1]
+    copy = tmp_path / "a" / "b" / "physionet-noneeg.toml"
+    copy.parent.mkdir(parents=True)
+    copy.write_text((repo / "configs" / "physionet-noneeg.toml").read_text())
+    for command in (["run", str(copy), "--out", str(tmp_path / "r"), "--quiet"],
+                    ["info", str(copy)]):
+        assert main(command) == 2
+        err = _err(capsys)
+        assert len(err.splitlines()) == 1, err
+        _no_python_advice(err)
+        assert str(copy) in err and "root" in err and "--data DIR" in err
+        assert "physionet-noneeg" in err.split("root", 1)[1]  # the value received
+
+
+def test_nan_familiarity_names_the_flag_and_the_key(asc, tmp_path, capsys):
+    import shutil
+
+    import numpy as np
+    import scipy.io as sio
+
+    root = tmp_path / "a"
+    shutil.copytree(asc, root)
+    reports = root / "ASCERTAIN_Features" / "Dt_SelfReports.mat"
+    ratings = sio.loadmat(reports)["Ratings"].astype(float)
+    ratings[4, 0, 0] = np.nan  # familiarity of P01's first clip
+    sio.savemat(reports, {"Ratings": ratings})
+    assert main(["labels", str(root)]) == 2
+    err = _err(capsys)
+    assert len(err.splitlines()) == 1 and "NaN rating" in err
+    assert "--nan-policy unlabelled" in err and '[labels] nan_policy = "unlabelled"' in err
+    _no_python_advice(err)
+    assert main(["labels", str(root), "--nan-policy", "unlabelled"]) == 0
+
+
+def test_class_id_past_the_levels_is_refused(asc, tmp_path, capsys):
+    repo = Path(__file__).resolve().parents[1]
+    desc = tmp_path / "noneeg.toml"
+    text = (repo / "configs" / "physionet-noneeg.toml").read_text()
+    assert "EmotionalStress = 3\n" in text
+    desc.write_text(text.replace("EmotionalStress = 3\n", "EmotionalStress = 7\n", 1))
+    assert main(["info", str(desc)]) == 2
+    err = _err(capsys)
+    assert len(err.splitlines()) == 1 and str(desc) in err
+    assert "[dataset.labels.classes] EmotionalStress = 7: expected a class id in 0..3" in err
+    # a rule table has no ids (a level's class is its row); a `class = 7` key is refused by name
+    rules = tmp_path / "rules.toml"
+    table = (repo / "src" / "fearkd" / "configs" / "rules" / "ascertain.toml").read_text()
+    rules.write_text(table.replace('name = "high"\n', 'name = "high"\nclass = 7\n'))
+    assert main(["labels", str(asc), "--rules", str(rules)]) == 2
+    err = _err(capsys)
+    assert len(err.splitlines()) == 1 and "levels[3]" in err and "'class': 7" in err
+
+
+@pytest.fixture(scope="module")
+def dead(tmp_path_factory):
+    """3 DEAP subjects, s02 with an all-zero EEG channel."""
+    import pickle
+
+    root = write_deap(tmp_path_factory.mktemp("dead") / "d", n_subjects=3, n_trials=8,
+                      seconds=8.0, seed=0)
+    f = root / "data_preprocessed_python" / "s02.dat"
+    payload = pickle.loads(f.read_bytes(), encoding="latin1")
+    payload["data"][:, 3, :] = 0.0
+    f.write_bytes(pickle.dumps(payload, protocol=2))
+    return root
+
+
+@pytest.mark.parametrize("policy", ["warn", "drop-subject"])
+def test_flat_policy_in_a_deap_experiment_file(dead, tmp_path, policy):
+    from fearkd.config import load_config
+    from fearkd.experiment import prepare_data
+
+    cfg = load_config(_experiment(tmp_path, dead, extra=f'flat = "{policy}"'))
+    data = prepare_data(cfg, progress=False)
+    subjects = set(data.featureset.metadata["subject"])
+    report = data.summary["load_report"]
+    if policy == "warn":
+        assert subjects == {"s01", "s02", "s03"}
+        assert [(e["subject"], e["why"]) for e in report["flagged"]] == [("s02", "all zero")]
+    else:
+        assert subjects == {"s01", "s03"}
+        assert [e["subject"] for e in report["skipped"]] == ["s02"]
+        assert "flat = \"drop-subject\"" in report["skipped"][0]["reason"]
+
+
+@pytest.mark.parametrize("policy, needle", [
+    ("error", 'subject s02 has dead or flat-lined channel(s) F7 (all zero) and [dataset] flat = '
+              '"error"; set flat = "drop-subject"'),
+    ("drop", "[dataset] flat: expected one of 'warn', 'drop-subject', 'error', got 'drop'"),
+])
+def test_flat_policy_refusals_are_one_line(dead, tmp_path, capsys, policy, needle):
+    cfg = _experiment(tmp_path, dead, extra=f'flat = "{policy}"')
+    assert main(["run", str(cfg), "--out", str(tmp_path / "r"), "--quiet"]) == 2
+    err = _err(capsys)
+    assert len(err.splitlines()) == 1 and needle in err and str(cfg) in err
+
+
+# ------------------------------------------------- the README's error promises, walked one by one
+def _readme_promises() -> list[str]:
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text.split("Error promises (", 1)[1].split("\nKilling ", 1)[0]
+    return [" ".join(b.split()) for b in section.split("\n- ")[1:]]
+
+
+def _noneeg(tmp_path: Path, old: str = "", new: str = "") -> Path:
+    repo = Path(__file__).resolve().parents[1]
+    path = tmp_path / "copy" / "physionet-noneeg.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text((repo / "configs" / "physionet-noneeg.toml").read_text().replace(old, new, 1))
+    return path
+
+
+def _nan_deap(tmp_path: Path) -> list[str]:
+    import pickle
+
+    root = write_deap(tmp_path / "n", n_subjects=1, n_trials=3, seconds=4.0, seed=0)
+    f = root / "data_preprocessed_python" / "s01.dat"
+    payload = pickle.loads(f.read_bytes(), encoding="latin1")
+    payload["data"][1, 0, 5] = float("nan")
+    f.write_bytes(pickle.dumps(payload, protocol=2))
+    return ["info", str(root)]
+
+
+def _nan_rating(tmp_path: Path, asc: Path) -> list[str]:
+    import shutil
+
+    import numpy as np
+    import scipy.io as sio
+
+    root = tmp_path / "a"
+    shutil.copytree(asc, root)
+    reports = root / "ASCERTAIN_Features" / "Dt_SelfReports.mat"
+    ratings = sio.loadmat(reports)["Ratings"].astype(float)
+    ratings[4, 0, 0] = np.nan
+    sio.savemat(reports, {"Ratings": ratings})
+    return ["labels", str(root)]
+
+
+def _asc_experiment(tmp_path: Path, asc: Path) -> list[str]:
+    return ["run", str(_experiment(tmp_path, asc)), "--out", str(tmp_path / "r"), "--quiet"]
+
+
+def _synth_twice(tmp_path: Path) -> list[str]:
+    args = ["synth", "ascertain", str(tmp_path / "s"), "--subjects", "1", "--trials", "1"]
+    assert main(args) == 0
+    return args
+
+
+def _under_a_file(tmp_path: Path, tiny: Path) -> list[str]:
+    (tmp_path / "afile").write_text("x")
+    return ["features", str(tiny / "d"), "--preset", "deap-teacher",
+            "--out", str(tmp_path / "afile" / "f.npz")]
+
+
+def _no_seeds(tmp_path: Path, tiny: Path) -> Path:
+    cfg = _experiment(tmp_path, tiny / "d")
+    cfg.write_text(cfg.read_text().replace("seeds = [0]", "seeds = []"))
+    return cfg
+
+
+#: README bullet (its start) -> (command builder, text the one stderr line must hold)
+_PROMISES = {
+    "disk full": (lambda t, tiny, asc: ["run", str(_experiment(t, tiny / "d")), "--out",
+                                        str(t / "r"), "--quiet"], "file size limit"),
+    "disk full#under-a-file": (lambda t, tiny, asc: _under_a_file(t, tiny),
+                               "is a file, not a folder"),
+    "an unreachable": (lambda t, tiny, asc: ["run", str(_experiment(t, tiny / "d")), "--out",
+                                             str(t / "r"), "--quiet", "--scheduler",
+                                             "tcp://127.0.0.1:9", "--scheduler-timeout", "1"],
+                       "tcp://127.0.0.1:9"),
+    "`fearkd synth`": (lambda t, tiny, asc: _synth_twice(t), "--force"),
+    "more folds": (lambda t, tiny, asc: ["run", str(_experiment(t, tiny / "d",
+                                                                 evaluation="folds = 10")),
+                                         "--out", str(t / "r"), "--quiet"],
+                   "has only 3 subjects"),
+    "more folds#seeds": (lambda t, tiny, asc: ["run", str(_no_seeds(t, tiny)), "--out",
+                                               str(t / "r"), "--quiet"], "[evaluation] seeds"),
+    "more folds#jobs": (lambda t, tiny, asc: ["run", str(_experiment(t, tiny / "d")), "--out",
+                                              str(t / "r"), "--quiet", "--jobs", "0"],
+                        "--jobs"),
+    "a DEAP trial": (lambda t, tiny, asc: _nan_deap(t), "--nan-samples drop-trial"),
+    "a DEAP experiment": (lambda t, tiny, asc: _asc_experiment(t, asc),
+                          "[dataset] kind = 'ascertain'"),
+    "a copied": (lambda t, tiny, asc: ["run", str(_noneeg(t)), "--out", str(t / "r")],
+                 "--data DIR"),
+    "a NaN rating": (lambda t, tiny, asc: _nan_rating(t, asc), "--nan-policy unlabelled"),
+    "a class id": (lambda t, tiny, asc: ["info", str(_noneeg(t, "EmotionalStress = 3",
+                                                             "EmotionalStress = 7"))],
+                   "EmotionalStress = 7"),
+    "a dead or flat-lined": (None, 'flat = "error"'),
+}
+
+
+def test_every_readme_promise_has_a_case():
+    bullets = _readme_promises()
+    leads = {key.split("#")[0] for key in _PROMISES}
+    assert len(bullets) == len(leads)
+    for bullet in bullets:
+        assert [lead for lead in leads if bullet.startswith(lead)], bullet
+
+
+@pytest.mark.parametrize("key", list(_PROMISES))
+def test_readme_error_promise_is_one_line_and_status_2(key, tiny, asc, dead, tmp_path):
+    build, needle = _PROMISES[key]
+    fsize = None
+    if key == "disk full":
+        fsize = 20_000
+    if key == "an unreachable":
+        pytest.importorskip("distributed")
+    if build is None:  # the flat policy, on the module's DEAP set with a dead channel
+        args = ["run", str(_experiment(tmp_path, dead, extra='flat = "error"')), "--out",
+                str(tmp_path / "r"), "--quiet"]
+    else:
+        args = build(tmp_path, tiny, asc)
+    res = _cli(args, fsize=fsize)
+    # progress bars (tqdm, "NN%|") share stderr; the error is the one other line
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip() and "%|" not in ln]
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert len(lines) == 1 and "error:" in lines[0] and needle in lines[0], res.stderr[-2000:]
+
+
+@pytest.mark.parametrize("policy", ["drop-subject", "error"])
+def test_flat_policy_in_a_datasets_entry(dead, asc, tmp_path, policy):
+    from fearkd.config import load_config
+    from fearkd.errors import FormatError
+    from fearkd.experiment import prepare_multi
+
+    path = tmp_path / "multi.toml"
+    path.write_text(f"""name = "multi"
+[[datasets]]
+kind = "deap"
+path = "{dead}"
+flat = "{policy}"
+[[datasets]]
+kind = "ascertain"
+path = "{asc}"
+nan_policy = "unlabelled"
+[features]
+window = 4.0
+step = 2.0
+""")
+    cfg = load_config(path)
+    if policy == "error":
+        with pytest.raises(FormatError, match=r"subject s02 has dead or flat-lined channel\(s\) "
+                                              r"F7 \(all zero\)"):
+            prepare_multi(cfg, progress=False)
+        return
+    data = prepare_multi(cfg, progress=False)
+    meta = data.featureset.metadata
+    assert "s02" not in set(meta.loc[meta["dataset"] == "deap", "subject"].str.split(":").str[-1])
+    assert set(meta.loc[meta["dataset"] == "deap", "subject"].str.split(":").str[-1]) == \
+        {"s01", "s03"}

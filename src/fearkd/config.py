@@ -372,8 +372,12 @@ def _check_names(cfg: ExperimentConfig, source: str) -> None:
 
 def _check_reader_options(ds: DatasetConfig, source: str) -> None:
     """Keys of ``[dataset]`` beyond kind/path/subjects must be arguments of the reader."""
-    from .datasets.loaders import READERS
+    from .datasets.loaders import FLAT_POLICIES, READERS
 
+    flat = ds.options.get("flat", "warn")
+    if flat not in FLAT_POLICIES:
+        raise ConfigError(f"{source}: [dataset] flat: expected one of "
+                          f"{', '.join(map(repr, FLAT_POLICIES))}, got {flat!r}.")
     if ds.kind == "generic" or not ds.options:
         return  # a generic table is the reader's description; its parser checks its keys
     load: Callable = READERS.get(ds.kind)
@@ -382,9 +386,9 @@ def _check_reader_options(ds: DatasetConfig, source: str) -> None:
         return
     known = [p.name for p in params if p.kind in (inspect.Parameter.KEYWORD_ONLY,
                                                    inspect.Parameter.POSITIONAL_OR_KEYWORD)]
-    unknown = sorted(set(ds.options) - set(known))
+    unknown = sorted(set(ds.options) - set(known) - {"flat"})  # flat: any reader (_open)
     if unknown:
-        keys = ["kind", "path"] + ["subjects"] * ("subjects" not in known) + known
+        keys = ["kind", "path", "flat"] + ["subjects"] * ("subjects" not in known) + known
         raise ConfigError(f"{source}: unknown key(s) {unknown!r} in [dataset] for kind "
                           f"{ds.kind!r}; known keys: {keys!r}.")
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from .config import ExperimentConfig, config_to_dict
-from .errors import ConfigError
+from .errors import ConfigError, DatasetNotFoundError
 from .evaluation.crossval import UNIT_THREADS, CVData, make_units, run_units, timing_table
 from .labels import LabelReport
 from .methods import PipelineSettings
@@ -56,7 +56,7 @@ class ExperimentResult:
 
 
 def _open(cfg: ExperimentConfig, data_path: str | Path | None):
-    from .datasets.loaders import open_dataset
+    from .datasets.loaders import open_dataset, with_flat_policy
 
     ds = cfg.dataset
     path = data_path or ds.path
@@ -66,11 +66,38 @@ def _open(cfg: ExperimentConfig, data_path: str | Path | None):
             raise ConfigError(f"{cfg.source}: [dataset] subjects selects subjects of a dataset "
                               f"release; a generic description lists its own subjects.")
         options["subjects"] = list(ds.subjects)
-    if not path and not ds.options:
+    if not path and not set(ds.options) - {"flat"}:
         raise ConfigError(
             f"{cfg.source or 'config'}: no dataset path: set [dataset] path or pass --data PATH."
         )
-    return open_dataset(path, kind=ds.kind, **options)
+    if ds.kind == "generic" and not data_path and isinstance(ds.options.get("root"), str) \
+            and not Path(ds.options["root"]).is_dir():
+        raise DatasetNotFoundError(
+            f"{cfg.source}: [dataset] root: expected the folder holding the records, got "
+            f"{ds.options['root']!r}, which is not a folder; set root in this file (relative to "
+            f"it) or pass --data DIR."
+        )
+    # generic descriptions apply `flat` themselves; every other reader gets it here
+    flat = options.pop("flat", "warn") if ds.kind != "generic" else None
+    try:
+        recordings = open_dataset(path, kind=ds.kind, **options)
+    except DatasetNotFoundError as exc:
+        raise DatasetNotFoundError(f"{exc}{_other_kind(cfg, path)}") from None
+    return recordings if flat is None else with_flat_policy(recordings, flat, cfg.source)
+
+
+def _other_kind(cfg: ExperimentConfig, path) -> str:
+    """The TOML fix when the folder holds another reader's dataset (a DEAP file on ASCERTAIN)."""
+    from .datasets.loaders import detect_dataset
+    from .features.presets import preset_advice
+
+    try:
+        kind, _ = detect_dataset(path)
+    except (DatasetNotFoundError, OSError, TypeError):
+        return ""
+    if kind == cfg.dataset.kind:
+        return ""
+    return f" {str(path)!r} holds {kind} data. {preset_advice(kind)}"
 
 
 def _rules(cfg: ExperimentConfig, dataset: str, key: str):
@@ -99,7 +126,8 @@ def prepare_data(cfg: ExperimentConfig, *, data_path=None, cache_dir=None,
         nan_policy=cfg.labels.nan_policy, n_jobs=f.n_jobs, cache_dir=cache_dir,
         progress=progress, return_labels=True,
     )
-    first_subject = recordings.load(recordings.subjects[0])
+    # the first subject with windows: a subject dropped by [dataset] flat has no trial
+    first_subject = recordings.load(str(fs.metadata["subject"].iloc[0]))
     first = first_subject.trials[0]
     student_names = get_preset(f.student).plan(first).feature_names
     missing = [n for n in student_names if n not in set(fs.feature_names)]
@@ -140,7 +168,7 @@ def prepare_multi(cfg: ExperimentConfig, *, cache_dir=None, progress: bool = Tru
     valence, ASCERTAIN arousal). Subject ids two datasets share are prefixed with the dataset
     name (``[common] prefix_subjects``), or refused.
     """
-    from .datasets.loaders import open_dataset
+    from .datasets.loaders import open_dataset, with_flat_policy
     from .features.common import check_channels, common_recipe, get_space, to_common
     from .features.extract import extract_features
     from .features.featureset import FeatureSet
@@ -149,8 +177,14 @@ def prepare_multi(cfg: ExperimentConfig, *, cache_dir=None, progress: bool = Tru
     f, sets, parts, offset, class_names = cfg.features, [], {}, 0, None
     for e in cfg.datasets:
         options = dict(e.options) | ({"subjects": list(e.subjects)} if e.subjects else {})
+        flat = options.pop("flat", "warn") if e.kind != "generic" else None
         recordings = open_dataset(e.path, kind=e.kind, **options)
-        first = recordings.load(recordings.subjects[0]).trials[0]
+        if flat is not None:
+            recordings = with_flat_policy(recordings, flat, cfg.source)
+        first = next((t for s in recordings for t in s.trials), None)  # dropped: no trial
+        if first is None:
+            raise ConfigError(f"{cfg.source}: [[datasets]] {e.label!r}: every subject was "
+                              f"dropped (flat = \"drop-subject\"); see the load report.")
         channels = [n for m in first.modalities for n in first.signals[m].ch_names]
         check_channels(space, e.kind, e.label, channels, cfg.source)
         rules = e.rules or _rules(cfg, recordings.dataset, "rules")

@@ -196,7 +196,9 @@ def assign_fear(
         rows = np.flatnonzero(nan)[:_N_EXAMPLES]
         raise LabelError(
             f"{int(nan.sum())} trial(s) have a NaN rating (rows {rows.tolist()}); a NaN never "
-            "becomes a fear label: fix the ratings or pass nan_policy='unlabelled'."
+            "becomes a fear label: fix the ratings, or leave those trials unlabelled with "
+            "--nan-policy unlabelled (fearkd labels) or [labels] nan_policy = \"unlabelled\" "
+            "(experiment file)."
         )
     # matches[i, k]: trial i lies in every interval of level k.
     matches = np.ones((len(values), table.n_classes), dtype=bool)
@@ -328,8 +330,9 @@ class SourceTask:
         if nan.any() and nan_policy == "raise":
             raise LabelError(
                 f"{int(nan.sum())} trial(s) have a NaN {self.rating!r} rating (rows "
-                f"{np.flatnonzero(nan)[:_N_EXAMPLES].tolist()}); pass nan_policy='unlabelled' "
-                "to leave them without a source class."
+                f"{np.flatnonzero(nan)[:_N_EXAMPLES].tolist()}); to leave them without a source "
+                "class use --nan-policy unlabelled (fearkd labels) or [labels] nan_policy = "
+                "\"unlabelled\" (experiment file)."
             )
         filled = np.where(nan, 0.0, values)
         if self.binning == "floor":

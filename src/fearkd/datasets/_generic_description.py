@@ -236,8 +236,21 @@ def _record(entry, default_fmt: str | None, i: int, source: str) -> _Record:
 
 
 def _class_map(table, key: str, source: str) -> dict[str, int]:
-    return {str(k): _typed(v, "int", f"{key}.{k}", source)
-            for k, v in _typed(table, "table", key, source).items()}
+    from ..label_report import FEAR_CLASSES
+
+    classes = {str(k): _typed(v, "int", f"{key}.{k}", source)
+               for k, v in _typed(table, "table", key, source).items()}
+    # A model has one output per id up to the largest: id 7 would make 8 classes of a 4-level
+    # study. Ids may skip fear levels (Relax = 0, Fear = 3 is none/high), never go past them.
+    n = max(len(FEAR_CLASSES), len(set(classes.values())))
+    for name, value in classes.items():
+        if not 0 <= value < n:
+            raise ConfigError(
+                f"{source}: [{key}] {name} = {value!r}: expected a class id in 0..{n - 1} "
+                f"(the {len(FEAR_CLASSES)} fear levels {'/'.join(FEAR_CLASSES)}, or 0..n-1 for "
+                f"n distinct classes); set {name} to one of those ids in [{key}]."
+            )
+    return classes
 
 
 def _labels(table, records: tuple[_Record, ...], source: str, base: Path) -> _Labels:
@@ -383,8 +396,8 @@ def parse_description(table: Mapping, source: str, base: Path, root) -> Descript
                           f"to modalities, e.g. EDA = \"gsr\".")
     if root is None:
         if "root" not in table:
-            raise ConfigError(f"{source}: no 'root' in [dataset]; set it or pass "
-                              f"load_generic(..., root=...).")
+            raise ConfigError(f"{source}: no root in [dataset]; set it (relative "
+                              f"to the description file) or pass --data DIR.")
         root = base / _typed(table["root"], "str", "dataset.root", source)
     elif not isinstance(root, (str, Path)):
         raise TypeError(f"'root' must be a path, got {type(root).__name__}.")

@@ -222,8 +222,9 @@ def _load_subject(subject: str, report: LoadReport, *, config: _Config) -> Subje
             )
             if config.nan_policy == "raise":
                 raise FormatError(
-                    f"{name}: trial {number} has {what}. Pass nan_policy='drop-trial' to skip "
-                    f"such trials (they are listed in Recordings.report) or 'keep' to keep them."
+                    f"{name}: trial {number} has {what}. Skip such trials with --nan-samples "
+                    f"drop-trial (fearkd info / labels / features) or [dataset] nan_policy = "
+                    f"\"drop-trial\" (experiment file); they are listed in the load report."
                 )
             if config.nan_policy == "drop-trial":
                 report.skip(subject, number, name, what)

@@ -249,8 +249,8 @@ def load_generic(description: str | Path | Mapping, *, root: str | Path | None =
     desc = parse_description(table, source, base, root)
     if not desc.root.is_dir():
         raise DatasetNotFoundError(
-            f"{source}: dataset root {str(desc.root)!r} is not a folder; set 'root' in [dataset] "
-            f"or pass load_generic(..., root=...)."
+            f"{source}: dataset root {str(desc.root)!r} is not a folder; set root in [dataset] "
+            f"(relative to the description file) or pass --data DIR."
         )
     tokens = _resolve_subjects(desc)
     missing = {sid: _missing(desc, tok) for sid, tok in tokens.items()}

@@ -17,8 +17,9 @@ from typing import Any
 
 from .._outputs import read_synthetic_marker
 from .._registry import Registry
-from ..errors import DatasetNotFoundError
-from ..recordings import MODALITIES, Recordings, flat_channels
+from ..errors import DatasetNotFoundError, FormatError
+from ..recordings import MODALITIES, LoadReport, Recordings, Subject, flat_channels
+from ._generic_description import FLAT_POLICIES
 from .ascertain import load_ascertain
 from .deap import load_deap
 from .generic import load_generic
@@ -31,6 +32,7 @@ __all__ = [
     "detect_dataset",
     "open_dataset",
     "summarize",
+    "with_flat_policy",
 ]
 
 #: Dataset readers by kind; each entry's ``obj`` is ``load(path, **options) -> Recordings`` and
@@ -298,3 +300,56 @@ def summarize(recordings: Recordings, progress: bool = False) -> dict:
         "ratings": summary_ratings,
         "load_report": recordings.report.to_dict(),
     }
+
+
+class _FlatPolicy:
+    """A reader's ``load_subject`` followed by the ``[dataset] flat`` policy (picklable, so
+    that parallel jobs can load subjects through it)."""
+
+    def __init__(self, load_subject: Callable[[str, LoadReport], Subject], policy: str,
+                 source: str) -> None:
+        self.load_subject, self.policy, self.source = load_subject, policy, source
+
+    def __call__(self, subject: str, report: LoadReport) -> Subject:
+        loaded = self.load_subject(subject, report)
+        flat = flat_channels(loaded)
+        if not flat:
+            return loaded
+        listed = ", ".join(f"{ch} ({why})" for ch, why in flat)
+        if self.policy == "error":
+            raise FormatError(
+                f"{self.source}: subject {subject} has dead or flat-lined channel(s) {listed} "
+                f"and [dataset] flat = \"error\"; set flat = \"drop-subject\" (or \"warn\") "
+                f"in [dataset], or fix the recording."
+            )
+        if self.policy == "drop-subject":
+            report.skip(subject, None, self.source, f"dead or flat-lined channel(s) {listed} "
+                        f"(flat = \"drop-subject\")")
+            return Subject(loaded.dataset, subject, ())
+        known = {(e["subject"], e["channel"]) for e in report.flagged}
+        for ch, why in flat:
+            if (subject, ch) not in known:
+                report.flag(subject, ch, why)
+        return loaded
+
+
+def with_flat_policy(recordings: Recordings, policy: str, source: str) -> Recordings:
+    """``recordings`` whose subjects pass the ``flat`` policy when loaded.
+
+    Parameters
+    ----------
+    recordings : Recordings
+        Opened by any reader.
+    policy : {"warn", "drop-subject", "error"}
+        A subject with a dead or flat-lined channel
+        (:func:`~fearkd.recordings.flat_channels`) is listed in the load report, skipped
+        (listed too), or refused.
+    source : str
+        The experiment file, named in the report and the error.
+    """
+    if policy not in FLAT_POLICIES:
+        raise ValueError(f"Invalid value for 'flat': expected one of {FLAT_POLICIES!r}, "
+                         f"got {policy!r}.")
+    return Recordings(recordings.dataset, recordings.subjects,
+                      _FlatPolicy(recordings._load_subject, policy, source),
+                      recordings.description)

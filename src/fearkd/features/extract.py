@@ -156,9 +156,9 @@ def trial_features(
                 bad = [sig.ch_names[i] for i in np.flatnonzero(~finite)]
                 raise ValueError(
                     f"Non-finite values (NaN or inf) in {trial.dataset} subject "
-                    f"{trial.subject} trial {trial.trial}, channel(s) {bad!r}; load the data "
-                    f"with a reader option that drops or repairs such trials (e.g. "
-                    f"nan_policy='drop-trial')."
+                    f"{trial.subject} trial {trial.trial}, channel(s) {bad!r}; drop such trials "
+                    f"with [dataset] nan_policy = \"drop-trial\" (experiment file) or "
+                    f"--nan-samples drop-trial (fearkd info / labels)."
                 )
     return X, t_start, t_stop
 

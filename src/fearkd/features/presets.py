@@ -227,8 +227,7 @@ class Recipe:
                 f"Feature recipe {self.name!r}{intended} names channel(s) {missing[:10]!r}{more} "
                 f"that "
                 f"{trial.dataset} subject {trial.subject} trial {trial.trial} lacks; it has "
-                f"{list(modality)!r}. Use a preset for this dataset, or "
-                f"recipe.replace(eeg=..., peripheral=...) with channels it has."
+                f"{list(modality)!r}. {preset_advice(trial.dataset)}"
             )
         wrong = [n for n in eeg if modality[n] != "eeg"]
         if wrong:
@@ -272,6 +271,19 @@ class Plan:
 
 
 PRESETS: dict[str, Recipe] = {}
+
+
+def preset_advice(dataset: str) -> str:
+    """The fix in the user's words: the experiment file's keys and the CLI flag."""
+    own = [n for n, r in PRESETS.items() if r.dataset == dataset]
+    teacher = next((n for n in own if n.endswith("-teacher")), None)
+    student = next((n for n in own if n.endswith("-student")), None)
+    if teacher and student:
+        return (f"For {dataset} data set [dataset] kind = {dataset!r} and [features] "
+                f"teacher = {teacher!r}, student = {student!r} in the experiment file "
+                f"(fearkd features: --preset {teacher}).")
+    return ("Name a preset whose channels this dataset has in [features] teacher / student "
+            "(fearkd features: --preset NAME; fearkd info lists the channels).")
 
 
 def register_preset(recipe: Recipe, *, overwrite: bool = False) -> Recipe:
