@@ -645,29 +645,29 @@ def _add_report(sub) -> None:
 
 # ------------------------------------------------------------------ train / predict / export
 def _add_train(sub) -> None:
-    from .deploy.commands import add_train
+    from .deploy.cli_commands import add_train
 
     add_train(sub)
 
 
 def _add_predict(sub) -> None:
-    from .deploy.commands import add_predict
+    from .deploy.cli_commands import add_predict
 
     add_predict(sub)
 
 
 def _add_export(sub) -> None:
-    from .deploy.commands import add_export
+    from .deploy.cli_commands import add_export
 
     add_export(sub)
 
 
 def _add_calibrate(sub) -> None:
-    from .deploy.commands import add_calibrate
+    from .deploy.cli_commands import add_calibrate
 
     add_calibrate(sub)
 def _add_stream(sub) -> None:
-    from .deploy.commands import add_stream
+    from .deploy.cli_commands import add_stream
 
     add_stream(sub)
 
