@@ -104,7 +104,7 @@ def test_outside_reader_opens_by_kind_and_by_detection(tmp_path, tiny_reader):
 
 def test_reader_options_are_checked_against_its_signature(tmp_path, tiny_reader):
     with pytest.raises(ConfigError, match=r"unknown key\(s\) \['n_trails'\] in \[dataset\] "
-                                          r"for kind 'tiny'; known keys: \['kind', 'path', "
+                                          r"for kind 'tiny'; known keys: \['kind', 'path', 'flat', "
                                           r"'subjects', 'n_trials'\]"):
         load_config(_write(tmp_path, "[dataset]\nkind = 'tiny'\nn_trails = 3\n"))
 
