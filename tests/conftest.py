@@ -54,6 +54,8 @@ nan_policy = {nan_policy}
 [features]
 teacher = {teacher}
 student = {student}
+window = {window}
+step = {step}
 [models]
 backbones = {backbones}
 [models.params.gru]
@@ -62,9 +64,9 @@ hidden_size = 8
 run = {methods}
 kd_targets = {kd_targets}
 [training]
-epochs = 1
+epochs = {epochs}
 batch_size = 64
-patience = 1
+patience = {patience}
 [evaluation]
 protocol = "subject"
 folds = 2
@@ -79,19 +81,22 @@ def write_experiment():
 
     One epoch, 2 subject-wise folds, one seed, in-process units; returns the file's path.
     Settings: ``name``, ``kind`` ("deap"/"ascertain", picks the presets), ``backbones``,
-    ``methods``, ``kd_targets`` (sequences of names), ``nan_policy``, ``seed``, ``filename``.
+    ``methods``, ``kd_targets`` (sequences of names), ``nan_policy``, ``seed``, ``filename``,
+    ``window``, ``step`` (seconds), ``epochs``, ``patience``.
     """
 
     def write(folder: Path, *, name: str = "experiment-test", kind: str = "deap",
               backbones=("cnn",), methods=("method1", "method2"),
               kd_targets=("hard", "soft", "combined"), nan_policy: str = "raise",
-              seed: int = 0, filename: str = "experiment.toml") -> Path:
+              seed: int = 0, filename: str = "experiment.toml", window: float = 4.0,
+              step: float = 2.0, epochs: int = 1, patience: int = 1) -> Path:
         q = json.dumps  # a JSON string or list of strings is valid TOML
         path = Path(folder) / filename
         path.write_text(_EXPERIMENT.format(
             name=q(name), kind=q(kind), nan_policy=q(nan_policy), teacher=q(f"{kind}-teacher"),
             student=q(f"{kind}-student"), backbones=q(list(backbones)), methods=q(list(methods)),
-            kd_targets=q(list(kd_targets)), seed=int(seed)))
+            kd_targets=q(list(kd_targets)), seed=int(seed), window=float(window),
+            step=float(step), epochs=int(epochs), patience=int(patience)))
         return path
 
     return write

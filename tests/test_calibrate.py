@@ -14,27 +14,11 @@ from fearkd.deploy.calibrate import budget_curve, calibrate_bundle, label_shift_
 from fearkd.deploy.predict import predict_recordings, score
 from fearkd.deploy.train import train_final
 
-_EXP = """name = "calibrate-test"
-[dataset]
-kind = "deap"
-[features]
-teacher = "deap-teacher"
-student = "deap-student"
-[models]
-backbones = ["ann"]
-[methods]
-run = ["method1"]
-kd_targets = ["soft"]
-[training]
-epochs = 5
-batch_size = 64
-patience = 2
-"""
 HELD = ("s06", "s07")
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def setup(tmp_path_factory, write_experiment):
     """A bundle trained on 5 shifted subjects; s06 and s07 held out in their own folder."""
     root = tmp_path_factory.mktemp("calib")
     write_deap(root / "all", n_subjects=7, n_trials=12, seconds=13.0, seed=0,
@@ -43,8 +27,10 @@ def setup(tmp_path_factory):
     held.mkdir(parents=True)
     for s in HELD:
         shutil.move(str(root / "all" / "data_preprocessed_python" / f"{s}.dat"), held)
-    (root / "exp.toml").write_text(_EXP)
-    bundle = train_final(load_config(root / "exp.toml"), data_path=root / "all")
+    exp = write_experiment(root, name="calibrate-test", backbones=("ann",),
+                           methods=("method1",), kd_targets=("soft",), epochs=5, patience=2,
+                           filename="exp.toml")
+    bundle = train_final(load_config(exp), data_path=root / "all")
     path = bundle.save(root / "model.fkd")
     return root, path
 

@@ -19,31 +19,14 @@ from fearkd.deploy.bundle import BundleError, _content_hash
 from fearkd.deploy.train import train_final
 
 PHYSIONET = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "physionet-noneeg"
-_EXP = """name = "deploy-test"
-[dataset]
-kind = "deap"
-[features]
-teacher = "deap-teacher"
-student = "deap-student"
-[models]
-backbones = ["ann"]
-[methods]
-run = ["method1"]
-kd_targets = ["soft"]
-[training]
-epochs = 2
-batch_size = 64
-patience = 1
-[evaluation]
-folds = 2
-"""
 
 
 @pytest.fixture(scope="module")
-def trained(deap_root, tmp_path_factory):
+def trained(deap_root, tmp_path_factory, write_experiment):
     folder = tmp_path_factory.mktemp("bundle")
-    (folder / "exp.toml").write_text(_EXP)
-    bundle = train_final(load_config(folder / "exp.toml"), data_path=deap_root)
+    exp = write_experiment(folder, name="deploy-test", backbones=("ann",), methods=("method1",),
+                           kd_targets=("soft",), epochs=2, filename="exp.toml")
+    bundle = train_final(load_config(exp), data_path=deap_root)
     path = bundle.save(folder / "model.fkd")
     return folder, path
 

@@ -28,33 +28,14 @@ from fearkd.deploy.stream import (
 from fearkd.deploy.train import train_final
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-_EXP = """name = "stream-test"
-[dataset]
-kind = "deap"
-[features]
-teacher = "deap-teacher"
-student = "deap-student"
-window = 2.0
-step = 0.5
-[models]
-backbones = ["ann"]
-[methods]
-run = ["method1"]
-kd_targets = ["soft"]
-[training]
-epochs = 1
-batch_size = 64
-patience = 1
-[evaluation]
-folds = 2
-"""
 
 
 @pytest.fixture(scope="module")
-def model(deap_root, tmp_path_factory):
+def model(deap_root, tmp_path_factory, write_experiment):
     folder = tmp_path_factory.mktemp("stream")
-    (folder / "exp.toml").write_text(_EXP)
-    bundle = train_final(load_config(folder / "exp.toml"), data_path=deap_root)
+    exp = write_experiment(folder, name="stream-test", backbones=("ann",), methods=("method1",),
+                           kd_targets=("soft",), window=2.0, step=0.5)
+    bundle = train_final(load_config(exp), data_path=deap_root)
     return bundle.save(folder / "model.fkd")
 
 
