@@ -5,6 +5,7 @@ docs/ERRORS.md lists every case of the issue with the test here that reproduces 
 
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -145,15 +146,16 @@ def test_failed_run_does_not_block_fixed_config_and_same_data_is_same(tiny, tmp_
 
 
 # ------------------------------------------------------------------------ item 3: OS faults
-def _cli(args, *, fsize=None, timeout=120):
+def _cli(args, *, fsize=None, timeout=120, prefix=()):
     def limit():
         if fsize is not None:
             signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
             resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
 
     env = {**os.environ, "PYTHONPATH": SRC}
-    return subprocess.run([sys.executable, "-m", "fearkd.cli", *args], capture_output=True,
-                          text=True, preexec_fn=limit, env=env, timeout=timeout)
+    return subprocess.run([*prefix, sys.executable, "-m", "fearkd.cli", *args],
+                          capture_output=True, text=True, preexec_fn=limit, env=env,
+                          timeout=timeout)
 
 
 def test_disk_full_is_one_line_and_the_run_resumes(tiny, tmp_path):
@@ -168,6 +170,34 @@ def test_disk_full_is_one_line_and_the_run_resumes(tiny, tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
 
 
+def _obeying_modes() -> list[str]:
+    """A command prefix under which folder modes hold: nothing for a normal user; for root
+    (CI containers), ``setpriv`` without the capabilities that let root write anywhere."""
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("root ignores folder modes and setpriv (util-linux) is not installed")
+    caps = "-dac_override,-dac_read_search"
+    return [setpriv, f"--inh-caps={caps}", f"--bounding-set={caps}"]
+
+
+def _cli_obeying_modes(args) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": SRC}
+    return subprocess.run([*_obeying_modes(), sys.executable, "-m", "fearkd.cli", *args],
+                          capture_output=True, text=True, env=env, timeout=120)
+
+
+def _read_only(folder: Path) -> None:
+    for path in [folder, *folder.rglob("*")]:
+        path.chmod(0o555 if path.is_dir() else 0o444)
+
+
+def _writable(folder: Path) -> None:
+    for path in [folder, *folder.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+
+
 def test_read_only_and_path_under_a_file(tiny, tmp_path, capsys):
     cfg = _experiment(tmp_path, tiny / "d")
     blocker = tmp_path / "afile"
@@ -175,18 +205,43 @@ def test_read_only_and_path_under_a_file(tiny, tmp_path, capsys):
     assert main(["features", str(tiny / "d"), "--preset", "deap-teacher",
                  "--out", str(blocker / "sub" / "f.npz")]) == 2
     assert "is a file, not a folder" in _err(capsys)
-    if os.geteuid() == 0:
-        pytest.skip("root ignores a read-only folder's permissions (disk full is tested "
-                    "with RLIMIT_FSIZE)")
     out = tmp_path / "ro"
     out.mkdir()
     out.chmod(0o555)
     try:
-        assert main(["run", str(cfg), "--out", str(out), "--quiet"]) == 2
-        assert "permission denied" in _err(capsys)
+        res = _cli_obeying_modes(["run", str(cfg), "--out", str(out), "--quiet"])
+        assert res.returncode == 2, res.stderr[-2000:]
+        assert "Traceback" not in res.stderr
+        last = res.stderr.strip().splitlines()[-1]
+        assert "permission denied" in last and str(out) in last and "--out" in last
     finally:
         out.chmod(0o755)
     assert main(["run", str(cfg), "--out", str(out), "--quiet"]) == 0
+
+
+def test_report_on_a_read_only_finished_run(tiny, tmp_path, capsys):
+    """A finished run the user cannot write to: one line naming the run and ``--out``; with
+    ``report --out DIR`` the report is written there and the run is left untouched."""
+    cfg = _experiment(tmp_path, tiny / "d")
+    run = tmp_path / "run"
+    assert main(["run", str(cfg), "--out", str(run), "--quiet"]) == 0
+    before = sorted(str(p.relative_to(run)) for p in run.rglob("*"))
+    _read_only(run)
+    try:
+        res = _cli_obeying_modes(["report", str(run)])
+        assert res.returncode == 2, res.stderr[-2000:]
+        assert "Traceback" not in res.stderr
+        lines = res.stderr.strip().splitlines()
+        assert len(lines) == 1, lines
+        assert "permission denied" in lines[0] and str(run) in lines[0] and "--out" in lines[0]
+        elsewhere = tmp_path / "report"
+        res = _cli_obeying_modes(["report", str(run), "--out", str(elsewhere)])
+        assert res.returncode == 0, res.stderr[-2000:]
+        assert (elsewhere / "report.html").stat().st_size > 0
+        assert (elsewhere / "figures").is_dir() and (elsewhere / "report.md").is_file()
+        assert sorted(str(p.relative_to(run)) for p in run.rglob("*")) == before
+    finally:
+        _writable(run)
 
 
 def test_unreachable_scheduler_is_one_line(tiny, tmp_path, capsys):
@@ -396,6 +451,37 @@ def test_flat_policy_refusals_are_one_line(dead, tmp_path, capsys, policy, needl
     assert len(err.splitlines()) == 1 and needle in err and str(cfg) in err
 
 
+@pytest.mark.parametrize("policy, needle", [
+    ("error", "subject s02 has dead or flat-lined channel(s) F7 (all zero) and [[datasets]] "
+              "'deap' flat = \"error\"; set flat = \"drop-subject\" (or \"warn\") in "
+              "[[datasets]] 'deap'"),
+    ("drop", "[[datasets]] 1 ('deap') flat: expected one of 'warn', 'drop-subject', 'error', "
+             "got 'drop'"),
+])
+def test_flat_policy_of_a_datasets_entry_names_the_entry(dead, tmp_path, capsys, policy,
+                                                          needle):
+    cfg = tmp_path / "multi.toml"
+    cfg.write_text(f"""name = "m"
+[[datasets]]
+kind = "deap"
+path = "{dead}"
+flat = "{policy}"
+[models]
+backbones = ["cnn"]
+[methods]
+run = ["method1"]
+kd_targets = ["hard"]
+[training]
+epochs = 1
+[evaluation]
+folds = 2
+""")
+    assert main(["run", str(cfg), "--out", str(tmp_path / "r"), "--quiet"]) == 2
+    err = _err(capsys)
+    assert len(err.splitlines()) == 1 and needle in err and str(cfg) in err
+    assert "[dataset] flat" not in err
+
+
 # ------------------------------------------------- the README's error promises, walked one by one
 def _readme_promises() -> list[str]:
     text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
@@ -423,8 +509,6 @@ def _nan_deap(tmp_path: Path) -> list[str]:
 
 
 def _nan_rating(tmp_path: Path, asc: Path) -> list[str]:
-    import shutil
-
     import numpy as np
     import scipy.io as sio
 
@@ -453,6 +537,13 @@ def _under_a_file(tmp_path: Path, tiny: Path) -> list[str]:
             "--out", str(tmp_path / "afile" / "f.npz")]
 
 
+def _read_only_folder(tmp_path: Path) -> Path:
+    out = tmp_path / "ro"
+    out.mkdir()
+    out.chmod(0o555)
+    return out
+
+
 def _no_seeds(tmp_path: Path, tiny: Path) -> Path:
     cfg = _experiment(tmp_path, tiny / "d")
     cfg.write_text(cfg.read_text().replace("seeds = [0]", "seeds = []"))
@@ -465,6 +556,9 @@ _PROMISES = {
                                         str(t / "r"), "--quiet"], "file size limit"),
     "disk full#under-a-file": (lambda t, tiny, asc: _under_a_file(t, tiny),
                                "is a file, not a folder"),
+    "disk full#read-only": (lambda t, tiny, asc: ["run", str(_experiment(t, tiny / "d")),
+                                                  "--out", str(_read_only_folder(t)),
+                                                  "--quiet"], "permission denied"),
     "an unreachable": (lambda t, tiny, asc: ["run", str(_experiment(t, tiny / "d")), "--out",
                                              str(t / "r"), "--quiet", "--scheduler",
                                              "tcp://127.0.0.1:9", "--scheduler-timeout", "1"],
@@ -513,7 +607,8 @@ def test_readme_error_promise_is_one_line_and_status_2(key, tiny, asc, dead, tmp
                 str(tmp_path / "r"), "--quiet"]
     else:
         args = build(tmp_path, tiny, asc)
-    res = _cli(args, fsize=fsize)
+    prefix = _obeying_modes() if key == "disk full#read-only" else ()
+    res = _cli(args, fsize=fsize, prefix=prefix)
     # progress bars (tqdm, "NN%|") share stderr; the error is the one other line
     lines = [ln for ln in res.stderr.splitlines() if ln.strip() and "%|" not in ln]
     assert res.returncode == 2, res.stderr[-2000:]

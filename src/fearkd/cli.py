@@ -624,7 +624,7 @@ def _add_compare(sub) -> None:
 def _cmd_report(args) -> int:
     from .reporting import write_report
 
-    paths = write_report(args.rundir, formats=tuple(args.formats.split(",")))
+    paths = write_report(args.rundir, formats=tuple(args.formats.split(",")), out=args.out)
     for kind, path in paths.items():
         print(f"Wrote {kind.upper()} report: {path}")
     return 0
@@ -640,6 +640,9 @@ def _add_report(sub) -> None:
     p.add_argument("rundir", type=Path, help="run directory")
     p.add_argument("--formats", default="html,md",
                    help="comma-separated formats to write: html, md (default both)")
+    p.add_argument("--out", type=Path, default=None, metavar="DIR",
+                   help="folder to write the report into (default the run directory; use it "
+                        "for a run you cannot write to)")
     p.set_defaults(func=_cmd_report)
 
 

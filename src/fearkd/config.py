@@ -370,13 +370,14 @@ def _check_names(cfg: ExperimentConfig, source: str) -> None:
             _check_name(item, names, f"[{section}] {key}", source)
 
 
-def _check_reader_options(ds: DatasetConfig, source: str) -> None:
-    """Keys of ``[dataset]`` beyond kind/path/subjects must be arguments of the reader."""
+def _check_reader_options(ds: DatasetConfig, source: str, where: str = "[dataset]") -> None:
+    """Keys of ``[dataset]`` (or of the ``[[datasets]]`` entry ``where``) beyond
+    kind/path/subjects must be arguments of the reader."""
     from .datasets.loaders import FLAT_POLICIES, READERS
 
     flat = ds.options.get("flat", "warn")
     if flat not in FLAT_POLICIES:
-        raise ConfigError(f"{source}: [dataset] flat: expected one of "
+        raise ConfigError(f"{source}: {where} flat: expected one of "
                           f"{', '.join(map(repr, FLAT_POLICIES))}, got {flat!r}.")
     if ds.kind == "generic" or not ds.options:
         return  # a generic table is the reader's description; its parser checks its keys
@@ -389,7 +390,7 @@ def _check_reader_options(ds: DatasetConfig, source: str) -> None:
     unknown = sorted(set(ds.options) - set(known) - {"flat"})  # flat: any reader (_open)
     if unknown:
         keys = ["kind", "path", "flat"] + ["subjects"] * ("subjects" not in known) + known
-        raise ConfigError(f"{source}: unknown key(s) {unknown!r} in [dataset] for kind "
+        raise ConfigError(f"{source}: unknown key(s) {unknown!r} in {where} for kind "
                           f"{ds.kind!r}; known keys: {keys!r}.")
 
 
@@ -472,7 +473,8 @@ def _check_multi(cfg: ExperimentConfig, source: str) -> None:
         _check_name(e.kind, READERS, f"{where} kind", source)
         if e.nan_policy:
             _check_name(e.nan_policy, NAN_POLICIES, f"{where} nan_policy", source)
-        _check_reader_options(DatasetConfig(e.kind, e.path, e.subjects, e.options), source)
+        _check_reader_options(DatasetConfig(e.kind, e.path, e.subjects, e.options), source,
+                              where)
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise ConfigError(f"{source}: [[datasets]] name: {dup!r} appear(s) twice; give each "

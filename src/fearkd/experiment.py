@@ -180,7 +180,8 @@ def prepare_multi(cfg: ExperimentConfig, *, cache_dir=None, progress: bool = Tru
         flat = options.pop("flat", "warn") if e.kind != "generic" else None
         recordings = open_dataset(e.path, kind=e.kind, **options)
         if flat is not None:
-            recordings = with_flat_policy(recordings, flat, cfg.source)
+            recordings = with_flat_policy(recordings, flat, cfg.source,
+                                          f"[[datasets]] {e.label!r}")
         first = next((t for s in recordings for t in s.trials), None)  # dropped: no trial
         if first is None:
             raise ConfigError(f"{cfg.source}: [[datasets]] {e.label!r}: every subject was "

@@ -307,8 +307,9 @@ class _FlatPolicy:
     that parallel jobs can load subjects through it)."""
 
     def __init__(self, load_subject: Callable[[str, LoadReport], Subject], policy: str,
-                 source: str) -> None:
+                 source: str, where: str = "[dataset]") -> None:
         self.load_subject, self.policy, self.source = load_subject, policy, source
+        self.where = where
 
     def __call__(self, subject: str, report: LoadReport) -> Subject:
         loaded = self.load_subject(subject, report)
@@ -319,8 +320,8 @@ class _FlatPolicy:
         if self.policy == "error":
             raise FormatError(
                 f"{self.source}: subject {subject} has dead or flat-lined channel(s) {listed} "
-                f"and [dataset] flat = \"error\"; set flat = \"drop-subject\" (or \"warn\") "
-                f"in [dataset], or fix the recording."
+                f"and {self.where} flat = \"error\"; set flat = \"drop-subject\" (or "
+                f"\"warn\") in {self.where}, or fix the recording."
             )
         if self.policy == "drop-subject":
             report.skip(subject, None, self.source, f"dead or flat-lined channel(s) {listed} "
@@ -333,7 +334,8 @@ class _FlatPolicy:
         return loaded
 
 
-def with_flat_policy(recordings: Recordings, policy: str, source: str) -> Recordings:
+def with_flat_policy(recordings: Recordings, policy: str, source: str,
+                     where: str = "[dataset]") -> Recordings:
     """``recordings`` whose subjects pass the ``flat`` policy when loaded.
 
     Parameters
@@ -346,10 +348,13 @@ def with_flat_policy(recordings: Recordings, policy: str, source: str) -> Record
         (listed too), or refused.
     source : str
         The experiment file, named in the report and the error.
+    where : str
+        The table that set the policy (``[dataset]`` or a ``[[datasets]]`` entry), named in
+        the error.
     """
     if policy not in FLAT_POLICIES:
         raise ValueError(f"Invalid value for 'flat': expected one of {FLAT_POLICIES!r}, "
                          f"got {policy!r}.")
     return Recordings(recordings.dataset, recordings.subjects,
-                      _FlatPolicy(recordings._load_subject, policy, source),
+                      _FlatPolicy(recordings._load_subject, policy, source, where),
                       recordings.description)

@@ -77,7 +77,7 @@ def _write_text(path: Path, text: str) -> None:
 
 
 def write_report(rundir: str | Path, *, formats: Sequence[str] = ("html", "md"),
-                 ) -> dict[str, Path]:
+                 out: str | Path | None = None) -> dict[str, Path]:
     """Write ``report.html`` and/or ``report.md`` for a run directory.
 
     Parameters
@@ -88,6 +88,10 @@ def write_report(rundir: str | Path, *, formats: Sequence[str] = ("html", "md"),
     formats : sequence of {"html", "md"}
         ``"md"`` also writes every figure to ``RUNDIR/figures/<name>.png`` for the Markdown
         file to link; the HTML file embeds its figures and needs nothing beside it.
+    out : str or Path, optional
+        The folder to write the report files (and ``figures/``) into, created if needed;
+        default the run directory itself. For a run that is read-only to you, or a report
+        kept apart from the run.
 
     Returns
     -------
@@ -116,16 +120,18 @@ def write_report(rundir: str | Path, *, formats: Sequence[str] = ("html", "md"),
         )
     run = load_run(rundir)
     doc = build_document(run)
+    target = run.path if out is None else Path(out)
+    target.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
     if "html" in formats:
-        written["html"] = run.path / FORMATS["html"]
+        written["html"] = target / FORMATS["html"]
         _write_text(written["html"], render_html(doc))
     if "md" in formats:
-        fig_dir = run.path / "figures"
+        fig_dir = target / "figures"
         fig_dir.mkdir(exist_ok=True)
         for fig in doc.figures():
             (fig_dir / f"{fig.name}.png").write_bytes(fig.png)
-        written["md"] = run.path / FORMATS["md"]
+        written["md"] = target / FORMATS["md"]
         _write_text(written["md"], render_markdown(doc))
     logger.info("Report of %s: %s (%d sections, %d tables, %d figures)", run.path,
                 ", ".join(str(p) for p in written.values()), len(doc.sections),
