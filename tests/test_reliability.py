@@ -170,21 +170,9 @@ def test_disk_full_is_one_line_and_the_run_resumes(tiny, tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
 
 
-def _obeying_modes() -> list[str]:
-    """A command prefix under which folder modes hold: nothing for a normal user; for root
-    (CI containers), ``setpriv`` without the capabilities that let root write anywhere."""
-    if os.geteuid() != 0:
-        return []
-    setpriv = shutil.which("setpriv")
-    if setpriv is None:
-        pytest.skip("root ignores folder modes and setpriv (util-linux) is not installed")
-    caps = "-dac_override,-dac_read_search"
-    return [setpriv, f"--inh-caps={caps}", f"--bounding-set={caps}"]
-
-
-def _cli_obeying_modes(args) -> subprocess.CompletedProcess:
+def _cli_obeying_modes(args, prefix) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": SRC}
-    return subprocess.run([*_obeying_modes(), sys.executable, "-m", "fearkd.cli", *args],
+    return subprocess.run([*prefix, sys.executable, "-m", "fearkd.cli", *args],
                           capture_output=True, text=True, env=env, timeout=120)
 
 
@@ -198,7 +186,7 @@ def _writable(folder: Path) -> None:
         path.chmod(0o755 if path.is_dir() else 0o644)
 
 
-def test_read_only_and_path_under_a_file(tiny, tmp_path, capsys):
+def test_read_only_and_path_under_a_file(tiny, tmp_path, capsys, obeying_modes):
     cfg = _experiment(tmp_path, tiny / "d")
     blocker = tmp_path / "afile"
     blocker.write_text("x")
@@ -209,7 +197,7 @@ def test_read_only_and_path_under_a_file(tiny, tmp_path, capsys):
     out.mkdir()
     out.chmod(0o555)
     try:
-        res = _cli_obeying_modes(["run", str(cfg), "--out", str(out), "--quiet"])
+        res = _cli_obeying_modes(["run", str(cfg), "--out", str(out), "--quiet"], obeying_modes)
         assert res.returncode == 2, res.stderr[-2000:]
         assert "Traceback" not in res.stderr
         last = res.stderr.strip().splitlines()[-1]
@@ -219,7 +207,7 @@ def test_read_only_and_path_under_a_file(tiny, tmp_path, capsys):
     assert main(["run", str(cfg), "--out", str(out), "--quiet"]) == 0
 
 
-def test_report_on_a_read_only_finished_run(tiny, tmp_path, capsys):
+def test_report_on_a_read_only_finished_run(tiny, tmp_path, capsys, obeying_modes):
     """A finished run the user cannot write to: one line naming the run and ``--out``; with
     ``report --out DIR`` the report is written there and the run is left untouched."""
     cfg = _experiment(tmp_path, tiny / "d")
@@ -228,14 +216,14 @@ def test_report_on_a_read_only_finished_run(tiny, tmp_path, capsys):
     before = sorted(str(p.relative_to(run)) for p in run.rglob("*"))
     _read_only(run)
     try:
-        res = _cli_obeying_modes(["report", str(run)])
+        res = _cli_obeying_modes(["report", str(run)], obeying_modes)
         assert res.returncode == 2, res.stderr[-2000:]
         assert "Traceback" not in res.stderr
         lines = res.stderr.strip().splitlines()
         assert len(lines) == 1, lines
         assert "permission denied" in lines[0] and str(run) in lines[0] and "--out" in lines[0]
         elsewhere = tmp_path / "report"
-        res = _cli_obeying_modes(["report", str(run), "--out", str(elsewhere)])
+        res = _cli_obeying_modes(["report", str(run), "--out", str(elsewhere)], obeying_modes)
         assert res.returncode == 0, res.stderr[-2000:]
         assert (elsewhere / "report.html").stat().st_size > 0
         assert (elsewhere / "figures").is_dir() and (elsewhere / "report.md").is_file()
@@ -595,7 +583,8 @@ def test_every_readme_promise_has_a_case():
 
 
 @pytest.mark.parametrize("key", list(_PROMISES))
-def test_readme_error_promise_is_one_line_and_status_2(key, tiny, asc, dead, tmp_path):
+def test_readme_error_promise_is_one_line_and_status_2(key, tiny, asc, dead, tmp_path,
+                                                        request):
     build, needle = _PROMISES[key]
     fsize = None
     if key == "disk full":
@@ -607,7 +596,7 @@ def test_readme_error_promise_is_one_line_and_status_2(key, tiny, asc, dead, tmp
                 str(tmp_path / "r"), "--quiet"]
     else:
         args = build(tmp_path, tiny, asc)
-    prefix = _obeying_modes() if key == "disk full#read-only" else ()
+    prefix = request.getfixturevalue("obeying_modes") if key == "disk full#read-only" else ()
     res = _cli(args, fsize=fsize, prefix=prefix)
     # progress bars (tqdm, "NN%|") share stderr; the error is the one other line
     lines = [ln for ln in res.stderr.splitlines() if ln.strip() and "%|" not in ln]
