@@ -38,13 +38,19 @@ def _stamp(t: float, variant: str) -> str:
     return _dt.datetime.fromtimestamp(t, _dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _write_signal(path: Path, start: float, sfreq: float, data: np.ndarray, fmt: str,
-                  variant: str) -> None:
+def signal_text(start: float, sfreq: float, data: np.ndarray, fmt: str,
+                variant: str = "unix") -> str:
+    """The text of an E4 signal file: start row, rate row, then ``data`` (n_samples, n_cols)."""
     n_cols = data.shape[1]
     head = ", ".join([_stamp(start, variant)] * n_cols)
     rate = ", ".join([f"{sfreq:.6f}"] * n_cols)
     rows = "\n".join(",".join(fmt % v for v in row) for row in data)
-    path.write_text(f"{head}\n{rate}\n{rows}\n", encoding="utf-8")
+    return f"{head}\n{rate}\n{rows}\n"
+
+
+def _write_signal(path: Path, start: float, sfreq: float, data: np.ndarray, fmt: str,
+                  variant: str) -> None:
+    path.write_text(signal_text(start, sfreq, data, fmt, variant), encoding="utf-8")
 
 
 def _stress_level(t: np.ndarray, bounds: np.ndarray, stressed: list[bool]) -> np.ndarray:
