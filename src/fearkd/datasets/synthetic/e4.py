@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..._outputs import write_synthetic_marker
+
 __all__ = ["write_e4", "E4_RATES", "E4_START"]
 
 #: Sampling rates of the E4 signal files (Hz).
@@ -87,7 +89,8 @@ def write_e4(root: str | Path, *, n_subjects: int = 3, seconds: float = 600.0,
     Path
         ``root/description.toml`` (``from = "tags"``; classes: 3 for a stage containing
         ``"stress"``, else 0; source classes: 1 for it, else 0; channels EDA, TEMP, BVP,
-        ACC_x/y/z, HR).
+        ACC_x/y/z, HR). ``root`` also gets the synthetic-data marker
+        ``fearkd-synthetic.json``, so summaries and reports say "synthetic".
     """
     if variant not in _VARIANTS:
         raise ValueError(f"Invalid value for 'variant': expected one of {_VARIANTS!r}, "
@@ -150,6 +153,8 @@ def write_e4(root: str | Path, *, n_subjects: int = 3, seconds: float = 600.0,
         ("EDA", "gsr"), ("TEMP", "temp"), ("BVP", "ppg"), ("ACC_x", "acc"), ("ACC_y", "acc"),
         ("ACC_z", "acc"), ("HR", "hr")))
     stage_list = ", ".join(f'"{s}"' for s in stages)
+    write_synthetic_marker(root, "write_e4", n_subjects=n_subjects, seconds=float(seconds),
+                           variant=variant, stages=stages, random_state=int(random_state))
     path = root / "description.toml"
     path.write_text(
         f"""# Synthetic Empatica E4 sessions ({variant} start rows), written by fearkd.
