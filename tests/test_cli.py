@@ -138,3 +138,18 @@ def test_run_demo_reads_the_shipped_experiment_and_asks_for_data(tmp_path, capsy
     err = capsys.readouterr().err.strip()
     assert re.fullmatch(r"fearkd run: error: .*demo\.toml: no dataset path: set \[dataset\] path "
                         r"or pass --data PATH\.", err), err
+
+
+def test_synth_e4_writes_sessions_and_refuses_trials(tmp_path, capsys):
+    root = tmp_path / "e4"
+    assert main(["synth", "e4", str(root), "--subjects", "2", "--seconds", "60"]) == 0
+    assert sorted(p.name for p in root.iterdir()) == [
+        "S1", "S2", "description.toml", "fearkd-synthetic.json"]
+    assert (root / "S2" / "IBI.csv").is_file()
+    assert main(["info", str(root / "description.toml")]) == 0
+    assert "synthetic data" in capsys.readouterr().out
+    # --force rewrites a synthetic E4 folder (its files are the writer's own)
+    assert main(["synth", "e4", str(root), "--subjects", "1", "--seconds", "60", "--force"]) == 0
+    assert not (root / "S2").exists()
+    assert main(["synth", "e4", str(tmp_path / "x"), "--trials", "3"]) == 2
+    assert "--trials and --format do not apply to E4" in capsys.readouterr().err

@@ -59,3 +59,44 @@ def test_rundir_doc_lists_every_result_column_in_order():
             if line.startswith("| `") and "|" in line[1:]]
     listed = [name.strip(" `") for row in rows for name in row.split(",")]
     assert listed == list(RESULT_COLUMNS)
+
+
+def _readme_section(title: str) -> str:
+    start = README.index(f"\n### {title}\n")
+    ends = [i for i in (README.find("\n### ", start + 1), README.find("\n## ", start + 1))
+            if i > 0]
+    return README[start:min(ends)]
+
+
+def _blocks(text: str, lang: str) -> list[str]:
+    parts = text.split(f"```{lang}\n")[1:]
+    return [p.split("```", 1)[0] for p in parts]
+
+
+def test_wearable_section_runs_as_written(tmp_path, monkeypatch):
+    """The README's E4 section, command by command, on the synthetic E4 writer's output: the
+    shown file saved where it says, then info, run and report, which must leave the report."""
+    import shlex
+
+    from fearkd.cli import main
+
+    section = _readme_section("Your own wearable recordings")
+    (toml,) = _blocks(section, "toml")
+    (bash,) = _blocks(section, "bash")
+    commands = [line.split("#", 1)[0].strip() for line in bash.splitlines() if line.strip()]
+    assert len(commands) == 4 and all(c.startswith("fearkd ") for c in commands)
+    target = toml.splitlines()[0].lstrip("# ").strip()
+    assert commands[0].startswith("fearkd synth e4 ")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COLUMNS", "100")
+    for i, command in enumerate(commands):
+        argv = shlex.split(command)[1:]
+        if command.startswith("fearkd run "):
+            argv.append("--quiet")  # no progress bars in the test log; same run
+        assert main(argv) == 0, command
+        if i == 0:  # the synthetic export stands in for the user's own; then the file
+            (tmp_path / target).write_text(toml, encoding="utf-8")
+    run_dir = tmp_path / shlex.split(commands[2])[shlex.split(commands[2]).index("--out") + 1]
+    report = (run_dir / "report.html").read_text(encoding="utf-8")
+    assert "synthetic data" in report
+    assert (run_dir / "results.csv").stat().st_size > 0

@@ -110,3 +110,39 @@ def test_constant_feature_is_dropped_and_named(caplog):
 def test_recipe_rejects_unknown_physio_modality():
     with pytest.raises(ValueError, match="no physiology features for modality"):
         Recipe("x", physio=("eeg",))
+
+
+def test_sampled_heart_rate_and_spo2_window_values():
+    """A 1 Hz heart rate rising 0.5 bpm/s and an SpO2 with one desaturation sample: mean, std,
+    slope and min against hand values."""
+    t = np.arange(120.0)
+    spo2 = np.full(120, 97.0)
+    spo2[50] = 90.0
+    trial = _trial(hr=("hr", 1.0, 70.0 + 0.5 * t), spo2=("SpO2", 1.0, spo2))
+    names = physio_names(trial, ("hr", "spo2"), 30.0)
+    assert names == ["hr:hr:mean", "hr:hr:std", "hr:hr:slope", "spo2:SpO2:mean",
+                     "spo2:SpO2:min"]
+    X = physio_windows(trial, ("hr", "spo2"), np.array([0.0, 40.0]), 30.0)
+    steps = 0.5 * np.arange(30)
+    np.testing.assert_allclose(X[:, 0], [70 + steps.mean(), 90 + steps.mean()])
+    np.testing.assert_allclose(X[:, 1], steps.std())
+    np.testing.assert_allclose(X[:, 2], 0.5)
+    np.testing.assert_allclose(X[:, 3], [97.0, 97.0 - 7.0 / 30])
+    np.testing.assert_allclose(X[:, 4], [97.0, 90.0])
+
+
+def test_heart_rate_std_and_slope_left_out_of_one_sample_windows():
+    trial = _trial(hr=("HR", 1.0, np.full(20, 70.0)))
+    assert physio_names(trial, ("hr",), 1.0) == ["hr:HR:mean"]
+
+
+def test_physio_preset_covers_heart_rate_and_spo2_by_modality():
+    """The physio preset finds the sampled rate channels by modality, whatever their names."""
+    rng = np.random.default_rng(1)
+    trial = _trial(hr=("pulse", 1.0, 70 + rng.normal(0, 2, 60)),
+                   spo2=("sat", 1.0, 97 + rng.normal(0, 0.5, 60)))
+    fs = subject_features(Subject("t", "s1", (trial,)), get_preset("physio"),
+                          get_windowing(20.0, 10.0))
+    assert list(fs.feature_names) == ["hr:pulse:mean", "hr:pulse:std", "hr:pulse:slope",
+                                      "spo2:sat:mean", "spo2:sat:min"]
+    assert np.isfinite(fs.X).all()

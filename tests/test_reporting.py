@@ -830,3 +830,22 @@ def test_source_classes_carry_their_rating_ranges(full_rundir):
     assert backbone and all(e["class_names"] == names for e in backbone)
     fear = [e for e in entries if e["stage"] == "teacher"]
     assert fear and all(e["class_names"] == ["none", "low", "medium", "high"] for e in fear)
+
+
+def test_dropped_constant_features_are_listed_in_the_dataset_section(tmp_path):
+    from fearkd.reporting.document import build_document
+
+    root = write_synthetic_rundir(tmp_path / "run", methods=("scratch",), legacy=False,
+                                  folds=2, models=("cnn",), optional=False)
+    path = sorted((root / "units").glob("*__1.json"))[0]
+    unit = json.loads(path.read_text())
+    unit["dropped_features"] = ["gsr:EDA:scr_count", "gsr:EDA:scr_amplitude"]
+    path.write_text(json.dumps(unit))
+    doc = build_document(load_run(root))
+    (block,) = [t for t in doc.tables() if t.id == "dropped-deap"]
+    assert block.table["Fold"].tolist() == [1.0]
+    assert block.table["Features"].iloc[0] == "gsr:EDA:scr_amplitude, gsr:EDA:scr_count"
+    # no unit dropped anything: no such table
+    unit["dropped_features"] = []
+    path.write_text(json.dumps(unit))
+    assert not [t for t in build_document(load_run(root)).tables() if t.id.startswith("dropped")]

@@ -40,6 +40,8 @@ SYNTH_FILES = {
     "ascertain": (re.escape(SYNTH_MARKER),
                   r"ASCERTAIN_Raw/(EEG|ECG|GSR)Data/Movie_P\d{2}/(EEG|ECG|GSR)_Clip\d+\.mat",
                   r"ASCERTAIN_Features/Dt_(SelfReports|Order_Movie)\.mat"),
+    "e4": (re.escape(SYNTH_MARKER), r"description\.toml",
+           r"S\d+/(EDA|TEMP|BVP|ACC|HR|IBI|tags)\.csv"),
 }
 
 _TEMP = r"(.*/)?\..+\.tmp"  # an atomic write's temporary file left by a kill

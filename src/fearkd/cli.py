@@ -97,6 +97,9 @@ def _cmd_synth(args) -> int:
             args.out, n_subjects=args.subjects, n_trials=args.trials, seconds=args.seconds,
             seed=args.seed, fmt=args.format, **knobs,
         )
+    elif args.dataset == "e4":
+        root = synthetic.write_e4(args.out, n_subjects=args.subjects, seconds=args.seconds,
+                                  random_state=args.seed).parent
     else:
         root = synthetic.write_ascertain(
             args.out, n_subjects=args.subjects, n_clips=args.trials, seconds=args.seconds,
@@ -110,17 +113,20 @@ def _add_synth(sub) -> None:
     p = sub.add_parser(
         "synth", help="write a synthetic dataset in the real on-disk format",
         description="Write a seeded synthetic DEAP or ASCERTAIN dataset in the real on-disk "
-                    "format, with physiology driven by each trial's ratings.",
+                    "format, with physiology driven by each trial's ratings, or Empatica E4 "
+                    "exports (one session folder per subject, stages between button presses, "
+                    "stress raising EDA and heart rate) with their description.toml.",
     )
-    p.add_argument("dataset", choices=["deap", "ascertain"], help="which format to write")
+    p.add_argument("dataset", choices=["deap", "ascertain", "e4"], help="which format to write")
     p.add_argument("out", type=Path, help="output folder (the dataset root)")
     p.add_argument("--subjects", type=int, default=4, help="number of subjects (default 4)")
     p.add_argument("--trials", type=int, default=None,
                    help="trials (DEAP, max 40) or clips (ASCERTAIN, max 36) per subject "
-                        "(default: the real number)")
+                        "(default: the real number; E4: not used, its stages come from tags)")
     p.add_argument("--seconds", type=float, default=None,
                    help="trial length in seconds (DEAP default 63 incl. 3 s baseline, max 63; "
-                        "ASCERTAIN default 60, clip lengths vary around it)")
+                        "ASCERTAIN default 60, clip lengths vary around it; E4: the session "
+                        "length, default 600, at least 60)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--format", choices=["dat", "mat"], default="dat",
                    help="DEAP only: Python pickle (.dat) or MATLAB (.mat) files (default dat)")
@@ -147,13 +153,18 @@ _DEAP_KNOBS = ("fear_share", "privileged", "shared", "subject_shift")
 
 
 def _cmd_synth_defaults(args) -> int:
+    if args.dataset == "e4":
+        if args.trials is not None or args.format != "dat":
+            raise ValueError("--trials and --format do not apply to E4: its stages come from "
+                             "the button presses; drop them (--seconds sets the session length).")
+        args.seconds = 600.0 if args.seconds is None else args.seconds
     if args.trials is None:
         args.trials = 40 if args.dataset == "deap" else 36
     if args.seconds is None:
         args.seconds = 63.0 if args.dataset == "deap" else 60.0
     if args.dataset == "ascertain" and args.format != "dat":
         raise ValueError("--format applies to DEAP only; ASCERTAIN is always MATLAB .mat files.")
-    if args.dataset == "ascertain":
+    if args.dataset in ("ascertain", "e4"):
         for k in _DEAP_KNOBS:
             if getattr(args, k) is not None:
                 flag = "--" + k.replace("_", "-")

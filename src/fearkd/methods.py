@@ -281,7 +281,9 @@ def run_pipeline(fs, student_names: Sequence[str], train_idx, test_idx, *, val_i
     -------
     dict
         ``rows`` (tidy results, see ``docs/RUNDIR.md``), ``histories`` and ``confusion`` keyed
-        ``"<method>/<stage>/<target>"``, ``fit_seconds``, ``n_train``, ``n_test``.
+        ``"<method>/<stage>/<target>"``, ``fit_seconds``, ``n_train``, ``n_test``,
+        ``dropped_features`` (constant over the fold's training windows, see
+        :class:`~fearkd.stages.Fold`).
     """
     s = settings or PipelineSettings()
     unknown = [n for n in student_names if n not in set(fs.feature_names)]
@@ -298,7 +300,8 @@ def run_pipeline(fs, student_names: Sequence[str], train_idx, test_idx, *, val_i
         class_names=tuple(class_names), seed=seed,
         store=_StageStore(None if checkpoint_dir is None else Path(checkpoint_dir)),
         out={"rows": [], "histories": {}, "confusion": {}, "fit_seconds": 0.0,
-             "n_train": int(len(fold.train)), "n_test": int(len(fold.test))})
+             "n_train": int(len(fold.train)), "n_test": int(len(fold.test)),
+             "dropped_features": list(fold.dropped)})
     for stage in stages:
         run_stage(stage, ctx)
     tasks = ("fear", "source") if s.methods else ("source",)

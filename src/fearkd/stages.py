@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ._atomic import dumps, write_atomic
+from .errors import ConfigError
 from .evaluation.metrics import METRICS, chance_of_labels, fold_metrics
 
 if TYPE_CHECKING:
@@ -192,10 +193,24 @@ class Fold:
         What the inner validation split (early stopping, model selection) keeps apart;
         ``"subject"`` falls back to trials when a task's training rows hold fewer than
         :data:`MIN_SUBJECT_GROUPS` subjects (logged once per task).
+    drop_constant : bool
+        Drop the features that are constant over the fold's training windows (train and
+        validation rows, after the per-subject step: :func:`constant_features`) from every
+        model's inputs, named in one warning and in :attr:`dropped`: such a column carries
+        nothing to learn from, and a scaler fitted on it would send every test value far out
+        of range. False keeps every column (the final training of ``fearkd train``, whose
+        bundle computes every column; extraction has already dropped the physiology features
+        constant over all windows).
+
+    Attributes
+    ----------
+    dropped : tuple of str
+        Teacher feature names dropped as constant in this fold (student ones among them).
     """
 
     def __init__(self, fs, student_names, train_idx, test_idx, val_idx, *,
-                 normalize: str = "global", inner_groups: str = "trial") -> None:
+                 normalize: str = "global", inner_groups: str = "trial",
+                 drop_constant: bool = True) -> None:
         if inner_groups not in INNER_GROUPS:
             raise ValueError(f"Invalid value for 'inner_groups': expected one of "
                              f"{', '.join(map(repr, INNER_GROUPS))}, got {inner_groups!r}.")
@@ -205,7 +220,25 @@ class Fold:
         self.val = (np.asarray(val_idx, dtype=np.int64) if val_idx is not None
                     else np.array([], dtype=np.int64))
         X = _normalized(fs, normalize, np.concatenate([self.train, self.val, self.test]))
-        cols = [fs.feature_names.index(n) for n in student_names]
+        names = list(fs.feature_names)
+        self.dropped: tuple[str, ...] = ()
+        if drop_constant:
+            self.dropped = constant_features(X[np.concatenate([self.train, self.val])], names)
+        if self.dropped:
+            logger.warning("%d feature(s) constant over this fold's %d training windows "
+                           "(after [features] normalize = %r), dropped from its models: %s",
+                           len(self.dropped), len(self.train) + len(self.val), normalize,
+                           list(self.dropped))
+            student_names = [n for n in student_names if n not in self.dropped]
+            if not student_names:
+                raise ConfigError(
+                    f"Every student feature is constant over this fold's training windows "
+                    f"({list(self.dropped)!r}); choose another [features] student preset, or "
+                    f"a longer [features] window.")
+        keep = [i for i, n in enumerate(names) if n not in self.dropped]
+        names = [names[i] for i in keep]
+        cols = [names.index(n) for n in student_names]
+        X = X[:, keep]
         self.X = {"teacher": np.ascontiguousarray(X),
                   "student": np.ascontiguousarray(X[:, cols])}
         self.y = {"fear": meta["y_fear"].to_numpy(np.int64),
@@ -213,7 +246,7 @@ class Fold:
         self.subjects = meta["subject"].astype(str).to_numpy()
         self.datasets = (meta["dataset"].astype(str).to_numpy() if "dataset" in meta
                          else None)
-        self.names = {"teacher": tuple(fs.feature_names), "student": tuple(student_names)}
+        self.names = {"teacher": tuple(names), "student": tuple(student_names)}
         self.groups = (meta["subject"].astype(str) + ":" + meta["trial"].astype(str)).to_numpy()
         self.normalize = normalize
         self.inner_groups = inner_groups
@@ -246,6 +279,22 @@ class Fold:
                             "its training rows hold %d subject(s) (fewer than %d).", task, n,
                             MIN_SUBJECT_GROUPS)
         return self.groups[rows]
+
+
+#: Relative spread (of the largest absolute value, at least 1) below which a feature is constant:
+#: a few float32 rounding steps, what centring a constant column leaves.
+CONSTANT_RTOL = 1e-6
+
+
+def constant_features(X: np.ndarray, names) -> tuple[str, ...]:
+    """Names of the columns of ``X`` (n_rows, n_features) whose values do not vary over its
+    rows: peak-to-peak at most :data:`CONSTANT_RTOL` x max(1, max |x|). None for no rows."""
+    if len(X) == 0:
+        return ()
+    X = np.asarray(X, dtype=np.float64)
+    spread = X.max(axis=0) - X.min(axis=0)
+    scale = np.maximum(1.0, np.abs(X).max(axis=0))
+    return tuple(n for n, c in zip(names, spread <= CONSTANT_RTOL * scale, strict=True) if c)
 
 
 def _normalized(fs, normalize: str, rows: np.ndarray) -> np.ndarray:

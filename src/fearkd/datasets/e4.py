@@ -22,7 +22,8 @@ carries its own start, so signals are aligned on that clock, not by sample index
 
 Channel names: ``EDA``, ``TEMP``, ``BVP``, ``HR`` and ``ACC_x``, ``ACC_y``, ``ACC_z``
 (:data:`E4_CHANNELS`). ``IBI.csv`` is not a sampled signal; :func:`read_e4_ibi` returns its
-beat times. Every malformed file raises :class:`~fearkd.errors.FormatError` naming the file and
+beat times. :func:`read_e4_zip` reads the same files from the export's zip without extracting
+it. Every malformed file raises :class:`~fearkd.errors.FormatError` naming the file and
 line.
 """
 
@@ -30,6 +31,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,7 +41,7 @@ import numpy as np
 from ..errors import DatasetNotFoundError, FormatError
 
 __all__ = ["E4_CHANNELS", "E4_SIGNALS", "E4Session", "parse_e4_time", "read_e4_ibi",
-           "read_e4_session", "read_e4_signal", "read_e4_tags"]
+           "read_e4_session", "read_e4_signal", "read_e4_tags", "read_e4_zip"]
 
 #: Sampled signal files of a session, in the order they are read.
 E4_SIGNALS = ("EDA", "TEMP", "BVP", "ACC", "HR")
@@ -73,7 +76,10 @@ def parse_e4_time(text: str) -> float:
     return value
 
 
-def _lines(path: Path) -> list[str]:
+def _lines(path: Path, text: str | None = None) -> list[str]:
+    """Non-blank lines of ``path``, or of ``text`` (a zip member) named ``path`` in errors."""
+    if text is not None:
+        return [ln for ln in text.splitlines() if ln.strip()]
     path = Path(path)
     if not path.is_file():
         raise DatasetNotFoundError(f"{path}: E4 file not found.")
@@ -88,13 +94,16 @@ def _fields(line: str) -> list[str]:
     return [f.strip() for f in line.split(",")]
 
 
-def read_e4_signal(path: str | Path) -> tuple[float, float, np.ndarray]:
+def read_e4_signal(path: str | Path, *, text: str | None = None
+                   ) -> tuple[float, float, np.ndarray]:
     """Read one sampled E4 file (EDA, TEMP, BVP, ACC, HR).
 
     Parameters
     ----------
     path : str or Path
-        The CSV file.
+        The CSV file (with ``text``: only the name errors give).
+    text : str, optional
+        The file's content, when it does not come from disk (a zip member).
 
     Returns
     -------
@@ -106,7 +115,7 @@ def read_e4_signal(path: str | Path) -> tuple[float, float, np.ndarray]:
         Samples as written (ACC in counts of 1/64 g; :func:`read_e4_session` scales it to g).
     """
     path = Path(path)
-    lines = _lines(path)
+    lines = _lines(path, text)
     if len(lines) < 2:
         raise FormatError(f"{path}: has {len(lines)} line(s); {_HINT}, then samples.")
     heads = _fields(lines[0])
@@ -142,8 +151,10 @@ def read_e4_signal(path: str | Path) -> tuple[float, float, np.ndarray]:
     return starts[0], rates[0], data
 
 
-def read_e4_ibi(path: str | Path) -> tuple[float, np.ndarray, np.ndarray]:
-    """Read ``IBI.csv``: beat times and inter-beat intervals.
+def read_e4_ibi(path: str | Path, *, text: str | None = None
+                ) -> tuple[float, np.ndarray, np.ndarray]:
+    """Read ``IBI.csv``: beat times and inter-beat intervals (``text``: as in
+    :func:`read_e4_signal`).
 
     Returns
     -------
@@ -160,7 +171,7 @@ def read_e4_ibi(path: str | Path) -> tuple[float, np.ndarray, np.ndarray]:
         An empty file (no beats: E4 found no clean beat), or a malformed line.
     """
     path = Path(path)
-    lines = _lines(path)
+    lines = _lines(path, text)
     if len(lines) < 2:
         raise FormatError(
             f"{path}: IBI file has no beats ({len(lines)} line(s)); expected line 1 'start, IBI' "
@@ -192,11 +203,11 @@ def read_e4_ibi(path: str | Path) -> tuple[float, np.ndarray, np.ndarray]:
     return start, rows[:, 0].copy(), rows[:, 1].copy()
 
 
-def read_e4_tags(path: str | Path) -> np.ndarray:
+def read_e4_tags(path: str | Path, *, text: str | None = None) -> np.ndarray:
     """Read ``tags.csv``: button presses as POSIX seconds, shape (n_tags,), possibly empty."""
     path = Path(path)
     tags = []
-    for i, line in enumerate(_lines(path)):
+    for i, line in enumerate(_lines(path, text)):
         try:
             tags.append(parse_e4_time(line.split(",")[0]))
         except ValueError:
@@ -254,26 +265,89 @@ def read_e4_session(folder: str | Path, *, ibi: bool = True) -> E4Session:
     folder = Path(folder)
     if not folder.is_dir():
         raise DatasetNotFoundError(f"{folder}: E4 session folder not found.")
-    session = E4Session(folder)
+    files = {p.name: p for p in folder.iterdir() if p.is_file()}
+    return _read_session(folder, files, lambda name: None, ibi=ibi)
+
+
+def read_e4_zip(path: str | Path, *, ibi: bool = True,
+                required: tuple[str, ...] = ()) -> E4Session:
+    """Read an E4 export as downloaded: a zip holding ``EDA.csv``, ``ACC.csv``, ...
+
+    Members are read from the archive in memory (nothing is extracted); a member may sit in a
+    folder inside the zip (its file name is what counts). Errors name ``zip:member``.
+
+    Parameters
+    ----------
+    path : str or Path
+        The ``.zip`` file.
+    ibi : bool
+        As in :func:`read_e4_session`.
+    required : tuple of str
+        Signal stems (:data:`E4_SIGNALS`) the archive must hold.
+
+    Raises
+    ------
+    FormatError
+        Not a readable zip archive, or a required member missing (or any malformed member).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetNotFoundError(f"{path}: E4 zip not found.")
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise FormatError(f"{path}: not a readable zip archive ({exc}); download the E4 "
+                          f"export again.") from exc
+    with archive:
+        members = {}
+        for info in archive.infolist():
+            name = info.filename.rsplit("/", 1)[-1]
+            if not info.is_dir() and name and name not in members:
+                members[name] = info
+        missing = [f"{s}.csv" for s in required if f"{s}.csv" not in members]
+        if missing:
+            raise FormatError(
+                f"{path}: the E4 zip has no {', '.join(missing)} (it holds "
+                f"{sorted(members)!r}); an E4 export holds ACC.csv, BVP.csv, EDA.csv, "
+                f"TEMP.csv, HR.csv, IBI.csv, tags.csv: download it again.")
+
+        def read(name: str) -> str:
+            try:
+                return archive.read(members[name]).decode("utf-8-sig")
+            except (OSError, UnicodeDecodeError, zipfile.BadZipFile, zlib.error) as exc:
+                raise FormatError(f"{path}:{name}: cannot read the zip member ({exc}); "
+                                  f"download the zip again.") from exc
+
+        return _read_session(path, {n: f"{path}:{n}" for n in members}, read, ibi=ibi)
+
+
+def _read_session(where: Path, files: dict, read, *, ibi: bool) -> E4Session:
+    """An :class:`E4Session` from ``files`` (file name -> path or error label); ``read(name)``
+    gives a file's text, or None to read it from disk."""
+    session = E4Session(Path(where))
+
+    def get(reader, name):
+        return reader(files[name], text=read(name))
+
     for stem in E4_SIGNALS:
-        path = folder / f"{stem}.csv"
-        if path.is_file():
-            start, sfreq, data = read_e4_signal(path)
+        name = f"{stem}.csv"
+        if name in files:
+            start, sfreq, data = get(read_e4_signal, name)
             if stem == "ACC":
                 data = data / ACC_COUNTS_PER_G
             if data.shape[1] != len(E4_CHANNELS[stem]):
                 raise FormatError(
-                    f"{path}: has {data.shape[1]} column(s); an E4 {stem} file has "
+                    f"{files[name]}: has {data.shape[1]} column(s); an E4 {stem} file has "
                     f"{len(E4_CHANNELS[stem])}."
                 )
             session.signals[stem] = (start, sfreq, data)
     if not session.signals:
         raise DatasetNotFoundError(
-            f"{folder}: no E4 signal file; expected one of "
+            f"{where}: no E4 signal file; expected one of "
             f"{[s + '.csv' for s in E4_SIGNALS]!r}."
         )
-    if ibi and (folder / "IBI.csv").is_file():
-        session.ibi = read_e4_ibi(folder / "IBI.csv")
-    if (folder / "tags.csv").is_file():
-        session.tags = read_e4_tags(folder / "tags.csv")
+    if ibi and "IBI.csv" in files:
+        session.ibi = get(read_e4_ibi, "IBI.csv")
+    if "tags.csv" in files:
+        session.tags = get(read_e4_tags, "tags.csv")
     return session

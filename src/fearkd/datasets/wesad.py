@@ -26,8 +26,19 @@ acc ACC_x/y/z in g) or ``"both"`` (the chest's ecg, emg, resp at 700 Hz; the che
 Temp decimated to the wrist's 4 Hz and its ACC to 32 Hz, next to the wrist's as
 ``EDA_chest``/``EDA_wrist`` and so on, since a trial holds one rate per modality).
 
-A subject whose pickle or quest file is missing or unreadable is skipped and listed in the load
-report; ``strict=True`` raises instead.
+``wrist_source`` chooses where the wrist signals come from: ``"pkl"`` (default) the pickle;
+``"e4zip"`` each subject's raw E4 export ``SX/SX_E4_Data.zip`` (ACC, BVP, EDA, TEMP, HR, IBI,
+tags in the :mod:`fearkd.datasets.e4` format), read from the archive without extracting it. The
+export starts before the chest device, so it is put on the label array's clock: by
+``e4_offset`` (seconds from the zip's first EDA sample to the label array's first sample) when
+given, else by finding the pickle's wrist EDA (the export's samples, cut to the chest recording)
+in the zip's EDA (an error when it is not there). The export adds the 1 Hz heart rate
+(modality ``hr``, channel ``HR``) and the beats of ``IBI.csv`` (``info["beats"]``: seconds
+from each trial's start), which the physiology features use; its tags are not used (the label
+array gives the conditions).
+
+A subject whose pickle, quest file or (with ``"e4zip"``) zip is missing or unreadable is skipped
+and listed in the load report; ``strict=True`` raises instead.
 """
 
 from __future__ import annotations
@@ -43,6 +54,7 @@ import scipy.signal
 from ..errors import FearkdError, FormatError
 from ..recordings import LoadReport, Recordings, Signal, Subject, Trial
 from ._safe_pickle import safe_load
+from .e4 import ACC_COUNTS_PER_G, read_e4_zip
 
 __all__ = ["CONDITIONS", "STAGES", "read_wesad_pickle", "read_quest", "stai6", "load_wesad"]
 
@@ -55,6 +67,12 @@ STAGES = {"Base": 1, "TSST": 2, "Fun": 3, "Medi 1": 4, "Medi 2": 4}
 CHEST_RATE = 700.0
 WRIST_RATES = {"ACC": 32.0, "BVP": 64.0, "EDA": 4.0, "TEMP": 4.0}
 DEVICES = ("wrist", "chest", "both")
+#: Where wrist signals come from (``wrist_source``).
+WRIST_SOURCES = ("pkl", "e4zip")
+#: Export files the wrist signals need.
+_ZIP_SIGNALS = ("ACC", "BVP", "EDA", "TEMP")
+#: Largest mean absolute difference (x (1 + std)) of a matched EDA, uS: the CSV's rounding.
+_MATCH_TOLERANCE = 1e-3
 _POSITIVE_STAI = (0, 3, 5)
 
 
@@ -171,6 +189,8 @@ def _signals(signal: dict, device: str) -> dict[str, tuple[np.ndarray, float, tu
         out["ppg"] = (_rows(w, "BVP"), 64.0, ("BVP",))
         out["temp"] = (_rows(w, "TEMP"), 4.0, (f"TEMP{sfx}",))
         out["acc"] = (_rows(w, "ACC") / 64.0, 32.0, tuple(f"ACC{sfx}_{a}" for a in axes))
+        if "HR" in w:  # only in the E4 export (wrist_source = "e4zip")
+            out["hr"] = (_rows(w, "HR"), 1.0, ("HR",))
     if device in ("chest", "both"):
         c = signal["chest"]
         for m, key in (("ecg", "ECG"), ("emg", "EMG"), ("resp", "Resp")):
@@ -190,23 +210,87 @@ def _signals(signal: dict, device: str) -> dict[str, tuple[np.ndarray, float, tu
     return out
 
 
+def _e4_zero(session, content: dict, offset: float | None, zpath: Path) -> float:
+    """POSIX time of the label array's first sample on the E4 export's clock.
+
+    ``offset`` (s after the export's first EDA sample) when given; else where the pickle's
+    wrist EDA (the export's samples, cut to the chest recording) lies in the export's EDA.
+    """
+    start, rate, eda = session.signals["EDA"]
+    if offset is not None:
+        return start + offset
+    z = eda[:, 0]
+    p = np.asarray(content["signal"]["wrist"]["EDA"], dtype=np.float64).ravel()
+    if p.size == 0 or p.size > z.size:
+        raise FormatError(
+            f"{zpath}: its EDA.csv has {z.size} samples, fewer than the pickle's wrist EDA "
+            f"({p.size}), so the two cannot be aligned; set [dataset] e4_offset to the seconds "
+            f"from the zip's first EDA sample to the label array's first sample.")
+    view = np.lib.stride_tricks.sliding_window_view(z, p.size)
+    err = np.concatenate([np.abs(view[k:k + 64] - p).mean(axis=1)
+                          for k in range(0, len(view), 64)])
+    lag = int(np.argmin(err))
+    if err[lag] > _MATCH_TOLERANCE * (1.0 + p.std()):
+        raise FormatError(
+            f"{zpath}: its EDA.csv does not contain the pickle's wrist EDA (closest match off "
+            f"by {err[lag]:.3g} uS on average, at {lag / rate:g} s); set [dataset] e4_offset "
+            f"to the seconds from the zip's first EDA sample to the label array's first sample.")
+    return start + lag / rate
+
+
+def _e4_wrist(session, zero: float, total: float, report: LoadReport, sid: str,
+              zpath: Path) -> dict:
+    """The export's signals on the label array's clock, ``[0, total)`` s, in the pickle's
+    layout (``ACC`` in 1/64 g, as the pickle holds it); ``HR`` added."""
+    wrist = {}
+    for stem, (start, rate, data) in session.signals.items():
+        n = int(total * rate)
+        i0 = int(round((zero - start) * rate))
+        got = data[max(i0, 0):max(i0 + n, 0)]
+        before, after = max(-i0, 0), n - max(-i0, 0) - len(got)
+        if before or after or not len(got):
+            if not len(got):
+                raise FormatError(f"{zpath}:{stem}.csv: no sample within the chest recording "
+                                  f"({total:g} s); set [dataset] wrist_source = \"pkl\".")
+            got = np.pad(got, ((before, max(after, 0)), (0, 0)), mode="edge")[:n]
+            report.repair(sid, None, str(zpath), f"{stem}.csv covers {before / rate:g} s less "
+                          f"at the start and {max(after, 0) / rate:g} s less at the end than the "
+                          f"label array; its edge values held", before + max(after, 0))
+        wrist[stem] = got * ACC_COUNTS_PER_G if stem == "ACC" else got
+    return wrist
+
+
 def _load_subject(sid: str, report: LoadReport, *, root: Path, device: str, strict: bool,
-                  tolerance: float) -> Subject:
+                  tolerance: float, wrist_source: str = "pkl",
+                  e4_offset: float | None = None) -> Subject:
     pkl, quest = root / sid / f"{sid}.pkl", root / sid / f"{sid}_quest.csv"
+    zpath = root / sid / f"{sid}_E4_Data.zip"
+    use_zip = wrist_source == "e4zip" and device != "chest"
+    session, where = None, pkl
     try:
-        for f in (pkl, quest):
+        for f in (pkl, quest, zpath) if use_zip else (pkl, quest):
             if not f.is_file():
-                raise FormatError(f"{f}: missing; download the subject's folder or remove "
-                                  f"{sid!r} from [dataset] subjects.")
+                where = f
+                extra = (" or set [dataset] wrist_source = \"pkl\"" if f == zpath else "")
+                raise FormatError(f"{f}: missing; download the subject's folder{extra} or "
+                                  f"remove {sid!r} from [dataset] subjects.")
         content = read_wesad_pickle(pkl)
         stages = read_quest(quest)
+        label = np.asarray(content["label"]).ravel().astype(np.int64)
+        signal = content["signal"]
+        if use_zip:
+            where = zpath
+            session = read_e4_zip(zpath, required=_ZIP_SIGNALS)
+            zero = _e4_zero(session, content, e4_offset, zpath)
+            signal = {**signal, "wrist": _e4_wrist(session, zero, label.size / CHEST_RATE,
+                                                   report, sid, zpath)}
     except (FearkdError, OSError) as exc:
         if strict:
             raise
-        report.skip(sid, None, str(pkl), str(exc))
+        report.skip(sid, None, str(where), str(exc))
         return Subject("wesad", sid, ())
-    label = np.asarray(content["label"]).ravel().astype(np.int64)
-    signals = _signals(content["signal"], device)
+    signals = _signals(signal, device)
+    beats = session.beats - zero if session is not None and session.ibi is not None else None
     names = {code: [s for s in stages if STAGES.get(s) == code] for code in CONDITIONS}
     trials = []
     for k, (code, a, b) in enumerate(_segments(label), 1):
@@ -222,13 +306,16 @@ def _load_subject(sid: str, report: LoadReport, *, root: Path, device: str, stri
             i0 = int(round(t0 * rate))
             sigs[m] = Signal(x[:, i0:i0 + int((t1 - t0) * rate)], rate, chs, m)
         ratings = {r: q.get(r, np.nan) for r in ("stai", "valence", "arousal")}
-        trials.append(Trial("wesad", sid, k, sigs, ratings=ratings,
-                            info={"condition": CONDITIONS[code], "stage": stage}))
+        info = {"condition": CONDITIONS[code], "stage": stage}
+        if beats is not None:
+            info["beats"] = beats[(beats >= t0) & (beats < t1)] - t0
+        trials.append(Trial("wesad", sid, k, sigs, ratings=ratings, info=info))
     return Subject("wesad", sid, trials)
 
 
 def load_wesad(path: str | Path, *, subjects=None, device: str = "both", strict: bool = False,
-               time_tolerance: float = 60.0) -> Recordings:
+               time_tolerance: float = 60.0, wrist_source: str = "pkl",
+               e4_offset: float | None = None) -> Recordings:
     """Open a WESAD folder (``S2/S2.pkl``, ``S2/S2_quest.csv``, ...).
 
     Parameters
@@ -244,6 +331,13 @@ def load_wesad(path: str | Path, *, subjects=None, device: str = "both", strict:
     time_tolerance : float
         Seconds the quest file's START/END may differ from the label array before the
         difference is listed in the load report.
+    wrist_source : {"pkl", "e4zip"}
+        Where the wrist signals come from: the pickle, or each subject's raw E4 export
+        ``SX/SX_E4_Data.zip`` (adds the 1 Hz heart rate and the IBI beats; see the module
+        docstring). Ignored with ``device="chest"``.
+    e4_offset : float, optional
+        With ``"e4zip"``: seconds from the zip's first EDA sample to the label array's first
+        sample; None finds it by matching the pickle's wrist EDA in the zip's.
 
     Returns
     -------
@@ -253,6 +347,14 @@ def load_wesad(path: str | Path, *, subjects=None, device: str = "both", strict:
     if device not in DEVICES:
         raise ValueError(f"Invalid WESAD device {device!r}: set [dataset] device to one of "
                          f"{DEVICES!r}.")
+    if wrist_source not in WRIST_SOURCES:
+        raise ValueError(f"Invalid WESAD wrist_source {wrist_source!r}: set [dataset] "
+                         f"wrist_source to one of {WRIST_SOURCES!r}.")
+    if e4_offset is not None and (isinstance(e4_offset, bool)
+                                  or not isinstance(e4_offset, int | float)
+                                  or not np.isfinite(e4_offset)):
+        raise ValueError(f"Invalid WESAD e4_offset {e4_offset!r}: set [dataset] e4_offset to "
+                         f"a number of seconds, or leave it out to match the EDA.")
     found = sorted((p.name for p in root.iterdir() if p.is_dir() and re.fullmatch(r"S\d+",
                     p.name)), key=lambda s: int(s[1:]))
     ids = found if subjects is None else [str(s) for s in subjects]
@@ -262,7 +364,8 @@ def load_wesad(path: str | Path, *, subjects=None, device: str = "both", strict:
 
     def load(sid: str, report: LoadReport) -> Subject:
         return _load_subject(sid, report, root=root, device=device, strict=strict,
-                             tolerance=time_tolerance)
+                             tolerance=time_tolerance, wrist_source=wrist_source,
+                             e4_offset=e4_offset)
 
     return Recordings("wesad", ids, load, {"root": str(root), "format": "wesad",
-                                           "device": device})
+                                           "device": device, "wrist_source": wrist_source})

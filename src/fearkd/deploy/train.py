@@ -154,7 +154,9 @@ def train_final(cfg: ExperimentConfig, *, student: str | None = None, data_path=
     data = prepare_data(cfg, data_path=data_path, progress=progress)
     fs = data.featureset
     labelled = np.flatnonzero(fs.metadata["y_fear"].to_numpy() >= 0)
-    fold = Fold(fs, data.student_names, np.arange(len(fs)), np.array([], dtype=np.int64), None)
+    # every column: the bundle's graph computes them all
+    fold = Fold(fs, data.student_names, np.arange(len(fs)), np.array([], dtype=np.int64), None,
+                drop_constant=False)
     n_classes = {"fear": len(data.class_names),
                  "source": int(data.n_source_classes or (fold.y["source"].max() + 1))}
     ctx = StageContext(fold=fold, settings=settings, backbone=cfg.models.backbones[0],

@@ -34,6 +34,12 @@ channel, in the order of :data:`NK_FEATURES`.
     ``slope``: least-squares slope in degrees per second.
 ``acc``
     ``mean`` and ``var`` of the magnitude over the axes (as in :mod:`~fearkd.features.physio`).
+``hr`` (a sampled heart-rate channel in bpm, e.g. PhysioNet's or an E4's 1 Hz ``HR``)
+    ``mean``, ``std`` (ddof=0) and ``slope`` (least squares, bpm per second) of the samples in
+    the window. ``std`` and ``slope`` need at least 2 samples per window; shorter windows leave
+    them out, named in one warning.
+``spo2`` (oxygen saturation in %)
+    ``mean`` and ``min`` of the samples in the window (a desaturation shows in the minimum).
 
 NaN policy. A window too short for a feature (fewer than 2 beat intervals for ``hr``, fewer
 than 3 for ``rmssd``/``sdnn``/``pnn50``, fewer than 2 breaths for ``resp``) gives NaN from
@@ -51,7 +57,7 @@ import numpy as np
 import scipy.signal
 
 from ..recordings import Trial
-from .physio import sliding_descriptors, sliding_slope
+from .physio import sliding_descriptors, sliding_slope, sliding_stats
 from .windows import window_samples
 
 __all__ = [
@@ -78,6 +84,8 @@ NK_FEATURES: dict[str, tuple[str, ...]] = {
     "resp": ("rate", "amp_cv"),
     "temp": ("slope",),
     "acc": ("mean", "var"),
+    "hr": ("mean", "std", "slope"),
+    "spo2": ("mean", "min"),
 }
 NK_MODALITIES = tuple(NK_FEATURES)
 #: EDA is processed at this rate whatever its recorded rate.
@@ -119,11 +127,13 @@ def supported_features(modality: str, sfreq: float, window: float | None) -> tup
         left = ["lf_hf"]
     if modality == "resp" and window < RESP_MIN_WINDOW:
         left = list(feats)
+    if modality == "hr" and round(window * sfreq) < 2:
+        left = ["std", "slope"]
     if left:
         _warn_once((modality, window), "Physiology feature(s) %s of modality %r not computed: "
-                   "windows of %g s are too short (LF/HF needs >= %g s, respiration >= %g s); "
-                   "set [features] window longer to get them.", left, modality, window,
-                   LF_HF_MIN_WINDOW, RESP_MIN_WINDOW)
+                   "windows of %g s are too short (LF/HF needs >= %g s, respiration >= %g s, "
+                   "heart-rate std and slope 2 samples); set [features] window longer to get "
+                   "them.", left, modality, window, LF_HF_MIN_WINDOW, RESP_MIN_WINDOW)
     return tuple(f for f in feats if f not in left)
 
 
@@ -293,6 +303,17 @@ def _resp(x, sfreq, t0, length, feats):
     return out
 
 
+def _sampled(x, sfreq, starts, n, feats) -> np.ndarray:
+    """Window statistics of a sampled rate or level (heart rate in bpm, SpO2 in %)."""
+    row = np.asarray(x, dtype=np.float64)[None]
+    stats = sliding_stats(row, starts, n)[:, 0]
+    values = {"mean": lambda: stats[:, 0], "std": lambda: np.sqrt(stats[:, 1]),
+              "slope": lambda: sliding_slope(row, sfreq, starts, n)[:, 0],
+              "min": lambda: np.lib.stride_tricks.sliding_window_view(row[0], n)[starts]
+              .min(axis=-1)}
+    return np.column_stack([values[f]() for f in feats])
+
+
 def physio_windows(trial: Trial, modalities: tuple[str, ...], t_start: np.ndarray,
                    length: float) -> np.ndarray:
     """Features of every window, NaN where a window is too short (no filling).
@@ -331,6 +352,8 @@ def physio_windows(trial: Trial, modalities: tuple[str, ...], t_start: np.ndarra
                     starts, n = window_samples(t0, length, sig.sfreq)
                     if m == "temp":
                         blocks.append(sliding_slope(row[None], sig.sfreq, starts, n))
+                    elif m in ("hr", "spo2"):
+                        blocks.append(_sampled(row, sig.sfreq, starts, n, feats))
                     else:
                         blocks.append(sliding_descriptors(sig.data, sig.sfreq, "acc", starts, n))
         if m == "ppg" and _has_beats(trial):

@@ -33,8 +33,9 @@ Presets
     magnitude mean and variance).
 ``physio``, ``eda``, ``bvp``, ``eda-bvp``, ``wrist``, ``chest``
     NeuroKit2 features by modality (:mod:`~fearkd.features.physio_nk`): every supported
-    modality present; EDA; BVP (+ IBI beats); EDA + BVP; the E4 wrist set (EDA, BVP, TEMP,
-    ACC); the RespiBAN chest set (ECG, EDA, Resp, Temp, ACC). Each is a subset by name of
+    modality present (including a sampled heart-rate channel, ``hr``: mean, std, slope, and
+    SpO2, ``spo2``: mean, min); EDA; BVP (+ IBI beats); EDA + BVP; the E4 wrist set (EDA,
+    BVP, TEMP, ACC); the RespiBAN chest set (ECG, EDA, Resp, Temp, ACC). Each is a subset by name of
     ``physio`` on the same data (teacher/student pairs).
 ``peripheral-eda``
     The channel named ``EDA`` alone (PhysioNet's wrist set): mean, var, EDA slope and SCRs per
@@ -362,7 +363,7 @@ register_preset(Recipe(
 register_preset(Recipe(
     "physio", eeg=(), physio=None,
     description="NeuroKit2 features of every supported modality present (EDA, BVP/ECG, "
-                "respiration, temperature, accelerometer)",
+                "respiration, temperature, accelerometer, sampled heart rate, SpO2)",
 ))
 register_preset(Recipe(
     "eda", eeg=(), physio=("gsr",),

@@ -18,7 +18,7 @@ import pandas as pd
 from . import plots
 from . import tables as T
 from .blocks import Document, FigureBlock, Section, TableBlock, TextBlock
-from .rundata import RunData, confusion_sums, history_frame, named_confusions
+from .rundata import RunData, confusion_sums, dropped_features, history_frame, named_confusions
 from .rundata import dataset_config as _dataset_config
 
 __all__ = ["Document", "Section", "TableBlock", "FigureBlock", "TextBlock", "build_document",
@@ -146,6 +146,14 @@ def _dataset_section(run: RunData) -> Section | None:
             sec.blocks.append(TableBlock(slug("windows", ds), f"{ds.upper()} · windows per fold",
                                          sizes))
         sec.blocks += _balance_blocks(run, ds)
+        dropped = dropped_features(run.units, ds)
+        if len(dropped):
+            sec.blocks.append(TableBlock(
+                slug("dropped", ds), f"{ds.upper()} · features constant over a fold's training "
+                f"windows, dropped from its models", dropped,
+                "Constant after the per-subject normalisation over the fold's training and "
+                "validation windows: nothing to learn from them, so no model of the fold saw "
+                "them."))
         norm = ((_dataset_config(run.config, ds) or {}).get("features") or {}).get("normalize")
         if norm:
             from ..features.normalize import normalize_sentence

@@ -18,6 +18,7 @@ from ..errors import FearkdError, FormatError
 from ..evaluation.results import RESULT_COLUMNS, check_results
 
 __all__ = ["RunData", "load_run", "history_frame", "confusion_sums", "named_confusions",
+           "dropped_features",
            "source_class_names", "dataset_config", "HISTORY_CURVES"]
 
 logger = logging.getLogger(__name__)
@@ -203,6 +204,31 @@ def history_frame(units: list) -> pd.DataFrame:
     cols = ["dataset", "protocol", "method", "stage", "model", "backbone", "target", "fold",
             "seed", "epoch", *HISTORY_CURVES]
     return pd.DataFrame(rows, columns=cols)
+
+
+def dropped_features(units: list, dataset: str) -> pd.DataFrame:
+    """Features dropped as constant over a fold's training windows, per protocol and fold.
+
+    Returns
+    -------
+    DataFrame
+        Index ``Protocol``; columns ``Fold``, ``Seed``, ``Dropped`` (count) and ``Features``
+        (names, comma separated); one row per (protocol, fold, seed) that dropped any, the
+        units of several models of one fold merged. Empty when none did.
+    """
+    found: dict[tuple, set] = {}
+    for unit in units:
+        info = unit.get("unit") or {}
+        names = unit.get("dropped_features") or []
+        if names and info.get("dataset") == dataset:
+            key = (str(info.get("protocol")), int(info.get("fold", -1)), int(info.get("seed", 0)))
+            found.setdefault(key, set()).update(names)
+    rows = [{"Protocol": p, "Fold": float(f), "Seed": float(s), "Dropped": float(len(n)),
+             "Features": ", ".join(sorted(n))} for (p, f, s), n in sorted(found.items())]
+    table = pd.DataFrame(rows, columns=["Protocol", "Fold", "Seed", "Dropped", "Features"])
+    table = table.set_index("Protocol")
+    table.attrs["marked_rows"] = []
+    return table
 
 
 def confusion_sums(units: list) -> list[dict]:

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..._outputs import write_synthetic_marker
+
 __all__ = ["write_e4", "E4_RATES", "E4_START"]
 
 #: Sampling rates of the E4 signal files (Hz).
@@ -38,13 +40,19 @@ def _stamp(t: float, variant: str) -> str:
     return _dt.datetime.fromtimestamp(t, _dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _write_signal(path: Path, start: float, sfreq: float, data: np.ndarray, fmt: str,
-                  variant: str) -> None:
+def signal_text(start: float, sfreq: float, data: np.ndarray, fmt: str,
+                variant: str = "unix") -> str:
+    """The text of an E4 signal file: start row, rate row, then ``data`` (n_samples, n_cols)."""
     n_cols = data.shape[1]
     head = ", ".join([_stamp(start, variant)] * n_cols)
     rate = ", ".join([f"{sfreq:.6f}"] * n_cols)
     rows = "\n".join(",".join(fmt % v for v in row) for row in data)
-    path.write_text(f"{head}\n{rate}\n{rows}\n", encoding="utf-8")
+    return f"{head}\n{rate}\n{rows}\n"
+
+
+def _write_signal(path: Path, start: float, sfreq: float, data: np.ndarray, fmt: str,
+                  variant: str) -> None:
+    path.write_text(signal_text(start, sfreq, data, fmt, variant), encoding="utf-8")
 
 
 def _stress_level(t: np.ndarray, bounds: np.ndarray, stressed: list[bool]) -> np.ndarray:
@@ -81,7 +89,8 @@ def write_e4(root: str | Path, *, n_subjects: int = 3, seconds: float = 600.0,
     Path
         ``root/description.toml`` (``from = "tags"``; classes: 3 for a stage containing
         ``"stress"``, else 0; source classes: 1 for it, else 0; channels EDA, TEMP, BVP,
-        ACC_x/y/z, HR).
+        ACC_x/y/z, HR). ``root`` also gets the synthetic-data marker
+        ``fearkd-synthetic.json``, so summaries and reports say "synthetic".
     """
     if variant not in _VARIANTS:
         raise ValueError(f"Invalid value for 'variant': expected one of {_VARIANTS!r}, "
@@ -144,6 +153,8 @@ def write_e4(root: str | Path, *, n_subjects: int = 3, seconds: float = 600.0,
         ("EDA", "gsr"), ("TEMP", "temp"), ("BVP", "ppg"), ("ACC_x", "acc"), ("ACC_y", "acc"),
         ("ACC_z", "acc"), ("HR", "hr")))
     stage_list = ", ".join(f'"{s}"' for s in stages)
+    write_synthetic_marker(root, "write_e4", n_subjects=n_subjects, seconds=float(seconds),
+                           variant=variant, stages=stages, random_state=int(random_state))
     path = root / "description.toml"
     path.write_text(
         f"""# Synthetic Empatica E4 sessions ({variant} start rows), written by fearkd.
