@@ -5,7 +5,9 @@
 the teacher, the distilled student ... as :func:`fearkd.methods.stage_list` lists them) with
 every labelled window on the training side and none on the test side, early stopping on the
 inner, trial-grouped validation split of :func:`fearkd.training.fit`, and returns a
-:class:`~fearkd.deploy.bundle.Bundle`.
+:class:`~fearkd.deploy.bundle.Bundle`. With ``[training] calibrate = "temperature"`` the bundled
+stage's temperature, fitted on that same validation split, goes into the bundle (manifest
+``temperature_scaling``, ONNX initialiser ``temperature``).
 
 Deployable features. The ``filter`` band-power method filters whole trials, which a graph fed
 one window cannot reproduce, so when the student's recipe has EEG channels the experiment's
@@ -201,6 +203,11 @@ def train_final(cfg: ExperimentConfig, *, student: str | None = None, data_path=
                    "step_s": cfg.features.step, "normalisation": "standard (training windows)"}
     mean = None if scaler is None else scaler.mean_
     scale = None if scaler is None else scaler.scale_
+    temperature = None
+    if settings.fit.calibrate == "temperature":
+        temperature = {"temperature": ctx.temperatures[key], "method": "temperature",
+                       "fitted_on": "inner validation split of the training windows "
+                                    "([training] val_fraction, trial-grouped)"}
     return build_bundle(model, feature_names=names, class_names=data.class_names, mean=mean,
                         scale=scale, spec=spec, recipe=recipe_dict, channels=channels,
-                        extra=extra, card=card)
+                        extra=extra, card=card, temperature=temperature)
