@@ -69,6 +69,7 @@ def describe_channels(trial, plan, units=None) -> list[dict]:
     units = units or {}
     out = []
     for name, kind in [(c, "band_power") for c in plan.eeg] + \
+            [(c, "mean_logmean") for c in getattr(plan, "levels", ())] + \
             [(c, "mean_var") for c in plan.peripheral if c not in plan.eeg]:
         modality = trial.channel_modality(name)
         out.append({"name": name, "modality": modality,
@@ -82,6 +83,8 @@ def _window_spec(plan, channels, window_s: float, baseline: str) -> tuple[Window
     r = plan.recipe
     if plan.descriptor_modalities:
         return None, "its physiological descriptors cannot be graph nodes"
+    if getattr(plan, "levels", ()):
+        return None, "its held-value channels (levels) are not graph nodes"
     if plan.eeg and r.method != "periodogram":
         return None, f"band-power method {r.method!r} needs the whole trial"
     if plan.eeg and baseline == "subtract":
