@@ -153,6 +153,21 @@ def test_stage_fits_t_on_its_validation_rows_and_records_before_and_after():
     assert "T" not in quality_table(plain_results, dataset="toy", protocol="subject").columns
 
 
+def test_stage_without_validation_windows_names_the_keys():
+    fs, tr, te, _ = _toy_fold()
+    fold = Fold(fs, fs.feature_names, tr, te, None, normalize="none")
+    settings = PipelineSettings(fit=FitSettings(epochs=1, batch_size=32, val_fraction=0.0,
+                                                calibrate="temperature"))
+    ctx = StageContext(fold=fold, settings=settings, backbone="ann",
+                       n_classes={"fear": 4, "source": 4}, class_names=tuple("abcd"),
+                       out={"rows": [], "histories": {}, "confusion": {}, "fit_seconds": 0.0})
+    with pytest.raises(ValueError, match=r"Stage 'scratch/student/-': \[training\] calibrate = "
+                                         r"\"temperature\" needs inner validation windows and "
+                                         r"this stage has none \(300 training windows\); raise "
+                                         r"\[training\] val_fraction"):
+        run_stage(Stage("scratch", "student", model="ann"), ctx)
+
+
 def test_bad_calibrate_value_is_one_line_exit_2(tmp_path, capsys):
     bad = tmp_path / "bad.toml"
     bad.write_text('[training]\ncalibrate = "platt"\n')
