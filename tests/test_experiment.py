@@ -110,6 +110,17 @@ def test_cv_prints_timing_and_statistics_and_compare_json(deap_root, tmp_path, c
     stdout = capsys.readouterr().out
     assert code == 0
     assert "Cross-validation time" in stdout
+    # The timing table: a dataset column, and the run's wall time beside the summed unit time
+    # (environment.json's wall_seconds, the number the report shows too).
+    timing = stdout[stdout.index("Cross-validation time"):]
+    assert re.search(r"^Model\s+Dataset\s+Workers\s+Time \(s\)", timing, re.M)
+    assert re.search(r"^\s+CNN\s+DEAP\s", timing, re.M)
+    wall = json.loads((out / "environment.json").read_text())["wall_seconds"]
+    summed = pd.read_csv(out / "timing.csv")["seconds"].sum()
+    assert re.search(rf"^\* Run wall time\s+.*\s{wall:.1f}\s", timing, re.M)
+    assert re.search(rf"^\* All units \(summed\)\s+.*\s{summed:.1f}\s", timing, re.M)
+    assert f"its wall time was {wall:,.0f} s" in timing
+    assert "* run totals, not a model" in timing
     assert re.search(r"performances are (not )?significantly different\.", stdout)
     df = pd.read_csv(out / "results.csv")
     assert set(df.method) == {"backbone", "baseline"} and set(df.task) == {"source"}

@@ -120,7 +120,7 @@ def test_student_columns_equal_teacher_columns_bitwise():
 def test_multirate_ascertain_windows_align():
     rec = Recordings("ascertain", ["P01"], partial(_ascertain_subject, seconds=10.0))
     fs = extract_features(rec, "ascertain-teacher", window=2.0, step=0.5, progress=False)
-    assert fs.n_features == 36 and len(fs) == 2 * 17
+    assert fs.n_features == 29 and len(fs) == 2 * 17
     trial = rec.load("P01").trials[0]
     rows = fs.select_rows((fs.metadata.trial == 1).to_numpy())
     t0 = rows.metadata["t_start"].to_numpy()
@@ -131,9 +131,9 @@ def test_multirate_ascertain_windows_align():
         modality = trial.channel_modality(name)
         np.testing.assert_allclose(rows.select_columns([f"{modality}:{name}:var"]).X[:, 0],
                                    windows.var(axis=1), rtol=1e-5)
-    eeg = sliding_band_power(trial.signals["eeg"].data, 32.0, np.rint(t0 * 32).astype(int), 64,
-                             {"theta": (4, 8), "alpha": (8, 12), "low_beta": (12, 16)})
-    np.testing.assert_allclose(rows.X[:, :24], eeg.reshape(len(t0), 24), rtol=1e-6)
+    eeg = sliding_band_power(trial.signals["eeg"].data[:1], 32.0, np.rint(t0 * 32).astype(int),
+                             64, {"theta": (4, 8), "alpha": (8, 12), "low_beta": (12, 16)})
+    np.testing.assert_allclose(rows.X[:, :3], eeg.reshape(len(t0), 3), rtol=1e-6)
     # Every trial's ratings match the built-in ASCERTAIN "high" row.
     assert set(fs.metadata["y_fear"]) == {3}
     assert set(fs.metadata["y_source"]) == {5}
@@ -229,10 +229,36 @@ def test_synthetic_ascertain_through_reader(tmp_path):
     rec = load_ascertain(root)
     fs = extract_features(rec, "ascertain-teacher", window=2.0, step=1.0, progress=False,
                           nan_policy="unlabelled")
-    assert fs.n_features == 36 and len(fs) > 0
+    assert fs.n_features == 29 and len(fs) > 0
     assert fs.select_columns(["eeg:EEG1:low_beta", "ecg:ECG_L:var"]).n_features == 2
     with pytest.raises(ValueError, match="Band 'high_beta' .16-25 Hz. lies above the Nyquist"):
         extract_features(rec, Recipe("all-eeg", eeg=None), progress=False, window=2.0)
+
+
+def test_synthetic_ascertain_held_rows_give_window_mean_and_logmean(tmp_path):
+    """Rows 2-8 of the NeuroSky file hold a value for a second (the synthetic writer holds
+    them like the headset): the presets take their window mean and log(1 + mean), and band
+    power only from the raw row 1."""
+    from fearkd.datasets.ascertain import load_ascertain
+    from fearkd.datasets.synthetic import write_ascertain
+
+    root = write_ascertain(tmp_path / "asc", n_subjects=1, n_clips=1, seconds=8.0, seed=4)
+    rec = load_ascertain(root)
+    fs = extract_features(rec, "ascertain-teacher", window=2.0, step=1.0, progress=False,
+                          nan_policy="unlabelled")
+    trial = rec.load(rec.subjects[0]).trials[0]
+    rows = (fs.metadata["trial"] == trial.trial).to_numpy()
+    starts = np.rint(fs.metadata["t_start"].to_numpy()[rows] * 32.0).astype(int)
+    assert rows.sum() >= 4
+    for i in range(2, 9):
+        x = trial.channel(f"EEG{i}")[0]
+        assert np.count_nonzero(np.diff(x)) <= len(x) / 32 + 1  # held for a second
+        means = np.stack([x[s:s + 64] for s in starts]).mean(axis=1)
+        got = fs.select_columns([f"eeg:EEG{i}:mean", f"eeg:EEG{i}:logmean"]).X[rows]
+        np.testing.assert_allclose(got[:, 0], means, rtol=1e-5)
+        np.testing.assert_allclose(got[:, 1], np.log1p(means), rtol=1e-5)
+    assert [n for n in fs.feature_names if n.endswith(("theta", "alpha", "low_beta"))] == [
+        "eeg:EEG1:theta", "eeg:EEG1:alpha", "eeg:EEG1:low_beta"]
 
 
 def test_saved_features_reload(tmp_path):

@@ -56,6 +56,28 @@ def test_builtin_tables_load():
     assert load_rules(deap.to_dict()) == deap
 
 
+def test_ascertain_notebooks_table_labels_322_of_the_rating_grid():
+    """The seed notebooks' ASCERTAIN rule: on the integer grid of the five ratings (7**5
+    combinations) it labels 322 (46 combinations of arousal, valence, liking, familiarity x 7
+    engagement values, engagement unused), the slide's table 232."""
+    import itertools
+
+    grid = pd.DataFrame(list(itertools.product(range(7), range(-3, 4), range(7), range(7),
+                                               range(7))), columns=list(ASC))
+    notebooks = assign_fear(grid, "ascertain-notebooks")
+    slide = assign_fear(grid, "ascertain")
+    assert (notebooks >= 0).sum() == 322 and (slide >= 0).sum() == 232
+    # per level: none 3 x 3 x 2 x 2, low 1 x 3 x 2 x 1, medium 1 x 1 x 2 x 1, high 2 x 1 x 1 x 1
+    assert np.bincount(notebooks[notebooks >= 0]).tolist() == [36 * 7, 6 * 7, 2 * 7, 2 * 7]
+    table = load_rules("ascertain-notebooks")
+    assert table.ratings == ("arousal", "valence", "liking", "familiarity")
+    assert table.class_names == FEAR_CLASSES
+    # the notebook's strict inequalities: familiarity 2 is not "none" (> 2), 4 is
+    row = {"arousal": 1, "valence": 2, "engagement": 0, "liking": 5}
+    assert assign_fear(pd.DataFrame([{**row, "familiarity": f} for f in (2, 3, 4)]),
+                       table).tolist() == [-1, 0, 0]
+
+
 @pytest.mark.parametrize(
     ("v", "a", "d", "expected"),
     [

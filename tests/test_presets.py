@@ -86,10 +86,38 @@ def test_deap_student_86_names_subset_of_teacher():
     assert [n.split(":")[1] for n in student[:70:5]] == list(EPOC_CHANNELS)
 
 
-def test_ascertain_presets_36_and_20():
+def test_ascertain_presets_band_power_from_the_raw_row_only():
+    """NeuroSky rows 2-8 are held values (eSense, band values): mean and logmean, no bands."""
     trial = ascertain_trial()
     teacher = get_preset("ascertain-teacher").plan(trial).feature_names
     student = get_preset("ascertain-student").plan(trial).feature_names
+    assert len(teacher) == 29 and len(student) == 15
+    assert teacher[:3] == ("eeg:EEG1:theta", "eeg:EEG1:alpha", "eeg:EEG1:low_beta")
+    assert teacher[3:17] == tuple(f"eeg:EEG{i}:{s}" for i in range(2, 9)
+                                  for s in ("mean", "logmean"))
+    assert teacher[17:] == tuple(f"{m}:{c}:{s}" for m, c in (
+        ("acc", "accX"), ("acc", "accY"), ("acc", "accZ"), ("gsr", "GSR"), ("ecg", "ECG_L"),
+        ("ecg", "ECG_R")) for s in ("mean", "var"))
+    assert not any(n.split(":")[1] != "EEG1" and n.split(":")[2] in ("theta", "alpha",
+                                                                    "low_beta")
+                   for n in teacher)
+    assert set(student) <= set(teacher)
+
+
+def test_held_value_channel_in_two_lists_is_refused():
+    recipe = Recipe("both", eeg=("EEG1", "EEG2"), levels=("EEG2",),
+                    bands=get_preset("ascertain-teacher").bands)
+    with pytest.raises(ValueError, match=r"Feature recipe 'both' lists \['EEG2'\] under "
+                                         r"'levels' and under 'eeg' or 'peripheral'"):
+        recipe.plan(ascertain_trial())
+    with pytest.raises(TypeError, match=r"'levels' must be a sequence of channel names"):
+        Recipe("none-levels", levels=None)
+
+
+def test_legacy_ascertain_presets_36_and_20():
+    trial = ascertain_trial()
+    teacher = get_preset("ascertain-8eeg-teacher").plan(trial).feature_names
+    student = get_preset("ascertain-8eeg-student").plan(trial).feature_names
     assert len(teacher) == 36 and len(student) == 20
     assert teacher[:3] == ("eeg:EEG1:theta", "eeg:EEG1:alpha", "eeg:EEG1:low_beta")
     assert teacher[24:] == tuple(f"{m}:{c}:{s}" for m, c in (
@@ -100,7 +128,7 @@ def test_ascertain_presets_36_and_20():
 
 
 def test_ascertain_with_the_five_bands_is_refused():
-    recipe = get_preset("ascertain-teacher", bands=DEFAULT_BANDS)
+    recipe = get_preset("ascertain-8eeg-teacher", bands=DEFAULT_BANDS)
     msg = (r"Band 'high_beta' \(16-25 Hz\) lies above the Nyquist frequency of the EEG of "
            r"ascertain \(8 channel\(s\)\): sampled at 32 Hz, Nyquist 16 Hz")
     with pytest.raises(ValueError, match=msg):

@@ -27,7 +27,7 @@ except ModuleNotFoundError:  # Python 3.10
 __all__ = ["BUILTIN_TABLES", "Interval", "Level", "RuleTable", "parse_interval", "load_rules"]
 
 #: Names accepted by :func:`load_rules` and :func:`fearkd.labels.load_source_task`.
-BUILTIN_TABLES = ("deap", "ascertain", "wesad")
+BUILTIN_TABLES = ("deap", "ascertain", "ascertain-notebooks", "wesad")
 
 _NUMBER = r"[-+]?(?:inf|(?:\d+\.?\d*|\.\d+)(?:e[-+]?\d+)?)"
 _INTERVAL_RE = re.compile(
@@ -276,8 +276,10 @@ def load_rules(spec: str | PathLike | Mapping | RuleTable) -> RuleTable:
 
     Parameters
     ----------
-    spec : {"deap", "ascertain"}, path, mapping or RuleTable
-        A built-in table name, the path of a TOML table, a parsed table, or a table (returned).
+    spec : {"deap", "ascertain", "ascertain-notebooks", "wesad"}, path, mapping or RuleTable
+        A built-in table name (``ascertain-notebooks``: the ASCERTAIN rule the seed's
+        notebooks apply, four ratings, 322 labelled rating combinations), the path of a TOML
+        table, a parsed table, or a table (returned).
 
     Returns
     -------

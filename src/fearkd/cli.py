@@ -473,13 +473,14 @@ def _data_title(data) -> str:
 
 def _cmd_run(args) -> int:
     from .experiment import seconds_text
-    from .reporting.text import method_tables
+    from .reporting.text import method_tables, timing_text
 
     res = _experiment(args)
     for text in method_tables(res.results):
         print(text)
         print()
-    print(f"Data: {_data_title(res.data)}")
+    print(timing_text(res.timing, res.wall_seconds))
+    print(f"\nData: {_data_title(res.data)}")
     print(f"Results: {res.rundir.path / 'results.csv'} ({len(res.results)} rows); "
           f"wall time {seconds_text(res.wall_seconds)}. Report: fearkd report {res.rundir.path}")
     return 0
@@ -487,8 +488,7 @@ def _cmd_run(args) -> int:
 
 def _cmd_cv(args) -> int:
     from .experiment import seconds_text
-    from .reporting.tables import format_table, timing_table
-    from .reporting.text import comparison_text, method_tables
+    from .reporting.text import comparison_text, method_tables, timing_text
 
     models = list(args.models) if args.models else None
     methods = None
@@ -499,7 +499,7 @@ def _cmd_cv(args) -> int:
     for text in method_tables(res.results):
         print(text)
         print()
-    print(format_table(timing_table(res.timing), title="Cross-validation time"))
+    print(timing_text(res.timing, res.wall_seconds))
     for protocol in res.results["protocol"].unique():
         text = comparison_text(res.results[res.results["protocol"] == protocol])
         if text:

@@ -41,6 +41,7 @@ naming the key and the file. Example (``configs/demo.toml`` is a complete one)::
     [training]
     epochs = 30
     batch_size = 256
+    calibrate = "none"            # none | temperature (T fitted on the inner validation split)
 
     [evaluation]
     protocol = "subject"          # subject | trial | window | seed-legacy | registered

@@ -329,7 +329,8 @@ def _normalized(fs, normalize: str, rows: np.ndarray) -> np.ndarray:
 class StageContext:
     """What the stages of one unit share: the fold, the settings, the finished stages.
 
-    ``models[key]`` is ``(model, scaler, inputs)`` of each stage run so far; ``out`` gathers
+    ``models[key]`` is ``(model, scaler, inputs)`` of each stage run so far (a KD student
+    learns from its teacher's logits before any temperature scaling); ``out`` gathers
     the unit's ``rows``, ``histories``, ``confusion`` and ``fit_seconds``.
     """
 
@@ -341,6 +342,8 @@ class StageContext:
     seed: int = 0
     store: _StageStore = field(default_factory=lambda: _StageStore(None))
     models: dict[str, tuple[Any, Any, str]] = field(default_factory=dict)
+    #: ``T`` of each finished stage (1.0 unless ``[training] calibrate = "temperature"``).
+    temperatures: dict[str, float] = field(default_factory=dict)
     out: dict = field(default_factory=dict)
     _logits: dict = field(default_factory=dict)
 
@@ -442,19 +445,27 @@ def _train(stage: Stage, ctx: StageContext):
                           scaler=scaler, random_state=stage_seed(ctx.seed, stage.key),
                           epochs=epochs)
     seconds = time.perf_counter() - start
-    y_true, pred, proba = {}, {}, {}
+    temperature = None
+    if s.fit.calibrate == "temperature":
+        temperature = _fit_temperature(stage, model, res, X, y_fit, tr, va)
+    y_true, pred, proba, raw = {}, {}, {}, {}
     for split in ("train", "test"):
         rows = fold.rows(stage.task, split)
-        p = _softmax(trainer.predict_logits(model, X[rows], scaler=res.scaler))
-        y_true[split], pred[split], proba[split] = y[rows], p.argmax(1), p
+        logits = trainer.predict_logits(model, X[rows], scaler=res.scaler)
+        p = _softmax(logits / (temperature or 1.0))
+        y_true[split], pred[split], proba[split], raw[split] = y[rows], p.argmax(1), p, logits
     info = {"method": stage.method, "stage": stage.name, "model": model.spec.name,
             "target": stage.target, "task": stage.task,
             "n_params": int(sum(q.numel() for q in model.parameters())),
             "n_train": int(len(tr)), "n_test": int(len(fold.rows(stage.task, "test"))),
             "chance": chance_of_labels(fold.y[stage.task], n_classes)}
     rows, confusion = metric_rows(info, y_true, pred, proba, n_classes)
+    if temperature is not None:
+        rows += calibration_rows(info, y_true["test"], _softmax(raw["test"]), temperature,
+                                 n_classes)
     hist = res.history
     meta = {"rows": rows, "seconds": seconds, "best_epoch": int(res.best_epoch),
+            "temperature": temperature,
             "history": {c: [float(v) for v in hist[c]] for c in
                         ("train_loss", "train_accuracy", "val_loss", "val_accuracy")},
             "confusion": None if confusion is None else {
@@ -467,6 +478,48 @@ def _train(stage: Stage, ctx: StageContext):
                 "subject_classes": _subject_classes(fold.subjects[fold.rows(stage.task, "test")],
                                                     y_true["test"], n_classes)}}
     return model, res.scaler, meta
+
+
+def _fit_temperature(stage: Stage, model, res, X: np.ndarray, y: np.ndarray, tr: np.ndarray,
+                     va: np.ndarray) -> float:
+    """``[training] calibrate = "temperature"``: ``T`` on the stage's inner validation rows.
+
+    The fold's validation rows when the splitter gave some, else the rows the training loop
+    held out of ``tr`` for early stopping; never test rows. Labels are those the stage trained
+    on (a label-shuffling control is calibrated on its shuffled labels).
+    """
+    from .training.temperature import fit_temperature
+    from .training.trainer import predict_logits
+
+    rows = va if len(va) else tr[np.asarray(res.val_index, dtype=np.int64)]
+    if len(rows) == 0:
+        raise ValueError(f"Stage {stage.key!r}: [training] calibrate = \"temperature\" needs "
+                         f"inner validation windows and this stage has none ({len(tr)} "
+                         f"training windows); raise [training] val_fraction or set "
+                         f"calibrate = \"none\".")
+    logits = predict_logits(model, X[rows], scaler=res.scaler)
+    temperature = fit_temperature(logits, y[rows])
+    logger.info("Stage %s: temperature %.3f fitted on %d validation windows.", stage.key,
+                temperature, len(rows))
+    return temperature
+
+
+#: Probability metrics reported before temperature scaling, as ``<metric>_uncalibrated``.
+UNCALIBRATED = ("log_loss", "ece", "brier")
+
+
+def calibration_rows(info: dict, y_test: np.ndarray, proba_raw: np.ndarray,
+                     temperature: float, n_classes: int) -> list[dict]:
+    """Test rows of a temperature-scaled stage: its ``T`` (metric ``temperature``) and its
+    probability metrics before scaling (``log_loss_uncalibrated``, ``ece_uncalibrated``,
+    ``brier_uncalibrated``); the stage's ordinary rows hold the scaled ones."""
+    if len(y_test) == 0:
+        return []
+    m = fold_metrics(y_test, proba_raw.argmax(1), proba_raw, labels=range(n_classes))
+    rows = [{**info, "split": "test", "metric": f"{k}_uncalibrated", "value": float(m[k])}
+            for k in UNCALIBRATED]
+    rows.append({**info, "split": "test", "metric": "temperature", "value": float(temperature)})
+    return rows
 
 
 def _subject_counts(subjects: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray) -> dict:
@@ -547,6 +600,7 @@ def run_stage(stage: Stage, ctx: StageContext) -> tuple[Any, Any]:
         model, scaler, meta = _train(stage, ctx)
         ctx.store.save(stage.key, model, scaler, meta)
     ctx.models[stage.key] = (model, scaler, stage.inputs)
+    ctx.temperatures[stage.key] = float(meta.get("temperature") or 1.0)
     ctx.out["rows"].extend(meta["rows"])
     ctx.out["histories"][stage.key] = meta["history"]
     if meta["confusion"] is not None:

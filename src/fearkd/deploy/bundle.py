@@ -1,8 +1,8 @@
 """The bundle: one zip file that holds a trained model and everything needed to use it.
 
-Members (see ``docs/BUNDLE.md``): ``manifest.json`` (what the model expects and was trained
-on), ``model.safetensors`` (the network's weights), ``model.onnx`` (features + normaliser +
-network + softmax as one graph) and, when a cross-validation was run, ``MODEL_CARD.md``. The
+Members (see ``docs/BUNDLE.md``): ``manifest.json`` (what the model expects and was trained on),
+``model.safetensors`` (the network's weights), ``model.onnx`` (features + normaliser + network +
+temperature + softmax as one graph) and, when a cross-validation was run, ``MODEL_CARD.md``. The
 manifest's ``content_hash`` is the SHA-256 of the manifest without that key and of every other
 member: :func:`load_bundle` recomputes it and refuses a bundle that does not match, or whose
 ``requires_fearkd`` is newer than the installed fearkd. Nothing is unpickled: JSON, safetensors
@@ -23,7 +23,7 @@ import torch
 
 from .._atomic import atomic_open
 from ..errors import BundleError
-from .graph import FeatureGraph, WindowSpec, export_onnx, window_features
+from .graph import TEMPERATURE, FeatureGraph, WindowSpec, export_onnx, window_features
 
 __all__ = ["Bundle", "BundleError", "build_bundle", "load_bundle", "FORMAT", "FORMAT_VERSION"]
 
@@ -101,6 +101,9 @@ class Bundle:
         self.mean = np.asarray(manifest["normaliser"]["mean"], dtype=np.float64)
         self.scale = np.asarray(manifest["normaliser"]["scale"], dtype=np.float64)
         # per-user decision thresholds (``fearkd calibrate --thresholds``): added to the logits
+        # temperature scaling (``[training] calibrate = "temperature"``): divides the logits
+        self.temperature = float((manifest.get("temperature_scaling") or {})
+                                 .get("temperature", 1.0))
         offsets = (manifest.get("thresholds") or {}).get("logit_offsets")
         self.logit_offsets = (np.zeros(len(self.class_names)) if offsets is None
                               else np.asarray(offsets, dtype=np.float64))
@@ -124,9 +127,11 @@ class Bundle:
     def predict_proba_features(self, X: np.ndarray) -> np.ndarray:
         """Probabilities from features, shape (n_windows, n_features) -> (n_windows, n_classes).
 
-        The NumPy/torch path: the manifest's scaler in float64, the network in float32, then
-        the per-user logit offsets (``manifest["thresholds"]``, zero unless calibrated) and a
-        softmax; the ONNX graph of a calibrated bundle adds the same offsets.
+        The NumPy/torch path: the manifest's scaler in float64, the network in float32, the
+        logits divided by the temperature (``manifest["temperature_scaling"]``, 1 unless
+        trained with ``[training] calibrate = "temperature"``), then the per-user logit
+        offsets (``manifest["thresholds"]``, zero unless calibrated) and a softmax; the ONNX
+        graph divides and adds the same numbers.
         """
         X = np.asarray(X, dtype=np.float32)
         n = len(self.feature_names)
@@ -135,7 +140,7 @@ class Bundle:
         z = ((X - self.mean) / self.scale).astype(np.float32)
         with torch.no_grad():
             logits = self.model(torch.as_tensor(z)).double()
-        logits = logits + torch.as_tensor(self.logit_offsets)
+        logits = logits / self.temperature + torch.as_tensor(self.logit_offsets)
         return torch.softmax(logits, dim=1).numpy()
 
     def predict_proba(self, window_array: np.ndarray) -> np.ndarray:
@@ -186,7 +191,7 @@ class Bundle:
 def build_bundle(model, *, feature_names, class_names, mean=None, scale=None,
                  spec: WindowSpec | None = None, recipe: dict | None = None,
                  channels: list[dict] | None = None, extra: dict | None = None,
-                 card: str | None = None) -> Bundle:
+                 card: str | None = None, temperature: dict | None = None) -> Bundle:
     """Assemble a bundle in memory (the ONNX graph is exported here).
 
     Parameters
@@ -206,14 +211,19 @@ def build_bundle(model, *, feature_names, class_names, mean=None, scale=None,
         More manifest keys (labels, training data, windowing...).
     card : str, optional
         Model card text.
+    temperature : dict, optional
+        Temperature scaling: ``{"temperature": T, ...}`` (more keys say where ``T`` was
+        fitted); stored as the manifest's ``temperature_scaling`` and divided into the logits
+        by the ONNX graph (initialiser ``temperature``). Default: none (``T = 1``).
     """
     n = len(feature_names)
+    t_value = 1.0 if temperature is None else float(temperature["temperature"])
     mean = np.zeros(n) if mean is None else np.asarray(mean, dtype=np.float64)
     scale = np.ones(n) if scale is None else np.asarray(scale, dtype=np.float64)
     if spec is not None and spec.n_features != n:
         raise ValueError(f"The window spec gives {spec.n_features} features for {n} names.")
     model = model.cpu().eval()
-    onnx_bytes = export_onnx(FeatureGraph(model, mean, scale, spec))
+    onnx_bytes = export_onnx(FeatureGraph(model, mean, scale, spec, temperature=t_value))
     import onnx
 
     ms = model.spec
@@ -248,6 +258,9 @@ def build_bundle(model, *, feature_names, class_names, mean=None, scale=None,
                 for i, c in enumerate(spec.channels)]
         manifest["sfreq"] = spec.sfreq
         manifest["n_samples"] = spec.n_samples
+    if temperature is not None:
+        manifest["temperature_scaling"] = {**temperature, "temperature": t_value,
+                                           "onnx_initialiser": TEMPERATURE}
     manifest.update(extra or {})
     return Bundle(manifest, model, onnx_bytes, card)
 

@@ -10,7 +10,8 @@ Three steps, each optional after the first:
    subjects' is then seen on the scale the network was trained on.
 2. **Head** (``labelled=True``). The network's last layer (``model.head``) is fine-tuned on the
    user's labelled windows for at most :data:`MAX_EPOCHS` full-batch epochs; every other weight
-   stays frozen. The ONNX graph is exported again from the new weights.
+   stays frozen. The ONNX graph is exported again from the new weights; a temperature of the
+   training set (``temperature_scaling``) is dropped with the head it was fitted to.
 3. **Thresholds** (``thresholds=True``, needs labelled windows). Per-class offsets added to the
    logits, chosen by coordinate search to maximise balanced accuracy on the labelled windows
    ("adjust classification thresholds using individual baselines"). They are stored in the
@@ -324,6 +325,8 @@ def calibrate_bundle(bundle: Bundle, recordings, *, subject=None, trials=None, r
         Z = (fs.X[lmask] - mean) / scale
         y = meta["y_fear"].to_numpy()[lmask]
         model = fit_head(model, Z, y, epochs=epochs, seed=seed)
+        # the training-set temperature was fitted to the old head's logits: it goes with it
+        manifest.pop("temperature_scaling", None)
         onnx_bytes = export_onnx(FeatureGraph(model, mean, scale, bundle.spec))
         info.update(head_epochs=int(epochs), n_labelled_windows=int(lmask.sum()),
                     labelled_classes={bundle.class_names[c]: int((y == c).sum())

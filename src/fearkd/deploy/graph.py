@@ -12,13 +12,15 @@ the arithmetic feature extraction uses for ``method="periodogram"``); :class:`Fe
 the same arithmetic as plain ``torch.nn`` operations: the DFT is a matmul with a precomputed
 cosine/sine basis restricted to the bins the bands use, the band sums a matmul with a 0/1
 matrix. Features are computed in float64 and rounded to float32 (as a
-:class:`~fearkd.features.featureset.FeatureSet` stores them); the normaliser
-``(x - norm_mean) / norm_scale`` and the network run in float32, and a softmax gives the
-probabilities. :func:`export_onnx` writes the module with ``torch.onnx.export``; the normaliser's
-parameters are the graph initialisers named ``norm_mean`` and ``norm_scale`` (per-user
-calibration replaces them), the input is ``samples`` (raw bundles) or ``features``, the output
-``probabilities``. Recipes whose features cannot be graph nodes (physiological descriptors)
-export the network from features instead (``input_kind = "features"``).
+:class:`~fearkd.features.featureset.FeatureSet` stores them); the normaliser ``(x - norm_mean) /
+norm_scale`` and the network run in float32, the logits are divided by the temperature (a
+``Div`` node, initialiser ``temperature``: 1 unless the bundle was trained with ``[training]
+calibrate = "temperature"``) and a softmax gives the probabilities. :func:`export_onnx` writes
+the module with ``torch.onnx.export``; the normaliser's parameters are the graph initialisers
+named ``norm_mean`` and ``norm_scale`` (per-user calibration replaces them), the input is
+``samples`` (raw bundles) or ``features``, the output ``probabilities``. Recipes whose features
+cannot be graph nodes (physiological descriptors) export the network from features instead
+(``input_kind = "features"``).
 """
 
 from __future__ import annotations
@@ -37,12 +39,14 @@ from ..features.spectral import _band_bins, band_power
 
 __all__ = ["WindowSpec", "window_features", "FeatureGraph", "export_onnx", "graph_flops",
            "NORM_MEAN",
-           "NORM_SCALE", "INPUT_SAMPLES", "INPUT_FEATURES", "OUTPUT"]
+           "NORM_SCALE", "TEMPERATURE", "INPUT_SAMPLES", "INPUT_FEATURES", "OUTPUT"]
 
 logger = logging.getLogger(__name__)
 
 NORM_MEAN = "norm_mean"
 NORM_SCALE = "norm_scale"
+#: The ONNX initialiser that divides the logits (temperature scaling).
+TEMPERATURE = "temperature"
 INPUT_SAMPLES = "samples"
 INPUT_FEATURES = "features"
 OUTPUT = "probabilities"
@@ -125,15 +129,21 @@ class FeatureGraph(nn.Module):
         The scaler's parameters (identity when the model was trained unscaled).
     spec : WindowSpec or None
         None: the module's input is the features themselves.
+    temperature : float, default 1.0
+        ``T > 0`` dividing the logits before the softmax (temperature scaling).
     """
 
     def __init__(self, model: nn.Module, mean: np.ndarray, scale: np.ndarray,
-                 spec: WindowSpec | None = None) -> None:
+                 spec: WindowSpec | None = None, temperature: float = 1.0) -> None:
         super().__init__()
+        if not (isinstance(temperature, (int, float, np.floating)) and temperature > 0
+                and math.isfinite(temperature)):
+            raise ValueError(f"'temperature' must be a positive number, got {temperature!r}.")
         self.spec = spec
         self.model = model
         self.register_buffer(NORM_MEAN, torch.as_tensor(np.asarray(mean, np.float32)))
         self.register_buffer(NORM_SCALE, torch.as_tensor(np.asarray(scale, np.float32)))
+        self.register_buffer(TEMPERATURE, torch.tensor(float(temperature), dtype=torch.float32))
         if spec is not None and spec.n_eeg:
             n = spec.n_samples
             slices = [_band_bins(lo, hi, n, spec.sfreq) for _, lo, hi in spec.bands]
@@ -175,7 +185,7 @@ class FeatureGraph(nn.Module):
         """Probabilities, shape (batch, n_classes)."""
         f = self.features(x) if self.spec is not None else x
         z = (f - getattr(self, NORM_MEAN)) / getattr(self, NORM_SCALE)
-        return torch.softmax(self.model(z), dim=-1)
+        return torch.softmax(self.model(z) / getattr(self, TEMPERATURE), dim=-1)
 
 
 def export_onnx(graph: FeatureGraph) -> bytes:
@@ -208,7 +218,7 @@ def export_onnx(graph: FeatureGraph) -> bytes:
     if custom:
         raise RuntimeError(f"The exported graph uses custom operator domains {custom}.")
     names = {i.name for i in proto.graph.initializer}
-    for wanted in (NORM_MEAN, NORM_SCALE):
+    for wanted in (NORM_MEAN, NORM_SCALE, TEMPERATURE):
         if wanted not in names:
             raise RuntimeError(f"The exported graph lost its initialiser {wanted!r}.")
     onnx.checker.check_model(proto)

@@ -5,7 +5,9 @@
 the teacher, the distilled student ... as :func:`fearkd.methods.stage_list` lists them) with
 every labelled window on the training side and none on the test side, early stopping on the
 inner, trial-grouped validation split of :func:`fearkd.training.fit`, and returns a
-:class:`~fearkd.deploy.bundle.Bundle`.
+:class:`~fearkd.deploy.bundle.Bundle`. With ``[training] calibrate = "temperature"`` the bundled
+stage's temperature, fitted on that same validation split, goes into the bundle (manifest
+``temperature_scaling``, ONNX initialiser ``temperature``).
 
 Deployable features. The ``filter`` band-power method filters whole trials, which a graph fed
 one window cannot reproduce, so when the student's recipe has EEG channels the experiment's
@@ -67,6 +69,7 @@ def describe_channels(trial, plan, units=None) -> list[dict]:
     units = units or {}
     out = []
     for name, kind in [(c, "band_power") for c in plan.eeg] + \
+            [(c, "mean_logmean") for c in getattr(plan, "levels", ())] + \
             [(c, "mean_var") for c in plan.peripheral if c not in plan.eeg]:
         modality = trial.channel_modality(name)
         out.append({"name": name, "modality": modality,
@@ -80,6 +83,8 @@ def _window_spec(plan, channels, window_s: float, baseline: str) -> tuple[Window
     r = plan.recipe
     if plan.descriptor_modalities:
         return None, "its physiological descriptors cannot be graph nodes"
+    if getattr(plan, "levels", ()):
+        return None, "its held-value channels (levels) are not graph nodes"
     if plan.eeg and r.method != "periodogram":
         return None, f"band-power method {r.method!r} needs the whole trial"
     if plan.eeg and baseline == "subtract":
@@ -203,6 +208,11 @@ def train_final(cfg: ExperimentConfig, *, student: str | None = None, data_path=
                    "step_s": cfg.features.step, "normalisation": "standard (training windows)"}
     mean = None if scaler is None else scaler.mean_
     scale = None if scaler is None else scaler.scale_
+    temperature = None
+    if settings.fit.calibrate == "temperature":
+        temperature = {"temperature": ctx.temperatures[key], "method": "temperature",
+                       "fitted_on": "inner validation split of the training windows "
+                                    "([training] val_fraction, trial-grouped)"}
     return build_bundle(model, feature_names=names, class_names=data.class_names, mean=mean,
                         scale=scale, spec=spec, recipe=recipe_dict, channels=channels,
-                        extra=extra, card=card)
+                        extra=extra, card=card, temperature=temperature)

@@ -234,7 +234,8 @@ def dataset_rows(data: CVData, settings, unit: Unit, train, val, test, ckpt: Pat
         test_rows = fold.rows(stage.task, "test")
         for name in dict.fromkeys(names[test_rows]):
             sel = test_rows[names[test_rows] == name]
-            p = _softmax(predict_logits(ck.model, X[sel], scaler=ck.scaler))
+            p = _softmax(predict_logits(ck.model, X[sel], scaler=ck.scaler)
+                         / float(meta.get("temperature") or 1.0))
             info = {k: v for k, v in first.items() if k not in ("split", "metric", "value")}
             info.update(n_test=int(len(sel)))
             empty = np.empty(0, dtype=np.int64)

@@ -25,7 +25,7 @@ from . import cache
 from .featureset import FeatureSet
 from .physio import sliding_descriptors, sliding_stats
 from .physio_nk import trial_physio
-from .presets import VAR_LOG_FLOOR, Plan, Recipe, get_preset
+from .presets import VAR_LOG_FLOOR, Plan, Recipe, get_preset, level_features
 from .spectral import sliding_band_power
 from .windows import Windowing, get_windowing, make_windows, window_samples
 
@@ -82,7 +82,7 @@ def trial_features(
     """
     recipe = plan.recipe
     modality = {n: m for m in trial.modalities for n in trial.signals[m].ch_names}
-    used = ({modality[c] for c in (*plan.eeg, *plan.peripheral)}
+    used = ({modality[c] for c in (*plan.eeg, *plan.levels, *plan.peripheral)}
             | set(plan.descriptor_modalities) | set(plan.physio_modalities))
     signals = [trial.signals[m] for m in trial.modalities if m in used]
     n_times: dict[float, int] = {}
@@ -114,6 +114,12 @@ def trial_features(
             baseline_mode=baseline_mode, workspace=workspace, check_finite=False,
         )
         blocks.append(power.reshape(len(t_start), -1))
+    for c in plan.levels:
+        # held values (NeuroSky's once-a-second rows): window mean and its log1p
+        sig = trial.signals[modality[c]]
+        starts, n = window_samples(t_start, windowing.length, sig.sfreq)
+        mean = sliding_stats(sig.data[sig.ch_names.index(c)][None], starts, n)[:, 0, 0]
+        blocks.append(level_features(mean))
     if plan.peripheral:
         # One pass per sampling rate over every peripheral channel at that rate.
         by_rate: dict[float, list[str]] = {}

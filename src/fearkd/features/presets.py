@@ -22,10 +22,18 @@ Presets
     lacks the privileged channels (``fearkd synth deap --privileged``); a subset of the
     teacher's columns.
 ``ascertain-teacher``
-    EEG1..EEG8 x (theta, alpha, low beta) + accX, accY, accZ, GSR, ECG_L, ECG_R x (mean, var)
-    = 24 + 12 = **36**.
+    The NeuroSky file's 8 rows are one raw EEG stream (row 1, ``EEG1``) and 7 values the
+    headset computes and holds for a second (rows 2-8: attention, meditation, alpha, beta,
+    delta, gamma, theta; ``../shared/reference/datasets.md``). Band power only from EEG1
+    (theta, alpha, low beta); rows 2-8 as held values (:attr:`Recipe.levels`: window mean
+    and ``log(1 + mean)``); accX, accY, accZ, GSR, ECG_L, ECG_R x (mean, var)
+    = 3 + 14 + 12 = **29**.
 ``ascertain-student``
-    EEG1..EEG6 x (theta, alpha, low beta) + GSR x (mean, var) = 18 + 2 = **20**.
+    EEG1 x 3 bands + EEG2..EEG6 x (mean, logmean) + GSR x (mean, var) = 3 + 10 + 2 = **15**.
+``ascertain-8eeg-teacher``, ``ascertain-8eeg-student``
+    The earlier presets, kept to reproduce older runs: all 8 rows (or rows 1-6) band-passed as
+    EEG, 8 x 3 + 12 = **36** and 6 x 3 + 2 = **20**. Band power of a value held for a second
+    is the power of a step function, not of brain activity.
 ``peripheral``
     For peripheral-only data (PhysioNet's wrist set): every non-EEG channel present x (mean,
     var), plus the descriptors of :mod:`fearkd.features.physio` chosen by modality (EDA slope
@@ -64,13 +72,17 @@ How the ASCERTAIN presets differ from the reference's "52 features". The referen
 sampled at **32 Hz** (Nyquist 16 Hz): high beta (16-25 Hz) and gamma (25-45 Hz) cannot exist
 in it, so any value computed for them is aliasing or filter leakage, not brain activity.
 fearkd keeps the three bands that exist (low beta's top edge, 16 Hz, is exactly the Nyquist
-frequency and keeps the Nyquist bin) and says so in the feature names: 8 x 3 + 12 = 36, and
-the student 6 x 3 + 2 = 20. Asking for a band above Nyquist raises an error naming the band.
+frequency and keeps the Nyquist bin) and says so in the feature names, and computes band power
+from the one raw row only (the others are the headset's own values, see above): 29 features,
+the student 15 (the legacy ``ascertain-8eeg-*`` presets: 36 and 20). Asking for a band above
+Nyquist raises an error naming the band.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
+
+import numpy as np
 
 from ..errors import UnknownChannelError
 from ..recordings import Trial
@@ -80,6 +92,27 @@ from .spectral import DEFAULT_BANDS, Bands, _check_method, check_bands
 
 #: Floor under a variance feature before its log (``log_variance``), in the unit squared.
 VAR_LOG_FLOOR = 1e-12
+#: Features of a held-value channel (:attr:`Recipe.levels`), in column order.
+LEVEL_STATS = ("mean", "logmean")
+
+
+def level_features(means: np.ndarray) -> np.ndarray:
+    """``(mean, log(1 + max(mean, 0)))`` of held-value channels (:attr:`Recipe.levels`).
+
+    NeuroSky's eSense rows (0-100) can be 0 and its band-power rows span orders of magnitude;
+    ``log1p`` of the non-negative part is finite for both and close to ``log`` for the powers.
+
+    Parameters
+    ----------
+    means : ndarray, shape (..., )
+        Window means of the channels.
+
+    Returns
+    -------
+    ndarray of float64, shape (..., 2)
+    """
+    means = np.asarray(means, dtype=np.float64)
+    return np.stack([means, np.log1p(np.maximum(means, 0.0))], axis=-1)
 
 __all__ = [
     "DEAP_EEG",
@@ -89,6 +122,8 @@ __all__ = [
     "Recipe",
     "Plan",
     "VAR_LOG_FLOOR",
+    "LEVEL_STATS",
+    "level_features",
     "PRESETS",
     "get_preset",
     "list_presets",
@@ -126,6 +161,12 @@ class Recipe:
         Band edges in Hz (see :func:`~fearkd.features.spectral.check_bands`).
     peripheral : tuple of str or None
         Channels with (mean, var), by name; None for every non-EEG channel of the data.
+    levels : tuple of str
+        Channels that carry values a device computed and holds between updates (NeuroSky's
+        eSense and band-power rows, updated once a second), by name, whatever their modality:
+        ``mean`` and ``logmean`` = ``log(1 + max(mean, 0))`` per window
+        (:func:`level_features`), no band power and no variance (a held value has none of
+        its own).
     descriptors : bool
         Add the physiological descriptors of :mod:`~fearkd.features.physio`.
     method, filter_design, log, relative, nperseg
@@ -149,6 +190,7 @@ class Recipe:
     eeg: tuple[str, ...] | None = ()
     bands: Bands = field(default_factory=lambda: check_bands(None))
     peripheral: tuple[str, ...] | None = ()
+    levels: tuple[str, ...] = ()
     descriptors: bool = False
     method: str = "filter"
     filter_design: str = "fft"
@@ -162,7 +204,10 @@ class Recipe:
     description: str = ""
 
     def __post_init__(self) -> None:
-        for attr in ("eeg", "peripheral", "physio"):
+        if self.levels is None:
+            raise TypeError(f"Recipe {self.name!r}: 'levels' must be a sequence of channel "
+                            f"names (possibly empty), got None.")
+        for attr in ("eeg", "peripheral", "levels", "physio"):
             value = getattr(self, attr)
             if value is not None:
                 if isinstance(value, str):
@@ -194,7 +239,7 @@ class Recipe:
         """JSON-able settings (used in cache keys and stored with the features)."""
         d = asdict(self)
         d["bands"] = [list(b) for b in self.bands]
-        for attr in ("eeg", "peripheral", "physio"):
+        for attr in ("eeg", "peripheral", "levels", "physio"):
             if d[attr] is not None:
                 d[attr] = list(d[attr])
         return d
@@ -216,11 +261,14 @@ class Recipe:
         eeg_sig = trial.signals.get("eeg")
         eeg = tuple(eeg_sig.ch_names if eeg_sig is not None else ()) if self.eeg is None \
             else self.eeg
+        levels = self.levels
+        if self.eeg is None:
+            eeg = tuple(n for n in eeg if n not in levels)
         if self.peripheral is None:
-            peripheral = tuple(n for n, m in modality.items() if m != "eeg")
+            peripheral = tuple(n for n, m in modality.items() if m != "eeg" and n not in levels)
         else:
             peripheral = self.peripheral
-        missing = [n for n in (*eeg, *peripheral) if n not in modality]
+        missing = [n for n in (*eeg, *levels, *peripheral) if n not in modality]
         if missing:
             intended = f" (it is written for dataset {self.dataset!r})" if self.dataset else ""
             more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
@@ -229,6 +277,13 @@ class Recipe:
                 f"that "
                 f"{trial.dataset} subject {trial.subject} trial {trial.trial} lacks; it has "
                 f"{list(modality)!r}. {preset_advice(trial.dataset)}"
+            )
+        both = sorted(set(levels) & (set(eeg) | set(peripheral)))
+        if both:
+            raise ValueError(
+                f"Feature recipe {self.name!r} lists {both!r} under 'levels' and under 'eeg' or "
+                f"'peripheral'; a held-value channel gets (mean, logmean) only: remove it from "
+                f"the other list."
             )
         wrong = [n for n in eeg if modality[n] != "eeg"]
         if wrong:
@@ -246,13 +301,15 @@ class Recipe:
         ) if self.descriptors else ()
         physio = tuple(m for m in (NK_MODALITIES if self.physio is None else self.physio)
                        if m in trial.signals)
-        names = _feature_names(self, trial, modality, eeg, peripheral, modalities)
+        names = _feature_names(self, trial, modality, eeg, peripheral, modalities, levels)
         return Plan(self, tuple(eeg), tuple(peripheral), modalities,
-                    names + tuple(physio_names(trial, physio, window)), physio)
+                    names + tuple(physio_names(trial, physio, window)), physio, tuple(levels))
 
 
-def _feature_names(recipe, trial, modality, eeg, peripheral, modalities) -> tuple[str, ...]:
+def _feature_names(recipe, trial, modality, eeg, peripheral, modalities,
+                   levels=()) -> tuple[str, ...]:
     names = [f"eeg:{ch}:{b[0]}" for ch in eeg for b in recipe.bands]
+    names += [f"{modality[ch]}:{ch}:{s}" for ch in levels for s in LEVEL_STATS]
     names += [f"{modality[ch]}:{ch}:{s}" for ch in peripheral for s in STATS]
     for m in modalities:
         names += descriptor_names(m, trial.signals[m].ch_names)
@@ -269,6 +326,7 @@ class Plan:
     descriptor_modalities: tuple[str, ...]
     feature_names: tuple[str, ...]
     physio_modalities: tuple[str, ...] = ()
+    levels: tuple[str, ...] = ()
 
 
 PRESETS: dict[str, Recipe] = {}
@@ -338,15 +396,29 @@ register_preset(Recipe(
     description="DEAP: 14 Emotiv EPOC EEG x 5 bands + 8 peripheral x (mean, var) = 86",
 ))
 register_preset(Recipe(
-    "ascertain-teacher", eeg=ASCERTAIN_EEG, bands=_ASCERTAIN_BANDS,
+    "ascertain-teacher", eeg=ASCERTAIN_EEG[:1], levels=ASCERTAIN_EEG[1:], bands=_ASCERTAIN_BANDS,
     peripheral=("accX", "accY", "accZ", "GSR", "ECG_L", "ECG_R"), dataset="ascertain",
-    description="ASCERTAIN: 8 EEG x 3 bands (32 Hz EEG) + acc x/y/z, GSR, ECG L/R x (mean, var)"
-                " = 36",
+    description="ASCERTAIN: raw NeuroSky row EEG1 x 3 bands + the 7 held rows EEG2-EEG8 "
+                "(eSense, band values) x (mean, logmean) + acc x/y/z, GSR, ECG L/R x (mean, "
+                "var) = 29",
 ))
 register_preset(Recipe(
-    "ascertain-student", eeg=ASCERTAIN_EEG[:6], bands=_ASCERTAIN_BANDS,
+    "ascertain-student", eeg=ASCERTAIN_EEG[:1], levels=ASCERTAIN_EEG[1:6],
+    bands=_ASCERTAIN_BANDS, peripheral=("GSR",), dataset="ascertain",
+    description="ASCERTAIN: EEG1 x 3 bands + held rows EEG2-EEG6 x (mean, logmean) + GSR x "
+                "(mean, var) = 15",
+))
+# The earlier presets: every NeuroSky row band-passed as if it were raw EEG (as the seed did).
+register_preset(Recipe(
+    "ascertain-8eeg-teacher", eeg=ASCERTAIN_EEG, bands=_ASCERTAIN_BANDS,
+    peripheral=("accX", "accY", "accZ", "GSR", "ECG_L", "ECG_R"), dataset="ascertain",
+    description="ASCERTAIN, legacy: all 8 NeuroSky rows x 3 bands (rows 2-8 are held values, "
+                "not EEG) + acc x/y/z, GSR, ECG L/R x (mean, var) = 36",
+))
+register_preset(Recipe(
+    "ascertain-8eeg-student", eeg=ASCERTAIN_EEG[:6], bands=_ASCERTAIN_BANDS,
     peripheral=("GSR",), dataset="ascertain",
-    description="ASCERTAIN: 6 EEG x 3 bands + GSR x (mean, var) = 20",
+    description="ASCERTAIN, legacy: NeuroSky rows 1-6 x 3 bands + GSR x (mean, var) = 20",
 ))
 register_preset(Recipe(
     "peripheral", eeg=(), peripheral=None, descriptors=True,

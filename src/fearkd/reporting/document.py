@@ -252,14 +252,16 @@ def _quality_section(run: RunData) -> Section | None:
                  "accuracy); Brier: multi-class Brier score (0 best, 2 worst); prior log loss: "
                  "what predicting the training class frequencies scores. Pooled macro-F1: "
                  "macro-F1 of all folds' test predictions together (summed confusion matrices), "
-                 "over the classes that occur.")
+                 "over the classes that occur. A temperature-scaled stage ([training] "
+                 "calibrate = \"temperature\") shows its figures before and after scaling "
+                 "and its temperature T.")
     confusions = confusion_sums(run.units)
     for ds, pr in T.result_groups(run.results):
         table = quality_table(run.results, confusions, dataset=ds, protocol=pr)
         if len(table):
             sec.blocks.append(TableBlock(slug("quality", ds, pr), _group_title(ds, pr,
                                                                                 run.results),
-                                         table))
+                                         table, note=table.attrs.get("note", "")))
     return sec if sec.blocks else None
 
 

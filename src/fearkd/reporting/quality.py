@@ -8,6 +8,11 @@ log loss of the class priors (the training class frequencies, what a model that 
 gets). The pooled macro-F1 scores every fold's test predictions at once (summed confusion
 matrices, :func:`fearkd.evaluation.metrics.macro_f1_from_confusion`): a fold that holds few
 classes cannot pull it to 0 or 1 the way a per-fold macro-F1 can.
+
+A stage trained with ``[training] calibrate = "temperature"`` divides its logits by a
+temperature ``T`` fitted on its inner validation split: its row then shows the same three
+figures before scaling (:data:`UNCALIBRATED_COLUMNS`, "before T") and the mean ``T`` over
+folds; the ordinary columns hold the scaled probabilities, the ones a deployed model gives.
 """
 
 from __future__ import annotations
@@ -20,13 +25,20 @@ import pandas as pd
 from ..evaluation.metrics import macro_f1_from_confusion
 from .tables import CI_SUFFIX, check_results, model_label, summarize_folds
 
-__all__ = ["QUALITY_COLUMNS", "quality_table", "pooled_macro_f1"]
+__all__ = ["QUALITY_COLUMNS", "UNCALIBRATED_COLUMNS", "quality_table", "pooled_macro_f1"]
 
 #: (column, metric, scale) of :func:`quality_table`; each with its ``" ±"`` partner.
 QUALITY_COLUMNS = (
     ("ECE (%)", "ece", 100.0),
     ("Brier", "brier", 1.0),
     ("Test Loss", "log_loss", 1.0),
+)
+#: (column, metric, scale) of a temperature-scaled stage: its figures before scaling, and T.
+UNCALIBRATED_COLUMNS = (
+    ("ECE before T (%)", "ece_uncalibrated", 100.0),
+    ("Brier before T", "brier_uncalibrated", 1.0),
+    ("Test Loss before T", "log_loss_uncalibrated", 1.0),
+    ("T", "temperature", 1.0),
 )
 _STAGE_NAMES = {("method1", "teacher"): "Method 1 teacher", ("method1", "student"):
                 "Method 1 student", ("method2", "student"): "Method 2 student",
@@ -74,13 +86,18 @@ def quality_table(results: pd.DataFrame, confusions: list[dict] | None = None, *
     -------
     DataFrame
         Index ``"<MODEL> · <stage> (<target>)"``; columns of :data:`QUALITY_COLUMNS` with their
-        ``" ±"`` partners, ``"Pooled macro-F1 (%)"``, ``"Prior log loss"`` (the ``majority``
-        baseline's test log loss, i.e. the class priors', of the stage's task) and ``n`` (folds).
-        Empty when no stage has probability metrics.
+        ``" ±"`` partners, then, when some stage was temperature-scaled, those of
+        :data:`UNCALIBRATED_COLUMNS` (NaN for the other stages), ``"Pooled macro-F1 (%)"``,
+        ``"Prior log loss"`` (the ``majority`` baseline's test log loss, i.e. the class
+        priors', of the stage's task) and ``n`` (folds). Empty when no stage has probability
+        metrics.
     """
     df = check_results(results)
     df = df[(df["dataset"] == dataset) & (df["protocol"] == protocol) & (df["split"] == "test")]
-    wanted = [m for _, m, _ in QUALITY_COLUMNS]
+    columns = QUALITY_COLUMNS
+    if df["metric"].eq("temperature").any():
+        columns = QUALITY_COLUMNS + UNCALIBRATED_COLUMNS
+    wanted = [m for _, m, _ in columns]
     models = df[(df["method"] != "baseline") & df["metric"].isin(wanted)]
     pooled = pooled_macro_f1([e for e in confusions or []
                               if e["dataset"] == dataset and e["protocol"] == protocol])
@@ -92,7 +109,7 @@ def quality_table(results: pd.DataFrame, confusions: list[dict] | None = None, *
     for key, grp in summ.groupby(keys, sort=False):
         method, stage, model, target, task = (str(k) for k in key)
         rec: dict[str, float] = {}
-        for label, metric, scale in QUALITY_COLUMNS:
+        for label, metric, scale in columns:
             hit = grp[grp["metric"] == metric]
             rec[label] = float(hit["mean"].iloc[0]) * scale if len(hit) else math.nan
             rec[label + CI_SUFFIX] = float(hit["ci"].iloc[0]) * scale if len(hit) else math.nan
@@ -108,4 +125,10 @@ def quality_table(results: pd.DataFrame, confusions: list[dict] | None = None, *
     table.index.name = "Model · stage"
     table.attrs.update(title="Probability quality (test folds)", dataset=dataset,
                        protocol=protocol, marked_rows=[])
+    if columns is not QUALITY_COLUMNS:
+        table.attrs["note"] = (
+            "Temperature scaling ([training] calibrate = \"temperature\"): ECE, Brier and "
+            "Test Loss are those of softmax(logits / T), T fitted per fold on the inner "
+            "validation split; the \"before T\" columns are the same model's unscaled "
+            "probabilities. Accuracy does not change with T.")
     return table

@@ -455,7 +455,8 @@ def timing_table(timing: pd.DataFrame, *, wall_seconds: float | None = None) -> 
         note = (f"Units ran in parallel ({most} worker process(es) at most; 0 = a Dask cluster), "
                 f"so the training time summed over units ({total:,.0f} s) is not the time the "
                 f"run took: its wall time was {wall:,.0f} s, including feature extraction.")
-    table.attrs.update(title="Cross-validation time", marked_rows=marked, note=note)
+    table.attrs.update(title="Cross-validation time", marked_rows=marked, note=note,
+                       marked_legend="* run totals, not a model")
     return table
 
 
@@ -593,5 +594,5 @@ def format_table(table: pd.DataFrame, *, title: str | None = None) -> str:
     lines += [fmt_row(cols), "  ".join("-" * w for w in widths)]
     lines += [fmt_row(r) for r in body]
     if marked:
-        lines.append("* chance level or baseline, not a model")
+        lines.append(table.attrs.get("marked_legend", "* chance level or baseline, not a model"))
     return "\n".join(lines)

@@ -18,10 +18,11 @@ from .tables import (
     kd_table,
     method_comparison_table,
     result_groups,
+    timing_table,
 )
 
 __all__ = ["data_title", "method_tables", "comparison_text", "contrast_text", "by_text",
-           "PLUS_MINUS_LEGEND"]
+           "timing_text", "PLUS_MINUS_LEGEND"]
 
 #: Printed under every table whose cells read "x ± y".
 PLUS_MINUS_LEGEND = ("x ± y: mean ± half-width of the 95 % t-interval over the folds "
@@ -37,6 +38,26 @@ def data_title(summaries: dict[str, dict]) -> str:
     """
     return ", ".join(dataset_title(name, bool((summary or {}).get("synthetic")))
                      for name, summary in summaries.items())
+
+
+def timing_text(timing: pd.DataFrame, wall_seconds: float | None) -> str:
+    """The cross-validation time table as printed after ``fearkd run`` and ``fearkd cv``.
+
+    The same table as the report's (:func:`fearkd.reporting.tables.timing_table`): training
+    seconds per dataset and model, then the seconds summed over every unit beside the run's
+    wall time, and the note that says why the two differ.
+
+    Parameters
+    ----------
+    timing : DataFrame
+        ``timing.csv`` of the run.
+    wall_seconds : float or None
+        The run's wall time (``environment.json`` ``wall_seconds``).
+    """
+    table = timing_table(timing, wall_seconds=wall_seconds)
+    text = format_table(table)
+    note = table.attrs.get("note")
+    return f"{text}\n{note}" if note else text
 
 
 #: Stages whose KD table is printed, per method, in order.

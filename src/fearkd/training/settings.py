@@ -76,6 +76,11 @@ class FitSettings:
         Weight of that penalty (non-negative).
     adaptation_domain : {"subject", "dataset"}, default "subject"
         What a domain is for DANN's domain classifier.
+    calibrate : {"none", "temperature"}, default "none"
+        ``"temperature"``: after training, each stage fits one temperature ``T > 0`` on its
+        inner validation split (:func:`fearkd.training.temperature.fit_temperature`) and its
+        probabilities become ``softmax(logits / T)``; applied by the stages and by
+        ``fearkd train``'s bundle, not by :func:`fearkd.training.fit` itself.
 
     Raises
     ------
@@ -98,6 +103,7 @@ class FitSettings:
     adaptation: str = "none"
     adaptation_weight: float = 1.0
     adaptation_domain: str = "subject"
+    calibrate: str = "none"
 
     def __post_init__(self) -> None:
         if self.class_weight is None:
@@ -153,6 +159,13 @@ class FitSettings:
             raise ValueError(f"Invalid value for '[training] adaptation_domain': expected one "
                              f"of {', '.join(map(repr, DOMAINS))}, got "
                              f"{self.adaptation_domain!r}; set it to one of those in the "
+                             f"experiment file.")
+        from fearkd.training.temperature import CALIBRATIONS
+
+        if not isinstance(self.calibrate, str) or self.calibrate not in CALIBRATIONS:
+            raise ValueError(f"Invalid value for '[training] calibrate': expected one of "
+                             f"{', '.join(map(repr, CALIBRATIONS))}, got {self.calibrate!r}; "
+                             f"set calibrate = \"temperature\" (or \"none\") in the "
                              f"experiment file.")
 
     @property
