@@ -1,11 +1,13 @@
 """``[features] normalize = "calibration:baseline"`` on synthetic DEAP: each subject standardised
-on the windows of its trials' 3 s pre-stimulus baseline, from an experiment file, end to end;
-a baseline shorter than one window is one line naming ``[features] window``."""
+on the windows of its trials' 3 s pre-stimulus baseline, from an experiment file, end to end,
+with the ``subject`` normalisation scored beside it; a baseline shorter than one window is one
+line naming ``[features] window``."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from fearkd.cli import main
 from fearkd.config import load_config
@@ -13,6 +15,9 @@ from fearkd.experiment import prepare_data, run_experiment
 from fearkd.features.extract import CALIBRATION_ONLY
 from fearkd.features.featureset import FeatureSet
 from fearkd.features.normalize import normalize_sentence
+from fearkd.methods import SUBJECT_SIDE
+from fearkd.reporting.document import _dataset_section
+from fearkd.reporting.rundata import load_run
 from fearkd.stages import Fold
 
 _FILE = """\
@@ -91,6 +96,22 @@ def test_baseline_windows_calibrate_each_subject_and_are_never_trained_on(tmp_pa
     fear = (meta["y_fear"] >= 0).groupby(subjects).sum()
     assert sorted(teacher["n_test"].tolist()) == sorted(fear.tolist())
     assert "pre-stimulus baseline" in normalize_sentence(cfg.features.normalize)
+
+    # subject and calibration side by side: the scratch student again with normalize =
+    # "subject", same folds; the report's dataset section pairs the two
+    side = res[(res["method"] == SUBJECT_SIDE) & (res["split"] == "test")
+               & (res["metric"] == "accuracy")]
+    own = res[(res["method"] == "scratch") & (res["stage"] == "student")
+              & (res["split"] == "test") & (res["metric"] == "accuracy")]
+    assert len(side) == 3 and sorted(side["n_test"]) == sorted(own["n_test"])
+    section = _dataset_section(load_run(run.rundir.path))
+    table = next(b.table for b in section.blocks
+                 if getattr(b, "id", "").startswith("normalize"))
+    row = table.loc["subject"]
+    assert row["normalize = calibration:baseline"] == pytest.approx(
+        100 * own["value"].mean(), abs=0.05)
+    assert row["normalize = subject"] == pytest.approx(100 * side["value"].mean(), abs=0.05)
+    assert row["Pairs"] == 3
 
 
 def test_a_baseline_shorter_than_one_window_is_one_line(tmp_path, deap_root, capsys):
