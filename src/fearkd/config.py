@@ -176,7 +176,8 @@ class FeaturesConfig:
 
     ``log``: natural log (with a floor) of band power and variance features (see
     :mod:`fearkd.features.presets`). ``normalize``: ``"none"``, ``"subject"``, ``"global"``,
-    ``"calibration:<stage>"`` or ``"calibration:<N>s"``, fitted inside each fold (see
+    ``"calibration:<stage>"`` (``"calibration:baseline"``: each trial's pre-stimulus
+    baseline) or ``"calibration:<N>s"``, fitted inside each fold (see
     :mod:`fearkd.features.normalize`).
     """
 

@@ -114,6 +114,7 @@ def prepare_data(cfg: ExperimentConfig, *, data_path=None, cache_dir=None,
     """Open the dataset, extract teacher features with labels, resolve the student's columns."""
     from .datasets.loaders import summarize
     from .features.extract import extract_features
+    from .features.normalize import parse_normalize
     from .features.presets import get_preset
 
     recordings = _open(cfg, data_path)
@@ -125,6 +126,7 @@ def prepare_data(cfg: ExperimentConfig, *, data_path=None, cache_dir=None,
         method=f.method, log=f.log, rules=rules, source=source, ambiguous=cfg.labels.ambiguous,
         nan_policy=cfg.labels.nan_policy, n_jobs=f.n_jobs, cache_dir=cache_dir,
         progress=progress, return_labels=True,
+        calibration_baseline=parse_normalize(f.normalize) == ("calibration", "baseline"),
     )
     # the first subject with windows: a subject dropped by [dataset] flat has no trial
     first_subject = recordings.load(str(fs.metadata["subject"].iloc[0]))

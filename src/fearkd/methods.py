@@ -21,6 +21,9 @@ training side only. For the KD targets ``t`` of ``[methods] kd_targets``:
   ``method1`` runs, ``scratch/teacher/-``: the backbone's architecture on the teacher's columns,
   randomly initialised and trained on fear directly (the control of the TL effect on the
   teacher at the same input width);
+- with ``[features] normalize = "calibration:..."`` and ``scratch`` on,
+  ``scratch-subject-norm/student/-`` (:func:`subject_side`): the scratch student again, on the
+  same fold normalised with ``"subject"``, so both normalisations are scored side by side;
 - controls: :func:`mispaired` (``mispaired/student/<t>``, Method 1's KD with the teacher's
   outputs shuffled across rows) and :func:`method1_permuted` (``method1-permuted/backbone/-``
   pretrained on permuted source labels, then ``method1-permuted/teacher/-`` fine-tuned on fear);
@@ -55,9 +58,9 @@ from .training.settings import FitSettings
 if TYPE_CHECKING:
     from .config import ExperimentConfig
 
-__all__ = ["METHODS", "PipelineSettings", "STAGES", "Stage", "backbone", "method1",
-           "method1_permuted", "method2", "mispaired", "register_method", "run_pipeline",
-           "scratch", "stage_list"]
+__all__ = ["METHODS", "PipelineSettings", "STAGES", "SUBJECT_SIDE", "Stage", "backbone",
+           "method1", "method1_permuted", "method2", "mispaired", "register_method",
+           "run_pipeline", "scratch", "stage_list", "subject_side"]
 
 #: Values of the results' ``stage`` column, in report order.
 STAGES = ("backbone", "teacher", "student-source", "student", "baseline")
@@ -192,6 +195,20 @@ def scratch(settings: PipelineSettings) -> list[Stage]:
                            model=settings.student_model, init_seed="init/student")]
 
 
+#: Method name of the scratch student trained again with ``normalize = "subject"`` when a run
+#: normalises on a calibration part (``[features] normalize = "calibration:..."``).
+SUBJECT_SIDE = "scratch-subject-norm"
+
+
+def subject_side(settings: PipelineSettings) -> list[Stage]:
+    """The normalisation control of a calibration run: ``scratch-subject-norm/student/-``, the
+    scratch student on the same fold with each subject standardised on all of its own windows
+    (``normalize = "subject"``), so that the report shows ``subject`` and ``calibration`` side
+    by side. :func:`run_pipeline` adds it itself (it is not a value of ``[methods] run``)."""
+    return [Stage(SUBJECT_SIDE, "student", task="fear", inputs="student",
+                  model=settings.student_model, init_seed="init/student")]
+
+
 def mispaired(settings: PipelineSettings) -> list[Stage]:
     """The KD control: per KD target but ``hard``, ``mispaired/student/<t>``, a student taught
     by Method 1's teacher with the teacher's outputs permuted across the training rows (each
@@ -304,6 +321,11 @@ def run_pipeline(fs, student_names: Sequence[str], train_idx, test_idx, *, val_i
              "dropped_features": list(fold.dropped)})
     for stage in stages:
         run_stage(stage, ctx)
+    if s.scratch and s.methods and s.normalize.startswith("calibration:"):
+        # the same student on the same fold, each subject standardised on all its windows
+        side = Fold(fs, student_names, train_idx, test_idx, val_idx, normalize="subject",
+                    inner_groups=s.inner_groups)
+        run_stage(subject_side(s)[0], dataclasses.replace(ctx, fold=side, models={}, _logits={}))
     tasks = ("fear", "source") if s.methods else ("source",)
     ctx.out["rows"].extend(_baseline_rows(fold, s.baselines, n_classes, seed, tasks))
     return ctx.out

@@ -20,6 +20,7 @@ from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
 from .. import labels
+from ..errors import ConfigError
 from ..recordings import Recordings, Subject, Trial
 from . import cache
 from .featureset import FeatureSet
@@ -29,13 +30,16 @@ from .presets import VAR_LOG_FLOOR, Plan, Recipe, get_preset, level_features
 from .spectral import sliding_band_power
 from .windows import Windowing, get_windowing, make_windows, window_samples
 
-__all__ = ["extract_features", "subject_features", "trial_features"]
+__all__ = ["CALIBRATION_ONLY", "extract_features", "subject_features", "trial_features"]
 
 logger = logging.getLogger(__name__)
 BASELINE_POLICIES = ("drop", "subtract", "keep")
 BASELINE_MODES = ("subtract", "divide")
 _LABELLED_DATASETS = ("deap", "ascertain", "wesad")
 _INFO_TRIALS = "trials_with_info_labels"
+#: Metadata column (``calibration_baseline`` only): a pre-stimulus window cut for the
+#: per-subject calibration alone, unlabelled for every task.
+CALIBRATION_ONLY = "calibration_only"
 
 
 def _choice(value, name: str, choices: tuple[str, ...]) -> str:
@@ -55,6 +59,7 @@ def trial_features(
     baseline: str = "drop",
     baseline_mode: str = "subtract",
     workspace: dict | None = None,
+    calibration_baseline: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Features of every window of one trial.
 
@@ -73,6 +78,10 @@ def trial_features(
     baseline_mode : {"subtract", "divide"}
     workspace : dict, optional
         FFT buffers reused between trials (pass one dict for all trials of a subject).
+    calibration_baseline : bool
+        With ``"drop"`` or ``"subtract"``, also cut windows over the pre-stimulus baseline
+        ``[0, onset)`` (first, in time order) for ``normalize = "calibration:baseline"``; the
+        caller keeps them out of training and testing.
 
     Returns
     -------
@@ -93,6 +102,10 @@ def trial_features(
     t_start, t_stop = make_windows(duration, windowing.length, windowing.step,
                                    tmin=0.0 if baseline == "keep" else trial.onset,
                                    n_times=n_times)
+    if calibration_baseline and baseline != "keep" and trial.onset > 0:
+        _check_baseline_part(trial, windowing)
+        pre = make_windows(trial.onset, windowing.length, windowing.step, n_times=n_times)
+        t_start, t_stop = np.concatenate([pre[0], t_start]), np.concatenate([pre[1], t_stop])
     blocks = []
     if plan.eeg:
         sig = trial.signals["eeg"]
@@ -169,6 +182,17 @@ def trial_features(
     return X, t_start, t_stop
 
 
+def _check_baseline_part(trial: Trial, windowing: Windowing) -> None:
+    """The pre-stimulus baseline holds at least one window, or a one-line ConfigError."""
+    if trial.onset + 1e-9 < windowing.length:
+        raise ConfigError(
+            f"[features] normalize = \"calibration:baseline\": the pre-stimulus baseline of "
+            f"{trial.dataset} subject {trial.subject} trial {trial.trial} is {trial.onset:g} s, "
+            f"shorter than one window ({windowing.length:g} s); expected a window of at most "
+            f"{trial.onset:g} s: set [features] window = {trial.onset:g} (or less), or "
+            f"normalize = \"subject\".")
+
+
 def subject_features(
     subject: Subject,
     recipe: Recipe,
@@ -176,16 +200,21 @@ def subject_features(
     *,
     baseline: str = "drop",
     baseline_mode: str = "subtract",
+    calibration_baseline: bool = False,
 ) -> FeatureSet | None:
     """Features of every window of every trial of one subject (None if it has no trial).
 
     ``y_fear``/``y_source`` are the trial's ``info["y_fear"]``/``info["y_source"]`` where a
     reader gave them and -1 elsewhere; :func:`extract_features` fills in the rest from ratings.
     When the reader names stages (``info["stage"]``) the metadata also has a ``stage`` column.
+    With ``calibration_baseline`` (``normalize = "calibration:baseline"``) the windows that end
+    by a trial's stimulus onset get stage ``"baseline"`` (with ``baseline = "drop"`` or
+    ``"subtract"`` they are cut for this alone, and :data:`CALIBRATION_ONLY` marks them), the
+    other windows of trials without a reader stage ``"stimulus"``.
     """
     xs, t0s, t1s, trial_ids, info_trials = [], [], [], [], []
     ratings: dict[str, list] = {}
-    y_fear, y_source, stages = [], [], []
+    y_fear, y_source, stages, window_stages = [], [], [], []
     names = None
     workspace: dict = {}
     for k, trial in enumerate(subject.trials):
@@ -199,7 +228,11 @@ def subject_features(
                 f"trial's {len(names)}: its channels differ. Name the channels in the recipe."
             )
         X, t0, t1 = trial_features(trial, plan, windowing, baseline=baseline,
-                                   baseline_mode=baseline_mode, workspace=workspace)
+                                   baseline_mode=baseline_mode, workspace=workspace,
+                                   calibration_baseline=calibration_baseline)
+        if calibration_baseline:
+            reader_stage = str(trial.info.get("stage", "")) or "stimulus"
+            window_stages.append(np.where(t1 <= trial.onset + 1e-9, "baseline", reader_stage))
         has_info = "y_fear" in trial.info
         if has_info:
             info_trials.append(trial.trial)
@@ -232,14 +265,19 @@ def subject_features(
     sessions = [str(t.info.get("session", "")) for t in subject.trials]
     if any(sessions):  # several recordings per subject (generic reader)
         metadata["session"] = np.repeat(np.asarray(sessions, dtype=str), counts)
-    if any(stages):
+    if calibration_baseline:
+        metadata["stage"] = np.concatenate(window_stages).astype(str)
+        metadata[CALIBRATION_ONLY] = ((metadata["stage"] == "baseline").to_numpy()
+                                      & (baseline != "keep"))
+    elif any(stages):
         # named stages (generic reader): what `normalize = "calibration:<stage>"` selects
         metadata["stage"] = np.repeat(np.asarray(stages, dtype=str), counts)
     return FeatureSet(np.concatenate(xs), names, metadata, {_INFO_TRIALS: info_trials})
 
 
 def _subject_job(recordings: Recordings, sid: str, recipe: Recipe, windowing: Windowing,
-                 baseline: str, baseline_mode: str, path: Path | None):
+                 baseline: str, baseline_mode: str, calibration_baseline: bool,
+                 path: Path | None):
     """One worker's unit: (FeatureSet or None, new load-report records, came from cache)."""
     if path is not None:
         cached = cache.load_entry(path)
@@ -248,7 +286,7 @@ def _subject_job(recordings: Recordings, sid: str, recipe: Recipe, windowing: Wi
     n_skipped, n_repaired = len(recordings.report.skipped), len(recordings.report.repaired)
     n_flagged = len(recordings.report.flagged)
     fs = subject_features(recordings.load(sid), recipe, windowing, baseline=baseline,
-                          baseline_mode=baseline_mode)
+                          baseline_mode=baseline_mode, calibration_baseline=calibration_baseline)
     delta = (recordings.report.skipped[n_skipped:], recordings.report.repaired[n_repaired:],
              recordings.report.flagged[n_flagged:])
     if fs is not None and path is not None:
@@ -274,6 +312,7 @@ def extract_features(
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
     return_labels: bool = False,
+    calibration_baseline: bool = False,
 ) -> FeatureSet | tuple[FeatureSet, labels.LabeledTrials]:
     """Windows, features and labels of every subject of ``recordings``.
 
@@ -318,6 +357,12 @@ def extract_features(
         Show a progress bar (tqdm) over subjects.
     return_labels : bool
         Also return the per-trial labels and their report.
+    calibration_baseline : bool
+        For ``normalize = "calibration:baseline"``: a ``stage`` column with ``"baseline"`` for
+        the windows over each trial's pre-stimulus baseline (cut for this alone under
+        ``"drop"``/``"subtract"``, and then unlabelled for every task, so no model trains or is
+        scored on them); a baseline shorter than one window is a
+        :class:`~fearkd.errors.ConfigError` naming ``[features] window``.
 
     Returns
     -------
@@ -346,6 +391,8 @@ def extract_features(
     settings = {"recipe": recipe.to_dict(), "windowing": windowing.to_dict(),
                 "baseline": baseline,
                 "baseline_mode": baseline_mode if baseline == "subtract" else None}
+    if calibration_baseline:  # only then, so that earlier cache entries stay valid
+        settings["calibration_baseline"] = True
     paths: dict[str, Path | None] = dict.fromkeys(recordings.subjects)
     if cache_dir is not None:
         Path(cache_dir).mkdir(parents=True, exist_ok=True)
@@ -353,7 +400,7 @@ def extract_features(
         paths = {s: cache.cache_path(cache_dir, recordings.dataset, s,
                                      cache.cache_key(fingerprint, s, settings))
                  for s in recordings.subjects}
-    args = (recipe, windowing, baseline, baseline_mode)
+    args = (recipe, windowing, baseline, baseline_mode, bool(calibration_baseline))
     bar = tqdm(total=len(recordings), desc=f"features {recipe.name}", unit="subject",
                disable=not progress)
     results = []
@@ -392,6 +439,9 @@ def extract_features(
         rules = recordings.description.get("rules")
     labeled = _label(features, recordings.dataset, info_trials, rules, source, ambiguous,
                      nan_policy, recordings.description.get("classes"))
+    if CALIBRATION_ONLY in features.metadata.columns:
+        only = features.metadata[CALIBRATION_ONLY].to_numpy(bool)
+        features.metadata.loc[only, ["y_fear", "y_source"]] = -1
     features.info = {**settings, "dataset": recordings.dataset,
                      "fearkd_version": cache.fearkd_version(),
                      "rules": _describe(rules, recordings.dataset),

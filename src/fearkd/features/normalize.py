@@ -27,6 +27,13 @@ that shift. The modes, by the value of ``[features] normalize``:
     Each subject is z-scored on the windows of the trials whose stage name (the metadata column
     ``stage``, from a reader that names stages, e.g. ``generic``) is ``<stage>``, e.g. a
     resting stage.
+``"calibration:baseline"``
+    Each subject is z-scored on the windows over the pre-stimulus baseline of its trials (DEAP:
+    the first 3 s of every trial, which ``[features] baseline = "drop"`` otherwise drops). The
+    experiment cuts those windows for this alone (:func:`fearkd.features.extract.
+    extract_features` with ``calibration_baseline=True``: stage ``"baseline"``, unlabelled for
+    every task, so no model trains or is scored on them); the window must fit in the baseline
+    (DEAP: ``[features] window = 3`` or less), or the run stops with one line naming that key.
 
 :class:`SubjectNormalizer` is the scikit-learn transformer behind all per-subject modes; it can
 be used with :class:`~fearkd.models.FearkdClassifier` directly (``groups`` are passed in)::
@@ -181,7 +188,8 @@ def normalize_sentence(value: str) -> str:
                 "transductive: their unlabelled test windows set their own scaling.")
     if mode == "calibration":
         part = (f"the first {calibration:g} s" if isinstance(calibration, float)
-                else f"the stage {calibration!r}")
+                else "the pre-stimulus baseline of every trial (stage 'baseline')"
+                if calibration == "baseline" else f"the stage {calibration!r}")
         return (f"Features were standardised per subject on {part} of each subject's own "
                 f"recording only (normalize = \"{value}\"), as a deployed monitor can.")
     if mode == "l2-rows":

@@ -159,10 +159,46 @@ def _dataset_section(run: RunData) -> Section | None:
             from ..features.normalize import normalize_sentence
 
             sec.blocks.append(TextBlock(f"{ds.upper()}: {normalize_sentence(norm)}"))
+            sec.blocks += _normalize_side_by_side(res[res["dataset"] == ds], ds, str(norm))
         rep = run.label_reports.get(ds)
         if rep:
             sec.blocks += _label_blocks(ds, rep)
     return sec if sec.blocks else None
+
+
+def _normalize_side_by_side(res: pd.DataFrame, ds: str, norm: str) -> list:
+    """A calibration run's scratch student next to the same student with ``normalize =
+    "subject"`` (``scratch-subject-norm``, :func:`fearkd.methods.subject_side`), paired on
+    (fold, seed): test accuracy of each and the difference with its 95 % interval."""
+    from ..methods import SUBJECT_SIDE
+    from .effects import paired_effect
+
+    if SUBJECT_SIDE not in set(res["method"]):
+        return []
+    rows = []
+    a_spec, b_spec = ("scratch", "student", "-"), (SUBJECT_SIDE, "student", "-")
+    for protocol, sub in res.groupby("protocol", sort=False):
+        eff = paired_effect(sub, sub, a_spec, b_spec, protocol=protocol)
+        if not eff["n_pairs"]:
+            continue
+        test = sub[(sub["split"] == "test") & (sub["metric"] == "accuracy")
+                   & (sub["stage"] == "student") & (sub["target"] == "-")]
+        mean = test.groupby("method")["value"].mean() * 100
+        rows.append({"Protocol": protocol, f"normalize = {norm}": mean.get("scratch"),
+                     "normalize = subject": mean.get(SUBJECT_SIDE),
+                     "Difference (pp)": 100 * eff["mean_diff"],
+                     "95 % CI (pp)": f"[{100 * eff['ci_low']:.1f}, {100 * eff['ci_high']:.1f}]",
+                     "Pairs": eff["n_pairs"]})
+    if not rows:
+        return []
+    table = pd.DataFrame(rows).set_index("Protocol").round(1)
+    table.attrs["marked_rows"] = []
+    return [TableBlock(slug("normalize", ds), f"{ds.upper()} · scratch student: {norm} next to "
+                       f"subject normalisation (test accuracy, %)", table,
+                       note="The same student, folds and seeds; only the per-subject statistics "
+                            "differ: the calibration part alone, or all of a subject's windows "
+                            "(transductive for test subjects). Difference = calibration minus "
+                            "subject, paired on (fold, seed).")]
 
 
 def _balance_blocks(run: RunData, ds: str) -> list:
