@@ -237,15 +237,43 @@ def prepare_multi(cfg: ExperimentConfig, *, cache_dir=None, progress: bool = Tru
 
 
 def _scoped_splits(meta: pd.DataFrame, protocol: str, folds: int, seed: int,
-                   scope: str | None) -> list[tuple]:
-    """Splits of the rows of one dataset (``scope``) or of all rows, as global positions."""
+                   scope: str | None, parts=()) -> list[tuple]:
+    """Splits of the rows of one dataset (``scope``) or of all rows, as global positions.
+
+    ``parts``: the datasets of a combined experiment. Under a protocol that does not split by
+    dataset, the union's fold ``k`` is the union of every dataset's own fold ``k``: folds over
+    the pooled subjects balance windows, not datasets, so with few subjects a fold could test
+    all of one dataset's subjects with none of them on its training side, and the combined
+    student would then never be scored on that dataset (the missing DEAP rows). Per-dataset
+    folds also make the combined and each dataset's own student share their test subjects,
+    which pairs them fold by fold.
+    """
     import numpy as np
 
-    if scope is None:
+    from .evaluation.splitters import PROTOCOLS, check_split
+
+    if scope is not None:
+        pos = np.flatnonzero(meta["dataset"].astype(str).to_numpy() == scope)
+        out = _splits(meta.iloc[pos].reset_index(drop=True), protocol, folds, seed)
+        return [(pos[tr], None if va is None else pos[va], pos[te]) for tr, va, te in out]
+    if len(parts) < 2 or PROTOCOLS.entry(protocol).info.get("group") == "dataset":
         return _splits(meta, protocol, folds, seed)
-    pos = np.flatnonzero(meta["dataset"].astype(str).to_numpy() == scope)
-    out = _splits(meta.iloc[pos].reset_index(drop=True), protocol, folds, seed)
-    return [(pos[tr], None if va is None else pos[va], pos[te]) for tr, va, te in out]
+    each = [_scoped_splits(meta, protocol, folds, seed, name) for name in parts]
+    counts = {name: len(s) for name, s in zip(parts, each, strict=True)}
+    if len(set(counts.values())) > 1:
+        raise ConfigError(f"[evaluation] protocol = {protocol!r} gives the [[datasets]] "
+                          f"different numbers of folds ({counts!r}); set [evaluation] folds "
+                          f"to at most the smallest count.")
+    out, guarded = [], PROTOCOLS.entry(protocol).info.get("group", "none") != "none"
+    for fold in zip(*each, strict=True):
+        train = np.sort(np.concatenate([tr for tr, _, _ in fold]))
+        vals = [va for _, va, _ in fold if va is not None]
+        val = np.sort(np.concatenate(vals)) if vals else None
+        test = np.sort(np.concatenate([te for _, _, te in fold]))
+        if guarded:
+            check_split(meta, train, test, protocol)
+        out.append((train, val, test))
+    return out
 
 
 def _splits(meta: pd.DataFrame, protocol: str, folds: int, seed: int) -> list[tuple]:
@@ -377,7 +405,8 @@ def run_experiment(cfg: ExperimentConfig, rundir: str | Path, *, data_path=None,
     for (name, protocol), scope in scopes.items():
         n_folds = {}
         for seed in ev.seeds:
-            splits[(name, protocol, seed)] = _scoped_splits(meta, protocol, folds, seed, scope)
+            splits[(name, protocol, seed)] = _scoped_splits(meta, protocol, folds, seed,
+                                                            scope, tuple(data.parts or ()))
             n_folds[(protocol, seed)] = len(splits[(name, protocol, seed)])
         units += make_units(name, [x for x in plan if x[0] == protocol], n_folds, ev.seeds)
     cv = CVData(data.featureset, data.student_names, splits, settings, data.n_source_classes,
