@@ -367,6 +367,7 @@ def run_experiment(cfg: ExperimentConfig, rundir: str | Path, *, data_path=None,
         prepared = prepare_multi(cfg, cache_dir=run.path / "cache", progress=progress)
     data = prepared or prepare_data(cfg, data_path=data_path, cache_dir=run.path / "cache",
                                     progress=progress)
+    _check_model_inputs(cfg, settings, [m for _, m, _ in plan], data)
     run.check_config(resolved, key=config_key)
     run.start_environment(seeds=list(ev.seeds), jobs=jobs, scheduler=scheduler or "",
                           torch_threads=UNIT_THREADS)
@@ -421,6 +422,33 @@ def run_experiment(cfg: ExperimentConfig, rundir: str | Path, *, data_path=None,
     wall = time.perf_counter() - start
     run.finish_environment(wall)
     return ExperimentResult(run, results, timing, data, wall)
+
+
+def _check_model_inputs(cfg: ExperimentConfig, settings: PipelineSettings, models,
+                        data: PreparedData) -> None:
+    """Before any unit trains: declared multi-input branches cover their columns' modalities.
+
+    The backbone and teacher see the teacher's columns, the student (``[models] student``, else
+    the backbone's architecture) the student's.
+    """
+    from .models.multi_input import MultiInput, check_branches
+    from .models.registry import MODELS
+
+    teacher = (f"the [common] space {cfg.common.space!r}" if data.parts
+               else f"the teacher preset {cfg.features.teacher!r}")
+    student = ("the [common] student columns" if data.parts
+               else f"the student preset {cfg.features.student!r}")
+    for model in dict.fromkeys(models):
+        for name, names, what in ((model, data.featureset.feature_names, teacher),
+                                  (settings.student_model or model, data.student_names,
+                                   student)):
+            builder = MODELS.get(name)
+            branches = (settings.model_params.get(name) or {}).get("branches")
+            if isinstance(builder, type) and issubclass(builder, MultiInput):
+                try:
+                    check_branches(branches, names, what)
+                except ConfigError as exc:
+                    raise ConfigError(f"{cfg.source or 'config'}: {exc}") from None
 
 
 #: ``folds = "auto"``: one fold per group (leave-one-subject-out), at most this many.
