@@ -210,3 +210,40 @@ def test_combined_table_known_answer():
     assert deap[DIFF + " ±"] == pytest.approx(half)
     assert deap["n"] == 3
     assert np.isnan(table.loc["CNN, Method 1, Combined loss · all", OWN])
+
+
+def _beat_rate(x: np.ndarray, sfreq: float) -> float:
+    """Heart rate (bpm) of a cardiac waveform from its autocorrelation peak (0.4-1.5 s)."""
+    x = (x - x.mean()) / x.std()
+    ac = np.correlate(x, x, "full")[len(x) - 1:]
+    lo, hi = int(0.4 * sfreq), int(1.5 * sfreq)
+    return 60.0 * sfreq / (lo + int(np.argmax(ac[lo:hi])))
+
+
+def test_frontal_gsr_hr_space_end_to_end(tmp_path):
+    """Heart rate from DEAP's PPG and ASCERTAIN's ECG_L in one column, through a whole run."""
+    from fearkd.datasets.loaders import open_dataset
+
+    cfg = load_config(_write(tmp_path, '[common]\nspace = "frontal-gsr-hr"\n'
+                                       '[evaluation]\nfolds = 2'))
+    res = run_experiment(cfg, tmp_path / "run", methods=(), progress=False)
+    fs = res.data.featureset
+    assert fs.n_features == 21 and fs.feature_names[-1] == "hr:HR:hr"
+    assert set(res.results["dataset"]) == {"deap", "ascertain", "deap+ascertain"}
+    meta, hr = fs.metadata, fs.X[:, -1]
+    # known answer: each trial's mean heart-rate feature against the beat period of the raw
+    # waveform (NumPy autocorrelation), on the same channel the space names
+    checked = 0
+    for kind, folder, modality, channel in (("deap", "deap", "ppg", "PPG"),
+                                            ("ascertain", "asc", "ecg", "ECG_L")):
+        for subject in open_dataset(tmp_path / folder, kind=kind):
+            for trial in subject.trials[:3]:
+                sig = trial.signals[modality]
+                truth = _beat_rate(np.asarray(sig.data[list(sig.ch_names).index(channel)]),
+                                   sig.sfreq)
+                rows = ((meta["dataset"] == kind) & (meta["trial"] == trial.trial)
+                        & meta["subject"].str.endswith(str(subject.subject))).to_numpy()
+                assert rows.any()
+                assert abs(float(hr[rows].mean()) - truth) < 4.0, (kind, subject.subject)
+                checked += 1
+    assert checked == 18
