@@ -349,6 +349,9 @@ def run_experiment(cfg: ExperimentConfig, rundir: str | Path, *, data_path=None,
                           f"some of {', '.join(map(repr, METHODS))}.")
     if plan is None:
         plan = [(p, m, methods) for p in protocols for m in models]
+        if cfg.models.ensemble and methods:
+            # KD from an ensemble of the backbones: a unit of its own, method "ensemble"
+            plan += [(p, "ensemble", ("ensemble",)) for p in protocols]
     plan = [(p, m, tuple(ms)) for p, m, ms in plan]
     protocols = tuple(dict.fromkeys(p for p, _, _ in plan))
     unknown = [m for _, m, _ in plan if m not in available_models()]

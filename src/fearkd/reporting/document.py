@@ -215,7 +215,7 @@ def _metric_sections(run: RunData) -> list[Section]:
                 secs[key].blocks.append(TableBlock(slug(key, ds, pr), head, table,
                                                    note=table.attrs.get("note", "")))
         for method, stage in (("method1", "student"), ("method2", "student-source"),
-                              ("method2", "student")):
+                              ("method2", "student"), ("ensemble", "student")):
             for model in pd.unique(here.loc[(here["method"] == method)
                                             & (here["stage"] == stage), "model"]):
                 table = T.kd_table(here, str(model), method=method, stage=stage)

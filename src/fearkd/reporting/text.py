@@ -41,7 +41,8 @@ def data_title(summaries: dict[str, dict]) -> str:
 
 
 #: Stages whose KD table is printed, per method, in order.
-_KD_STAGES = (("method1", ("student",)), ("method2", ("student-source", "student")))
+_KD_STAGES = (("method1", ("student",)), ("method2", ("student-source", "student")),
+              ("ensemble", ("student",)))
 
 
 def method_tables(results: pd.DataFrame) -> list[str]:
@@ -72,7 +73,7 @@ def method_tables(results: pd.DataFrame) -> list[str]:
             ", LEAKY" if protocol in ("seed-legacy", "window") else "")
         methods = set(sel["method"])
         out.append(format_table(backbone_table(sel), title=f"Backbone ({where})"))
-        if "method1" in methods:
+        if methods & {"method1", "ensemble"}:
             out.append(format_table(finetune_table(sel), title=f"Fine-tuned ({where})"))
         for method, stages in _KD_STAGES:
             if method not in methods:
