@@ -188,6 +188,9 @@ class FeaturesConfig:
     n_jobs: int = 1
     log: bool = True
     normalize: str = "subject"
+    #: Append the teacher preset's EEG band covariances, re-centred per subject (pyRiemann
+    #: re-centring, :mod:`fearkd.features.riemann`), as tangent-space columns.
+    riemann: bool = False
 
 
 @dataclass(frozen=True)
@@ -436,6 +439,10 @@ def _check_ensemble(cfg: ExperimentConfig, source: str) -> None:
         raise ConfigError(f"{source}: [models] {key} names 'ensemble'; an ensemble is built "
                           f"over the backbones as a teacher: remove it there and set [models] "
                           f"ensemble = \"vote\" or \"stack\".")
+    if cfg.features.riemann and cfg.datasets:
+        raise ConfigError(f"{source}: [features] riemann = true with [[datasets]]: the common "
+                          f"feature space has no covariance columns; set riemann = false or "
+                          f"run each dataset with its own [dataset] file.")
     if "ensemble" in cfg.methods.run:
         raise ConfigError(f"{source}: [methods] run names 'ensemble', which runs in a unit of "
                           f"its own: remove it from run and set [models] ensemble = \"vote\" "

@@ -124,12 +124,17 @@ def prepare_data(cfg: ExperimentConfig, *, data_path=None, cache_dir=None,
         recordings, f.teacher, window=f.window, step=f.step, baseline=f.baseline,
         method=f.method, log=f.log, rules=rules, source=source, ambiguous=cfg.labels.ambiguous,
         nan_policy=cfg.labels.nan_policy, n_jobs=f.n_jobs, cache_dir=cache_dir,
-        progress=progress, return_labels=True,
+        progress=progress, return_labels=True, riemann=f.riemann,
     )
     # the first subject with windows: a subject dropped by [dataset] flat has no trial
     first_subject = recordings.load(str(fs.metadata["subject"].iloc[0]))
     first = first_subject.trials[0]
     student_names = get_preset(f.student).plan(first).feature_names
+    if f.riemann and not get_preset(f.teacher).plan(first).eeg:
+        raise ConfigError(f"{cfg.source}: [features] riemann = true re-centres EEG "
+                          f"covariances, but the teacher preset {f.teacher!r} has no EEG "
+                          f"channel on this data; set riemann = false or a teacher preset "
+                          f"with EEG ([features] teacher).")
     missing = [n for n in student_names if n not in set(fs.feature_names)]
     if missing:
         raise ConfigError(
