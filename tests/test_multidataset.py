@@ -247,3 +247,12 @@ def test_frontal_gsr_hr_space_end_to_end(tmp_path):
                 assert abs(float(hr[rows].mean()) - truth) < 4.0, (kind, subject.subject)
                 checked += 1
     assert checked == 18
+
+
+def test_run_help_names_the_combined_table(capsys):
+    from fearkd.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "combined student's test accuracy per dataset" in text
