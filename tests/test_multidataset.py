@@ -256,3 +256,13 @@ def test_run_help_names_the_combined_table(capsys):
         main(["run", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "combined student's test accuracy per dataset" in text
+
+
+def test_folds_are_checked_against_each_dataset(tmp_path):
+    # the union's folds are each dataset's own folds, so 4 folds need 4 subjects in each
+    # dataset even when the datasets' own models are not trained (per_dataset = false)
+    cfg = load_config(_write(tmp_path, "[common]\nper_dataset = false\n"
+                                       "[evaluation]\nfolds = 4"))
+    with pytest.raises(ConfigError, match=r"\[evaluation\] folds = 4 but protocol 'subject' "
+                                          r"has only 3 subjects; set folds = 3 or fewer"):
+        run_experiment(cfg, tmp_path / "run", progress=False)

@@ -398,11 +398,11 @@ def run_experiment(cfg: ExperimentConfig, rundir: str | Path, *, data_path=None,
         per = multi and cfg.common.per_dataset
         if per and PROTOCOLS.entry(protocol).info.get("group") != "dataset":
             scopes.update({(name, protocol): name for name in data.parts})
-    smallest = meta
-    if multi and cfg.common.per_dataset:
-        sizes = {n: meta[meta["dataset"] == n] for n in data.parts}
-        smallest = min(sizes.values(), key=lambda m: m["subject"].nunique())
-    folds = _resolve_folds(folds, smallest, protocols, cfg.source)
+    if multi:  # the union's folds are each dataset's own: every dataset must fill them
+        folds = min(_resolve_folds(folds, meta[meta["dataset"] == n], protocols, cfg.source)
+                    for n in data.parts)
+    else:
+        folds = _resolve_folds(folds, meta, protocols, cfg.source)
     from .features.normalize import check_normalize
 
     try:
