@@ -222,3 +222,58 @@ def test_riemann_bad_input():
         band_covariances(np.zeros((3, 1, 64)), 128.0, ALPHA)
     with pytest.raises(ValueError, match="'subjects' has 2 entries but there are 3"):
         recenter(np.stack([np.eye(2)] * 3), [0, 1])
+
+
+def _riemann_experiment(tmp_path, write_experiment, teacher="deap-student-eeg"):
+    from fearkd.config import load_config
+
+    path = write_experiment(tmp_path, methods=("method1",), kd_targets=("soft",),
+                            backbones=("ann",))
+    text = (path.read_text().replace('teacher = "deap-teacher"', f'teacher = "{teacher}"')
+            .replace('student = "deap-student"', 'student = "deap-student-eeg"')
+            .replace("[features]\n", "[features]\nriemann = true\n"))
+    path.write_text(text)
+    return load_config(path)
+
+
+def test_riemann_option_adds_recentred_covariances_through_run_experiment(
+        deap_root, tmp_path, write_experiment):
+    from fearkd.experiment import run_experiment
+    from fearkd.features.presets import get_preset
+
+    cfg = _riemann_experiment(tmp_path, write_experiment)
+    assert cfg.features.riemann is True
+    res = run_experiment(cfg, tmp_path / "run", data_path=deap_root, progress=False)
+    fs = res.data.featureset
+    cols = [j for j, n in enumerate(fs.feature_names) if ":riemann-" in n]
+    n_eeg, n_bands = 14, len(get_preset("deap-student-eeg").bands)
+    assert len(cols) == n_bands * n_eeg * (n_eeg + 1) // 2
+    assert not set(np.asarray(fs.feature_names)[cols]) & set(res.data.student_names)
+    # known answer: re-centred on its own Riemannian mean, each subject's tangent vectors
+    # average to zero (the mean's defining property); pooled re-centring would not
+    R = fs.X[:, cols].astype(np.float64)
+    subjects = fs.metadata["subject"].to_numpy()
+    spread = R.std(axis=0).mean()
+    for s in np.unique(subjects):
+        assert np.abs(R[subjects == s].mean(axis=0)).max() < 0.02 * spread, s
+    r = res.results
+    assert {("method1", "student"), ("method1", "teacher")} <= set(
+        zip(r["method"], r["stage"], strict=True))
+
+
+def test_riemann_option_needs_eeg_and_one_dataset(deap_root, tmp_path, write_experiment):
+    from fearkd.config import load_config
+    from fearkd.errors import ConfigError
+    from fearkd.experiment import prepare_data
+
+    cfg = _riemann_experiment(tmp_path, write_experiment, teacher="peripheral")
+    with pytest.raises(ConfigError, match=r"\[features\] riemann = true re-centres EEG "
+                                          r"covariances, but the teacher preset 'peripheral' "
+                                          r"has no EEG channel on this data; set riemann = "
+                                          r"false"):
+        prepare_data(cfg, data_path=deap_root, progress=False)
+    path = tmp_path / "multi.toml"
+    path.write_text('[[datasets]]\nkind = "deap"\npath = "a"\n[[datasets]]\nkind = "ascertain"'
+                    '\npath = "b"\n[features]\nriemann = true\n')
+    with pytest.raises(ConfigError, match=r"\[features\] riemann = true with \[\[datasets\]\]"):
+        load_config(path)

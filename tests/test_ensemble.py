@@ -93,3 +93,112 @@ def test_bad_ensemble_input(kwargs, match):
     args = {"names": ["ann"], **kwargs}
     with pytest.raises(ValueError, match=match):
         fit_ensemble(args.pop("names"), X, y, 3, settings=SETTINGS, groups=g, **args)
+
+
+# --------------------------------------------------- the ``ensemble`` model of experiment files
+def test_vote_model_is_the_log_mean_of_member_probabilities():
+    import torch
+
+    model = make_model("ensemble", 8, 3, random_state=0, members=["ann", "attention"])
+    x = torch.randn(6, 8)
+    model.set_scale(1, np.full(8, 0.5), np.full(8, 2.0))
+    model.eval()  # the members' dropout off
+    with torch.no_grad():
+        p0 = torch.softmax(model.members[0](x), 1)
+        p1 = torch.softmax(model.members[1]((x - 0.5) / 2.0), 1)
+        assert torch.allclose(model(x), torch.log((p0 + p1) / 2), atol=1e-6)
+
+
+def test_stacked_model_never_below_its_best_member_by_more_than_the_noise_floor():
+    # The experiment-file path (fit_ensemble_model). Shown to fail: with the head fitted on
+    # reversed labels (y[::-1]) the gap falls far below minus the noise floor.
+    import torch
+
+    from fearkd.training.ensemble import fit_ensemble_model
+
+    gaps, floor = [], 0.0
+    for seed in range(3):
+        X, y, g = _planted(seed)
+        tr, te = np.arange(300), np.arange(300, 400)
+        model = make_model("ensemble", 8, 3, random_state=seed, members=list(MEMBERS),
+                           kind="stack")
+        fit_ensemble_model(model, X[tr], y[tr], SETTINGS, groups=g[tr], random_state=seed)
+        with torch.no_grad():
+            proba = model.member_proba(torch.as_tensor(X[te])).numpy()
+        members = [float((proba[:, 3 * k:3 * k + 3].argmax(1) == y[te]).mean())
+                   for k in range(2)]
+        best = max(members)
+        stacked = float((predict_logits(model, X[te]).argmax(1) == y[te]).mean())
+        gaps.append(stacked - best)
+        floor = max(floor, 1.96 * np.sqrt(best * (1 - best) / len(te)))  # binomial SE
+        # the meta-model never saw a prediction made on its own training rows' groups
+        for row, trained_on in enumerate(model.oof_train_rows_):
+            assert len(trained_on) > 0 and g[tr][row] not in set(g[tr][trained_on].tolist())
+    assert np.mean(gaps) > -floor, (gaps, floor)
+
+
+def _ensemble_experiment(tmp_path, write_experiment, extra: str, **kw):
+    from fearkd.config import load_config
+
+    path = write_experiment(tmp_path, backbones=kw.pop("backbones", ("ann", "attention")),
+                            methods=("method1",), kd_targets=("combined",), **kw)
+    text = path.read_text().replace('backbones = ', extra + '\nbackbones = ', 1)
+    path.write_text(text)
+    return load_config(path)
+
+
+def test_ensemble_teacher_through_run_experiment(tmp_path, deap_root, write_experiment):
+    """[models] ensemble = "stack": its own unit; the ensemble teaches students; resumable."""
+    from fearkd.experiment import run_experiment
+
+    cfg = _ensemble_experiment(tmp_path, write_experiment, 'ensemble = "stack"')
+    res = run_experiment(cfg, tmp_path / "run", data_path=deap_root, progress=False)
+    r = res.results
+    test_acc = r[(r["split"] == "test") & (r["metric"] == "accuracy")]
+    teacher = test_acc[(test_acc["method"] == "ensemble") & (test_acc["stage"] == "teacher")]
+    assert set(teacher["model"]) == {"ensemble"} and len(teacher) == 2  # one per fold
+    students = test_acc[(test_acc["method"] == "ensemble") & (test_acc["stage"] == "student")]
+    assert set(students["target"]) == {"combined"} and set(students["model"]) == {"ann"}
+    # the ensemble holds both backbones, each with its own parameters
+    units = [u for u in res.rundir.unit_ids() if "__ensemble__" in u]
+    assert len(units) == 2
+    assert int(teacher["n_params"].iloc[0]) == sum(
+        int(test_acc[(test_acc["method"] == "method1") & (test_acc["stage"] == "teacher")
+                     & (test_acc["model"] == m)]["n_params"].iloc[0])
+        for m in ("ann", "attention")) + 2 * 4 * 4 + 4  # + the head over 2 x 4 probabilities
+    # a re-run reloads every stage (the ensemble from its checkpoint) with the same results
+    again = run_experiment(cfg, tmp_path / "run", data_path=deap_root, progress=False)
+    pd_cols = ["dataset", "method", "stage", "model", "target", "fold", "split", "metric"]
+    a = r.sort_values(pd_cols).reset_index(drop=True)
+    b = again.results.sort_values(pd_cols).reset_index(drop=True)
+    assert np.allclose(a["value"].to_numpy(float), b["value"].to_numpy(float))
+
+
+@pytest.mark.parametrize(("extra", "kw", "match"), [
+    ('ensemble = "bag"', {}, r"\[models\] ensemble: expected one of \['vote', 'stack'\] \(or "
+                             r"\"\" for none\), got 'bag'; write ensemble = \"vote\""),
+    ('ensemble = "vote"', {"backbones": ("ann", "ensemble")},
+     r"\[models\] backbones names 'ensemble'; .* set \[models\] ensemble = \"vote\" or"),
+])
+def test_bad_ensemble_keys_are_one_line_errors(tmp_path, write_experiment, extra, kw, match):
+    from fearkd.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=match):
+        _ensemble_experiment(tmp_path, write_experiment, extra, **kw)
+
+
+def test_ensemble_with_adaptation_or_in_methods_run_is_refused(tmp_path, write_experiment):
+    from fearkd.config import load_config
+    from fearkd.errors import ConfigError
+
+    path = write_experiment(tmp_path, backbones=("ann",), methods=("method1",))
+    base = path.read_text()
+    path.write_text(base.replace("backbones = ", 'ensemble = "vote"\nbackbones = ', 1)
+                    .replace("[training]\n", '[training]\nadaptation = "coral"\n'))
+    with pytest.raises(ConfigError, match=r"\[models\] ensemble = 'vote' with \[training\] "
+                                          r"adaptation = 'coral'.* set adaptation = \"none\""):
+        load_config(path)
+    path.write_text(base.replace('run = ["method1"]', 'run = ["method1", "ensemble"]'))
+    with pytest.raises(ConfigError, match=r"\[methods\] run names 'ensemble'.* remove it from "
+                                          r"run and set \[models\] ensemble"):
+        load_config(path)

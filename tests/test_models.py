@@ -76,6 +76,9 @@ SAVED_KEYS = {
        | {f"dense.{i}.{p}" for i in (0, 2, 4) for p in ("weight", "bias")}
        | {"head.weight", "head.bias"} for name in ("bilstm", "bigru")},
 }
+# an ensemble (default: one "ann" member): the member's keys, its input scale, the head
+SAVED_KEYS["ensemble"] = ({f"members.0.{k}" for k in SAVED_KEYS["ann"]}
+                          | {"mean_0", "scale_0", "head.weight", "head.bias"})
 
 
 class TinyNet(torch.nn.Module):
@@ -108,7 +111,7 @@ def registered():
 def test_builtin_names_are_registered_in_order():
     assert available_models() == MODELS.names() == (
         "cnn", "lstm", "gru", "cnn-lstm", "ann", "dnn150", "dnn300", "bilstm", "bigru",
-        "cnn-teacher", "attention", "multi-input")
+        "cnn-teacher", "attention", "multi-input", "ensemble")
     assert set(SAVED_KEYS) == set(MODELS.names())
     doc = registry_module.make_model.__doc__
     for name in MODELS.names():

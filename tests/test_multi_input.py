@@ -101,3 +101,41 @@ def test_the_runner_passes_the_stage_columns_names():
     model = _build(Stage("m", "s", inputs="student"), ctx)
     assert model.spec.params["feature_names"] == student
     assert model.modalities == ("eeg", "gsr")
+
+
+def test_declared_branches_must_cover_the_modalities():
+    from fearkd.errors import ConfigError
+    from fearkd.models.multi_input import check_branches
+
+    check_branches(["eeg", "gsr"], NAMES)
+    check_branches(["eeg", "gsr", "ppg"], NAMES)  # a sensor the student lacks is allowed
+    check_branches(None, NAMES)
+    with pytest.raises(ConfigError, match=r"\[models.params.multi-input\] branches = \['eeg'\] "
+                                          r"does not cover modality \['gsr'\] of the model's "
+                                          r"input columns .* add \['gsr'\] to branches"):
+        make_model("multi-input", len(NAMES), 4, feature_names=NAMES, branches=["eeg"])
+    with pytest.raises(ConfigError, match=r"branches: expected a non-empty list of modality "
+                                          r"names, e\.g\. \[\"eeg\", \"gsr\"\], got 'eeg'"):
+        make_model("multi-input", len(NAMES), 4, branches="eeg")
+
+
+def test_branches_not_covering_the_preset_are_refused_before_training(tmp_path, deap_root,
+                                                                      write_experiment,
+                                                                      capsys):
+    from fearkd.cli import main
+    from fearkd.config import load_config
+    from fearkd.errors import ConfigError
+    from fearkd.experiment import run_experiment
+
+    path = write_experiment(tmp_path, backbones=("multi-input",), methods=("method1",),
+                            kd_targets=("hard",))
+    path.write_text(path.read_text() + '[models.params.multi-input]\nbranches = ["eeg"]\n')
+    with pytest.raises(ConfigError, match=r"experiment.toml: \[models.params.multi-input\] "
+                                          r"branches = \['eeg'\] does not cover modality "
+                                          r"\[.*'gsr'.*\] of the teacher preset 'deap-teacher'"):
+        run_experiment(load_config(path), tmp_path / "run", data_path=deap_root, progress=False)
+    assert not list((tmp_path / "run").glob("units/*.json"))
+    assert main(["run", str(path), "--data", str(deap_root), "--out", str(tmp_path / "run2"),
+                 "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "add [" in err[0] and "to branches" in err[0]

@@ -570,7 +570,9 @@ def _add_run(sub) -> None:
         description="Run the experiment a TOML file describes: features, backbone "
                     "pretraining, Method 1 and Method 2 with every KD target, the student from "
                     "scratch and the baselines, on every fold of the configured protocol. "
-                    "Prints the reference's result tables; resumes an interrupted run.",
+                    "Prints the reference's result tables (with [[datasets]], also the "
+                    "combined student's test accuracy per dataset next to each dataset's own "
+                    "student); resumes an interrupted run.",
     )
     _add_experiment_args(p)
     p.set_defaults(func=_cmd_run)

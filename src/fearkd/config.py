@@ -190,6 +190,9 @@ class FeaturesConfig:
     n_jobs: int = 1
     log: bool = True
     normalize: str = "subject"
+    #: Append the teacher preset's EEG band covariances, re-centred per subject (pyRiemann
+    #: re-centring, :mod:`fearkd.features.riemann`), as tangent-space columns.
+    riemann: bool = False
 
 
 @dataclass(frozen=True)
@@ -199,6 +202,9 @@ class ModelsConfig:
     student: str = ""
     #: Per-model constructor parameters, e.g. ``[models.params.lstm] hidden_size = 32``.
     params: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
+    #: ``"vote"`` or ``"stack"``: also an ensemble of the backbones as a teacher (its own unit,
+    #: method ``ensemble``); empty: none.
+    ensemble: str = ""
 
 
 @dataclass(frozen=True)
@@ -422,6 +428,35 @@ def _check_model_params(params: Mapping, source: str) -> None:
             raise ConfigError(f"{where}: {exc} Fix the value in that table.") from None
 
 
+def _check_ensemble(cfg: ExperimentConfig, source: str) -> None:
+    """``[models] ensemble``: a kind, over backbones; ``ensemble`` is no backbone or student."""
+    from .models.ensemble import ENSEMBLE_KINDS
+
+    mo = cfg.models
+    if mo.ensemble not in ("", *ENSEMBLE_KINDS):
+        raise ConfigError(f"{source}: [models] ensemble: expected one of "
+                          f"{list(ENSEMBLE_KINDS)!r} (or \"\" for none), got {mo.ensemble!r}; "
+                          f"write ensemble = \"vote\" or ensemble = \"stack\".")
+    if "ensemble" in mo.backbones or mo.student == "ensemble":
+        key = "backbones" if "ensemble" in mo.backbones else "student"
+        raise ConfigError(f"{source}: [models] {key} names 'ensemble'; an ensemble is built "
+                          f"over the backbones as a teacher: remove it there and set [models] "
+                          f"ensemble = \"vote\" or \"stack\".")
+    if cfg.features.riemann and cfg.datasets:
+        raise ConfigError(f"{source}: [features] riemann = true with [[datasets]]: the common "
+                          f"feature space has no covariance columns; set riemann = false or "
+                          f"run each dataset with its own [dataset] file.")
+    if "ensemble" in cfg.methods.run:
+        raise ConfigError(f"{source}: [methods] run names 'ensemble', which runs in a unit of "
+                          f"its own: remove it from run and set [models] ensemble = \"vote\" "
+                          f"or \"stack\".")
+    if mo.ensemble and cfg.training.adaptation != "none":
+        raise ConfigError(f"{source}: [models] ensemble = {mo.ensemble!r} with [training] "
+                          f"adaptation = {cfg.training.adaptation!r}: an ensemble's members "
+                          f"train on labels only; set adaptation = \"none\" or remove "
+                          f"[models] ensemble.")
+
+
 def _build(cls, table: Mapping, section: str, source: str):
     if not isinstance(table, Mapping):
         raise ConfigError(f"{source}: [{section}] must be a table, got {table!r}.")
@@ -568,6 +603,7 @@ def _from_dict(data: Mapping, source: str) -> ExperimentConfig:
     _check_model_params(cfg.models.params, source)
     if not cfg.models.backbones:
         raise ConfigError(f"{source}: [models] backbones: expected at least one model name.")
+    _check_ensemble(cfg, source)
     return cfg
 
 

@@ -125,13 +125,18 @@ def prepare_data(cfg: ExperimentConfig, *, data_path=None, cache_dir=None,
         recordings, f.teacher, window=f.window, step=f.step, baseline=f.baseline,
         method=f.method, log=f.log, rules=rules, source=source, ambiguous=cfg.labels.ambiguous,
         nan_policy=cfg.labels.nan_policy, n_jobs=f.n_jobs, cache_dir=cache_dir,
-        progress=progress, return_labels=True,
+        progress=progress, return_labels=True, riemann=f.riemann,
         calibration_baseline=parse_normalize(f.normalize) == ("calibration", "baseline"),
     )
     # the first subject with windows: a subject dropped by [dataset] flat has no trial
     first_subject = recordings.load(str(fs.metadata["subject"].iloc[0]))
     first = first_subject.trials[0]
     student_names = get_preset(f.student).plan(first).feature_names
+    if f.riemann and not get_preset(f.teacher).plan(first).eeg:
+        raise ConfigError(f"{cfg.source}: [features] riemann = true re-centres EEG "
+                          f"covariances, but the teacher preset {f.teacher!r} has no EEG "
+                          f"channel on this data; set riemann = false or a teacher preset "
+                          f"with EEG ([features] teacher).")
     missing = [n for n in student_names if n not in set(fs.feature_names)]
     if missing:
         raise ConfigError(
@@ -240,15 +245,43 @@ def prepare_multi(cfg: ExperimentConfig, *, cache_dir=None, progress: bool = Tru
 
 
 def _scoped_splits(meta: pd.DataFrame, protocol: str, folds: int, seed: int,
-                   scope: str | None) -> list[tuple]:
-    """Splits of the rows of one dataset (``scope``) or of all rows, as global positions."""
+                   scope: str | None, parts=()) -> list[tuple]:
+    """Splits of the rows of one dataset (``scope``) or of all rows, as global positions.
+
+    ``parts``: the datasets of a combined experiment. Under a protocol that does not split by
+    dataset, the union's fold ``k`` is the union of every dataset's own fold ``k``: folds over
+    the pooled subjects balance windows, not datasets, so with few subjects a fold could test
+    all of one dataset's subjects with none of them on its training side, and the combined
+    student would then never be scored on that dataset (the missing DEAP rows). Per-dataset
+    folds also make the combined and each dataset's own student share their test subjects,
+    which pairs them fold by fold.
+    """
     import numpy as np
 
-    if scope is None:
+    from .evaluation.splitters import PROTOCOLS, check_split
+
+    if scope is not None:
+        pos = np.flatnonzero(meta["dataset"].astype(str).to_numpy() == scope)
+        out = _splits(meta.iloc[pos].reset_index(drop=True), protocol, folds, seed)
+        return [(pos[tr], None if va is None else pos[va], pos[te]) for tr, va, te in out]
+    if len(parts) < 2 or PROTOCOLS.entry(protocol).info.get("group") == "dataset":
         return _splits(meta, protocol, folds, seed)
-    pos = np.flatnonzero(meta["dataset"].astype(str).to_numpy() == scope)
-    out = _splits(meta.iloc[pos].reset_index(drop=True), protocol, folds, seed)
-    return [(pos[tr], None if va is None else pos[va], pos[te]) for tr, va, te in out]
+    each = [_scoped_splits(meta, protocol, folds, seed, name) for name in parts]
+    counts = {name: len(s) for name, s in zip(parts, each, strict=True)}
+    if len(set(counts.values())) > 1:
+        raise ConfigError(f"[evaluation] protocol = {protocol!r} gives the [[datasets]] "
+                          f"different numbers of folds ({counts!r}); set [evaluation] folds "
+                          f"to at most the smallest count.")
+    out, guarded = [], PROTOCOLS.entry(protocol).info.get("group", "none") != "none"
+    for fold in zip(*each, strict=True):
+        train = np.sort(np.concatenate([tr for tr, _, _ in fold]))
+        vals = [va for _, va, _ in fold if va is not None]
+        val = np.sort(np.concatenate(vals)) if vals else None
+        test = np.sort(np.concatenate([te for _, _, te in fold]))
+        if guarded:
+            check_split(meta, train, test, protocol)
+        out.append((train, val, test))
+    return out
 
 
 def _splits(meta: pd.DataFrame, protocol: str, folds: int, seed: int) -> list[tuple]:
@@ -324,6 +357,9 @@ def run_experiment(cfg: ExperimentConfig, rundir: str | Path, *, data_path=None,
                           f"some of {', '.join(map(repr, METHODS))}.")
     if plan is None:
         plan = [(p, m, methods) for p in protocols for m in models]
+        if cfg.models.ensemble and methods:
+            # KD from an ensemble of the backbones: a unit of its own, method "ensemble"
+            plan += [(p, "ensemble", ("ensemble",)) for p in protocols]
     plan = [(p, m, tuple(ms)) for p, m, ms in plan]
     protocols = tuple(dict.fromkeys(p for p, _, _ in plan))
     unknown = [m for _, m, _ in plan if m not in available_models()]
@@ -342,6 +378,7 @@ def run_experiment(cfg: ExperimentConfig, rundir: str | Path, *, data_path=None,
         prepared = prepare_multi(cfg, cache_dir=run.path / "cache", progress=progress)
     data = prepared or prepare_data(cfg, data_path=data_path, cache_dir=run.path / "cache",
                                     progress=progress)
+    _check_model_inputs(cfg, settings, [m for _, m, _ in plan], data)
     run.check_config(resolved, key=config_key)
     run.start_environment(seeds=list(ev.seeds), jobs=jobs, scheduler=scheduler or "",
                           torch_threads=UNIT_THREADS)
@@ -364,11 +401,11 @@ def run_experiment(cfg: ExperimentConfig, rundir: str | Path, *, data_path=None,
         per = multi and cfg.common.per_dataset
         if per and PROTOCOLS.entry(protocol).info.get("group") != "dataset":
             scopes.update({(name, protocol): name for name in data.parts})
-    smallest = meta
-    if multi and cfg.common.per_dataset:
-        sizes = {n: meta[meta["dataset"] == n] for n in data.parts}
-        smallest = min(sizes.values(), key=lambda m: m["subject"].nunique())
-    folds = _resolve_folds(folds, smallest, protocols, cfg.source)
+    if multi:  # the union's folds are each dataset's own: every dataset must fill them
+        folds = min(_resolve_folds(folds, meta[meta["dataset"] == n], protocols, cfg.source)
+                    for n in data.parts)
+    else:
+        folds = _resolve_folds(folds, meta, protocols, cfg.source)
     from .features.normalize import check_normalize
 
     try:
@@ -380,7 +417,8 @@ def run_experiment(cfg: ExperimentConfig, rundir: str | Path, *, data_path=None,
     for (name, protocol), scope in scopes.items():
         n_folds = {}
         for seed in ev.seeds:
-            splits[(name, protocol, seed)] = _scoped_splits(meta, protocol, folds, seed, scope)
+            splits[(name, protocol, seed)] = _scoped_splits(meta, protocol, folds, seed,
+                                                            scope, tuple(data.parts or ()))
             n_folds[(protocol, seed)] = len(splits[(name, protocol, seed)])
         units += make_units(name, [x for x in plan if x[0] == protocol], n_folds, ev.seeds)
     cv = CVData(data.featureset, data.student_names, splits, settings, data.n_source_classes,
@@ -395,6 +433,33 @@ def run_experiment(cfg: ExperimentConfig, rundir: str | Path, *, data_path=None,
     wall = time.perf_counter() - start
     run.finish_environment(wall)
     return ExperimentResult(run, results, timing, data, wall)
+
+
+def _check_model_inputs(cfg: ExperimentConfig, settings: PipelineSettings, models,
+                        data: PreparedData) -> None:
+    """Before any unit trains: declared multi-input branches cover their columns' modalities.
+
+    The backbone and teacher see the teacher's columns, the student (``[models] student``, else
+    the backbone's architecture) the student's.
+    """
+    from .models.multi_input import MultiInput, check_branches
+    from .models.registry import MODELS
+
+    teacher = (f"the [common] space {cfg.common.space!r}" if data.parts
+               else f"the teacher preset {cfg.features.teacher!r}")
+    student = ("the [common] student columns" if data.parts
+               else f"the student preset {cfg.features.student!r}")
+    for model in dict.fromkeys(models):
+        for name, names, what in ((model, data.featureset.feature_names, teacher),
+                                  (settings.student_model or model, data.student_names,
+                                   student)):
+            builder = MODELS.get(name)
+            branches = (settings.model_params.get(name) or {}).get("branches")
+            if isinstance(builder, type) and issubclass(builder, MultiInput):
+                try:
+                    check_branches(branches, names, what)
+                except ConfigError as exc:
+                    raise ConfigError(f"{cfg.source or 'config'}: {exc}") from None
 
 
 #: ``folds = "auto"``: one fold per group (leave-one-subject-out), at most this many.

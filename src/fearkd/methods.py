@@ -110,11 +110,22 @@ class PipelineSettings:
             methods=m.run, kd_targets=m.kd_targets, alpha=m.alpha, temperature=m.temperature,
             soft_temperature=m.soft_temperature,
             freeze=m.freeze, baselines=m.baselines, student_model=cfg.models.student,
-            model_params={k: dict(v) for k, v in cfg.models.params.items()},
+            model_params=_model_params(cfg),
             fit=cfg.training.replace(**fit_changes), normalize=cfg.features.normalize,
         )
         values.update(overrides)
         return cls(**values)
+
+
+def _model_params(cfg: ExperimentConfig) -> dict:
+    """``[models.params.*]``, plus the ``ensemble`` model's members, kind and their params."""
+    params = {k: dict(v) for k, v in cfg.models.params.items()}
+    if cfg.models.ensemble:
+        members = list(cfg.models.backbones)
+        params["ensemble"] = {**params.get("ensemble", {}), "members": members,
+                              "kind": cfg.models.ensemble,
+                              "member_params": {m: params[m] for m in members if m in params}}
+    return params
 
 
 def register_method(name: str, stages: Callable[[PipelineSettings], list[Stage]], *,
@@ -182,6 +193,18 @@ def method2(settings: PipelineSettings) -> list[Stage]:
     return stages
 
 
+def ensemble(settings: PipelineSettings) -> list[Stage]:
+    """KD from an ensemble of teachers: the ``ensemble`` model (``[models] ensemble``: soft
+    voting or stacking over the backbones, each member trained on fear with the teacher's
+    columns) teaches one student per KD target. Run by the runner in a unit of its own."""
+    teacher = Stage("ensemble", "teacher", task="fear", inputs="teacher", model="ensemble",
+                    init_seed="init/ensemble-teacher")
+    return [teacher, *[Stage("ensemble", "student", target, task="fear", inputs="student",
+                             model=settings.student_model, init_seed="init/student",
+                             **_kd(target, teacher.key))
+                       for target in settings.kd_targets]]
+
+
 def scratch(settings: PipelineSettings) -> list[Stage]:
     """The controls: the teacher from scratch (when ``method1`` runs: the backbone's
     architecture on the teacher's columns, random init, fear only) and the student from scratch
@@ -241,6 +264,9 @@ register_method("mispaired", mispaired,
 register_method("method1-permuted", method1_permuted,
                 description="control: Method 1's teacher from a backbone pretrained on permuted "
                             "source labels")
+register_method("ensemble", ensemble,
+                description="KD from an ensemble of teachers ([models] ensemble adds its unit; "
+                            "not a value of [methods] run)")
 
 
 def stage_list(settings: PipelineSettings) -> list[Stage]:

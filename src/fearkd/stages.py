@@ -438,12 +438,22 @@ def _train(stage: Stage, ctx: StageContext):
     if s.fit.adaptation != "none":
         adapted, loss, targets, validation, scaler = _adaptation(
             stage, ctx, model, loss, targets, validation, scaler, tr, va, epochs)
-    with adapted:
-        res = trainer.fit(model, X[tr], y_fit[tr], settings=s.fit, targets=targets, loss=loss,
-                          groups=fold.groups_for(stage.task, tr), validation=validation,
-                          freeze=stage.freeze,
-                          scaler=scaler, random_state=stage_seed(ctx.seed, stage.key),
-                          epochs=epochs)
+    if hasattr(model, "set_vote_head"):  # an ensemble: each member through the loop
+        from .training.ensemble import fit_ensemble_model
+
+        if loss is not None or s.fit.adaptation != "none":
+            raise ValueError(f"Stage {stage.key!r}: an ensemble ([models] ensemble) is "
+                             f"trained on labels only, as a teacher; it cannot be a distilled "
+                             f"student or take [training] adaptation.")
+        res = fit_ensemble_model(model, X[tr], y_fit[tr], s.fit,
+                                 groups=fold.groups_for(stage.task, tr), validation=validation,
+                                 random_state=stage_seed(ctx.seed, stage.key), epochs=epochs)
+    else:
+        with adapted:
+            res = trainer.fit(model, X[tr], y_fit[tr], settings=s.fit, targets=targets,
+                              loss=loss, groups=fold.groups_for(stage.task, tr),
+                              validation=validation, freeze=stage.freeze, scaler=scaler,
+                              random_state=stage_seed(ctx.seed, stage.key), epochs=epochs)
     seconds = time.perf_counter() - start
     temperature = None
     if s.fit.calibrate == "temperature":

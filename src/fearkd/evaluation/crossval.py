@@ -167,6 +167,12 @@ def _run_unit(unit: Unit, data: CVData, checkpoint_root: str | None, methods) ->
     settings = dataclasses.replace(data.settings, methods=unit.methods,
                                    scratch=bool(unit.methods) and data.settings.scratch,
                                    inner_groups=inner)
+    if unit.model == "ensemble":
+        # the ensemble's unit: its students are the first member's architecture (unless
+        # [models] student), and the scratch student is the members' own units'
+        members = (settings.model_params.get("ensemble") or {}).get("members") or ["ann"]
+        settings = dataclasses.replace(settings, scratch=False,
+                                       student_model=settings.student_model or members[0])
     key = (unit.dataset, unit.protocol, unit.seed)
     train, val, test = data.splits[key if key in data.splits else key[1:]][unit.fold]
     ckpt = None if checkpoint_root is None else Path(checkpoint_root) / unit.id

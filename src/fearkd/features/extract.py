@@ -201,6 +201,7 @@ def subject_features(
     baseline: str = "drop",
     baseline_mode: str = "subtract",
     calibration_baseline: bool = False,
+    riemann: bool = False,
 ) -> FeatureSet | None:
     """Features of every window of every trial of one subject (None if it has no trial).
 
@@ -211,12 +212,17 @@ def subject_features(
     by a trial's stimulus onset get stage ``"baseline"`` (with ``baseline = "drop"`` or
     ``"subtract"`` they are cut for this alone, and :data:`CALIBRATION_ONLY` marks them), the
     other windows of trials without a reader stage ``"stimulus"``.
+    ``riemann``: append the recipe's EEG channels' band covariances re-centred on this
+    subject's Riemannian mean, in the tangent space (:mod:`fearkd.features.riemann`; the
+    subject's own windows, no labels); nothing is appended when the recipe has no EEG.
     """
     xs, t0s, t1s, trial_ids, info_trials = [], [], [], [], []
     ratings: dict[str, list] = {}
     y_fear, y_source, stages, window_stages = [], [], [], []
     names = None
     workspace: dict = {}
+    eeg_windows: list[np.ndarray] = []
+    eeg_rate = 0.0
     for k, trial in enumerate(subject.trials):
         plan = recipe.plan(trial, windowing.length)
         if names is None:
@@ -233,6 +239,12 @@ def subject_features(
         if calibration_baseline:
             reader_stage = str(trial.info.get("stage", "")) or "stimulus"
             window_stages.append(np.where(t1 <= trial.onset + 1e-9, "baseline", reader_stage))
+        if riemann and plan.eeg:
+            sig = trial.signals["eeg"]
+            x = sig.data if plan.eeg == sig.ch_names else sig.pick(plan.eeg).data
+            starts, n = window_samples(t0, windowing.length, sig.sfreq)
+            eeg_windows.append(np.stack([x[:, a:a + n] for a in starts]))
+            eeg_rate = sig.sfreq
         has_info = "y_fear" in trial.info
         if has_info:
             info_trials.append(trial.trial)
@@ -249,6 +261,16 @@ def subject_features(
         y_source.append(int(trial.info.get("y_source", -1)) if has_info else -1)
     if names is None:
         return None
+    if eeg_windows:
+        from .riemann import riemann_feature_names, riemann_features
+
+        x = np.concatenate(eeg_windows)
+        tangent = riemann_features(x, eeg_rate, recipe.bands, np.zeros(len(x)))
+        splits = np.cumsum([len(w) for w in eeg_windows])[:-1]
+        xs = [np.hstack([a, b]) for a, b in zip(xs, np.split(tangent, splits), strict=True)]
+        names = [*names, *riemann_feature_names(recipe.plan(subject.trials[0],
+                                                            windowing.length).eeg,
+                                                recipe.bands)]
     counts = np.array([len(t) for t in t0s])
     metadata = pd.DataFrame({
         "dataset": subject.dataset if not subject.trials else subject.trials[0].dataset,
@@ -276,7 +298,7 @@ def subject_features(
 
 
 def _subject_job(recordings: Recordings, sid: str, recipe: Recipe, windowing: Windowing,
-                 baseline: str, baseline_mode: str, calibration_baseline: bool,
+                 baseline: str, baseline_mode: str, calibration_baseline: bool, riemann: bool,
                  path: Path | None):
     """One worker's unit: (FeatureSet or None, new load-report records, came from cache)."""
     if path is not None:
@@ -286,7 +308,8 @@ def _subject_job(recordings: Recordings, sid: str, recipe: Recipe, windowing: Wi
     n_skipped, n_repaired = len(recordings.report.skipped), len(recordings.report.repaired)
     n_flagged = len(recordings.report.flagged)
     fs = subject_features(recordings.load(sid), recipe, windowing, baseline=baseline,
-                          baseline_mode=baseline_mode, calibration_baseline=calibration_baseline)
+                          baseline_mode=baseline_mode, calibration_baseline=calibration_baseline,
+                          riemann=riemann)
     delta = (recordings.report.skipped[n_skipped:], recordings.report.repaired[n_repaired:],
              recordings.report.flagged[n_flagged:])
     if fs is not None and path is not None:
@@ -313,6 +336,7 @@ def extract_features(
     progress: bool = True,
     return_labels: bool = False,
     calibration_baseline: bool = False,
+    riemann: bool = False,
 ) -> FeatureSet | tuple[FeatureSet, labels.LabeledTrials]:
     """Windows, features and labels of every subject of ``recordings``.
 
@@ -363,6 +387,10 @@ def extract_features(
         ``"drop"``/``"subtract"``, and then unlabelled for every task, so no model trains or is
         scored on them); a baseline shorter than one window is a
         :class:`~fearkd.errors.ConfigError` naming ``[features] window``.
+    riemann : bool
+        Append per-subject re-centred EEG covariance features (``[features] riemann``; see
+        :func:`subject_features`): ``n_bands * n_eeg (n_eeg + 1) / 2`` columns named
+        ``eeg:<ch_i>-<ch_j>:riemann-<band>``.
 
     Returns
     -------
@@ -393,6 +421,8 @@ def extract_features(
                 "baseline_mode": baseline_mode if baseline == "subtract" else None}
     if calibration_baseline:  # only then, so that earlier cache entries stay valid
         settings["calibration_baseline"] = True
+    if riemann:  # only then: the cache keys of every other extraction stay as they were
+        settings["riemann"] = True
     paths: dict[str, Path | None] = dict.fromkeys(recordings.subjects)
     if cache_dir is not None:
         Path(cache_dir).mkdir(parents=True, exist_ok=True)
@@ -400,7 +430,8 @@ def extract_features(
         paths = {s: cache.cache_path(cache_dir, recordings.dataset, s,
                                      cache.cache_key(fingerprint, s, settings))
                  for s in recordings.subjects}
-    args = (recipe, windowing, baseline, baseline_mode, bool(calibration_baseline))
+    args = (recipe, windowing, baseline, baseline_mode, bool(calibration_baseline),
+            bool(riemann))
     bar = tqdm(total=len(recordings), desc=f"features {recipe.name}", unit="subject",
                disable=not progress)
     results = []

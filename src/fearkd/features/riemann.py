@@ -15,8 +15,8 @@ that is transductive, like ``[features] normalize = "subject"``; a deployed moni
 on a new user's unlabelled calibration recording.
 
 ``riemann_features`` is the function; :class:`RiemannRecentering` the thin transformer over
-covariances. What is not done yet: a ``[features]`` key that adds these features to a preset
-inside the extraction pipeline (which holds band powers, not raw windows, after extraction).
+covariances. ``[features] riemann = true`` adds these features, per subject, to the teacher's
+columns during extraction (:func:`fearkd.features.extract.subject_features`).
 """
 
 from __future__ import annotations

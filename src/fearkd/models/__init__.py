@@ -2,7 +2,7 @@
 
 Importing this package imports the model files, which register the built-in names (``cnn``,
 ``lstm``, ``gru``, ``cnn-lstm``, ``ann``, ``dnn150``, ``dnn300``, ``bilstm``, ``bigru``,
-``cnn-teacher``) in :data:`MODELS`; a model
+``cnn-teacher``, ``attention``, ``multi-input``, ``ensemble``) in :data:`MODELS`; a model
 from outside the package joins them through :func:`register_model`.
 """
 
@@ -32,10 +32,15 @@ from fearkd.models.teacher import TeacherCNN
 from fearkd.models.attention import FeatureAttention
 from fearkd.models.multi_input import MultiInput
 
+# isort: split
+# an ensemble holds the models above, so it is listed last
+from fearkd.models.ensemble import Ensemble
+
 __all__ = [
     "BASELINES",
     "CNN",
     "CNNLSTM",
+    "Ensemble",
     "FeatureAttention",
     "MultiInput",
     "FREEZE_POLICIES",

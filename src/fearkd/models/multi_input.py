@@ -26,10 +26,48 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from fearkd.errors import ConfigError
 from fearkd.models.base import FearkdModule, check_size, keras_init_
 from fearkd.models.registry import register_model
 
-__all__ = ["MultiInput", "modality_branches"]
+__all__ = ["MultiInput", "modality_branches", "check_branches"]
+
+#: The experiment-file key of :func:`check_branches`' messages.
+BRANCHES_KEY = "[models.params.multi-input] branches"
+
+
+def check_branches(branches, feature_names, what: str = "the model's input columns") -> None:
+    """Refuse declared branches that leave a modality of the input columns without a branch.
+
+    Parameters
+    ----------
+    branches : sequence of str or None
+        The modalities the model is declared to have a branch for (``None``: one per modality
+        found in ``feature_names``, nothing to check). A listed modality the columns lack is
+        allowed: a student may see fewer sensors than its teacher.
+    feature_names : sequence of str
+        ``"<modality>:<channel>:<feature>"`` names.
+    what : str
+        The columns' origin for the message, e.g. ``"the student preset 'deap-student'"``.
+
+    Raises
+    ------
+    ConfigError
+        ``branches`` is not a list of names, or misses a modality of the columns.
+    """
+    if branches is None:
+        return
+    if isinstance(branches, str) or not all(isinstance(b, str) for b in branches) \
+            or not len(branches):
+        raise ConfigError(f"{BRANCHES_KEY}: expected a non-empty list of modality names, e.g. "
+                          f"[\"eeg\", \"gsr\"], got {branches!r}.")
+    present = list(dict.fromkeys(str(n).split(":")[0] for n in feature_names))
+    missing = [m for m in present if m not in branches]
+    if missing:
+        raise ConfigError(f"{BRANCHES_KEY} = {list(branches)!r} does not cover modality "
+                          f"{missing!r} of {what} (modalities {present!r}); add "
+                          f"{missing!r} to branches, or remove the key (one branch per "
+                          f"modality of the columns).")
 
 
 def modality_branches(feature_names) -> list[tuple[str, list[int], tuple[int, int] | None]]:
@@ -119,13 +157,18 @@ class MultiInput(FearkdModule):
         Convolution filters of the EEG branch.
     modality_dropout : float in [0, 1)
         Probability of zeroing one branch's inputs for one training sample.
+    branches : sequence of str or None
+        Modalities the model must have a branch for (``[models.params.multi-input]
+        branches``); a modality of ``feature_names`` outside it is a ConfigError
+        (:func:`check_branches`). ``None``: one branch per modality found.
     """
 
     trunk_names = ("branches",)
     takes_feature_names = True
 
     def __init__(self, n_features: int, n_outputs: int, *, feature_names=None,
-                 hidden: int = 16, filters: int = 8, modality_dropout: float = 0.3) -> None:
+                 hidden: int = 16, filters: int = 8, modality_dropout: float = 0.3,
+                 branches=None) -> None:
         super().__init__()
         hidden = check_size("hidden", hidden, 1)
         filters = check_size("filters", filters, 1)
@@ -133,6 +176,7 @@ class MultiInput(FearkdModule):
             raise ValueError(f"Invalid value for 'modality_dropout': expected a number in "
                              f"[0, 1), got {modality_dropout!r}; set [models.params."
                              f"multi-input] modality_dropout = 0.3, for example.")
+        check_branches(branches, feature_names or ())
         if feature_names is None:
             branches = [("all", list(range(n_features)), None)]
         else:

@@ -113,7 +113,7 @@ def make_model(name: str, n_features: int, n_outputs: int, *, random_state: int 
     name : str
         One of :func:`available_models`: the built-ins ``cnn``, ``lstm``, ``gru``,
         ``cnn-lstm``, ``ann``, ``dnn150``, ``dnn300``, ``bilstm``, ``bigru``,
-        ``cnn-teacher``, ``attention``, ``multi-input``, plus any name given to
+        ``cnn-teacher``, ``attention``, ``multi-input``, ``ensemble``, plus any name given to
         :func:`register_model`.
     n_features : int
         Length of the input feature vector.

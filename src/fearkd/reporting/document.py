@@ -259,7 +259,7 @@ def _metric_sections(run: RunData) -> list[Section]:
                 secs[key].blocks.append(TableBlock(slug(key, ds, pr), head, table,
                                                    note=table.attrs.get("note", "")))
         for method, stage in (("method1", "student"), ("method2", "student-source"),
-                              ("method2", "student")):
+                              ("method2", "student"), ("ensemble", "student")):
             for model in pd.unique(here.loc[(here["method"] == method)
                                             & (here["stage"] == stage), "model"]):
                 table = T.kd_table(here, str(model), method=method, stage=stage)
@@ -552,8 +552,37 @@ def _deployed(run: RunData) -> Section | None:
     return deployed_section(run)
 
 
+def _combined_section(run: RunData) -> Section | None:
+    """The combined student per dataset, next to each dataset's own (several datasets)."""
+    from .combined import combined_table
+
+    res = run.results
+    if "trained_on" not in res:
+        return None
+    sec = Section("combined", "The combined student per dataset")
+    sec.intro = ("One student trained on every dataset of the experiment together (in the "
+                 "[common] feature space) and tested subject-wise, scored on each dataset's "
+                 "test subjects next to the student trained on that dataset alone.")
+    for protocol in pd.unique(res["protocol"]):
+        table = combined_table(res, str(protocol))
+        if len(table):
+            sec.blocks.append(TableBlock(slug("combined", protocol), table.attrs["title"],
+                                         table, note=table.attrs.get("note", "")))
+    return sec if sec.blocks else None
+
+
 def build_document(run: RunData) -> Document:
-    """Every section the run's files support, in reading order."""
+    """Every section the run's files support, in reading order.
+
+    A dataset's sections show its own models; a combined model's scores on each dataset
+    (several ``[[datasets]]``) are in the combined-student section.
+    """
+    import dataclasses
+
+    from .combined import own_results
+
+    combined = _combined_section(run)
+    run = dataclasses.replace(run, results=own_results(run.results))
     res = run.results
     env = run.environment or {}
     date = env.get("finished") or env.get("started") or "unknown"
@@ -568,7 +597,7 @@ def build_document(run: RunData) -> Document:
     if isinstance(env.get("wall_seconds"), (int, float)):
         meta.append(("Run time", f"{env['wall_seconds'] / 60:.1f} min"))
     sections = []
-    for part in (_dataset_section(run), *_metric_sections(run), _quality_section(run),
+    for part in (_dataset_section(run), combined, *_metric_sections(run), _quality_section(run),
                  _protocol_section(run),
                  _timing_section(run), _contrast_section(run), _effects_section(run),
                  _ttest_section(run),

@@ -62,9 +62,11 @@ METRIC_COLUMNS = (
 )
 
 CI_SUFFIX = " ±"
-_MODEL_NAMES = {"cnn": "CNN", "lstm": "LSTM", "gru": "GRU", "mlp": "MLP"}
+_MODEL_NAMES = {"cnn": "CNN", "lstm": "LSTM", "gru": "GRU", "mlp": "MLP",
+                "ensemble": "Ensemble"}
 _TARGET_NAMES = {"hard": "Hard labels", "soft": "Soft targets", "combined": "Combined loss"}
-_METHOD_NAMES = {"method1": "Method 1", "method2": "Method 2", "scratch": "Scratch"}
+_METHOD_NAMES = {"method1": "Method 1", "method2": "Method 2", "scratch": "Scratch",
+                 "ensemble": "ensemble teacher"}
 
 
 def protocol_key(protocol: str) -> tuple[int, str]:
@@ -272,9 +274,10 @@ def backbone_table(results: pd.DataFrame, *, dataset: str | None = None,
 
 def finetune_table(results: pd.DataFrame, *, dataset: str | None = None,
                    protocol: str | None = None) -> pd.DataFrame:
-    """Backbones fine-tuned to fear (Method 1 teachers; the reference's "Fine-Tuned Model")."""
+    """Backbones fine-tuned to fear (Method 1 teachers; the reference's "Fine-Tuned Model"),
+    and the ensemble of the backbones (``[models] ensemble``) when it ran."""
     return _model_table(
-        results, lambda d: (d["method"] == "method1") & (d["stage"] == "teacher"),
+        results, lambda d: d["method"].isin(["method1", "ensemble"]) & (d["stage"] == "teacher"),
         "model", _MODEL_NAMES, task="fear", dataset=dataset, protocol=protocol,
         title="Fine-tuned model (fear)", index_name="Model",
     )

@@ -10,6 +10,7 @@ import pandas as pd
 
 from ..evaluation.contrasts import central_contrasts, compare_by
 from ..evaluation.stats import compare_models
+from .combined import combined_text, own_results
 from .plots import dataset_title
 from .tables import (
     backbone_table,
@@ -61,7 +62,8 @@ def timing_text(timing: pd.DataFrame, wall_seconds: float | None) -> str:
 
 
 #: Stages whose KD table is printed, per method, in order.
-_KD_STAGES = (("method1", ("student",)), ("method2", ("student-source", "student")))
+_KD_STAGES = (("method1", ("student",)), ("method2", ("student-source", "student")),
+              ("ensemble", ("student",)))
 
 
 def method_tables(results: pd.DataFrame) -> list[str]:
@@ -78,17 +80,21 @@ def method_tables(results: pd.DataFrame) -> list[str]:
     list of str
         Backbone table, fine-tuned table (Method 1), one KD table per (method, model, stage)
         and the Method 1 vs Method 2 table (when both ran), for each (dataset, protocol) in
-        report order ("LEAKY" in the titles of seed-legacy and window tables), then the legend
-        of "x ± y".
+        report order ("LEAKY" in the titles of seed-legacy and window tables), then, for a run
+        with several ``[[datasets]]``, the combined student's per-dataset table
+        (:func:`fearkd.reporting.combined.combined_table`), then the legend of "x ± y". A
+        dataset's tables hold its own models only: the combined model's scores on that
+        dataset are in the combined table.
     """
     out = []
+    everything, results = results, own_results(results)
     for dataset, protocol in result_groups(results):
         sel = results[(results["dataset"] == dataset) & (results["protocol"] == protocol)]
         where = f"{dataset}, protocol {protocol}" + (
             ", LEAKY" if protocol in ("seed-legacy", "window") else "")
         methods = set(sel["method"])
         out.append(format_table(backbone_table(sel), title=f"Backbone ({where})"))
-        if "method1" in methods:
+        if methods & {"method1", "ensemble"}:
             out.append(format_table(finetune_table(sel), title=f"Fine-tuned ({where})"))
         for method, stages in _KD_STAGES:
             if method not in methods:
@@ -102,6 +108,7 @@ def method_tables(results: pd.DataFrame) -> list[str]:
         if {"method1", "method2"} <= methods:
             out.append(format_table(method_comparison_table(sel),
                                     title=f"Method 1 vs Method 2 ({where})"))
+    out += combined_text(everything)
     if out:
         out.append(PLUS_MINUS_LEGEND)
     return out

@@ -18,11 +18,20 @@
 Both give :meth:`~SoftVoting.logits` (log-probabilities, which a softmax maps back to the
 ensemble's probabilities), so an ensemble of teachers teaches a student through any KD loss:
 ``fit(student, X_s, y, targets=ensemble.logits(X_t), loss=make_kd_loss("soft", ...))``.
+
+:func:`fit_ensemble_model` trains the registered ``ensemble`` model
+(:class:`fearkd.models.ensemble.Ensemble`, one ``nn.Module``) the same way; the stage runner
+calls it for a stage whose model is an ensemble (``[models] ensemble``), so the trained
+ensemble is checkpointed, scored and used as a teacher like any model.
 """
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
+import pandas as pd
+import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupKFold
 
@@ -30,7 +39,7 @@ from fearkd.models.registry import MODELS, make_model
 from fearkd.training.settings import FitSettings
 from fearkd.training.trainer import fit, predict_logits
 
-__all__ = ["ENSEMBLE_KINDS", "SoftVoting", "Stacking", "fit_ensemble"]
+__all__ = ["ENSEMBLE_KINDS", "SoftVoting", "Stacking", "fit_ensemble", "fit_ensemble_model"]
 
 ENSEMBLE_KINDS = ("soft", "stacking")
 
@@ -171,3 +180,82 @@ def fit_ensemble(names, X, y, n_classes: int, *, kind: str = "soft",
     ensemble.oof_proba_ = oof
     ensemble.oof_train_rows_ = trained_on
     return ensemble
+
+
+def fit_ensemble_model(model, X, y, settings: FitSettings, *, groups=None, validation=None,
+                       random_state: int = 0, epochs: int | None = None):
+    """Train an :class:`~fearkd.models.ensemble.Ensemble` in place.
+
+    Each member trains through :func:`fearkd.training.fit` on its own (its own seed, early
+    stopping and scaler, kept as the member's input scale). For ``kind = "stack"`` the head
+    becomes a multinomial logistic regression on inner-cross-validation out-of-fold
+    probabilities (``GroupKFold`` over ``groups``; each row predicted by members trained
+    without its group) and the out-of-fold rows' trainers are kept as ``model.oof_train_rows_``.
+
+    Parameters
+    ----------
+    model : Ensemble
+    X : ndarray, shape (n_samples, n_features)
+    y : ndarray of int, shape (n_samples,)
+    settings : FitSettings
+    groups : ndarray, shape (n_samples,), optional
+        Trials or subjects kept together by the inner splits.
+    validation : tuple, optional
+        ``(X_val, y_val)`` for the members' early stopping (else an inner split).
+    random_state : int
+    epochs : int, optional
+        Overrides ``settings.epochs``.
+
+    Returns
+    -------
+    SimpleNamespace
+        ``scaler`` (None: the scales are inside the model), ``history`` (the first member's)
+        and ``best_epoch`` (the first member's), as the stage runner reads from a fit.
+    """
+    X = np.asarray(X, dtype=np.float32)
+    y = np.asarray(y, dtype=np.int64)
+    groups = np.arange(len(y)) if groups is None else np.asarray(groups)
+    extra = {} if epochs is None else {"epochs": int(epochs)}
+    histories, best = [], []
+    for k, member in enumerate(model.members):
+        res = fit(member, X, y, settings, groups=groups, validation=validation,
+                  random_state=random_state + k, **extra)
+        if res.scaler is not None:
+            model.set_scale(k, res.scaler.mean_, res.scaler.scale_)
+        histories.append(res.history)
+        best.append(res.best_epoch)
+    model.set_vote_head()
+    if model.kind == "stack":
+        n_inner = min(model.n_inner, np.unique(groups).size)
+        if n_inner < 2:
+            raise ValueError(f"Invalid value for 'groups' of a stacking ensemble: expected at "
+                             f"least 2 groups for its inner folds, got {np.unique(groups).size};"
+                             f" use [models] ensemble = \"vote\" on so little data.")
+        n_classes = model.n_outputs
+        oof = np.zeros((len(y), len(model.members) * n_classes), dtype=np.float32)
+        trained_on: list[np.ndarray] = [np.array([], dtype=np.int64)] * len(y)
+        for fold, (inner_tr, inner_te) in enumerate(GroupKFold(n_inner).split(X, y, groups)):
+            for k, member in enumerate(model.members):
+                spec = member.spec
+                fresh = make_model(spec.name, spec.n_features, spec.n_outputs,
+                                   random_state=random_state + 1000 * (fold + 1) + k,
+                                   **spec.params)
+                res = fit(fresh, X[inner_tr], y[inner_tr], settings, groups=groups[inner_tr],
+                          random_state=random_state + 1000 * (fold + 1) + k, **extra)
+                oof[inner_te, k * n_classes:(k + 1) * n_classes] = _softmax(
+                    predict_logits(fresh, X[inner_te], scaler=res.scaler))
+            for row in inner_te:
+                trained_on[row] = inner_tr
+        meta = LogisticRegression(max_iter=1000).fit(oof, y)
+        weight = np.zeros((n_classes, oof.shape[1]), dtype=np.float32)
+        bias = np.full(n_classes, -30.0, dtype=np.float32)  # a class the rows never had
+        coef, icpt = meta.coef_, meta.intercept_
+        if len(meta.classes_) == 2:  # binary: one row of coefficients, for classes_[1]
+            coef, icpt = np.vstack([np.zeros_like(coef), coef]), np.r_[0.0, icpt]
+        weight[meta.classes_], bias[meta.classes_] = coef, icpt
+        with torch.no_grad():
+            model.head.weight.copy_(torch.as_tensor(weight))
+            model.head.bias.copy_(torch.as_tensor(bias))
+        model.oof_train_rows_ = trained_on
+    history = histories[0] if histories else pd.DataFrame()
+    return SimpleNamespace(scaler=None, history=history, best_epoch=best[0] if best else 0)
