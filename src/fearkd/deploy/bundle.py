@@ -68,7 +68,7 @@ def _spec_from(manifest: dict) -> WindowSpec | None:
                       sum(c["features"] == "band_power" for c in chans),
                       float(manifest["sfreq"]), int(manifest["n_samples"]),
                       tuple((b[0], float(b[1]), float(b[2])) for b in r["bands"]),
-                      bool(r["log"]), bool(r["relative"]))
+                      bool(r["log"]), bool(r["relative"]), bool(r.get("log_variance", False)))
 
 
 class Bundle:
@@ -239,7 +239,7 @@ def build_bundle(model, *, feature_names, class_names, mean=None, scale=None,
         # what the graph computes, whatever else the caller's recipe says
         manifest["recipe"] = {**manifest["recipe"], "method": "periodogram",
                               "bands": [list(b) for b in spec.bands], "log": spec.log,
-                              "relative": spec.relative}
+                              "relative": spec.relative, "log_variance": spec.log_variance}
         if not manifest["channels"]:
             manifest["channels"] = [
                 {"name": c, "modality": "eeg" if i < spec.n_eeg else "misc",

@@ -5,7 +5,9 @@ A deployable recipe (:class:`WindowSpec`) computes, from the samples of **one wi
 - band power of each EEG channel by the ``periodogram`` method of
   :mod:`fearkd.features.spectral` (the window's DFT, bins in ``[lo, hi)`` doubled except DC and
   Nyquist, over ``n ** 2``; then ``relative``, then ``log``, as the recipe says);
-- mean and variance (ddof=0) of each peripheral channel.
+- mean and variance (ddof=0) of each peripheral channel, the variance logged
+  (``log(max(var, VAR_LOG_FLOOR))``) when the recipe's ``log_variance`` is set
+  (``[features] log = true``, as feature extraction does).
 
 :func:`window_features` is the NumPy path (it calls :func:`fearkd.features.spectral.band_power`,
 the arithmetic feature extraction uses for ``method="periodogram"``); :class:`FeatureGraph` is
@@ -33,7 +35,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..features.spectral import _band_bins, band_power
+from ..features.presets import VAR_LOG_FLOOR
+from ..features.spectral import LOG_FLOOR, _band_bins, band_power
 
 __all__ = ["WindowSpec", "window_features", "FeatureGraph", "export_onnx", "graph_flops",
            "NORM_MEAN",
@@ -65,7 +68,10 @@ class WindowSpec:
         Samples per window (``round(window_s * sfreq)``).
     bands : tuple of (name, low, high)
     log, relative : bool
-        Post-processing of band power (relative first, then log).
+        Post-processing of band power (relative first, then log of ``max(power,
+        LOG_FLOOR)``).
+    log_variance : bool
+        Variance features as ``log(max(var, VAR_LOG_FLOOR))`` (``[features] log``).
     """
 
     channels: tuple[str, ...]
@@ -75,6 +81,7 @@ class WindowSpec:
     bands: tuple[tuple[str, float, float], ...]
     log: bool = False
     relative: bool = False
+    log_variance: bool = False
 
     @property
     def n_features(self) -> int:
@@ -110,7 +117,10 @@ def window_features(x: np.ndarray, spec: WindowSpec) -> np.ndarray:
         blocks.append(power.reshape(len(x), -1))
     if spec.n_eeg < len(spec.channels):
         p = x[:, spec.n_eeg:]
-        blocks.append(np.stack([p.mean(-1), p.var(-1)], axis=-1).reshape(len(x), -1))
+        var = p.var(-1)
+        if spec.log_variance:
+            var = np.log(np.maximum(var, VAR_LOG_FLOOR))
+        blocks.append(np.stack([p.mean(-1), var], axis=-1).reshape(len(x), -1))
     return np.concatenate(blocks, axis=1).astype(np.float32)
 
 
@@ -162,12 +172,14 @@ class FeatureGraph(nn.Module):
             if spec.relative:
                 power = power / power.sum(dim=-1, keepdim=True)
             if spec.log:
-                power = torch.log(power)
+                power = torch.log(torch.clamp(power, min=LOG_FLOOR))
             blocks.append(power.reshape(x.shape[0], -1))
         if spec.n_eeg < len(spec.channels):
             p = x[:, spec.n_eeg:]
             mean = p.mean(dim=-1)
             var = ((p - mean.unsqueeze(-1)) ** 2).mean(dim=-1)
+            if spec.log_variance:
+                var = torch.log(torch.clamp(var, min=VAR_LOG_FLOOR))
             blocks.append(torch.stack([mean, var], dim=-1).reshape(x.shape[0], -1))
         return torch.cat(blocks, dim=1).to(torch.float32)
 

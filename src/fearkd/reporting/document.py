@@ -506,6 +506,12 @@ def _deployed(run: RunData) -> Section | None:
     return deployed_section(run)
 
 
+def _online(run: RunData) -> Section | None:
+    from .deployed import online_section
+
+    return online_section(run)
+
+
 def build_document(run: RunData) -> Document:
     """Every section the run's files support, in reading order."""
     res = run.results
@@ -526,7 +532,7 @@ def build_document(run: RunData) -> Document:
                  _protocol_section(run),
                  _timing_section(run), _contrast_section(run), _effects_section(run),
                  _ttest_section(run),
-                 *_figure_sections(run), _deployed(run),
+                 *_figure_sections(run), _deployed(run), _online(run),
                  *_config_sections(run)):
         if part is not None:
             sections.append(part)
