@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import ConfigError
+from ..errors import BundleError, ConfigError
 
 __all__ = ["online_evaluation", "run_config", "cv_folds", "replay_windows",
            "feature_path_differences", "ONLINE_DIR"]
@@ -328,6 +328,10 @@ def online_evaluation(rundir, *, student: str | None = None, data_path=None,
         curve = budget_curve(bundle, held, minutes=minutes, rest=rest)
         curves.append(curve.assign(fold=fold["fold"]))
     table = pd.concat(windows, ignore_index=True)
+    if table.empty:
+        raise BundleError(f"RUN {str(rundir)!r}: no streamed window matched a window of "
+                          f"Bundle.predict (subject, trial, start time); the replay and the "
+                          f"bundle's windowing disagree ({manifest['windowing']}).")
     curve = pd.concat(curves, ignore_index=True)
     warnings = []
     if rest is None:
