@@ -155,18 +155,32 @@ class Bundle:
             return self.predict_proba_features(window_array)
         return self.predict_proba_features(self.features(window_array))
 
-    def predict_proba_onnx(self, window_array: np.ndarray) -> np.ndarray:
-        """The same probabilities from the bundle's ONNX graph in onnxruntime (one thread)."""
-        import onnxruntime as ort
+    def onnx_session(self):
+        """The bundle's graph as an onnxruntime session (created once, then cached).
 
+        One thread (``intra_op_num_threads = inter_op_num_threads = 1``, sequential
+        execution, no spinning thread pool), every graph optimisation
+        (``ORT_ENABLE_ALL``), CPU provider.
+        """
         if self._session is None:
+            import onnxruntime as ort
+
             opts = ort.SessionOptions()
             opts.intra_op_num_threads = 1
             opts.inter_op_num_threads = 1
+            opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
             self._session = ort.InferenceSession(self.onnx_bytes, opts,
                                                  providers=["CPUExecutionProvider"])
-        name = self._session.get_inputs()[0].name
-        return self._session.run(None, {name: np.asarray(window_array, np.float32)})[0]
+            self._input_name = self._session.get_inputs()[0].name
+        return self._session
+
+    def predict_proba_onnx(self, window_array: np.ndarray) -> np.ndarray:
+        """The same probabilities from the bundle's ONNX graph in onnxruntime (one thread)."""
+        session = self.onnx_session()
+        x = np.ascontiguousarray(window_array, dtype=np.float32)
+        return session.run(None, {self._input_name: x})[0]
 
     def predict(self, recordings, **options):
         """Predictions per window of a fearkd Recordings, as a DataFrame.

@@ -11,10 +11,11 @@ A deployable recipe (:class:`WindowSpec`) computes, from the samples of **one wi
 
 :func:`window_features` is the NumPy path (it calls :func:`fearkd.features.spectral.band_power`,
 the arithmetic feature extraction uses for ``method="periodogram"``); :class:`FeatureGraph` is
-the same arithmetic as plain ``torch.nn`` operations: the DFT is a matmul with a precomputed
-cosine/sine basis restricted to the bins the bands use, the band sums a matmul with a 0/1
-matrix. Features are computed in float64 and rounded to float32 (as a
-:class:`~fearkd.features.featureset.FeatureSet` stores them); the normaliser
+the same arithmetic as plain ``torch.nn`` operations: the DFT is one matmul with a precomputed
+cosine and sine basis (side by side) restricted to the bins the bands use, the band sums of
+both squares a matmul with a 0/1 (weighted) matrix. Features are computed in float64 and
+rounded to float32 (as a :class:`~fearkd.features.featureset.FeatureSet` stores them); the
+normaliser
 ``(x - norm_mean) / norm_scale`` and the network run in float32, and a softmax gives the
 probabilities. :func:`export_onnx` writes the module with ``torch.onnx.export``; the normaliser's
 parameters are the graph initialisers named ``norm_mean`` and ``norm_scale`` (per-user
@@ -156,9 +157,11 @@ class FeatureGraph(nn.Module):
             for j, sl in enumerate(slices):
                 for i, b in enumerate(bins):
                     member[i, j] = weight[0, i] if sl.start <= b < sl.stop else 0.0
-            self.register_buffer("dft_cos", torch.as_tensor(np.cos(phase)))
-            self.register_buffer("dft_sin", torch.as_tensor(np.sin(phase)))
-            self.register_buffer("band_sum", torch.as_tensor(member))
+            # one matmul gives the real and imaginary parts side by side; the band sums
+            # then add both squares (the member matrix stacked twice)
+            self.register_buffer("dft_basis", torch.as_tensor(
+                np.concatenate([np.cos(phase), np.sin(phase)], axis=1)))
+            self.register_buffer("band_sum", torch.as_tensor(np.concatenate([member, member])))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """(batch, channels, samples) float32 -> (batch, n_features) float32."""
@@ -167,8 +170,7 @@ class FeatureGraph(nn.Module):
         blocks = []
         if spec.n_eeg:
             e = x[:, :spec.n_eeg]
-            power = (e @ self.dft_cos) ** 2 + (e @ self.dft_sin) ** 2
-            power = power @ self.band_sum
+            power = ((e @ self.dft_basis) ** 2) @ self.band_sum
             if spec.relative:
                 power = power / power.sum(dim=-1, keepdim=True)
             if spec.log:
