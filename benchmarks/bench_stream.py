@@ -122,7 +122,19 @@ def main():
     out["attention_params"] = ab.manifest["model"]["n_params"]
     out["attention_onnx_p50_ms"], out["attention_onnx_p99_ms"] = latency(ab.predict_proba_onnx, x)
     out["attention_torch_p50_ms"], out["attention_torch_p99_ms"] = latency(ab.predict_proba, x)
-    out["attention_flops_per_window"] = graph_flops(ab.onnx_bytes)
+    try:
+        out["attention_flops_per_window"] = graph_flops(ab.onnx_bytes)
+    except ValueError:
+        # shape inference stops at the attention's dynamic reshapes: count the same module
+        # (features + normaliser + network) with torch's FLOP counter at batch 1 instead
+        from torch.utils.flop_counter import FlopCounterMode
+
+        from fearkd.deploy.graph import FeatureGraph
+
+        graph = FeatureGraph(ab.model, ab.mean, ab.scale, ab.spec).eval()
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            graph(torch.as_tensor(x))
+        out["attention_flops_per_window"] = int(counter.get_total_flops())
     out["student_params"] = student.manifest["model"]["n_params"]
     a = torch.randn(2048, 2048)
     torch.mm(a, a)

@@ -163,3 +163,29 @@ def test_online_bad_input_is_one_line(cv_run, tmp_path, capsys):
     (mixed / "units" / "u.json").write_text(json.dumps(unit))
     line = _one_line_error(capsys, ["online", str(mixed)])
     assert "mix subjects" in line and "protocol = \"subject\"" in line
+
+
+def test_online_refuses_a_features_bundle_and_an_unmatched_replay(cv_run, deap_root,
+                                                                  monkeypatch, capsys):
+    import fearkd.deploy.online as online
+    import fearkd.deploy.train as train
+
+    _, run = cv_run
+    real = train.train_final
+
+    def features_only(*args, **kwargs):
+        b = real(*args, **kwargs)
+        b.spec = None
+        b.manifest["features_input_reason"] = "its physiological descriptors cannot be graph nodes"
+        return b
+
+    monkeypatch.setattr(train, "train_final", features_only)
+    line = _one_line_error(capsys, ["online", str(run), "--data", str(deap_root), "--quiet"])
+    assert "takes features, not samples" in line and "physiological descriptors" in line
+    monkeypatch.setattr(train, "train_final", real)
+    # a replay whose windows start elsewhere than predict's: nothing to compare, one line
+    monkeypatch.setattr(online, "replay_windows", lambda bundle, rec: pd.DataFrame(
+        {"subject": ["s01"], "trial": [1], "t_start": [0.123], "status": ["ok"],
+         "level": ["none"], "latency_ms": [0.1]}))
+    line = _one_line_error(capsys, ["online", str(run), "--data", str(deap_root), "--quiet"])
+    assert "no streamed window of fold" in line and "windowing disagree" in line

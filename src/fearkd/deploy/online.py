@@ -296,6 +296,11 @@ def online_evaluation(rundir, *, student: str | None = None, data_path=None,
         ok = stream[stream["status"] == "ok"]
         both = pred.merge(ok, on=["subject", "trial", "t_start"],
                           suffixes=("_predict", "_stream"))
+        if both.empty:
+            raise BundleError(f"RUN {str(rundir)!r}: no streamed window of fold {fold['fold']} "
+                              f"matched a window of Bundle.predict (subject, trial, start "
+                              f"time); the replay and the bundle's windowing disagree "
+                              f"({manifest['windowing']}).")
         cols = [f"p_{c}" for c in bundle.class_names]
         diff = np.abs(both[[f"{c}_predict" for c in cols]].to_numpy()
                       - both[[f"{c}_stream" for c in cols]].to_numpy())
@@ -328,10 +333,6 @@ def online_evaluation(rundir, *, student: str | None = None, data_path=None,
         curve = budget_curve(bundle, held, minutes=minutes, rest=rest)
         curves.append(curve.assign(fold=fold["fold"]))
     table = pd.concat(windows, ignore_index=True)
-    if table.empty:
-        raise BundleError(f"RUN {str(rundir)!r}: no streamed window matched a window of "
-                          f"Bundle.predict (subject, trial, start time); the replay and the "
-                          f"bundle's windowing disagree ({manifest['windowing']}).")
     curve = pd.concat(curves, ignore_index=True)
     warnings = []
     if rest is None:
