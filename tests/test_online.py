@@ -131,6 +131,13 @@ def test_card_says_when_cv_and_graph_compute_the_same(tmp_path):
     card = model_card(manifest, facts)
     assert "The CV computed the same features as this bundle's graph" in card
     assert f"not measured (run `fearkd online {run}`)" in card
+    # a demo's folder holds one config per dataset: the card reads the bundle's and names it
+    (run / "config.json").write_text(json.dumps(
+        {"deap": {"features": {"method": "filter", "normalize": "global", "log": True}},
+         "ascertain": {"features": {"method": "periodogram"}}}))
+    path = feature_path_facts(run, manifest)
+    assert len(path["differences"]) == 1 and "'filter'" in path["differences"][0]
+    assert path["command"] == f"fearkd online {run} --dataset deap"
 
 
 def _one_line_error(capsys, argv) -> str:

@@ -66,8 +66,9 @@ def run_config(rundir, dataset: str | None = None):
     return _from_dict(data, str(path))
 
 
-def cv_folds(rundir, key: str, model: str) -> list[dict]:
-    """The finished subject-wise units of ``model`` that scored stage ``key``, fold by fold.
+def cv_folds(rundir, key: str, model: str, dataset: str | None = None) -> list[dict]:
+    """The finished subject-wise units of ``model`` (on ``dataset``, when given) that scored
+    stage ``key``, fold by fold.
 
     Returns
     -------
@@ -80,7 +81,8 @@ def cv_folds(rundir, key: str, model: str) -> list[dict]:
     for path in sorted((Path(rundir) / "units").glob("*.json")):
         unit = json.loads(path.read_text(encoding="utf-8"))
         u = unit["unit"]
-        if u["model"] != model or key not in unit.get("confusion", {}):
+        if u["model"] != model or key not in unit.get("confusion", {}) or \
+                (dataset is not None and u["dataset"] != dataset):
             continue
         if PROTOCOLS.entry(u["protocol"]).info.get("group") != "subject":
             other.add(u["protocol"])
@@ -220,6 +222,7 @@ def _cv_scores(rundir: Path, fold: dict, key: str, model: str) -> dict:
     res = pd.read_csv(rundir / "results.csv")
     method, stage, target = key.split("/")
     mine = res[(res["split"] == "test") & (res["task"] == "fear") & (res["method"] == method)
+               & (res["dataset"] == fold["dataset"])
                & (res["stage"] == stage) & (res["target"].astype(str) == target)
                & (res["model"] == model) & (res["fold"] == fold["fold"])
                & (res["seed"] == fold["seed"]) & (res["protocol"] == fold["protocol"])]
@@ -269,9 +272,9 @@ def online_evaluation(rundir, *, student: str | None = None, data_path=None,
         raise ConfigError(f"--student {key!r}: expected one of {keys} (stage keys of the run "
                           f"{str(rundir)!r}).")
     model = cfg.models.backbones[0]
-    folds = cv_folds(rundir, key, model)
     cache = rundir / "cache"
     data = prepare_data(cfg, data_path=data_path, cache_dir=cache, progress=progress)
+    folds = cv_folds(rundir, key, model, data.dataset)
     recordings = _open(cfg, data_path)
     all_subjects = sorted(map(str, data.featureset.metadata["subject"].unique()))
     out_dir = rundir / ONLINE_DIR
