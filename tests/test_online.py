@@ -168,7 +168,7 @@ def test_online_bad_input_is_one_line(cv_run, tmp_path, capsys):
     unit = json.loads(next((run / "units").glob("*.json")).read_text())
     unit["unit"]["protocol"] = "trial"
     (mixed / "units" / "u.json").write_text(json.dumps(unit))
-    line = _one_line_error(capsys, ["online", str(mixed)])
+    line = _one_line_error(capsys, ["online", str(mixed), "--quiet"])
     assert "mix subjects" in line and "protocol = \"subject\"" in line
 
 
