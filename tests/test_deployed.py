@@ -85,3 +85,25 @@ def test_deployed_section_reads_summary_and_card(tmp_path):
     assert "p50 0.250 ms, p99 1.500 ms" == values["Streaming latency"]
     assert values["Stream vs predict"].startswith("90.0 % of 10 windows")
     assert sec.blocks[1].text == "# Model card: test"
+
+
+@pytest.mark.parametrize("name", ["attention", "ann"])
+def test_model_exported_with_the_window_graph_runs_at_any_batch(name):
+    """The graph is exported at batch 2; the stream runs it at batch 1 (the attention model's
+    class token once had the export's batch size baked in)."""
+    import numpy as np
+
+    from fearkd.deploy.bundle import build_bundle
+    from fearkd.deploy.graph import WindowSpec
+    from fearkd.models.registry import make_model
+
+    spec = WindowSpec(("a", "b", "c"), 2, 64.0, 128, (("theta", 4.0, 8.0), ("alpha", 8.0, 13.0)),
+                      True, False, True)
+    torch.manual_seed(0)
+    model = make_model(name, spec.n_features, 3)
+    b = build_bundle(model, feature_names=[f"f{i}" for i in range(spec.n_features)],
+                     class_names=["x", "y", "z"], spec=spec)
+    x = np.random.default_rng(0).normal(size=(3, 3, 128)).astype(np.float32)
+    for n in (1, 3):
+        np.testing.assert_allclose(b.predict_proba_onnx(x[:n]), b.predict_proba(x[:n]),
+                                   atol=1e-5)

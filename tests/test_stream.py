@@ -71,6 +71,33 @@ def test_ring_buffer_holds_the_last_window_after_many_pushes():
     assert ring.count == 5000
 
 
+def test_ring_buffer_flags_nan_samples_only_where_they_are():
+    ring = RingBuffer(2, 8)
+    ring.push(np.ones((5, 2), np.float32))
+    assert ring.last_missing == -1
+    x = np.ones((6, 2), np.float32)
+    x[3, 1] = np.nan
+    ring.push(x)
+    assert ring.last_missing == 5 + 3
+    big = np.full((4, 2), 3e38, np.float32)  # finite, but their float32 sum overflows
+    ring.push(big)
+    assert ring.last_missing == 8
+
+
+def test_stream_stats_keep_constant_memory_and_the_mean_over_all():
+    from fearkd.deploy.stream import StreamStats
+
+    stats = StreamStats()
+    stats.KEEP = 4
+    stats._lat = np.zeros(4)
+    for v in (1.0, 2.0, 3.0, 4.0, 5.0, 6.0):
+        stats.add_latency(v)
+    assert stats.latencies.tolist() == [3.0, 4.0, 5.0, 6.0]  # the last KEEP, oldest first
+    assert stats._lat.nbytes == 32
+    stats.windows = 6
+    assert stats.summary()["latency_mean_ms"] == pytest.approx(3500.0)
+
+
 @pytest.mark.parametrize("engine", ["onnx", "torch"])
 def test_every_streamed_prediction_equals_predict_proba_on_its_samples(model, deap_root,
                                                                         engine):

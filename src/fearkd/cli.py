@@ -688,6 +688,12 @@ def _add_stream(sub) -> None:
     add_stream(sub)
 
 
+def _add_online(sub) -> None:
+    from .deploy.cli_commands import add_online
+
+    add_online(sub)
+
+
 # ------------------------------------------------------------------------------------ main
 #: What a user can cause and fix: domain failures (FearkdError), a bad value the library
 #: validates (ValueError, per the style guide) and a path that is not there (FileNotFoundError,
@@ -697,7 +703,7 @@ _USER_ERRORS = (FearkdError, ValueError, FileNotFoundError)
 
 _SUBCOMMANDS = [_add_synth, _add_info, _add_labels, _add_features, _add_run, _add_cv,
                _add_compare, _add_report, _add_demo, _add_train, _add_predict, _add_export,
-               _add_calibrate, _add_stream]
+               _add_calibrate, _add_stream, _add_online]
 
 
 def build_parser() -> argparse.ArgumentParser:

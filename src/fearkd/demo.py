@@ -180,7 +180,7 @@ def deploy_student(out: Path, cfg: ExperimentConfig, size: dict, *, seed: int = 
 
     from .datasets.loaders import open_dataset
     from .datasets.synthetic import write_deap
-    from .deploy.card import card_facts, model_card
+    from .deploy.card import card_facts, feature_path_facts, model_card
     from .deploy.graph import graph_flops
     from .deploy.predict import adapt_recordings
     from .deploy.stream import OK, StreamPredictor, replay_chunks, trial_samples
@@ -206,6 +206,7 @@ def deploy_student(out: Path, cfg: ExperimentConfig, size: dict, *, seed: int = 
     m = bundle.manifest
     try:
         facts = card_facts(folder / "cv", m["stage"], m["model"]["name"])
+        facts["feature_path"] = feature_path_facts(out, m)
     except ConfigError:
         facts = None
     bundle.card = model_card(m, facts)

@@ -68,7 +68,7 @@ def _spec_from(manifest: dict) -> WindowSpec | None:
                       sum(c["features"] == "band_power" for c in chans),
                       float(manifest["sfreq"]), int(manifest["n_samples"]),
                       tuple((b[0], float(b[1]), float(b[2])) for b in r["bands"]),
-                      bool(r["log"]), bool(r["relative"]))
+                      bool(r["log"]), bool(r["relative"]), bool(r.get("log_variance", False)))
 
 
 class Bundle:
@@ -160,18 +160,32 @@ class Bundle:
             return self.predict_proba_features(window_array)
         return self.predict_proba_features(self.features(window_array))
 
-    def predict_proba_onnx(self, window_array: np.ndarray) -> np.ndarray:
-        """The same probabilities from the bundle's ONNX graph in onnxruntime (one thread)."""
-        import onnxruntime as ort
+    def onnx_session(self):
+        """The bundle's graph as an onnxruntime session (created once, then cached).
 
+        One thread (``intra_op_num_threads = inter_op_num_threads = 1``, sequential
+        execution, no spinning thread pool), every graph optimisation
+        (``ORT_ENABLE_ALL``), CPU provider.
+        """
         if self._session is None:
+            import onnxruntime as ort
+
             opts = ort.SessionOptions()
             opts.intra_op_num_threads = 1
             opts.inter_op_num_threads = 1
+            opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
             self._session = ort.InferenceSession(self.onnx_bytes, opts,
                                                  providers=["CPUExecutionProvider"])
-        name = self._session.get_inputs()[0].name
-        return self._session.run(None, {name: np.asarray(window_array, np.float32)})[0]
+            self._input_name = self._session.get_inputs()[0].name
+        return self._session
+
+    def predict_proba_onnx(self, window_array: np.ndarray) -> np.ndarray:
+        """The same probabilities from the bundle's ONNX graph in onnxruntime (one thread)."""
+        session = self.onnx_session()
+        x = np.ascontiguousarray(window_array, dtype=np.float32)
+        return session.run(None, {self._input_name: x})[0]
 
     def predict(self, recordings, **options):
         """Predictions per window of a fearkd Recordings, as a DataFrame.
@@ -249,7 +263,7 @@ def build_bundle(model, *, feature_names, class_names, mean=None, scale=None,
         # what the graph computes, whatever else the caller's recipe says
         manifest["recipe"] = {**manifest["recipe"], "method": "periodogram",
                               "bands": [list(b) for b in spec.bands], "log": spec.log,
-                              "relative": spec.relative}
+                              "relative": spec.relative, "log_variance": spec.log_variance}
         if not manifest["channels"]:
             manifest["channels"] = [
                 {"name": c, "modality": "eeg" if i < spec.n_eeg else "misc",

@@ -5,6 +5,12 @@
 accuracy, balanced accuracy and macro-F1 of the bundled stage on unseen subjects (mean over
 folds with a 95 % t-interval), chance and majority-class rates, per-class recall (from the
 summed test confusion matrices), the training data, intended use and limitations.
+
+:func:`feature_path_facts` compares what the CV computed (the run's ``config.json``) with what
+the bundle's graph computes (its manifest): band-power method, per-subject normalisation,
+windowing, log. The card then says in one sentence whether the figures come from the same
+feature path, with the agreement ``fearkd online RUN`` measured between the deployed path and
+the CV's own models (``RUN/online/summary.json``) when it was run.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from scipy import stats
 from ..config import config_to_dict
 from ..errors import ConfigError
 
-__all__ = ["card_facts", "model_card", "check_run_config"]
+__all__ = ["card_facts", "model_card", "check_run_config", "feature_path_facts"]
 
 _SECTIONS = ("dataset", "labels", "features", "models", "methods", "training")
 METRICS = ("accuracy", "balanced_accuracy", "macro_f1")
@@ -83,6 +89,50 @@ def card_facts(rundir, stage_key: str, model_name: str) -> dict:
     return facts
 
 
+def feature_path_facts(rundir, manifest: dict) -> dict:
+    """``differences`` between the CV of ``rundir`` and the bundle's graph, and the agreement.
+
+    Returns
+    -------
+    dict
+        ``differences`` (list of phrases, :func:`fearkd.deploy.online.feature_path_differences`),
+        ``agreement`` (fraction of streamed windows whose level equals the CV model's, from
+        ``RUN/online/summary.json`` of the same stage, or None) and ``n_windows``.
+    """
+    from .online import ONLINE_DIR, feature_path_differences
+
+    rundir = Path(rundir)
+    saved = json.loads((rundir / "config.json").read_text(encoding="utf-8"))
+    dataset = manifest.get("training_data", {}).get("dataset")
+    # a demo's config.json maps each dataset to its experiment's config
+    nested = "features" not in saved and isinstance(saved.get(dataset), dict)
+    run_cfg = saved[dataset] if nested else saved
+    out = {"differences": feature_path_differences(run_cfg, manifest), "agreement": None,
+           "n_windows": None, "command": f"fearkd online {rundir}"
+           + (f" --dataset {dataset}" if nested else "")}
+    online = rundir / ONLINE_DIR / "summary.json"
+    if online.is_file():
+        s = json.loads(online.read_text(encoding="utf-8"))
+        if s.get("stage") == manifest.get("stage") and s.get("agreement_cv") is not None:
+            out["agreement"] = float(s["agreement_cv"])
+            out["n_windows"] = int(sum(f["windows"]["matched_cv"] for f in s["folds"]))
+    return out
+
+
+def _feature_path_sentence(path: dict) -> str:
+    if path["agreement"] is not None:
+        measured = (f"the deployed path (fold bundles streamed, `fearkd online`) gives the CV "
+                    f"model's level on {_pct(path['agreement'])} of {path['n_windows']} test "
+                    f"windows")
+    else:
+        measured = f"their agreement was not measured (run `{path['command']}`)"
+    if path["differences"]:
+        return ("**These figures come from a different feature path than this bundle's "
+                "graph**: " + "; ".join(path["differences"]) + f"; {measured}.")
+    return ("The CV computed the same features as this bundle's graph (band-power method, "
+            f"normalisation, windowing); {measured}.")
+
+
 def _pct(x: float) -> str:
     return "n/a" if not np.isfinite(x) else f"{100 * x:.1f} %"
 
@@ -109,6 +159,8 @@ def model_card(manifest: dict, facts: dict | None) -> str:
             lines.append("Per-class recall (test folds summed): " + ", ".join(
                 f"{n} {_pct(r)}" for n, r in zip(facts["class_names"], facts["recall"],
                                                  strict=True)) + ".")
+        if facts.get("feature_path"):
+            lines += ["", _feature_path_sentence(facts["feature_path"])]
     else:
         lines += ["## Expected performance", "", "Not measured: no cross-validation was given "
                   "(`fearkd train --cv RUN` or `--with-cv`)."]

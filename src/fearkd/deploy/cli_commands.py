@@ -1,4 +1,5 @@
-"""The ``train``, ``predict``, ``export`` and ``stream`` subcommands (registered by the CLI)."""
+"""The ``train``, ``predict``, ``export``, ``calibrate``, ``stream`` and ``online`` subcommands
+(registered by the CLI)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from pathlib import Path
 
 from ..errors import FearkdError
 
-__all__ = ["add_train", "add_predict", "add_export", "add_calibrate", "add_stream", "check_out"]
+__all__ = ["add_train", "add_predict", "add_export", "add_calibrate", "add_stream", "add_online",
+           "check_out"]
 
 
 class OutputPathError(FearkdError, ValueError):
@@ -36,7 +38,7 @@ def check_out(path: Path, flag: str) -> Path:
 # ----------------------------------------------------------------------------------- train
 def _cmd_train(args) -> int:
     from ..config import load_config
-    from .card import card_facts, check_run_config, model_card
+    from .card import card_facts, check_run_config, feature_path_facts, model_card
     from .train import train_final
 
     out = check_out(args.out, "--out")
@@ -57,6 +59,7 @@ def _cmd_train(args) -> int:
     facts = None
     if rundir is not None:
         facts = card_facts(rundir, bundle.manifest["stage"], bundle.manifest["model"]["name"])
+        facts["feature_path"] = feature_path_facts(rundir, bundle.manifest)
         bundle.manifest["cv"] = {"run": str(rundir), **{k: v for k, v in facts.items()}}
     bundle.card = model_card(bundle.manifest, facts)
     bundle.save(out)
@@ -401,3 +404,66 @@ def add_stream(sub) -> None:
     p.add_argument("--channel-map", default=None,
                    help="rename input channels to the bundle's names: INPUT=BUNDLE,...")
     p.set_defaults(func=_cmd_stream)
+
+
+# ---------------------------------------------------------------------------------- online
+def _cmd_online(args) -> int:
+    from .calibrate import parse_part
+    from .online import ONLINE_DIR, online_evaluation
+
+    rest = parse_part(args.rest)
+    if isinstance(rest, float):
+        raise ValueError(f"--rest {args.rest!r}: expected a stage name (the budgets are the "
+                         f"minutes); e.g. --rest baseline.")
+    minutes = None if args.minutes is None else \
+        [float(m) for m in _ids(args.minutes, "--minutes")]
+    check_out(args.rundir / ONLINE_DIR / "summary.json", "RUN")
+    s = online_evaluation(args.rundir, student=args.student, data_path=args.data, rest=rest,
+                          minutes=minutes, dataset=args.dataset, progress=not args.quiet)
+
+    def pct(x):
+        return "n/a" if x is None else f"{100 * x:.1f} %"
+
+    print(f"Wrote {args.rundir / ONLINE_DIR}/: {s['stage']} ({s['model']}) replayed over "
+          f"{len(s['folds'])} folds, {s['windows']} windows")
+    print(f"  stream vs predict (same bundle): {pct(s['agreement_predict'])} same level, max "
+          f"|dp| {s['max_abs_diff_predict']:.2g}; stream vs the CV's model: "
+          f"{pct(s['agreement_cv'])}")
+    print(f"  latency p50 {s['latency_ms']['p50']:.3f} ms, p99 {s['latency_ms']['p99']:.3f} ms")
+    print(f"  accuracy online {pct(s['online']['accuracy'])} (CV {pct(s['cv'].get('accuracy'))}"
+          f"), balanced {pct(s['online']['balanced_accuracy'])} (CV "
+          f"{pct(s['cv'].get('balanced_accuracy'))})")
+    b = s["budget"]
+    print("  calibration budget: " + ", ".join(
+        f"{m:g} min {pct(a)}" for m, a in zip(b["minutes"], b["accuracy"], strict=True)))
+    for d in s["differences"]:
+        print(f"  differs from the CV: {d}")
+    return 0
+
+
+def add_online(sub) -> None:
+    p = sub.add_parser(
+        "online", help="replay a finished CV through the deployed path (pseudo-online)",
+        description="For each subject-wise fold of a finished `fearkd cv`/`run` directory: "
+                    "train the fold's bundle on its training subjects (as `fearkd train`), "
+                    "replay its test subjects through the ring buffer and ONNX graph of "
+                    "`fearkd stream` (as fast as possible), and report per-window agreement "
+                    "with Bundle.predict and with the CV's own model, latency p50/p99, the "
+                    "scores next to the CV's, and enrolment-budget curves (accuracy against "
+                    "minutes of calibration data). Writes RUN/online/ (summary.json, "
+                    "windows.csv, budget.csv); `fearkd report RUN` shows it.",
+    )
+    p.add_argument("rundir", type=Path, metavar="RUN", help="a finished run directory")
+    p.add_argument("--student", default=None,
+                   help="stage key to deploy, e.g. method1/student/soft (default: the "
+                        "experiment's first student)")
+    p.add_argument("--data", type=Path, default=None, help="dataset path ([dataset] path)")
+    p.add_argument("--rest", default=None,
+                   help="stage name of the resting part the budget curves calibrate on "
+                        "(default: the first minutes of each recording, with a warning)")
+    p.add_argument("--minutes", default=None,
+                   help="calibration budgets, e.g. '0,0.5,1,2' (default 0 to the whole part)")
+    p.add_argument("--dataset", default=None,
+                   help="which experiment of a demo's run directory (e.g. deap)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_online)

@@ -5,22 +5,24 @@ A deployable recipe (:class:`WindowSpec`) computes, from the samples of **one wi
 - band power of each EEG channel by the ``periodogram`` method of
   :mod:`fearkd.features.spectral` (the window's DFT, bins in ``[lo, hi)`` doubled except DC and
   Nyquist, over ``n ** 2``; then ``relative``, then ``log``, as the recipe says);
-- mean and variance (ddof=0) of each peripheral channel.
+- mean and variance (ddof=0) of each peripheral channel, the variance logged
+  (``log(max(var, VAR_LOG_FLOOR))``) when the recipe's ``log_variance`` is set
+  (``[features] log = true``, as feature extraction does).
 
 :func:`window_features` is the NumPy path (it calls :func:`fearkd.features.spectral.band_power`,
 the arithmetic feature extraction uses for ``method="periodogram"``); :class:`FeatureGraph` is
-the same arithmetic as plain ``torch.nn`` operations: the DFT is a matmul with a precomputed
-cosine/sine basis restricted to the bins the bands use, the band sums a matmul with a 0/1
-matrix. Features are computed in float64 and rounded to float32 (as a
-:class:`~fearkd.features.featureset.FeatureSet` stores them); the normaliser ``(x - norm_mean) /
-norm_scale`` and the network run in float32, the logits are divided by the temperature (a
-``Div`` node, initialiser ``temperature``: 1 unless the bundle was trained with ``[training]
-calibrate = "temperature"``) and a softmax gives the probabilities. :func:`export_onnx` writes
-the module with ``torch.onnx.export``; the normaliser's parameters are the graph initialisers
-named ``norm_mean`` and ``norm_scale`` (per-user calibration replaces them), the input is
-``samples`` (raw bundles) or ``features``, the output ``probabilities``. Recipes whose features
-cannot be graph nodes (physiological descriptors) export the network from features instead
-(``input_kind = "features"``).
+the same arithmetic as plain ``torch.nn`` operations: the DFT is one matmul with a precomputed
+cosine and sine basis (side by side) restricted to the bins the bands use, the band sums of
+both squares a matmul with a 0/1 (weighted) matrix. Features are computed in float64 and
+rounded to float32 (as a :class:`~fearkd.features.featureset.FeatureSet` stores them); the
+normaliser ``(x - norm_mean) / norm_scale`` and the network run in float32, the logits are
+divided by the temperature (a ``Div`` node, initialiser ``temperature``: 1 unless the bundle
+was trained with ``[training] calibrate = "temperature"``) and a softmax gives the
+probabilities. :func:`export_onnx` writes the module with ``torch.onnx.export``; the
+normaliser's parameters are the graph initialisers named ``norm_mean`` and ``norm_scale``
+(per-user calibration replaces them), the input is ``samples`` (raw bundles) or ``features``,
+the output ``probabilities``. Recipes whose features cannot be graph nodes (physiological
+descriptors) export the network from features instead (``input_kind = "features"``).
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..features.spectral import _band_bins, band_power
+from ..features.presets import VAR_LOG_FLOOR
+from ..features.spectral import LOG_FLOOR, _band_bins, band_power
 
 __all__ = ["WindowSpec", "window_features", "FeatureGraph", "export_onnx", "graph_flops",
            "NORM_MEAN",
@@ -69,7 +72,10 @@ class WindowSpec:
         Samples per window (``round(window_s * sfreq)``).
     bands : tuple of (name, low, high)
     log, relative : bool
-        Post-processing of band power (relative first, then log).
+        Post-processing of band power (relative first, then log of ``max(power,
+        LOG_FLOOR)``).
+    log_variance : bool
+        Variance features as ``log(max(var, VAR_LOG_FLOOR))`` (``[features] log``).
     """
 
     channels: tuple[str, ...]
@@ -79,6 +85,7 @@ class WindowSpec:
     bands: tuple[tuple[str, float, float], ...]
     log: bool = False
     relative: bool = False
+    log_variance: bool = False
 
     @property
     def n_features(self) -> int:
@@ -114,7 +121,10 @@ def window_features(x: np.ndarray, spec: WindowSpec) -> np.ndarray:
         blocks.append(power.reshape(len(x), -1))
     if spec.n_eeg < len(spec.channels):
         p = x[:, spec.n_eeg:]
-        blocks.append(np.stack([p.mean(-1), p.var(-1)], axis=-1).reshape(len(x), -1))
+        var = p.var(-1)
+        if spec.log_variance:
+            var = np.log(np.maximum(var, VAR_LOG_FLOOR))
+        blocks.append(np.stack([p.mean(-1), var], axis=-1).reshape(len(x), -1))
     return np.concatenate(blocks, axis=1).astype(np.float32)
 
 
@@ -156,9 +166,11 @@ class FeatureGraph(nn.Module):
             for j, sl in enumerate(slices):
                 for i, b in enumerate(bins):
                     member[i, j] = weight[0, i] if sl.start <= b < sl.stop else 0.0
-            self.register_buffer("dft_cos", torch.as_tensor(np.cos(phase)))
-            self.register_buffer("dft_sin", torch.as_tensor(np.sin(phase)))
-            self.register_buffer("band_sum", torch.as_tensor(member))
+            # one matmul gives the real and imaginary parts side by side; the band sums
+            # then add both squares (the member matrix stacked twice)
+            self.register_buffer("dft_basis", torch.as_tensor(
+                np.concatenate([np.cos(phase), np.sin(phase)], axis=1)))
+            self.register_buffer("band_sum", torch.as_tensor(np.concatenate([member, member])))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """(batch, channels, samples) float32 -> (batch, n_features) float32."""
@@ -167,17 +179,18 @@ class FeatureGraph(nn.Module):
         blocks = []
         if spec.n_eeg:
             e = x[:, :spec.n_eeg]
-            power = (e @ self.dft_cos) ** 2 + (e @ self.dft_sin) ** 2
-            power = power @ self.band_sum
+            power = ((e @ self.dft_basis) ** 2) @ self.band_sum
             if spec.relative:
                 power = power / power.sum(dim=-1, keepdim=True)
             if spec.log:
-                power = torch.log(power)
+                power = torch.log(torch.clamp(power, min=LOG_FLOOR))
             blocks.append(power.reshape(x.shape[0], -1))
         if spec.n_eeg < len(spec.channels):
             p = x[:, spec.n_eeg:]
             mean = p.mean(dim=-1)
             var = ((p - mean.unsqueeze(-1)) ** 2).mean(dim=-1)
+            if spec.log_variance:
+                var = torch.log(torch.clamp(var, min=VAR_LOG_FLOOR))
             blocks.append(torch.stack([mean, var], dim=-1).reshape(x.shape[0], -1))
         return torch.cat(blocks, dim=1).to(torch.float32)
 

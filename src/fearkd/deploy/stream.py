@@ -68,9 +68,12 @@ class RingBuffer:
         n = len(samples)
         if n == 0:
             return
-        bad = np.flatnonzero(~np.isfinite(samples).all(axis=1))
-        if bad.size:
-            self.last_missing = self.count + int(bad[-1])
+        # one reduction in the usual case; the row-wise check only when the sum is not finite
+        # (a NaN or inf sample, or a float32 overflow of finite ones)
+        if not np.isfinite(np.add.reduce(samples, axis=None)):
+            bad = np.flatnonzero(~np.isfinite(samples).all(axis=1))
+            if bad.size:
+                self.last_missing = self.count + int(bad[-1])
         if n > self.capacity:  # only the newest samples can ever be read
             self.count += n - self.capacity
             samples = samples[-self.capacity:]
@@ -104,19 +107,40 @@ class RingBuffer:
 
 
 class StreamStats:
-    """Counts and latencies of a stream (for the summary printed at the end)."""
+    """Counts and latencies of a stream (for the summary printed at the end), in constant
+    memory: the mean latency over every window, the p99 over the last :attr:`KEEP` windows.
+    """
+
+    #: Latencies kept for the p99 (a ring of float64, 512 KiB).
+    KEEP = 65536
 
     def __init__(self) -> None:
         self.windows = 0
         self.missing = 0
         self.dropped = 0
-        self.latencies: list[float] = []
+        self._lat = np.zeros(self.KEEP)
+        self._n = 0
+        self._sum = 0.0
+
+    def add_latency(self, seconds: float) -> None:
+        """Record one prediction's latency (s)."""
+        self._lat[self._n % self.KEEP] = seconds
+        self._n += 1
+        self._sum += seconds
+
+    @property
+    def latencies(self) -> np.ndarray:
+        """The kept latencies (s), at most :attr:`KEEP`, oldest first."""
+        if self._n <= self.KEEP:
+            return self._lat[:self._n].copy()
+        i = self._n % self.KEEP
+        return np.concatenate([self._lat[i:], self._lat[:i]])
 
     def summary(self) -> dict:
-        lat = np.asarray(self.latencies) * 1e3
+        lat = self.latencies * 1e3
         return {"windows": self.windows, "predicted": self.windows - self.missing,
                 "missing": self.missing, "dropped_samples": self.dropped,
-                "latency_mean_ms": float(lat.mean()) if lat.size else math.nan,
+                "latency_mean_ms": self._sum / self._n * 1e3 if self._n else math.nan,
                 "latency_p99_ms": float(np.percentile(lat, 99)) if lat.size else math.nan}
 
     def line(self) -> str:
@@ -158,10 +182,18 @@ class StreamPredictor:
         self._next_stop = self.n_window
         self._t0: float | None = None  # timestamp of sample 0 (the recording's clock)
         self._last_ts: float | None = None
-        self._predict = (bundle.predict_proba_onnx if engine == "onnx"
-                         else bundle.predict_proba)
+        # the graph's input, preallocated: each step copies the newest window into it
+        self._x = np.zeros((1, len(spec.channels), spec.n_samples), np.float32)
+        self._names = tuple(bundle.class_names)
+        self._keys = tuple(f"p_{c}" for c in self._names)
         if engine == "onnx":
-            self._predict(np.zeros((1, len(spec.channels), spec.n_samples), np.float32))
+            session = bundle.onnx_session()
+            feed = {session.get_inputs()[0].name: self._x}
+            run = session.run
+            self._predict = lambda: run(None, feed)[0][0]
+            self._predict()  # the first run allocates; keep it out of the latencies
+        else:
+            self._predict = lambda: bundle.predict_proba(self._x)[0]
 
     def push(self, samples: np.ndarray, timestamps: np.ndarray) -> list[dict]:
         """Add a chunk and return the records of every window it completes.
@@ -207,7 +239,12 @@ class StreamPredictor:
 
     def _gaps(self, ts: np.ndarray) -> list[tuple[int, int]]:
         prev = self._last_ts if self._last_ts is not None else ts[0] - 1.0 / self.sfreq
-        d = np.diff(np.concatenate([[prev], ts])) * self.sfreq
+        d = np.empty(len(ts))
+        d[0] = ts[0] - prev
+        np.subtract(ts[1:], ts[:-1], out=d[1:])
+        d *= self.sfreq
+        if d.max() <= GAP_PERIODS:
+            return []
         where = np.flatnonzero(d > GAP_PERIODS)
         return [(int(i), int(round(d[i])) - 1) for i in where]
 
@@ -255,14 +292,14 @@ class StreamPredictor:
         start = stop - self.n_window
         if self.ring.last_missing >= start:
             return self._missing(start, stop)
-        proba = self._predict(self.ring.window(stop)[None])[0]
+        np.copyto(self._x[0], self.ring.window(stop))
+        proba = self._predict()
         latency = time.perf_counter() - received
         self.stats.windows += 1
-        self.stats.latencies.append(latency)
+        self.stats.add_latency(latency)
         rec = self._base(start, stop, OK)
-        names = self.bundle.class_names
-        rec["level"] = names[int(np.argmax(proba))]
-        rec.update({f"p_{c}": float(p) for c, p in zip(names, proba, strict=True)})
+        rec["level"] = self._names[int(proba.argmax())]
+        rec.update(zip(self._keys, proba.tolist(), strict=True))
         rec["latency_ms"] = latency * 1e3
         return rec
 

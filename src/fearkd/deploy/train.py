@@ -94,17 +94,25 @@ def _window_spec(plan, channels, window_s: float, baseline: str) -> tuple[Window
         return None, f"its channels have several sampling rates {rates}"
     sfreq = rates[0]
     return WindowSpec(tuple(c["name"] for c in channels), len(plan.eeg), sfreq,
-                      int(round(window_s * sfreq)), r.bands, r.log, r.relative), ""
+                      int(round(window_s * sfreq)), r.bands, r.log, r.relative,
+                      r.log_variance), ""
 
 
 def deploy_config(cfg: ExperimentConfig) -> ExperimentConfig:
-    """``cfg`` with per-window band power (``periodogram``) when the student has EEG."""
+    """``cfg`` with the features a bundle computes: per-window band power (``periodogram``)
+    when the student has EEG, and ``normalize = "global"`` (the training set's normaliser,
+    which the graph holds until ``fearkd calibrate`` replaces it), so that a CV of this
+    configuration (``fearkd train --with-cv``) measures what the bundle does."""
     from ..features.presets import get_preset
 
     if get_preset(cfg.features.student).eeg != () and cfg.features.method != "periodogram":
         logger.info("Band power per window ('periodogram') instead of %r: a deployed graph "
                     "sees one window at a time.", cfg.features.method)
         cfg = cfg.replace(features={"method": "periodogram"})
+    if cfg.features.normalize != "global":
+        logger.info("normalize = 'global' instead of %r: the bundle holds the training set's "
+                    "normaliser (per-user: `fearkd calibrate`).", cfg.features.normalize)
+        cfg = cfg.replace(features={"normalize": "global"})
     return cfg
 
 
@@ -119,7 +127,7 @@ def fingerprint(fs) -> str:
 
 def train_final(cfg: ExperimentConfig, *, student: str | None = None, data_path=None,
                 synthetic: bool | None = None, card: str | None = None,
-                progress: bool = False) -> Bundle:
+                subjects=None, cache_dir=None, progress: bool = False) -> Bundle:
     """Train ``cfg``'s recipe on every subject and return the bundle of one fear model.
 
     Parameters
@@ -134,6 +142,11 @@ def train_final(cfg: ExperimentConfig, *, student: str | None = None, data_path=
         Whether the data are synthetic (written by ``fearkd synth``); None: not declared.
     card : str, optional
         Model card text (:func:`fearkd.deploy.card.model_card`).
+    subjects : sequence of str, optional
+        Train on these subjects only (a fold's training subjects, :mod:`fearkd.deploy.online`);
+        default every subject.
+    cache_dir : path, optional
+        Per-subject feature cache (:mod:`fearkd.features.cache`).
     progress : bool
 
     Returns
@@ -156,8 +169,15 @@ def train_final(cfg: ExperimentConfig, *, student: str | None = None, data_path=
     if key not in keys:
         raise ConfigError(f"--student {key!r}: expected one of {keys} (stage keys of "
                           f"{cfg.source or 'the experiment'}).")
-    data = prepare_data(cfg, data_path=data_path, progress=progress)
+    data = prepare_data(cfg, data_path=data_path, cache_dir=cache_dir, progress=progress)
     fs = data.featureset
+    if subjects is not None:
+        keep = {str(s) for s in subjects}
+        have = set(fs.metadata["subject"].astype(str))
+        if not keep <= have:
+            raise ConfigError(f"train_final: subject(s) {sorted(keep - have)[:10]} are not in "
+                              f"the data, which hold {sorted(have)[:10]}.")
+        fs = fs.select_rows(fs.metadata["subject"].astype(str).isin(keep).to_numpy())
     labelled = np.flatnonzero(fs.metadata["y_fear"].to_numpy() >= 0)
     # every column: the bundle's graph computes them all
     fold = Fold(fs, data.student_names, np.arange(len(fs)), np.array([], dtype=np.int64), None,
@@ -173,7 +193,11 @@ def train_final(cfg: ExperimentConfig, *, student: str | None = None, data_path=
     model, scaler, inputs = ctx.models[key]
     names = list(data.student_names if inputs == "student" else fs.feature_names)
     preset = cfg.features.student if inputs == "student" else cfg.features.teacher
+    # the recipe the training features were extracted with (prepare_data applies
+    # [features] log the same way)
     recipe = get_preset(preset, method=cfg.features.method)
+    if cfg.features.log is not None:
+        recipe = recipe.with_log(cfg.features.log)
     recordings = _open(cfg, data_path)
     trial = recordings.load(recordings.subjects[0]).trials[0]
     plan = recipe.plan(trial)

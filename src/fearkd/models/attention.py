@@ -85,7 +85,8 @@ class FeatureAttention(FearkdModule):
         """Logits, shape (batch, n_outputs), of ``x``, shape (batch, n_features)."""
         x = x.reshape(x.shape[0], -1)
         tokens = self.tokens(x)
-        tokens = torch.cat([self.cls.expand(len(x), -1, -1), tokens], dim=1)
+        # x.shape[0], not len(x): the ONNX exporter traces len() as a constant batch size
+        tokens = torch.cat([self.cls.expand(x.shape[0], -1, -1), tokens], dim=1)
         return self.head(self.encoder(tokens)[:, 0])
 
 

@@ -6,11 +6,18 @@ section, e.g. :mod:`.deployed`, builds blocks without importing the whole docume
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import pandas as pd
 
-__all__ = ["Document", "FigureBlock", "Section", "TableBlock", "TextBlock"]
+__all__ = ["Document", "FigureBlock", "Section", "TableBlock", "TextBlock", "slug"]
+
+
+def slug(*parts: object) -> str:
+    """``"history", "deap", "Method 1"`` -> ``"history-deap-method-1"`` (ids and file names)."""
+    text = "-".join(str(p) for p in parts if str(p) not in ("", "-", "nan"))
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
 @dataclass

@@ -20,10 +20,12 @@ import numpy as np
 import pandas as pd
 
 from ..evaluation.results import check_results
+from .blocks import Section, TableBlock, slug
+from .rundata import RunData
 from .tables import _METHOD_NAMES, CI_SUFFIX, mean_ci, model_label, target_label
 
-__all__ = ["combined_mask", "own_results", "combined_table", "combined_text", "COMBINED", "OWN",
-           "DIFF"]
+__all__ = ["combined_mask", "own_results", "combined_table", "combined_text", "combined_section",
+           "COMBINED", "OWN", "DIFF"]
 
 COMBINED = "Combined student (%)"
 OWN = "Own student (%)"
@@ -140,3 +142,20 @@ def combined_text(results: pd.DataFrame) -> list[str]:
             note = table.attrs.get("note", "")
             out.append(format_table(table) + (f"\n{note}" if note else ""))
     return out
+
+
+def combined_section(run: RunData) -> Section | None:
+    """The combined student per dataset, next to each dataset's own (several datasets)."""
+    res = run.results
+    if "trained_on" not in res:
+        return None
+    sec = Section("combined", "The combined student per dataset")
+    sec.intro = ("One student trained on every dataset of the experiment together (in the "
+                 "[common] feature space) and tested subject-wise, scored on each dataset's "
+                 "test subjects next to the student trained on that dataset alone.")
+    for protocol in pd.unique(res["protocol"]):
+        table = combined_table(res, str(protocol))
+        if len(table):
+            sec.blocks.append(TableBlock(slug("combined", protocol), table.attrs["title"],
+                                         table, note=table.attrs.get("note", "")))
+    return sec if sec.blocks else None

@@ -10,14 +10,13 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
 from fractions import Fraction
 
 import pandas as pd
 
 from . import plots
 from . import tables as T
-from .blocks import Document, FigureBlock, Section, TableBlock, TextBlock
+from .blocks import Document, FigureBlock, Section, TableBlock, TextBlock, slug
 from .rundata import RunData, confusion_sums, dropped_features, history_frame, named_confusions
 from .rundata import dataset_config as _dataset_config
 
@@ -25,12 +24,6 @@ __all__ = ["Document", "Section", "TableBlock", "FigureBlock", "TextBlock", "bui
            "protocol_explanation"]
 
 logger = logging.getLogger(__name__)
-
-
-def slug(*parts: object) -> str:
-    """``"history", "deap", "Method 1"`` -> ``"history-deap-method-1"`` (ids and file names)."""
-    text = "-".join(str(p) for p in parts if str(p) not in ("", "-", "nan"))
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
 def _group_title(dataset: str, protocol: str, results: pd.DataFrame,
@@ -553,22 +546,15 @@ def _deployed(run: RunData) -> Section | None:
 
 
 def _combined_section(run: RunData) -> Section | None:
-    """The combined student per dataset, next to each dataset's own (several datasets)."""
-    from .combined import combined_table
+    from .combined import combined_section
 
-    res = run.results
-    if "trained_on" not in res:
-        return None
-    sec = Section("combined", "The combined student per dataset")
-    sec.intro = ("One student trained on every dataset of the experiment together (in the "
-                 "[common] feature space) and tested subject-wise, scored on each dataset's "
-                 "test subjects next to the student trained on that dataset alone.")
-    for protocol in pd.unique(res["protocol"]):
-        table = combined_table(res, str(protocol))
-        if len(table):
-            sec.blocks.append(TableBlock(slug("combined", protocol), table.attrs["title"],
-                                         table, note=table.attrs.get("note", "")))
-    return sec if sec.blocks else None
+    return combined_section(run)
+
+
+def _online(run: RunData) -> Section | None:
+    from .deployed import online_section
+
+    return online_section(run)
 
 
 def build_document(run: RunData) -> Document:
@@ -601,7 +587,7 @@ def build_document(run: RunData) -> Document:
                  _protocol_section(run),
                  _timing_section(run), _contrast_section(run), _effects_section(run),
                  _ttest_section(run),
-                 *_figure_sections(run), _deployed(run),
+                 *_figure_sections(run), _deployed(run), _online(run),
                  *_config_sections(run)):
         if part is not None:
             sections.append(part)
