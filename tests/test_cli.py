@@ -107,13 +107,13 @@ def test_features_rejects_an_output_that_is_not_npz(deap_root, tmp_path, capsys)
 # ------------------------------------------------------------------- thin CLI contract
 def test_a_bug_keeps_its_traceback(monkeypatch, tmp_path):
     """Only user errors become one line; a TypeError or KeyError is a bug and propagates."""
-    import fearkd.cli as cli
+    import fearkd.cli_data as cli_data
 
     for exc in (TypeError("bug"), KeyError("bug")):
         def broken(args, exc=exc):
             raise exc
 
-        monkeypatch.setattr(cli, "_cmd_info", broken)
+        monkeypatch.setattr(cli_data, "_cmd_info", broken)
         with pytest.raises(type(exc), match="bug"):
             main(["info", str(tmp_path)])
 
