@@ -101,3 +101,28 @@ def test_the_runner_passes_the_stage_columns_names():
     model = _build(Stage("m", "s", inputs="student"), ctx)
     assert model.spec.params["feature_names"] == student
     assert model.modalities == ("eeg", "gsr")
+
+
+def test_exported_graph_takes_any_batch_size():
+    """Traced at batch 2 (as :func:`fearkd.deploy.graph.export_onnx` does), the ONNX graph runs
+    one window at a time, as the streaming path feeds it, and agrees with torch. Failed with
+    the EEG branch reshaping to ``len(x)``, which the trace froze at 2."""
+    import io
+    import warnings
+
+    import onnxruntime as ort
+
+    model = make_model("multi-input", len(NAMES), 4, feature_names=NAMES).eval()
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (torch.zeros(2, len(NAMES)),), buf, input_names=["x"],
+                          output_names=["y"], dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}},
+                          dynamo=False)
+    session = ort.InferenceSession(buf.getvalue())
+    X, _ = _planted(0, n=3)
+    for rows in (X[:1], X):
+        with torch.no_grad():
+            expected = model(torch.as_tensor(rows)).numpy()
+        got = session.run(None, {"x": rows})[0]
+        np.testing.assert_allclose(got, expected, atol=1e-5)
