@@ -76,7 +76,10 @@ def test_quick_demo_end_to_end(demo_run):
     students = results[(results["method"] == "method1") & (results["stage"] == "student")]
     # "hard" labels are the scratch student, trained and shown once
     assert set(students["target"]) == {"soft", "combined"}
-    assert set(results.loc[results["method"] == "backbone", "model"]) == {"multi-input", "cnn"}
+    backbones = results[results["method"] == "backbone"]
+    assert set(backbones["model"]) == {"multi-input", "cnn"}
+    # the leaky protocol runs for the teacher's backbone only
+    assert set(backbones.loc[backbones["protocol"] == "seed-legacy", "model"]) == {"multi-input"}
     # the methods run for the first backbone (the teacher) only, under the subject protocol
     methods = results[~results["method"].isin(["backbone", "baseline"])]
     assert set(methods["protocol"]) == {"subject"} and set(methods["model"]) == {"multi-input"}

@@ -418,8 +418,9 @@ def _add_demo(sub) -> None:
         "demo", help="run the whole method on built-in synthetic data and write the report",
         description="Write small synthetic DEAP- and ASCERTAIN-format datasets (DEAP with "
                     "the knobs of fearkd.demo.DEMO_KNOBS) and run label reports, features, "
-                    "the multi-input/CNN backbone comparison under the 'subject' and "
-                    "'seed-legacy' protocols with statistics, Method 1 and Method 2 with the "
+                    "the multi-input/CNN backbone comparison under the 'subject' protocol "
+                    "and multi-input under 'seed-legacy' too, with statistics, Method 1 and "
+                    "Method 2 with the "
                     "three KD targets for the multi-input teacher, the controls (teacher and "
                     "student from scratch, mis-paired KD, permuted source labels) and the "
                     "majority, logreg and rf baselines, for 3 seeds; then the teacher check "

@@ -7,8 +7,8 @@ back by the real readers) and, for each dataset, in one run directory:
 2. teacher and student features (the reference's presets), log-transformed and standardised
    per subject inside each fold (``[features] normalize = "subject"``);
 3. the **backbone comparison** on the source task (``[models] backbones`` of ``demo.toml``)
-   under the ``subject`` protocol and under the reference's leaky ``seed-legacy`` protocol
-   (the **protocol comparison**), with statistics;
+   under the ``subject`` protocol, and the first backbone under the reference's leaky
+   ``seed-legacy`` protocol too (the **protocol comparison**), with statistics;
 4. for the first backbone, the demo's **teacher** (``multi-input``: one branch per modality),
    **Method 1** and **Method 2** with the KD targets, the teacher and the student from scratch,
    the controls (``mispaired`` KD, Method 1 from a backbone pretrained on permuted source
@@ -172,7 +172,9 @@ def run_demo(out: str | Path, *, quick: bool = False, seed: int = 0,
         models = cfg.models.backbones
         teacher = models[0]  # the demo's teacher: the methods and controls run for it
         plan = [("subject", m, cfg.methods.run if m == teacher else ()) for m in models]
-        plan += [("seed-legacy", m, ()) for m in models]
+        # the leak of the reference's split, shown for the teacher's backbone (seed-legacy
+        # trains on 4/5 of all windows: the costliest backbone units)
+        plan.append(("seed-legacy", teacher, ()))
         logger.info("%s: cross-validation (%d backbone(s), %d seed(s); the methods for %s)",
                     dataset.upper(), len(models), len(cfg.evaluation.seeds), teacher)
         res = run_experiment(cfg, out, plan=plan, prepared=prepared, progress=progress,
