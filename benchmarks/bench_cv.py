@@ -2,8 +2,9 @@
 
 Writes a small synthetic DEAP, extracts its features once, then runs the same experiment (the
 demo's settings with one seed, as before the demo ran three: CNN backbone with Method 1,
-Method 2 and the scratch student under the ``subject`` protocol) into fresh run directories
-with ``jobs=1`` and ``jobs=2``, checks that both give identical results, and prints the speed-up (time at 1 worker / time at 2 workers).
+Method 2, the scratch student and the demo's baselines under the ``subject`` protocol) into
+fresh run directories with ``jobs=1`` and ``jobs=2``, checks that both give identical
+results, and prints the speed-up (time at 1 worker / time at 2 workers).
 Units are independent folds, so the ideal speed-up is ``min(workers, units, cores)``.
 
 Usage::
