@@ -64,25 +64,60 @@ def test_quick_demo_end_to_end(demo_run):
     results = pd.read_csv(out / "results.csv")
     assert set(results["dataset"]) == {"deap", "ascertain"}
     assert set(results["protocol"]) == {"subject", "seed-legacy"}
-    assert {"backbone", "method1", "method2", "scratch", "baseline"} <= set(results["method"])
+    assert {"backbone", "method1", "method2", "scratch", "baseline", "mispaired",
+            "method1-permuted"} <= set(results["method"])
+    # three seeds, paired on (fold, seed): every stage has every (fold, seed) pair
+    assert set(results["seed"]) == {0, 1, 2}
+    pairs = results.groupby(["dataset", "protocol", "method", "stage", "model", "target"])[
+        ["fold", "seed"]].apply(lambda g: len(g.drop_duplicates()))
+    assert set(pairs) == {2 * 3}, pairs[pairs != 6]
+    assert set(results.loc[results["method"] == "baseline", "model"]) == {"majority", "logreg",
+                                                                          "rf"}
     students = results[(results["method"] == "method1") & (results["stage"] == "student")]
     # "hard" labels are the scratch student, trained and shown once
     assert set(students["target"]) == {"soft", "combined"}
-    assert set(results.loc[results["method"] == "backbone", "model"]) == {"cnn", "lstm", "gru"}
-    # the methods run for the CNN backbone only, under the subject protocol
-    assert set(results.loc[results["method"] == "method2", "protocol"]) == {"subject"}
+    backbones = results[results["method"] == "backbone"]
+    assert set(backbones["model"]) == {"multi-input", "cnn"}
+    # the leaky protocol runs for the teacher's backbone only
+    assert set(backbones.loc[backbones["protocol"] == "seed-legacy", "model"]) == {"multi-input"}
+    # the methods run for the first backbone (the teacher) only, under the subject protocol
+    methods = results[~results["method"].isin(["backbone", "baseline"])]
+    assert set(methods["protocol"]) == {"subject"} and set(methods["model"]) == {"multi-input"}
 
     page = _Collect()
     page.feed((out / "report.html").read_text())
     for section in ("datasets", "backbone", "finetune", "kd", "method-comparison",
                     "protocol-comparison", "timing", "ttests", "histories", "confusion",
-                    "deployed", "environment", "config"):
+                    "deployed", "environment", "config", "teacher-check", "planted-effects"):
         assert section in page.sections, section
     assert page.images
     for src in page.images:
         assert src.startswith("data:image/png;base64,")
         assert base64.b64decode(src.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "report.md").is_file()
+
+
+@pytest.mark.slow
+def test_demo_data_use_the_knobs_and_the_teacher_check_is_computed(demo_run):
+    """The synthetic DEAP is written with the demo's knobs, and the printed teacher check is
+    the one :func:`teacher_check` computes from the run's results (nothing hard-coded)."""
+    import json
+
+    from fearkd.reporting.effects import teacher_check, teacher_check_sentence
+
+    out = demo_run["out"]
+    marker = json.loads((out / "data" / "deap" / "fearkd-synthetic.json").read_text())
+    assert {k: marker["params"][k] for k in fearkd.demo.DEMO_KNOBS} == fearkd.demo.DEMO_KNOBS
+    results = pd.read_csv(out / "results.csv")
+    check = teacher_check(results)
+    assert set(check["dataset"]) == {"deap", "ascertain"}
+    assert set(check["model"]) == {"multi-input"}
+    assert (check["n_pairs"] == 2 * 3).all()
+    printed = demo_run["printed"]
+    for _, row in check.iterrows():
+        assert teacher_check_sentence(row) in printed
+    report = (out / "report.md").read_text()
+    assert teacher_check_sentence(check.iloc[0]) in report
 
 
 @pytest.mark.slow

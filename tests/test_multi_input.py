@@ -139,3 +139,28 @@ def test_branches_not_covering_the_preset_are_refused_before_training(tmp_path, 
                  "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "add [" in err[0] and "to branches" in err[0]
+
+
+def test_exported_graph_takes_any_batch_size():
+    """Traced at batch 2 (as :func:`fearkd.deploy.graph.export_onnx` does), the ONNX graph runs
+    one window at a time, as the streaming path feeds it, and agrees with torch. Failed with
+    the EEG branch reshaping to ``len(x)``, which the trace froze at 2."""
+    import io
+    import warnings
+
+    import onnxruntime as ort
+
+    model = make_model("multi-input", len(NAMES), 4, feature_names=NAMES).eval()
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (torch.zeros(2, len(NAMES)),), buf, input_names=["x"],
+                          output_names=["y"], dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}},
+                          dynamo=False)
+    session = ort.InferenceSession(buf.getvalue())
+    X, _ = _planted(0, n=3)
+    for rows in (X[:1], X):
+        with torch.no_grad():
+            expected = model(torch.as_tensor(rows)).numpy()
+        got = session.run(None, {"x": rows})[0]
+        np.testing.assert_allclose(got, expected, atol=1e-5)

@@ -50,11 +50,17 @@ def _cmd_demo(args) -> int:
 def _add_demo(sub) -> None:
     p = sub.add_parser(
         "demo", help="run the whole method on built-in synthetic data and write the report",
-        description="Write small synthetic DEAP- and ASCERTAIN-format datasets and run label "
-                    "reports, features, the CNN/LSTM/GRU backbone comparison under the "
-                    "'subject' and 'seed-legacy' protocols with statistics, Method 1 and "
-                    "Method 2 with the three KD targets, the from-scratch student and the "
-                    "baselines, then the report. Re-running into the same --out resumes.",
+        description="Write small synthetic DEAP- and ASCERTAIN-format datasets (DEAP with "
+                    "the knobs of fearkd.demo.DEMO_KNOBS) and run label reports, features, "
+                    "the multi-input/CNN backbone comparison under the 'subject' protocol "
+                    "and multi-input under 'seed-legacy' too, with statistics, Method 1 and "
+                    "Method 2 with the "
+                    "three KD targets for the multi-input teacher, the controls (teacher and "
+                    "student from scratch, mis-paired KD, permuted source labels) and the "
+                    "majority, logreg and rf baselines, for 3 seeds; then the teacher check "
+                    "(teacher within 5 pp of the better of logreg and rf, 30 pp above "
+                    "majority), the deployed student and the report. Re-running into the "
+                    "same --out resumes.",
     )
     p.add_argument("--out", type=Path, default=Path("runs/demo"),
                    help="run directory (default runs/demo)")

@@ -128,7 +128,8 @@ class _ConvBranch(nn.Module):
         self.out = nn.Linear(filters, hidden)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = x.reshape(len(x), self.n_channels, self.n_bands).transpose(1, 2)
+        # -1, not len(x): an ONNX trace would fix the batch size of its example input
+        x = x.reshape(-1, self.n_channels, self.n_bands).transpose(1, 2)
         z = torch.relu(self.conv(x)).mean(dim=2)
         return torch.relu(self.out(z))
 

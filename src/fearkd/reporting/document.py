@@ -400,6 +400,41 @@ def _effects_section(run: RunData) -> Section | None:
     return sec
 
 
+def _teacher_check_section(run: RunData) -> Section | None:
+    """The teacher against the classical baselines (:func:`fearkd.reporting.effects.
+    teacher_check`), when the run has Method 1's teacher and the baselines."""
+    from .effects import MAJORITY_MARGIN, TEACHER_MARGIN, teacher_check, teacher_check_sentence
+
+    table = teacher_check(run.results)
+    if table.empty:
+        return None
+    sec = Section("teacher-check", "Teacher vs classical baselines")
+    sec.intro = (f"Method 1's teacher against logistic regression, the random forest and the "
+                 f"majority baseline on the same features, normalisation, folds and seeds "
+                 f"(subject protocol, fear, test accuracy): the check is met when the teacher "
+                 f"is within {100 * TEACHER_MARGIN:.0f} pp of the better of logistic "
+                 f"regression and the random forest and at least {100 * MAJORITY_MARGIN:.0f} pp "
+                 f"above the majority baseline. The gap's 95 % interval is paired on "
+                 f"(fold, seed).")
+    shown = table.copy()
+    for col in ("teacher", "logreg", "rf", "majority", "gap", "ci_low", "ci_high",
+                "above_majority"):
+        shown[col] = 100 * shown[col]
+    shown["met"] = shown["met"].map({True: "met", False: "not met"})
+    shown.index = pd.Index([f"{r.dataset.upper()} · {r.model}" for r in shown.itertuples()],
+                           name="teacher")
+    shown = shown.drop(columns=["dataset", "model"]).rename(columns={
+        "n_pairs": "pairs", "teacher": "teacher (%)", "logreg": "logreg (%)", "rf": "rf (%)",
+        "majority": "majority (%)", "best": "best baseline", "gap": "best − teacher (pp)",
+        "ci_low": "95 % CI low (pp)", "ci_high": "95 % CI high (pp)",
+        "above_majority": "teacher − majority (pp)"})
+    sec.blocks.append(TableBlock("teacher-check", "Teacher vs classical baselines", shown))
+    for _, row in table.iterrows():
+        sec.blocks.append(TextBlock(f"{row['dataset'].upper()}: "
+                                    f"{teacher_check_sentence(row)}."))
+    return sec
+
+
 def _ttest_section(run: RunData) -> Section | None:
     from ..evaluation.stats import TEST_TITLES, compare_models
 
@@ -586,6 +621,7 @@ def build_document(run: RunData) -> Document:
     for part in (_dataset_section(run), combined, *_metric_sections(run), _quality_section(run),
                  _protocol_section(run),
                  _timing_section(run), _contrast_section(run), _effects_section(run),
+                 _teacher_check_section(run),
                  _ttest_section(run),
                  *_figure_sections(run), _deployed(run), _online(run),
                  *_config_sections(run)):

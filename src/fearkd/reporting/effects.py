@@ -22,6 +22,10 @@ whose folds differ):
 
 An effect is *met* when its 95 % interval lies above 0 (expected > 0) or contains 0
 (expected ≈ 0).
+
+:func:`teacher_check` is the demo's check of the teacher against the classical baselines on
+the same features and normalisation: Method 1's teacher within :data:`TEACHER_MARGIN` of the
+best of ``logreg`` and ``rf`` and at least :data:`MAJORITY_MARGIN` above ``majority``.
 """
 
 from __future__ import annotations
@@ -31,11 +35,22 @@ import pandas as pd
 
 from ..evaluation.stats import mean_difference_ci
 
-__all__ = ["EFFECT_COLUMNS", "paired_effect", "planted_effects", "protocol_effect"]
+__all__ = ["CHECK_COLUMNS", "EFFECT_COLUMNS", "MAJORITY_MARGIN", "TEACHER_MARGIN",
+           "paired_effect", "planted_effects", "protocol_effect", "teacher_check",
+           "teacher_check_sentence"]
 
 #: Columns of :func:`planted_effects`.
 EFFECT_COLUMNS = ("dataset", "effect", "a", "b", "expected", "n_pairs", "mean_diff", "ci_low",
                   "ci_high", "met")
+#: Columns of :func:`teacher_check`.
+CHECK_COLUMNS = ("dataset", "model", "n_pairs", "teacher", "logreg", "rf", "majority", "best",
+                 "gap", "ci_low", "ci_high", "above_majority", "met")
+#: The teacher may trail the best classical baseline by at most this much (a fraction).
+TEACHER_MARGIN = 0.05
+#: ... and must beat the majority baseline by at least this much.
+MAJORITY_MARGIN = 0.30
+#: The classical baselines the teacher is held against.
+CLASSICAL = ("logreg", "rf")
 
 
 def _test_rows(results: pd.DataFrame, metric: str, **where) -> pd.DataFrame:
@@ -184,3 +199,68 @@ def planted_effects(results: pd.DataFrame, metric: str = "accuracy",
     for row in rows:
         row["met"] = _met(row["expected"], row)
     return pd.DataFrame(rows, columns=list(EFFECT_COLUMNS))
+
+
+def teacher_check(results: pd.DataFrame, *, metric: str = "accuracy", protocol: str = "subject",
+                  confidence: float = 0.95) -> pd.DataFrame:
+    """Method 1's teacher against the classical baselines of the same run, one row per teacher.
+
+    All sides are the fear task's test scores under ``protocol``, on the same folds, seeds,
+    features and normalisation (the baselines are fitted on the teacher's columns of the same
+    training rows). The best classical baseline is the one of :data:`CLASSICAL` with the higher
+    mean; ``gap`` is its mean minus the teacher's, with the 95 % interval of that difference
+    paired on ``(fold, seed)``.
+
+    Parameters
+    ----------
+    results : DataFrame
+        Tidy results of a run (``results.csv``).
+    metric : str
+    protocol : str
+    confidence : float
+
+    Returns
+    -------
+    DataFrame
+        Columns :data:`CHECK_COLUMNS` (fractions); ``met`` is ``gap <= TEACHER_MARGIN`` and
+        ``above_majority >= MAJORITY_MARGIN``. Empty when the run has no Method 1 teacher, no
+        ``majority`` or none of :data:`CLASSICAL` under ``protocol``.
+    """
+    rows = []
+    sub = results[results["protocol"] == protocol]
+    for dataset, res in sub.groupby("dataset", sort=False):
+        base = _test_rows(res, metric, method="baseline", task="fear")
+        means = base.groupby("model")["value"].mean()
+        classical = [m for m in CLASSICAL if m in means.index]
+        if not classical or "majority" not in means.index:
+            continue
+        best = max(classical, key=lambda m: means[m])
+        teachers = _test_rows(res, metric, method="method1", stage="teacher", task="fear")
+        for model in pd.unique(teachers["model"]):
+            spec = ("baseline", "baseline", "-")
+            b = res[res["model"] == best]
+            t = res[res["model"] == model]
+            gap = paired_effect(b, t, spec, ("method1", "teacher", "-"), metric=metric,
+                                confidence=confidence, task="fear")
+            teacher = float(teachers.loc[teachers["model"] == model, "value"].mean())
+            row = {"dataset": dataset, "model": model, "n_pairs": gap["n_pairs"],
+                   "teacher": teacher, "logreg": float(means.get("logreg", np.nan)),
+                   "rf": float(means.get("rf", np.nan)), "majority": float(means["majority"]),
+                   "best": best, "gap": float(means[best]) - teacher, "ci_low": gap["ci_low"],
+                   "ci_high": gap["ci_high"],
+                   "above_majority": teacher - float(means["majority"])}
+            row["met"] = bool(row["gap"] <= TEACHER_MARGIN
+                              and row["above_majority"] >= MAJORITY_MARGIN)
+            rows.append(row)
+    return pd.DataFrame(rows, columns=list(CHECK_COLUMNS))
+
+
+def teacher_check_sentence(row) -> str:
+    """One line of :func:`teacher_check`: the teacher, the best baseline, the gap, met or not."""
+    return (f"{row['model']} Method 1 teacher {100 * row['teacher']:.1f} % vs best classical "
+            f"baseline {row['best']} {100 * row[row['best']]:.1f} % (logreg "
+            f"{100 * row['logreg']:.1f} %, rf {100 * row['rf']:.1f} %, majority "
+            f"{100 * row['majority']:.1f} %): gap {100 * row['gap']:.1f} pp "
+            f"(at most {100 * TEACHER_MARGIN:.0f}), {100 * row['above_majority']:.1f} pp above "
+            f"majority (at least {100 * MAJORITY_MARGIN:.0f}): "
+            f"{'met' if row['met'] else 'not met'}")
