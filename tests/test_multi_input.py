@@ -164,3 +164,25 @@ def test_exported_graph_takes_any_batch_size():
             expected = model(torch.as_tensor(rows)).numpy()
         got = session.run(None, {"x": rows})[0]
         np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_eeg_columns_that_are_not_band_powers_get_a_dense_branch():
+    """ASCERTAIN's presets take NeuroSky rows 2-8 as held values (``mean``, ``logmean``) next
+    to band power of the raw row: the band powers form the conv grid, the held values a dense
+    ``eeg-levels`` branch (the build failed with "must fill a channels x bands grid")."""
+    from fearkd.features.presets import get_preset
+    from fearkd.models.multi_input import EEG_LEVELS, modality_branches
+
+    names = ["eeg:EEG1:theta", "eeg:EEG1:alpha", "eeg:EEG2:mean", "eeg:EEG2:logmean",
+             "eeg:EEG3:mean", "eeg:EEG3:logmean", "eeg:Fp1-Fp2:riemann-alpha", "gsr:GSR:mean"]
+    got = {m: (cols, grid) for m, cols, grid in modality_branches(names)}
+    assert got["eeg"] == ([0, 1], (1, 2))
+    assert got[EEG_LEVELS] == ([2, 3, 4, 5, 6], None)
+    assert got["gsr"] == ([7], None)
+    assert get_preset("ascertain-teacher").levels  # the shipped preset has held-value rows
+    X, _ = _planted(0, n=4)
+    model = make_model("multi-input", 4, 3, feature_names=["eeg:EEG1:alpha", "eeg:EEG2:mean",
+                                                           "eeg:EEG2:logmean", "gsr:GSR:var"])
+    assert model.modalities == ("eeg", EEG_LEVELS, "gsr")
+    with torch.no_grad():
+        assert model(torch.as_tensor(X[:, :4])).shape == (4, 3)

@@ -27,7 +27,7 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
-from fearkd.models.registry import MODELS, make_model, register_model
+from fearkd.models.registry import MODELS, make_model, register_model, replace_head
 
 __all__ = ["Ensemble", "ENSEMBLE_KINDS"]
 
@@ -90,6 +90,16 @@ class Ensemble(nn.Module):
             self.register_buffer(f"mean_{k}", torch.zeros(n_features))
             self.register_buffer(f"scale_{k}", torch.ones(n_features))
         self.head = nn.Linear(len(built) * n_outputs, n_outputs)
+        self.set_vote_head()
+
+    def replace_outputs(self, n_outputs: int, *, random_state: int | None = None) -> None:
+        """A new task (transfer learning): each member gets a fresh ``n_outputs`` head on its
+        trunk and the combining head is rebuilt as the vote (what :func:`replace_head` calls)."""
+        for k, member in enumerate(self.members):
+            replace_head(member, n_outputs,
+                         random_state=None if random_state is None else int(random_state) + k)
+        self.n_outputs = int(n_outputs)
+        self.head = nn.Linear(len(self.members) * self.n_outputs, self.n_outputs)
         self.set_vote_head()
 
     def set_vote_head(self) -> None:

@@ -5,7 +5,9 @@ Branches are read from the feature names (``"<modality>:<channel>:<feature>"``, 
 
 * ``eeg`` band powers become a channels x bands map, ``(batch, n_bands, n_channels)``, for a
   small convolutional branch (a 1-D convolution across neighbouring channels of the preset's
-  order, band powers as its input channels, global average pooling);
+  order, band powers as its input channels, global average pooling); other EEG columns (the
+  held NeuroSky values of the ASCERTAIN presets, ``riemann-*`` covariances) get a dense
+  branch, ``eeg-levels``;
 * every other modality (``gsr``, ``ppg``, ``ecg``, ...) gets its own dense branch.
 
 Each branch gives ``hidden`` values; they are concatenated (late fusion) and pass one dense
@@ -70,6 +72,16 @@ def check_branches(branches, feature_names, what: str = "the model's input colum
                           f"modality of the columns).")
 
 
+#: The dense branch of EEG columns that are not band powers: held device values (ASCERTAIN's
+#: NeuroSky rows 2-8: ``mean``, ``logmean``) and re-centred covariances (``riemann-<band>``).
+EEG_LEVELS = "eeg-levels"
+_NOT_BAND_POWER = ("mean", "logmean", "var", "std")
+
+
+def _not_band_power(feature: str) -> bool:
+    return feature in _NOT_BAND_POWER or feature.startswith("riemann")
+
+
 def modality_branches(feature_names) -> list[tuple[str, list[int], tuple[int, int] | None]]:
     """Branches of a feature list: ``(modality, columns, grid)``, in order of appearance.
 
@@ -81,8 +93,10 @@ def modality_branches(feature_names) -> list[tuple[str, list[int], tuple[int, in
     Returns
     -------
     list of (str, list of int, (n_channels, n_bands) or None)
-        ``grid`` is set for ``eeg``: its columns are then ordered channel-major (all bands of
-        the first channel, then the next) so that they reshape into the map.
+        ``grid`` is set for ``eeg`` band powers: its columns are then ordered channel-major
+        (all bands of the first channel, then the next) so that they reshape into the map.
+        EEG columns that are not band powers (held device values ``mean``/``logmean``,
+        ``var``, ``riemann-*``) form a dense branch of their own, :data:`EEG_LEVELS`.
 
     Raises
     ------
@@ -98,7 +112,10 @@ def modality_branches(feature_names) -> list[tuple[str, list[int], tuple[int, in
                              f"expected '<modality>:<channel>:<feature>' names, got {name!r} "
                              f"(column {j}); use a preset's features or build the model "
                              f"without feature_names (one flat branch).")
-        groups.setdefault(parts[0], []).append(j)
+        modality = parts[0]
+        if modality == "eeg" and _not_band_power(parts[2]):
+            modality = EEG_LEVELS
+        groups.setdefault(modality, []).append(j)
     branches = []
     for modality, cols in groups.items():
         grid = None
@@ -110,7 +127,7 @@ def modality_branches(feature_names) -> list[tuple[str, list[int], tuple[int, in
             missing = [f"eeg:{c}:{b}" for c in channels for b in bands if (c, b) not in where]
             if missing:
                 raise ValueError(f"Invalid value for 'feature_names' of model 'multi-input': "
-                                 f"the EEG features must fill a channels x bands grid "
+                                 f"the EEG band powers must fill a channels x bands grid "
                                  f"({len(channels)} x {len(bands)}), missing {missing[:3]!r}; "
                                  f"use a preset with every band for every EEG channel.")
             cols = [where[(c, b)] for c in channels for b in bands]

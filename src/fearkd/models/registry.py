@@ -159,7 +159,9 @@ def replace_head(model: nn.Module, n_outputs: int, *,
     Parameters
     ----------
     model : nn.Module
-        A model from :func:`make_model`; every other layer keeps its weights.
+        A model from :func:`make_model`; every other layer keeps its weights. A model with a
+        ``replace_outputs(n_outputs, random_state=...)`` method (the ``ensemble``: each
+        member's head and the combining head) replaces its output layers itself.
     n_outputs : int
         Number of classes of the new task.
     random_state : int or None
@@ -174,6 +176,11 @@ def replace_head(model: nn.Module, n_outputs: int, *,
         raise TypeError(f"replace_head needs a model with a Linear '.head', got "
                         f"{type(model).__name__}.")
     n_outputs = check_size("n_outputs", n_outputs, 1)
+    own = getattr(model, "replace_outputs", None)
+    if callable(own):  # a model whose head depends on its output size elsewhere (an ensemble)
+        own(n_outputs, random_state=random_state)
+        _respec(model, n_outputs)
+        return model
     old = model.head
     with torch.random.fork_rng(devices=[]):
         if random_state is not None:
@@ -182,10 +189,14 @@ def replace_head(model: nn.Module, n_outputs: int, *,
                          device=old.weight.device)
         keras_init_(head)
     model.head = head
+    _respec(model, n_outputs)
+    return model
+
+
+def _respec(model: nn.Module, n_outputs: int) -> None:
     spec = getattr(model, "spec", None)
     if spec is not None:
         model.spec = ModelSpec(spec.name, spec.n_features, n_outputs, dict(spec.params))
-    return model
 
 
 def register_freeze_policy(name: str, policy: FreezePolicy, *, description: str = "",
