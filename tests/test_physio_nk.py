@@ -60,7 +60,12 @@ def test_scr_count_of_three_responses(sfreq):
     assert X[0, names.index("gsr:EDA:scr_amplitude")] > 0
 
 
-def test_lf_hf_left_out_of_short_windows_with_one_warning(caplog):
+def test_lf_hf_left_out_of_short_windows_with_one_warning(caplog, monkeypatch):
+    from fearkd.features import physio_nk
+
+    # the warning is once per process: start from a fresh record (another test file in the
+    # same worker may have warned for the same (modality, window) already)
+    monkeypatch.setattr(physio_nk, "_warned", set())
     trial = _trial(ppg=("BVP7", 64.0, np.zeros(64 * 10)))
     with caplog.at_level(logging.WARNING):
         short = physio_names(trial, ("ppg",), 30.0)
