@@ -168,6 +168,23 @@ def test_cli_replay_max_prints_jsonl_and_a_summary(model, deap_root, capsys):
     assert f"{len(recs)} windows (0 without prediction)" in err and "p99" in err
 
 
+def test_stream_command_never_imports_torch(model, deap_root):
+    """``fearkd stream`` loads the bundle and runs its ONNX graph without torch (the CLI
+    builds only the invoked subcommand's parser; the bundle builds its torch network on first
+    use): what keeps the command's peak memory near 200 MB instead of 400 MB
+    (``benchmarks/bench_stream.py``). Failed before both changes."""
+    code = ("import sys; from fearkd.cli import main; rc = main(sys.argv[1:]); "
+            "print('torch imported' if 'torch' in sys.modules else 'no torch', file=sys.stderr);"
+            " sys.exit(rc)")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    res = subprocess.run([sys.executable, "-c", code, "stream", str(model), "--replay",
+                          str(deap_root), "--subject", "s02", "--trial", "3", "--speed", "max"],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stderr.strip().splitlines()[-1] == "no torch"
+    assert len(res.stdout.splitlines()) > 0
+
+
 def test_cli_replay_csv(model, deap_root, capsys):
     assert main(["stream", str(model), "--replay", str(deap_root), "--subject", "s01",
                  "--trial", "1", "--speed", "max", "--format", "csv"]) == 0

@@ -335,7 +335,14 @@ _SUBCOMMANDS = [_add_synth, _add_info, _add_labels, _add_features, _add_run, _ad
                _add_calibrate, _add_stream, _add_online]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _command_of(adder) -> str:
+    return adder.__name__.removeprefix("_add_")
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The ``fearkd`` parser; ``only``: build that subcommand alone (``main`` does so for a
+    known command, so that ``stream`` or ``predict`` never import the registries, and torch,
+    to list the choices of other commands)."""
     parser = argparse.ArgumentParser(
         prog="fearkd",
         description="Fear-level detection from EEG and peripheral physiology with transfer "
@@ -345,7 +352,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in _SUBCOMMANDS:
-        add(sub)
+        if only is None or _command_of(add) == only:
+            add(sub)
     return parser
 
 
@@ -355,13 +363,16 @@ def _load_plugins(argv: list[str]) -> None:
     ``FEARKD_PLUGINS`` names plug-ins for every command; an experiment file on the command line
     names its own (its top-level ``plugins`` key, read again when the file is loaded).
     """
-    from .config import _plugins, tomllib
     from .plugins import plugins_from_env
 
     plugins_from_env()
     for arg in argv:
         path = Path(arg)
         if arg.endswith(".toml") and path.is_file():
+            # imported here only: the config module pulls in torch, which `stream` and
+            # `predict` through ONNX never need
+            from .config import _plugins, tomllib
+
             try:
                 data = tomllib.loads(path.read_text(encoding="utf-8"))
             except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError):
@@ -377,7 +388,9 @@ def main(argv: list[str] | None = None) -> int:
     except FearkdError as exc:
         print(f"fearkd: error: {exc}", file=sys.stderr)
         return 2
-    parser = build_parser()
+    command = next((a for a in argv if not a.startswith("-")), None)
+    known = {_command_of(add) for add in _SUBCOMMANDS}
+    parser = build_parser(command if command in known else None)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,

@@ -19,11 +19,10 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from .._atomic import atomic_open
 from ..errors import BundleError
-from .graph import TEMPERATURE, FeatureGraph, WindowSpec, export_onnx, window_features
+from .window import TEMPERATURE, WindowSpec, window_features
 
 __all__ = ["Bundle", "BundleError", "build_bundle", "load_bundle", "FORMAT", "FORMAT_VERSION"]
 
@@ -78,7 +77,9 @@ class Bundle:
     ----------
     manifest : dict
     model : nn.Module
-        The network in eval mode (logits out).
+        The network in eval mode (logits out); a loaded bundle builds it from its safetensors
+        weights on first use, so the ONNX path (``predict_proba_onnx``, ``fearkd stream``)
+        never imports torch.
     class_names : tuple of str
     input_kind : {"samples", "features"}
     spec : WindowSpec or None
@@ -89,9 +90,12 @@ class Bundle:
     """
 
     def __init__(self, manifest: dict, model, onnx_bytes: bytes, card: str | None = None,
-                 path: Path | None = None) -> None:
+                 path: Path | None = None, weights: bytes | None = None) -> None:
         self.manifest = manifest
-        self.model = model.eval()
+        # a loaded bundle builds its torch network on first use (``model``): streaming and
+        # predicting through the ONNX graph never import torch
+        self._model = None if model is None else model.eval()
+        self._weights = weights
         self.onnx_bytes = onnx_bytes
         self.card = card
         self.path = path
@@ -112,6 +116,14 @@ class Bundle:
     def __repr__(self) -> str:
         return (f"Bundle({self.manifest['model']['name']!r}, input_kind={self.input_kind!r}, "
                 f"classes={list(self.class_names)!r})")
+
+    @property
+    def model(self):
+        """The network (``nn.Module``, eval mode, logits out), built from the bundle's
+        safetensors weights on first use."""
+        if self._model is None:
+            self._model = _build_model(self.manifest, self._weights, self.path)
+        return self._model
 
     @property
     def feature_names(self) -> tuple[str, ...]:
@@ -137,6 +149,8 @@ class Bundle:
         n = len(self.feature_names)
         if X.ndim != 2 or X.shape[1] != n:
             raise ValueError(f"'X' must have shape (n_windows, {n}), got {X.shape}.")
+        import torch
+
         z = ((X - self.mean) / self.scale).astype(np.float32)
         with torch.no_grad():
             logits = self.model(torch.as_tensor(z)).double()
@@ -237,6 +251,10 @@ def build_bundle(model, *, feature_names, class_names, mean=None, scale=None,
     if spec is not None and spec.n_features != n:
         raise ValueError(f"The window spec gives {spec.n_features} features for {n} names.")
     model = model.cpu().eval()
+    import torch
+
+    from .graph import FeatureGraph, export_onnx
+
     onnx_bytes = export_onnx(FeatureGraph(model, mean, scale, spec, temperature=t_value))
     import onnx
 
@@ -321,10 +339,6 @@ def load_bundle(path) -> Bundle:
         Not a readable bundle, a member missing, a content hash that does not match (the file
         was altered or damaged), or a bundle that needs a newer fearkd.
     """
-    from safetensors.torch import load as load_tensors
-
-    from ..models.registry import make_model
-
     path = Path(path)
     if not path.is_file():
         raise BundleError(f"No bundle at '{path}': expected a file written by `fearkd train "
@@ -361,12 +375,22 @@ def load_bundle(path) -> Bundle:
         raise BundleError(f"'{path}' does not match its content hash (stored {str(stored)[:12]}, "
                           f"computed {actual[:12]}): the file was altered or damaged; use the "
                           f"bundle `fearkd train` wrote.")
+    card = members[CARD].decode() if CARD in members else None
+    return Bundle(manifest, None, members["model.onnx"], card, path,
+                  weights=members["model.safetensors"])
+
+
+def _build_model(manifest: dict, weights: bytes | None, path: Path | None):
+    """The bundle's torch network from its manifest and safetensors weights (imports torch)."""
+    from safetensors.torch import load as load_tensors
+
+    from ..models.registry import make_model
+
     m = manifest["model"]
     model = make_model(m["name"], int(m["n_features"]), int(m["n_outputs"]), **m["params"])
     try:
-        model.load_state_dict(load_tensors(members["model.safetensors"]))
+        model.load_state_dict(load_tensors(weights))
     except Exception as exc:  # safetensors raises its own error types for bad headers
         raise BundleError(f"'{path}': model.safetensors does not fit model {m['name']!r}: "
                           f"{exc}") from None
-    card = members[CARD].decode() if CARD in members else None
-    return Bundle(manifest, model, members["model.onnx"], card, path)
+    return model.eval()
