@@ -13,9 +13,11 @@ A deployable recipe (:class:`WindowSpec`) computes, from the samples of **one wi
 the arithmetic feature extraction uses for ``method="periodogram"``); :class:`FeatureGraph` is
 the same arithmetic as plain ``torch.nn`` operations: the DFT is one matmul with a precomputed
 cosine and sine basis (side by side) restricted to the bins the bands use, the band sums of
-both squares a matmul with a 0/1 (weighted) matrix. Features are computed in float64 and
-rounded to float32 (as a :class:`~fearkd.features.featureset.FeatureSet` stores them); the
-normaliser ``(x - norm_mean) / norm_scale`` and the network run in float32, the logits are
+both squares a matmul with a 0/1 (weighted) matrix; when no band includes 0 Hz the window's
+mean is removed first and the DFT runs in float32, otherwise in float64. The other feature
+arithmetic is float64, and the features are rounded to float32 (as a
+:class:`~fearkd.features.featureset.FeatureSet` stores them); the normaliser
+``(x - norm_mean) / norm_scale`` and the network run in float32, the logits are
 divided by the temperature (a ``Div`` node, initialiser ``temperature``: 1 unless the bundle
 was trained with ``[training] calibrate = "temperature"``) and a softmax gives the
 probabilities. :func:`export_onnx` writes the module with ``torch.onnx.export``; the
@@ -98,25 +100,35 @@ class FeatureGraph(nn.Module):
                     member[i, j] = weight[0, i] if sl.start <= b < sl.stop else 0.0
             # one matmul gives the real and imaginary parts side by side; the band sums
             # then add both squares (the member matrix stacked twice)
-            self.register_buffer("dft_basis", torch.as_tensor(
-                np.concatenate([np.cos(phase), np.sin(phase)], axis=1)))
-            self.register_buffer("band_sum", torch.as_tensor(np.concatenate([member, member])))
+            basis = np.concatenate([np.cos(phase), np.sin(phase)], axis=1)
+            # Without the zero-frequency bin the window's mean changes no band: it is removed
+            # first, and the DFT then runs in float32 (about twice as fast) without the
+            # cancellation a large offset would cause; with bin 0 in a band, float64.
+            self.centre = 0 not in bins
+            dtype = np.float32 if self.centre else np.float64
+            self.register_buffer("dft_basis", torch.as_tensor(basis.astype(dtype)))
+            self.register_buffer("band_sum", torch.as_tensor(
+                np.concatenate([member, member]).astype(dtype)))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """(batch, channels, samples) float32 -> (batch, n_features) float32."""
         spec = self.spec
-        x = x.to(torch.float64)
         blocks = []
         if spec.n_eeg:
             e = x[:, :spec.n_eeg]
-            power = ((e @ self.dft_basis) ** 2) @ self.band_sum
+            if self.centre:
+                e = e.to(torch.float32)
+                e = e - e.mean(dim=-1, keepdim=True)
+            else:
+                e = e.to(torch.float64)
+            power = (((e @ self.dft_basis) ** 2) @ self.band_sum).to(torch.float64)
             if spec.relative:
                 power = power / power.sum(dim=-1, keepdim=True)
             if spec.log:
                 power = torch.log(torch.clamp(power, min=LOG_FLOOR))
             blocks.append(power.reshape(x.shape[0], -1))
         if spec.n_eeg < len(spec.channels):
-            p = x[:, spec.n_eeg:]
+            p = x[:, spec.n_eeg:].to(torch.float64)
             mean = p.mean(dim=-1)
             var = ((p - mean.unsqueeze(-1)) ** 2).mean(dim=-1)
             if spec.log_variance:
