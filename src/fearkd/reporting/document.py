@@ -17,6 +17,8 @@ import pandas as pd
 from . import plots
 from . import tables as T
 from .blocks import Document, FigureBlock, Section, TableBlock, TextBlock, slug
+from .effects import effects_section as _effects_section
+from .effects import teacher_check_section as _teacher_check_section
 from .rundata import RunData, confusion_sums, dropped_features, history_frame, named_confusions
 from .rundata import dataset_config as _dataset_config
 
@@ -372,66 +374,6 @@ def _contrast_section(run: RunData) -> Section | None:
         sec.blocks.append(TableBlock("contrasts", "Named contrasts (test accuracy)", table))
     for sentence in comp.sentences:
         sec.blocks.append(TextBlock(sentence))
-    return sec
-
-
-def _effects_section(run: RunData) -> Section | None:
-    """Planted effects (:mod:`fearkd.reporting.effects`): expected sign, measured, met."""
-    from .effects import planted_effects
-
-    table = planted_effects(run.results)
-    if table.empty:
-        return None
-    sec = Section("planted-effects", "Planted effects")
-    sec.intro = ("Effects the synthetic data were written to show, each with its expected "
-                 "sign, the measured test-accuracy difference a − b with its 95 % interval "
-                 "(paired on (fold, seed); across protocols on seed) and whether it was met "
-                 "(interval above 0, or containing 0 for a negative control).")
-    shown = table.copy()
-    for col in ("mean_diff", "ci_low", "ci_high"):
-        shown[col] = 100 * shown[col]
-    shown["met"] = shown["met"].map({True: "met", False: "not met"})
-    shown.index = pd.Index([f"{r.dataset.upper()} · {r.effect}" for r in shown.itertuples()],
-                           name="effect")
-    shown = shown.drop(columns=["dataset", "effect"]).rename(columns={
-        "n_pairs": "pairs", "mean_diff": "a − b (pp)", "ci_low": "95 % CI low (pp)",
-        "ci_high": "95 % CI high (pp)"})
-    sec.blocks.append(TableBlock("planted-effects", "Planted effects (test accuracy)", shown))
-    return sec
-
-
-def _teacher_check_section(run: RunData) -> Section | None:
-    """The teacher against the classical baselines (:func:`fearkd.reporting.effects.
-    teacher_check`), when the run has Method 1's teacher and the baselines."""
-    from .effects import MAJORITY_MARGIN, TEACHER_MARGIN, teacher_check, teacher_check_sentence
-
-    table = teacher_check(run.results)
-    if table.empty:
-        return None
-    sec = Section("teacher-check", "Teacher vs classical baselines")
-    sec.intro = (f"Method 1's teacher against logistic regression, the random forest and the "
-                 f"majority baseline on the same features, normalisation, folds and seeds "
-                 f"(subject protocol, fear, test accuracy): the check is met when the teacher "
-                 f"is within {100 * TEACHER_MARGIN:.0f} pp of the better of logistic "
-                 f"regression and the random forest and at least {100 * MAJORITY_MARGIN:.0f} pp "
-                 f"above the majority baseline. The gap's 95 % interval is paired on "
-                 f"(fold, seed).")
-    shown = table.copy()
-    for col in ("teacher", "logreg", "rf", "majority", "gap", "ci_low", "ci_high",
-                "above_majority"):
-        shown[col] = 100 * shown[col]
-    shown["met"] = shown["met"].map({True: "met", False: "not met"})
-    shown.index = pd.Index([f"{r.dataset.upper()} · {r.model}" for r in shown.itertuples()],
-                           name="teacher")
-    shown = shown.drop(columns=["dataset", "model"]).rename(columns={
-        "n_pairs": "pairs", "teacher": "teacher (%)", "logreg": "logreg (%)", "rf": "rf (%)",
-        "majority": "majority (%)", "best": "best baseline", "gap": "best − teacher (pp)",
-        "ci_low": "95 % CI low (pp)", "ci_high": "95 % CI high (pp)",
-        "above_majority": "teacher − majority (pp)"})
-    sec.blocks.append(TableBlock("teacher-check", "Teacher vs classical baselines", shown))
-    for _, row in table.iterrows():
-        sec.blocks.append(TextBlock(f"{row['dataset'].upper()}: "
-                                    f"{teacher_check_sentence(row)}."))
     return sec
 
 

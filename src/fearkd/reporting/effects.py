@@ -34,10 +34,12 @@ import numpy as np
 import pandas as pd
 
 from ..evaluation.stats import mean_difference_ci
+from .blocks import Section, TableBlock, TextBlock
+from .rundata import RunData
 
 __all__ = ["CHECK_COLUMNS", "EFFECT_COLUMNS", "MAJORITY_MARGIN", "TEACHER_MARGIN",
            "paired_effect", "planted_effects", "protocol_effect", "teacher_check",
-           "teacher_check_sentence"]
+           "teacher_check_sentence", "effects_section", "teacher_check_section"]
 
 #: Columns of :func:`planted_effects`.
 EFFECT_COLUMNS = ("dataset", "effect", "a", "b", "expected", "n_pairs", "mean_diff", "ci_low",
@@ -264,3 +266,59 @@ def teacher_check_sentence(row) -> str:
             f"(at most {100 * TEACHER_MARGIN:.0f}), {100 * row['above_majority']:.1f} pp above "
             f"majority (at least {100 * MAJORITY_MARGIN:.0f}): "
             f"{'met' if row['met'] else 'not met'}")
+
+
+def effects_section(run: RunData) -> Section | None:
+    """Planted effects (:mod:`fearkd.reporting.effects`): expected sign, measured, met."""
+    table = planted_effects(run.results)
+    if table.empty:
+        return None
+    sec = Section("planted-effects", "Planted effects")
+    sec.intro = ("Effects the synthetic data were written to show, each with its expected "
+                 "sign, the measured test-accuracy difference a − b with its 95 % interval "
+                 "(paired on (fold, seed); across protocols on seed) and whether it was met "
+                 "(interval above 0, or containing 0 for a negative control).")
+    shown = table.copy()
+    for col in ("mean_diff", "ci_low", "ci_high"):
+        shown[col] = 100 * shown[col]
+    shown["met"] = shown["met"].map({True: "met", False: "not met"})
+    shown.index = pd.Index([f"{r.dataset.upper()} · {r.effect}" for r in shown.itertuples()],
+                           name="effect")
+    shown = shown.drop(columns=["dataset", "effect"]).rename(columns={
+        "n_pairs": "pairs", "mean_diff": "a − b (pp)", "ci_low": "95 % CI low (pp)",
+        "ci_high": "95 % CI high (pp)"})
+    sec.blocks.append(TableBlock("planted-effects", "Planted effects (test accuracy)", shown))
+    return sec
+
+
+def teacher_check_section(run: RunData) -> Section | None:
+    """The teacher against the classical baselines (:func:`fearkd.reporting.effects.
+    teacher_check`), when the run has Method 1's teacher and the baselines."""
+    table = teacher_check(run.results)
+    if table.empty:
+        return None
+    sec = Section("teacher-check", "Teacher vs classical baselines")
+    sec.intro = (f"Method 1's teacher against logistic regression, the random forest and the "
+                 f"majority baseline on the same features, normalisation, folds and seeds "
+                 f"(subject protocol, fear, test accuracy): the check is met when the teacher "
+                 f"is within {100 * TEACHER_MARGIN:.0f} pp of the better of logistic "
+                 f"regression and the random forest and at least {100 * MAJORITY_MARGIN:.0f} pp "
+                 f"above the majority baseline. The gap's 95 % interval is paired on "
+                 f"(fold, seed).")
+    shown = table.copy()
+    for col in ("teacher", "logreg", "rf", "majority", "gap", "ci_low", "ci_high",
+                "above_majority"):
+        shown[col] = 100 * shown[col]
+    shown["met"] = shown["met"].map({True: "met", False: "not met"})
+    shown.index = pd.Index([f"{r.dataset.upper()} · {r.model}" for r in shown.itertuples()],
+                           name="teacher")
+    shown = shown.drop(columns=["dataset", "model"]).rename(columns={
+        "n_pairs": "pairs", "teacher": "teacher (%)", "logreg": "logreg (%)", "rf": "rf (%)",
+        "majority": "majority (%)", "best": "best baseline", "gap": "best − teacher (pp)",
+        "ci_low": "95 % CI low (pp)", "ci_high": "95 % CI high (pp)",
+        "above_majority": "teacher − majority (pp)"})
+    sec.blocks.append(TableBlock("teacher-check", "Teacher vs classical baselines", shown))
+    for _, row in table.iterrows():
+        sec.blocks.append(TextBlock(f"{row['dataset'].upper()}: "
+                                    f"{teacher_check_sentence(row)}."))
+    return sec
