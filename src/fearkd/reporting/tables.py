@@ -25,31 +25,11 @@ from ..evaluation.results import RESULT_COLUMNS, check_results
 from ..evaluation.splitters import PROTOCOLS
 from ..models.baselines import BASELINES
 
-__all__ = [
-    "RESULT_COLUMNS",
-    "METRIC_COLUMNS",
-    "check_results",
-    "result_groups",
-    "summarize_folds",
-    "mean_ci",
-    "backbone_table",
-    "finetune_table",
-    "kd_table",
-    "method_comparison_table",
-    "baseline_table",
-    "timing_table",
-    "protocol_comparison",
-    "chance_note",
-    "seed_spread",
-    "SEED_SD",
-    "format_table",
-    "format_cell",
-    "display_frame",
-    "CI_SUFFIX",
-    "protocol_key",
-    "model_label",
-    "target_label",
-]
+__all__ = ["RESULT_COLUMNS", "METRIC_COLUMNS", "check_results", "result_groups", "summarize_folds",
+           "mean_ci", "backbone_table", "finetune_table", "kd_table", "method_comparison_table",
+           "baseline_table", "timing_table", "protocol_comparison", "chance_note", "seed_spread",
+           "SEED_SD", "format_table", "format_cell", "display_frame", "CI_SUFFIX", "protocol_key",
+           "model_label", "target_label"]
 
 #: (column label, split, metric, scale) of the metric columns of every model table.
 METRIC_COLUMNS = (
