@@ -324,3 +324,17 @@ def test_wrong_sizes_are_format_errors(blob, match):
         return
     with pytest.raises(FormatError, match=match):
         safe_loads(blob, filename="f.dat")
+
+
+@pytest.mark.parametrize("opcode", [b"\x8d", b"\x8e", b"\x8c"])  # BINUNICODE8, BINBYTES8, SHORT
+def test_an_absurd_length_field_is_a_named_error_not_a_memory_error(opcode, tmp_path):
+    """A bit flip in a length field claimed 7e18 bytes: the unpickler asked the file for them
+    and died with MemoryError (found by `make fuzz`). Reads are bounded by the bytes left.
+    A real file, not BytesIO: a file object allocates what a read asks for."""
+    size = 7089066062912191746 if opcode != b"\x8c" else 255
+    width = 8 if opcode != b"\x8c" else 1
+    path = tmp_path / "s01.dat"
+    path.write_bytes(pickle.PROTO + bytes([4]) + opcode + size.to_bytes(width, "little") + b"abc")
+    with pytest.raises(FormatError, match=r"s01\.dat: not a readable pickle .* truncated or "
+                                          r"corrupt"):
+        safe_load(path)

@@ -299,9 +299,33 @@ class RestrictedUnpickler(pickle._Unpickler):
     del _op
 
 
+class _BoundedReader:
+    """A file whose reads never ask for more bytes than it has left.
+
+    A length field of a damaged pickle (``BINUNICODE8``, ``BINBYTES8``, a frame) can claim
+    exabytes; read as is, that is a ``MemoryError`` before any byte is checked. Capped at what
+    is left, the unpickler sees a short read and reports a truncated file, like any other.
+    """
+
+    def __init__(self, file) -> None:
+        self._file = file
+        here = file.tell()
+        self._end = file.seek(0, io.SEEK_END)
+        file.seek(here)
+
+    def read(self, n: int = -1) -> bytes:
+        if n is not None and n > 0:
+            n = min(n, max(self._end - self._file.tell(), 0))
+        return self._file.read(n)
+
+    def readline(self) -> bytes:
+        return self._file.readline()
+
+
 def _load(file, filename: str, encoding: str):
     try:
-        return RestrictedUnpickler(file, filename=filename, encoding=encoding).load()
+        return RestrictedUnpickler(_BoundedReader(file), filename=filename,
+                                   encoding=encoding).load()
     except (UnsafeFileError, FormatError):
         raise
     except _CORRUPT as exc:
