@@ -225,8 +225,8 @@ def deploy_student(out: Path, cfg: ExperimentConfig, size: dict, *, seed: int = 
     from .datasets.synthetic import write_deap
     from .deploy.card import card_facts, feature_path_facts, model_card
     from .deploy.graph import graph_flops
-    from .deploy.predict import adapt_recordings
-    from .deploy.stream import OK, StreamPredictor, replay_chunks, trial_samples
+    from .deploy.online import replay_windows
+    from .deploy.stream import OK
     from .deploy.train import train_final
     from .errors import ConfigError
 
@@ -259,25 +259,11 @@ def deploy_student(out: Path, cfg: ExperimentConfig, size: dict, *, seed: int = 
     recordings = open_dataset(unseen)
     pred = bundle.predict(recordings)
     names = bundle.class_names
-    streamed = []
-    adapted = adapt_recordings(recordings, bundle)
-    for subject in adapted.subjects:
-        for trial in adapted.load(subject).trials:
-            stream = StreamPredictor(bundle)
-            # the stream starts at the stimulus onset, as the bundle's windows do
-            # (baseline "drop"); its clock then counts from the onset
-            onset = trial.onset if m["windowing"]["baseline"] == "drop" else 0.0
-            first = int(round(onset * bundle.spec.sfreq))
-            samples = trial_samples(trial, bundle.spec.channels)[first:]
-            for chunk, ts in replay_chunks(samples, bundle.spec.sfreq, speed=None,
-                                           chunk=stream.n_step):
-                for rec in stream.push(chunk, ts):
-                    if rec["status"] == OK:
-                        streamed.append({"subject": str(subject), "trial": trial.trial, **rec,
-                                         "key": round(onset + rec["t_start"], 6)})
-    sdf = pd.DataFrame(streamed)
-    pdf = pred.assign(key=pred["t_start"].round(6))
-    both = pdf.merge(sdf, on=["subject", "trial", "key"], suffixes=("_predict", "_stream"))
+    # the stream path of `fearkd stream` and `fearkd online`: ring buffer, ONNX, from the onset
+    sdf = replay_windows(bundle, recordings)
+    sdf = sdf[sdf["status"] == OK]
+    pdf = pred.assign(t_start=pred["t_start"].round(6))
+    both = pdf.merge(sdf, on=["subject", "trial", "t_start"], suffixes=("_predict", "_stream"))
     cols = [f"p_{c}" for c in names]
     diff = np.abs(both[[f"{c}_predict" for c in cols]].to_numpy()
                   - both[[f"{c}_stream" for c in cols]].to_numpy())

@@ -213,7 +213,10 @@ class Bundle:
 
     def save(self, path) -> Path:
         """Write the bundle (atomically) to ``path``."""
-        return _write(Path(path), self.manifest, self.model, self.onnx_bytes, self.card)
+        # a loaded bundle whose network was never built keeps its stored weights as they are
+        weights = self._weights if self._model is None else None
+        return _write(Path(path), self.manifest, self._model, self.onnx_bytes, self.card,
+                      weights)
 
 
 def build_bundle(model, *, feature_names, class_names, mean=None, scale=None,
@@ -297,11 +300,14 @@ def build_bundle(model, *, feature_names, class_names, mean=None, scale=None,
     return Bundle(manifest, model, onnx_bytes, card)
 
 
-def _members(manifest: dict, model, onnx_bytes: bytes, card: str | None) -> dict[str, bytes]:
-    from safetensors.torch import save
+def _members(manifest: dict, model, onnx_bytes: bytes, card: str | None,
+             weights: bytes | None = None) -> dict[str, bytes]:
+    if weights is None:
+        from safetensors.torch import save
 
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    members = {"model.safetensors": save(state), "model.onnx": onnx_bytes}
+        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        weights = save(state)
+    members = {"model.safetensors": weights, "model.onnx": onnx_bytes}
     if card is not None:
         members[CARD] = card.encode()
     manifest = dict(manifest)
@@ -310,8 +316,8 @@ def _members(manifest: dict, model, onnx_bytes: bytes, card: str | None) -> dict
     return members
 
 
-def _write(path: Path, manifest, model, onnx_bytes, card) -> Path:
-    members = _members(manifest, model, onnx_bytes, card)
+def _write(path: Path, manifest, model, onnx_bytes, card, weights: bytes | None = None) -> Path:
+    members = _members(manifest, model, onnx_bytes, card, weights)
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for name in ("manifest.json", "model.safetensors", "model.onnx", CARD):
